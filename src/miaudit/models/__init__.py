@@ -1,0 +1,30 @@
+"""Models: training recipes, adapters over existing models, and their raw outputs."""
+
+from miaudit.models.adapters import (
+    CallableTarget,
+    PrecomputedOutputs,
+    SklearnTarget,
+    Target,
+    TorchTarget,
+    as_target,
+    load_outputs,
+)
+from miaudit.models.outputs import ModelOutputs, check_outputs
+from miaudit.models.recipes import RECIPES, Recipe, TrainedModel, make_recipe, train
+
+__all__ = [
+    "RECIPES",
+    "CallableTarget",
+    "ModelOutputs",
+    "PrecomputedOutputs",
+    "Recipe",
+    "SklearnTarget",
+    "Target",
+    "TorchTarget",
+    "TrainedModel",
+    "as_target",
+    "check_outputs",
+    "load_outputs",
+    "make_recipe",
+    "train",
+]

@@ -1,0 +1,66 @@
+"""A concise terminal summary of an audit (Rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _ci(ci: list | None, pct: bool = True) -> str:
+    if ci is None:
+        return ""
+    lo, hi = ci
+    return f" [{100 * lo:.1f}, {100 * hi:.1f}]" if pct else f" [{lo:.3f}, {hi:.3f}]"
+
+
+def summary_table(summary: dict) -> Table:
+    """One row per attack: AUC and TPR at each FPR level with intervals, balanced accuracy,
+    advantage and the epsilon lower bound."""
+    fprs = [str(f) for f in summary["settings"]["fprs"]]
+    conf = round(100 * (1 - summary["settings"]["alpha"]))
+    table = Table(title=f"Membership inference, exposure '{summary['exposure']}' "
+                        f"({conf}% intervals)", title_justify="left")
+    table.add_column("attack", style="bold")
+    table.add_column("AUC", justify="right")
+    for f in fprs:
+        table.add_column(f"TPR@{100 * float(f):g}%FPR", justify="right")
+    table.add_column("bal. acc.", justify="right")
+    table.add_column("advantage", justify="right")
+    table.add_column("eps LB", justify="right")
+    for name, m in summary["attacks"].items():
+        cells = [name, f"{m['auc']:.3f}{_ci(m['auc_ci'], pct=False)}"]
+        for f in fprs:
+            cells.append(_pct(m["tpr_at_fpr"][f]) + _ci(m["tpr_at_fpr_ci"][f]))
+        eps = m["epsilon_lower_bound"]
+        cells += [f"{m['balanced_accuracy']:.3f}", f"{m['advantage']:.3f}",
+                  "n/a" if eps is None else f"{eps:.2f}"]
+        table.add_row(*cells)
+    return table
+
+
+def print_summary(summary: dict, console: Console | None = None, run_dir: str | None = None
+                  ) -> None:
+    """Print the headline facts, the attack table and the not-measurable figures."""
+    console = console or Console()
+    d, t = summary["data"], summary["target"]
+    console.print(
+        f"[bold]data[/] {d['name']}: {d['n_records']} records, {d['n_classes']} classes"
+        + (f", fingerprint {d['fingerprint'][:12]}" if d.get("fingerprint") else "")
+    )
+    console.print(
+        f"[bold]target[/] {t.get('description', t['model'])}: train accuracy "
+        f"{t['train_accuracy']:.3f}, test accuracy {t['test_accuracy']:.3f}; "
+        f"{t['n_members']} members vs {t['n_non_members']} non-members"
+    )
+    console.print(summary_table(summary))
+    reasons = sorted({r for m in summary["attacks"].values() for r in m["undefined"].values()})
+    for r in reasons:
+        console.print(f"[dim]n/a: {r}[/]")
+    for w in summary.get("warnings", []):
+        console.print(f"[yellow]warning[/] {w}")
+    if run_dir:
+        console.print(f"[bold]run folder[/] {run_dir}")
