@@ -32,7 +32,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out_console = Console()
+# Piped output is not wrapped at 80 columns: the summary table stays one line per attack.
+out_console = Console() if sys.stdout.isatty() else Console(width=160)
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable)

@@ -20,7 +20,13 @@ import pandas as pd
 from miaudit import __version__
 from miaudit.attacks import AttackInput, Calibration, resolve_attacks
 from miaudit.data import Dataset, load_dataset
-from miaudit.errors import ConfigError, DataWarning, MembershipError, OutputError
+from miaudit.errors import (
+    ConfigError,
+    DataWarning,
+    MembershipError,
+    OutputError,
+    UndefinedMetricWarning,
+)
 from miaudit.game import split_members
 from miaudit.metrics import evaluate
 from miaudit.models import (
@@ -213,13 +219,18 @@ def _play(data, label_column, model, model_params, members, outputs, seed, devic
 
 
 def _data_info(ds: Dataset, **extra) -> dict:
+    """The data facts for ``summary.json``; long column lists are reduced to counts."""
+    info = {k: v for k, v in ds.info.items() if k not in ("name", "n_records", "n_classes")}
+    for key in ("numeric_columns", "categorical_columns", "constant_columns"):
+        if isinstance(info.get(key), list) and len(info[key]) > 20:
+            info[f"n_{key}"] = len(info.pop(key))
     return {
         "name": ds.name,
         "n_records": ds.n_records,
         "n_classes": ds.n_classes,
         "n_features": ds.n_features,
         "fingerprint": ds.fingerprint,
-        **{k: v for k, v in ds.info.items() if k not in ("name",)},
+        **info,
         **extra,
     }
 
@@ -364,8 +375,12 @@ def _finite(scores: np.ndarray, name: str) -> np.ndarray:
 
 
 def _unique_messages(caught) -> list[str]:
+    """Distinct warning texts, without the not-measurable metrics (each attack's
+    ``undefined`` entry already gives those reasons)."""
     seen: list[str] = []
     for w in caught:
+        if issubclass(w.category, UndefinedMetricWarning):
+            continue
         text = f"{w.category.__name__}: {w.message}"
         if text not in seen:
             seen.append(text)

@@ -52,6 +52,7 @@ class AuditResult:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
+            tmp.chmod(0o777 & ~_umask())
             text = json.dumps(self._summary, indent=2, allow_nan=False)
             (tmp / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
             self.scores.to_parquet(tmp / SCORES_FILE, index=False)
@@ -66,6 +67,12 @@ class AuditResult:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:

@@ -1,0 +1,41 @@
+"""Metrics of membership-inference attacks with honest uncertainty.
+
+Pure functions over ``scores`` (higher = more likely member) and ``is_member`` (True =
+member). A threshold ``t`` predicts member for ``score >= t``. Figures that cannot be
+measured on the sample are None with a reason, and emit
+:class:`~miaudit.errors.UndefinedMetricWarning`.
+"""
+
+from miaudit.metrics.evaluate import AttackMetrics, evaluate
+from miaudit.metrics.privacy import EpsilonBound, epsilon_lower_bound
+from miaudit.metrics.roc import (
+    TprAtFpr,
+    advantage,
+    auc_delong,
+    auc_with_ci,
+    balanced_accuracy,
+    clopper_pearson,
+    needed_non_members,
+    ppv,
+    roc_counts,
+    roc_curve,
+    tpr_at_fpr,
+)
+
+__all__ = [
+    "AttackMetrics",
+    "EpsilonBound",
+    "TprAtFpr",
+    "advantage",
+    "auc_delong",
+    "auc_with_ci",
+    "balanced_accuracy",
+    "clopper_pearson",
+    "epsilon_lower_bound",
+    "evaluate",
+    "needed_non_members",
+    "ppv",
+    "roc_counts",
+    "roc_curve",
+    "tpr_at_fpr",
+]

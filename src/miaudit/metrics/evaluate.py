@@ -1,0 +1,194 @@
+"""All attack metrics in one call, with a JSON-ready layout."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from miaudit.errors import UndefinedMetricWarning
+from miaudit.metrics.privacy import EpsilonBound, epsilon_lower_bound
+from miaudit.metrics.roc import (
+    FloatArray,
+    TprAtFpr,
+    _advantage,
+    _as_arrays,
+    _auc_with_ci,
+    _balanced_accuracy,
+    _roc,
+    _tpr_at_fpr,
+    ppv,
+)
+
+
+def _pair(ci: tuple[float, float] | None) -> list[float] | None:
+    return None if ci is None else [float(ci[0]), float(ci[1])]
+
+
+@dataclass(frozen=True)
+class AttackMetrics:
+    """Every metric of one attack on one target (see :func:`evaluate`).
+
+    Attributes
+    ----------
+    auc, auc_ci : float, (lo, hi)
+        AUC with its DeLong interval.
+    tpr_at_fpr : dict of str to TprAtFpr
+        Keyed by ``str(f)`` of each FPR budget.
+    ppv_at_fpr : dict of str to float or None
+        PPV at ``prior`` at each operating point, computed with the nominal FPR ``f``.
+    balanced_accuracy, advantage : float
+    epsilon : EpsilonBound
+    n_members, n_non_members : int
+    prior, alpha, delta : float
+    undefined : dict of str to str
+        ``"<figure>[.<fpr>]"`` -> reason, one entry per figure reported as None.
+    fpr, tpr : float arrays of shape (G + 1,)
+        Full ROC curve for plotting (not part of :meth:`to_dict`).
+    """
+
+    auc: float
+    auc_ci: tuple[float, float]
+    tpr_at_fpr: dict[str, TprAtFpr]
+    ppv_at_fpr: dict[str, float | None]
+    balanced_accuracy: float
+    advantage: float
+    epsilon: EpsilonBound
+    n_members: int
+    n_non_members: int
+    prior: float
+    alpha: float
+    delta: float
+    undefined: dict[str, str]
+    fpr: FloatArray = field(repr=False, compare=False)
+    tpr: FloatArray = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (plain Python types; None for unmeasurable figures)."""
+        return {
+            "auc": float(self.auc),
+            "auc_ci": _pair(self.auc_ci),
+            "tpr_at_fpr": {k: v.value for k, v in self.tpr_at_fpr.items()},
+            "tpr_at_fpr_ci": {k: _pair(v.ci) for k, v in self.tpr_at_fpr.items()},
+            "ppv_at_fpr": dict(self.ppv_at_fpr),
+            "balanced_accuracy": float(self.balanced_accuracy),
+            "advantage": float(self.advantage),
+            "epsilon_lower_bound": self.epsilon.value,
+            "n_members": int(self.n_members),
+            "n_non_members": int(self.n_non_members),
+            "prior": float(self.prior),
+            "alpha": float(self.alpha),
+            "undefined": dict(self.undefined),
+        }
+
+
+def evaluate(
+    scores: ArrayLike,
+    is_member: ArrayLike,
+    *,
+    fprs: Sequence[float] = (0.01, 0.001, 0.0001),
+    alpha: float = 0.05,
+    prior: float = 0.5,
+    delta: float = 1e-5,
+    seed: int = 0,
+) -> AttackMetrics:
+    """Compute every metric of an attack from its scores (sorting the scores once).
+
+    * AUC with DeLong interval (:func:`~miaudit.metrics.auc_with_ci`);
+    * TPR at each FPR budget in ``fprs`` with Clopper-Pearson interval
+      (:func:`~miaudit.metrics.tpr_at_fpr`; conservative, None when fewer than
+      ``ceil(1/f)`` non-members);
+    * PPV at ``prior`` at each operating point, with FPR set to the nominal budget ``f``
+      (an upper bound of the achieved FPR, so the PPV is conservative, never overstated);
+      None when the TPR there is None;
+    * best balanced accuracy and advantage over thresholds;
+    * epsilon lower bound with a held-out threshold
+      (:func:`~miaudit.metrics.epsilon_lower_bound`).
+
+    Parameters
+    ----------
+    scores : array of shape (n,)
+        Higher = more likely member.
+    is_member : bool array of shape (n,)
+    fprs : sequence of float, default (0.01, 0.001, 0.0001)
+    alpha : float, default 0.05
+        Significance level of every interval and of the epsilon bound.
+    prior : float, default 0.5
+        Membership prior for PPV.
+    delta : float, default 1e-5
+    seed : int, default 0
+        Seed of the epsilon bound's half split.
+
+    Returns
+    -------
+    AttackMetrics
+        Each unmeasurable figure is None, has an entry in ``undefined`` and triggered an
+        :class:`~miaudit.errors.UndefinedMetricWarning`.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> member = np.arange(2000) < 1000
+    >>> m = evaluate(rng.normal(size=2000) + member, member)
+    >>> sorted(m.to_dict()["tpr_at_fpr"])
+    ['0.0001', '0.001', '0.01']
+    >>> m.to_dict()["tpr_at_fpr"]["0.0001"] is None
+    True
+    """
+    s, y = _as_arrays(scores, is_member)
+    r = _roc(s, y)
+    auc, auc_ci = _auc_with_ci(r, alpha)
+
+    undefined: dict[str, str] = {}
+    ops: dict[str, TprAtFpr] = {}
+    ppvs: dict[str, float | None] = {}
+    for f in fprs:
+        f = float(f)
+        key = str(f)
+        op = _tpr_at_fpr(r, f, alpha)
+        ops[key] = op
+        if op.value is None:
+            reason = op.reason or "not measurable"
+            undefined[f"tpr_at_fpr.{key}"] = reason
+            undefined[f"tpr_at_fpr_ci.{key}"] = reason
+            undefined[f"ppv_at_fpr.{key}"] = reason
+            ppvs[key] = None
+            continue
+        ppvs[key] = ppv(op.value, f, prior)
+        if ppvs[key] is None:
+            reason = "undefined: prior * TPR + (1 - prior) * FPR = 0 (nobody predicted member)"
+            undefined[f"ppv_at_fpr.{key}"] = reason
+            warnings.warn(
+                f"PPV at FPR {f:g} reported as None: {reason}", UndefinedMetricWarning, stacklevel=2
+            )
+
+    eps = epsilon_lower_bound(s, y, delta=delta, alpha=alpha, seed=seed)
+    if eps.value is None:
+        undefined["epsilon_lower_bound"] = eps.reason or "not measurable"
+
+    fpr = r.fp / r.n_neg
+    tpr = r.tp / r.n_pos
+    fpr.setflags(write=False)
+    tpr.setflags(write=False)
+    return AttackMetrics(
+        auc=auc,
+        auc_ci=auc_ci,
+        tpr_at_fpr=ops,
+        ppv_at_fpr=ppvs,
+        balanced_accuracy=_balanced_accuracy(r),
+        advantage=_advantage(r),
+        epsilon=eps,
+        n_members=r.n_pos,
+        n_non_members=r.n_neg,
+        prior=float(prior),
+        alpha=float(alpha),
+        delta=float(delta),
+        undefined=undefined,
+        fpr=np.asarray(fpr, dtype=np.float64),
+        tpr=np.asarray(tpr, dtype=np.float64),
+    )
