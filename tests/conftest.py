@@ -9,9 +9,14 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def shared_file(name: str) -> Path:
-    """Path of a file in ../shared/data, skipping the test when it is absent."""
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"../shared/data/{name} not found: shared benchmark data absent")
-    return path
+@pytest.fixture
+def shared_file():
+    """A function giving the path of a file in ../shared/data; the test skips when absent."""
+
+    def find(name: str) -> Path:
+        path = SHARED_DATA / name
+        if not path.exists():
+            pytest.skip(f"../shared/data/{name} not found: shared benchmark data absent")
+        return path
+
+    return find

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
-from tests.conftest import shared_file
 
 import miaudit
 from miaudit.data import load_dataset
@@ -185,7 +184,7 @@ def test_save_is_atomic(tmp_path, monkeypatch, digits_result):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_location30_loss_attack_beats_chance_clearly():
+def test_location30_loss_attack_beats_chance_clearly(shared_file):
     path = shared_file("location30.npz")
     result = miaudit.audit(data=path, model="mlp",
                            attacks=["loss", "mentr", "confidence", "entropy", "correctness"])
@@ -199,7 +198,7 @@ def test_location30_loss_attack_beats_chance_clearly():
                                                       result.scores["loss"]))
 
 
-def test_adult_csv_with_categorical_and_missing_values():
+def test_adult_csv_with_categorical_and_missing_values(shared_file):
     path = shared_file("adult.csv.gz")
     result = miaudit.audit(data=path, label_column="income", model="logistic",
                            model_params={"epochs": 3}, attacks=["loss", "correctness"])

@@ -1,0 +1,146 @@
+"""The command line: files written, and one clear line for each kind of bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from miaudit.cli import app
+
+runner = CliRunner()
+FAST = ["-p", "epochs=5", "-p", "hidden=32"]
+
+
+def _run(*args):
+    return runner.invoke(app, ["run", *args])
+
+
+def test_run_writes_summary_and_scores(tmp_path):
+    out = tmp_path / "run"
+    res = _run("--data", "wine", *FAST, "--attacks", "loss,mentr", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert "loss" in res.output and str(out) in res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["attacks"]) == {"loss", "mentr"}
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert {"record_id", "fingerprint", "is_member", "label", "loss", "mentr"} == set(
+        scores.columns)
+
+
+def test_json_format_prints_the_summary(tmp_path):
+    res = _run("--data", "wine", *FAST, "--attacks", "loss", "--out", str(tmp_path / "r"),
+               "--format", "json")
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["attacks"]["loss"]["auc"] > 0
+
+
+def test_existing_folder_needs_overwrite(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    res = _run("--data", "wine", *FAST, "--out", str(out))
+    assert res.exit_code == 1 and "--overwrite" in res.output
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def _npz(tmp_path, name="d.npz", **arrays):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def _bad_cases(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, 40)
+    X_nan = X.copy()
+    X_nan[7, 1] = np.nan
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"age": [1, 2, 3, 4], "income": ["a", "b", "a", "b"]}).to_csv(csv, index=False)
+    member = np.arange(40) % 2 == 0
+    logits = rng.normal(size=(40, 3))
+    nan_logits = logits.copy()
+    nan_logits[3, 0] = np.inf
+    return {
+        "missing file": (["--data", str(tmp_path / "nope.npz")], "not found"),
+        "unknown name": (["--data", "mnist"], "mnist"),
+        "label column absent": (["--data", str(csv), "--label-column", "incme"], "income"),
+        "one class": (["--data", str(_npz(tmp_path, "one.npz", X=X, y=np.zeros(40, int)))],
+                      "class"),
+        "NaN features": (["--data", str(_npz(tmp_path, "nan.npz", X=X_nan, y=y))], "NaN"),
+        "NaN outputs": (["--outputs", str(_npz(tmp_path, "o1.npz", logits=nan_logits, y=y,
+                                                is_member=member))], "NaN or infinite"),
+        "wrong shape": (["--outputs", str(_npz(tmp_path, "o2.npz", logits=logits[:30], y=y,
+                                                is_member=member))], "30 rows of outputs"),
+        "label outside classes": (["--outputs", str(_npz(tmp_path, "o3.npz", logits=logits,
+                                                          y=np.where(y == 2, 5, y),
+                                                          is_member=member))],
+                                  "outside the model's classes"),
+        "shared records": (["--outputs", str(_npz(tmp_path, "o4.npz", logits=logits, y=y,
+                                                   is_member=member,
+                                                   fingerprints=np.repeat(["a", "b"], 20)))],
+                           "both members and non-members"),
+        "exposure too coarse": (["--data", "wine", "--exposure", "label", "--attacks", "loss"],
+                                "does not release"),
+        "bad exposure": (["--data", "wine", "--exposure", "top-k:0"], "k must be >= 1"),
+        "unknown attack": (["--data", "wine", "--attacks", "lossy"], "Unknown attack"),
+        "bad recipe param": (["--data", "wine", "-p", "activation=sigmoid"],
+                             "activation must be one of"),
+    }
+
+
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing file", "unknown name", "label column absent", "one class", "NaN features",
+     "NaN outputs", "wrong shape", "label outside classes", "shared records",
+     "exposure too coarse", "bad exposure", "unknown attack", "bad recipe param"],
+)
+def test_bad_input_gives_one_line_and_writes_nothing(tmp_path, case):
+    args, words = _bad_cases(tmp_path)[case]
+    out = tmp_path / "run"
+    res = _run(*args, *FAST, "--out", str(out), "--quiet")
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("error:") and words in lines[0], lines[0]
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".run")]
+
+
+def test_debug_variable_shows_the_traceback(tmp_path, monkeypatch):
+    from miaudit.errors import DataError
+
+    monkeypatch.setenv("MIAUDIT_DEBUG", "1")
+    res = _run("--data", "mnist", "--out", str(tmp_path / "r"))
+    assert isinstance(res.exception, DataError)
+
+
+def test_listings():
+    for cmd, word in (("attacks", "class-mentr"), ("recipes", "mlp"), ("datasets", "digits")):
+        res = runner.invoke(app, [cmd])
+        assert res.exit_code == 0 and word in res.output
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and "miaudit" in res.output
+
+
+def test_location30_command_from_the_issue(tmp_path, shared_file):
+    from sklearn.metrics import roc_auc_score
+
+    path = shared_file("location30.npz")
+    out = tmp_path / "r"
+    res = _run("--data", str(path), "--model", "mlp", "--attacks",
+               "loss,mentr,confidence,entropy,correctness", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert summary["attacks"]["loss"]["auc"] > 0.75
+    for name in ("loss", "mentr", "confidence", "entropy", "correctness"):
+        assert summary["attacks"][name]["auc"] == pytest.approx(
+            roc_auc_score(scores["is_member"], scores[name]))
