@@ -38,5 +38,5 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     assert blocks, "the README has no Python example"
     monkeypatch.chdir(tmp_path)
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})  # noqa: S102
+        exec(compile(block, "README.md", "exec"), {})
     assert (tmp_path / "runs" / "digits" / "summary.json").exists()

@@ -4,7 +4,8 @@ A membership *design* is a boolean matrix of shape (models, records): ``design[m
 says whether record ``i`` is in model ``m``'s training set ("IN"). With one model it is a
 seeded random half; with an even number ``M`` of models every record is IN for exactly
 ``M / 2`` of them (Carlini et al., S&P 2022), so any model can be the target and the
-others its references.
+others its references, and every model trains on half of the pool (the models come in
+complementary pairs).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def membership_design(n_records: int, n_models: int = 1, *, seed: int = 0) -> np
     -------
     ndarray (n_models, n_records) of bool
         With one model, exactly ``n_records // 2`` records are IN. With ``M`` models
-        (even), each record is IN for exactly ``M / 2`` models.
+        (even), each record is IN for exactly ``M / 2`` models, and each model has
+        ``n_records // 2`` records IN (models ``2j`` and ``2j + 1``, complementary).
 
     Examples
     --------
@@ -49,8 +51,15 @@ def membership_design(n_records: int, n_models: int = 1, *, seed: int = 0) -> np
         design = np.zeros((1, n_records), dtype=bool)
         design[0, rng.permutation(n_records)[: n_records // 2]] = True
         return design
-    ranks = np.argsort(rng.random((n_models, n_records)), axis=0)
-    return ranks < n_models // 2
+    # Complementary pairs: models 2j and 2j+1 split the pool into a random half and its
+    # complement, so each record is IN for exactly M/2 models and each model trains on
+    # n_records // 2 or (n_records + 1) // 2 records (exactly half when n_records is even).
+    design = np.zeros((n_models, n_records), dtype=bool)
+    for j in range(n_models // 2):
+        half = rng.permutation(n_records)[: n_records // 2]
+        design[2 * j, half] = True
+        design[2 * j + 1] = ~design[2 * j]
+    return design
 
 
 def split_members(n_records: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
