@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from miaudit.attacks import ATTACKS, AttackInput, Calibration, get_attack, resolve_attacks
+from miaudit.attacks import (
+    ATTACKS,
+    AttackInput,
+    Calibration,
+    References,
+    get_attack,
+    resolve_attacks,
+)
 from miaudit.attacks.class_threshold import best_threshold, fit_class_thresholds
 from miaudit.errors import ConfigError, ExposureError
 from miaudit.models import check_outputs
@@ -17,24 +24,46 @@ from miaudit.signals import observe, parse_exposure
 ALL = sorted(ATTACKS)
 
 
-def _inputs(z, y, is_member=None, folds=None, exposure="logits"):
+def _inputs(z, y, is_member=None, folds=None, exposure="logits", refs=None):
     obs = observe(check_outputs(z, "logits"), y, exposure)
     n = len(y)
     if is_member is None:
         is_member = np.arange(n) % 2 == 0
     if folds is None:
         folds = np.arange(n) % 3
-    return AttackInput(obs, Calibration(np.asarray(is_member), np.asarray(folds)))
+    if refs is None:
+        refs = _reference_logits(y, seed=99)
+    is_member = np.asarray(is_member)
+    return AttackInput(obs, Calibration(is_member, np.asarray(folds)),
+                       References(refs[0], refs[1], y), population=~is_member)
+
+
+def _leaky_logits(y, is_member, rng, c):
+    """Members get a sharper, more often correct output than non-members; each record has
+    its own difficulty, shared by all models (what reference models calibrate away)."""
+    n = len(y)
+    difficulty = np.random.default_rng(1234).normal(0, 1.5, 2000)[:n]
+    z = rng.normal(0, 1, (n, c))
+    z[np.arange(n), y] += np.where(is_member, 3.0, 0.5) + difficulty + rng.normal(0, 0.5, n)
+    return z
+
+
+def _reference_logits(y, k=8, seed=0):
+    rng = np.random.default_rng(seed)
+    c = int(y.max()) + 1
+    membership = np.zeros((k, len(y)), dtype=bool)
+    for j in range(0, k, 2):
+        membership[j] = rng.random(len(y)) < 0.5
+        membership[j + 1] = ~membership[j]
+    logits = np.stack([_leaky_logits(y, membership[j], rng, c) for j in range(k)])
+    return logits, membership
 
 
 def _synthetic(n=400, c=4, seed=0):
-    """Members get a sharper, more often correct output than non-members."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, c, n)
     is_member = rng.random(n) < 0.5
-    z = rng.normal(0, 1, (n, c))
-    z[np.arange(n), y] += np.where(is_member, 3.0, 0.5) + rng.normal(0, 1, n)
-    return z, y, is_member
+    return _leaky_logits(y, is_member, rng, c), y, is_member
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -51,11 +80,14 @@ def test_members_score_higher_on_leaky_outputs(name):
 def test_deterministic_and_order_equivariant(name):
     z, y, is_member = _synthetic(n=120, seed=3)
     folds = np.arange(len(y)) % 4
-    a = ATTACKS[name].score(_inputs(z, y, is_member, folds))
-    b = ATTACKS[name].score(_inputs(z, y, is_member, folds))
+    refs = _reference_logits(y, seed=4)
+    a = ATTACKS[name].score(_inputs(z, y, is_member, folds, refs=refs))
+    b = ATTACKS[name].score(_inputs(z, y, is_member, folds, refs=refs))
     assert np.array_equal(a, b)
     perm = np.random.default_rng(1).permutation(len(y))
-    c = ATTACKS[name].score(_inputs(z[perm], y[perm], is_member[perm], folds[perm]))
+    refs_p = (refs[0][:, perm], refs[1][:, perm])
+    c = ATTACKS[name].score(_inputs(z[perm], y[perm], is_member[perm], folds[perm],
+                                    refs=refs_p))
     assert np.allclose(c, a[perm])
 
 

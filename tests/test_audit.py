@@ -34,7 +34,7 @@ def test_summary_has_the_documented_layout(digits_result, tmp_path):
     assert t["n_members"] == t["n_non_members"] == 1797 // 2
     assert t["train_accuracy"] > 0.95 and t["test_accuracy"] > 0.8
     expected = {"loss", "confidence", "entropy", "mentr", "correctness", "class-loss",
-                "class-mentr"}
+                "class-mentr", "attack-p"}
     assert set(summary["attacks"]) == expected
     for m in summary["attacks"].values():
         assert set(m["tpr_at_fpr"]) == {"0.01", "0.001", "0.0001"}
@@ -50,7 +50,8 @@ def test_scores_file_agrees_with_sklearn(digits_result, tmp_path):
     out = digits_result.save(tmp_path / "run")
     scores = pd.read_parquet(out / "scores.parquet")
     summary = json.loads((out / "summary.json").read_text())
-    assert list(scores.columns[:4]) == ["record_id", "fingerprint", "is_member", "label"]
+    assert list(scores.columns[:5]) == ["target", "record_id", "fingerprint", "is_member",
+                                        "label"]
     assert len(scores) == 2 * (1797 // 2)
     assert scores["record_id"].is_unique and scores["fingerprint"].str.len().eq(64).all()
     for name, m in summary["attacks"].items():
@@ -81,8 +82,10 @@ def test_membership_design_balance():
     m, n = split_members(11, seed=2)
     assert one.sum() == 5 and set(np.flatnonzero(one)) == set(m)
     assert len(n) == 5 and not set(m) & set(n)
-    with pytest.raises(ConfigError, match="1 or even"):
-        membership_design(10, 3)
+    odd = membership_design(100, 5, seed=0)
+    assert (odd.sum(axis=1) == 50).all() and set(odd.sum(axis=0).tolist()) <= {2, 3}
+    with pytest.raises(ConfigError, match=">= 1"):
+        membership_design(10, 0)
 
 
 def test_sklearn_estimator_with_members():
@@ -98,7 +101,7 @@ def test_sklearn_estimator_with_members():
     # A random forest fits its training set exactly; on this easy task the leak is small
     # but measurable (AUC about 0.60, interval above 0.5).
     assert s["attacks"]["loss"]["auc_ci"][0] > 0.5
-    with pytest.raises(Exception, match="logits"):
+    with pytest.raises(miaudit.errors.ExposureError, match="logits"):
         miaudit.audit(data=ds, model=clf, members=members, exposure="logits")
 
 
@@ -122,23 +125,18 @@ def test_torch_module_and_callable_give_same_numbers():
 def test_precomputed_outputs_match_in_process(tmp_path):
     result = miaudit.audit(data="wine", model="logistic", model_params={"epochs": 30},
                            exposure="logits", attacks=["loss", "mentr"])
-    # recompute the logits the same way and hand them in as a file
-    from miaudit.models import make_recipe, train
-    from miaudit.models.adapters import TorchTarget
-
-    ds = load_dataset("wine")
-    m, n = split_members(ds.n_records, seed=0)
-    trained = train(make_recipe("logistic", {"epochs": 30}), ds.X[m], ds.y[m],
-                    n_classes=ds.n_classes, seed=0)
-    idx = np.r_[m, n]
-    logits = TorchTarget(trained.module).outputs(ds.X[idx]).values
+    # the run's own raw material, handed back in as "bring your own logits"
+    sig = result.signals
     path = tmp_path / "out.npz"
-    np.savez(path, logits=logits, y=ds.y[idx], is_member=np.r_[np.ones(len(m), bool),
-             np.zeros(len(n), bool)], ids=ds.ids[idx], fingerprints=ds.fingerprints[idx])
+    np.savez(path, logits=sig["logits"][0], y=sig["labels"], is_member=sig["membership"][0],
+             ids=sig["record_ids"],
+             fingerprints=result.scores["fingerprint"].to_numpy().astype(str))
     pre = miaudit.audit(outputs=path, exposure="logits", attacks=["loss", "mentr"])
-    assert np.allclose(pre.scores["loss"], result.scores["loss"])
+    assert np.allclose(pre.scores["loss"], result.scores["loss"], atol=1e-5)
     assert pre.summary()["attacks"]["mentr"]["auc"] == pytest.approx(
-        result.summary()["attacks"]["mentr"]["auc"])
+        result.summary()["attacks"]["mentr"]["auc"], abs=1e-6)
+    assert pre.summary()["target"]["train_accuracy"] == result.summary()["target"][
+        "train_accuracy"]
 
 
 def test_shared_records_between_sides_are_refused():
@@ -207,3 +205,50 @@ def test_adult_csv_with_categorical_and_missing_values(shared_file):
     assert s["data"]["n_missing_values"] > 0
     assert s["target"]["test_accuracy"] > 0.8
     assert 0.45 < s["attacks"]["loss"]["auc"] < 0.65  # a linear model leaks little
+
+
+def test_exact_zero_probabilities_keep_class_thresholds_working():
+    from sklearn.metrics import roc_auc_score
+    from sklearn.tree import DecisionTreeClassifier
+
+    ds = load_dataset("breast_cancer")
+    mask = np.arange(ds.n_records) % 2 == 0
+    tree = DecisionTreeClassifier(max_depth=6, random_state=0).fit(ds.X[mask], ds.y[mask])
+    result = miaudit.audit(data=ds, model=tree, members=mask, exposure="probabilities",
+                           attacks=["loss", "class-loss"])
+    s = result.scores
+    assert np.isfinite(s["class-loss"]).all()
+    # Pure leaves give p_y in {0, 1}: the loss is binary, and the per-class threshold must
+    # keep that split (it once collapsed every score to one value, AUC 0.5).
+    assert s["class-loss"].nunique() == 2
+    auc = roc_auc_score(s.is_member, s["class-loss"])
+    assert auc == pytest.approx(roc_auc_score(s.is_member, s["loss"])) and auc > 0.5
+
+
+def test_integer_zero_one_members_are_refused():
+    ds = load_dataset("wine")
+    mask = (np.arange(ds.n_records) % 2 == 0).astype(int)
+    with pytest.raises(MembershipError, match="0/1 mask but is not boolean"):
+        miaudit.audit(data=ds, model=lambda X: np.full((len(X), 3), 1 / 3), members=mask)
+    with pytest.raises(MembershipError, match="more than once"):
+        miaudit.audit(data=ds, model=lambda X: np.full((len(X), 3), 1 / 3),
+                      members=["1", "1", "2"])
+
+
+def test_many_valued_labels_warn_about_distribution_shift(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = np.round(rng.normal(size=200) * 30).astype(int)  # ~100 classes, mostly singletons
+    np.savez(tmp_path / "cont.npz", X=X, y=y)
+    with pytest.warns(miaudit.errors.DataWarning, match="looks continuous or ID-like"):
+        result = miaudit.audit(data=tmp_path / "cont.npz", model="logistic",
+                               model_params={"epochs": 2}, attacks=["loss"])
+    assert any("no member has" in w for w in result.summary()["warnings"])
+
+
+def test_duplicate_ids_in_outputs_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "o.npz", logits=rng.normal(size=(20, 2)), y=np.arange(20) % 2,
+             is_member=np.arange(20) < 10, ids=np.array(["same"] * 20))
+    with pytest.raises(MembershipError, match="appears more than once"):
+        miaudit.audit(outputs=tmp_path / "o.npz")

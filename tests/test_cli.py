@@ -27,8 +27,12 @@ def test_run_writes_summary_and_scores(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["attacks"]) == {"loss", "mentr"}
     scores = pd.read_parquet(out / "scores.parquet")
-    assert {"record_id", "fingerprint", "is_member", "label", "loss", "mentr"} == set(
-        scores.columns)
+    assert {"target", "record_id", "fingerprint", "is_member", "label", "loss",
+            "mentr"} == set(scores.columns)
+    signals = np.load(out / "signals.npz")
+    assert signals["membership"].shape == (1, len(scores))
+    assert signals["logits"].shape == (1, len(scores), 3)
+    assert (signals["membership"][0] == scores["is_member"].to_numpy()).all()
 
 
 def test_json_format_prints_the_summary(tmp_path):
@@ -144,3 +148,49 @@ def test_location30_command_from_the_issue(tmp_path, shared_file):
     for name in ("loss", "mentr", "confidence", "entropy", "correctness"):
         assert summary["attacks"][name]["auc"] == pytest.approx(
             roc_auc_score(scores["is_member"], scores[name]))
+
+
+def test_id_column_is_used_for_ids_and_not_as_a_feature(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 60
+    df = pd.DataFrame({"uid": [f"u{i:03d}" for i in range(n)], "x": rng.normal(size=n),
+                       "label": rng.integers(0, 2, n)})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    out = tmp_path / "r"
+    res = _run("--data", str(tmp_path / "t.csv"), "--label-column", "label", "--id-column",
+               "uid", *FAST, "--out", str(out))
+    assert res.exit_code == 0, res.output
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert scores["record_id"].str.startswith("u").all()
+    assert json.loads((out / "summary.json").read_text())["data"]["n_features"] == 1
+
+
+def test_overwrite_refuses_folders_that_are_not_runs(tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "important.txt").write_text("keep")
+    res = _run("--data", "wine", *FAST, "--out", str(out), "--overwrite")
+    assert res.exit_code == 1 and "not a miaudit run" in " ".join(res.output.split())
+    assert (out / "important.txt").exists()
+    # a previous run's folder is replaced
+    run = tmp_path / "run"
+    assert _run("--data", "wine", *FAST, "--out", str(run)).exit_code == 0
+    assert _run("--data", "wine", *FAST, "--out", str(run), "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(["--seed", "-1"], "seed must be >= 0"), (["--device", "cuda"], "not available"),
+     (["--device", "bogus"], "Unknown device"), (["-p", "lr=inf"], "finite number"),
+     (["--alpha", "2"], "alpha must lie in (0, 1)")],
+)
+def test_bad_settings_fail_before_training(tmp_path, args, words):
+    res = _run("--data", "wine", *FAST, *args, "--out", str(tmp_path / "r"))
+    assert res.exit_code == 1 and words in res.output, res.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_out_below_a_file_is_refused_early(tmp_path):
+    (tmp_path / "f").write_text("x")
+    res = _run("--data", "wine", *FAST, "--out", str(tmp_path / "f" / "run"))
+    assert res.exit_code == 1 and "is a file" in res.output

@@ -440,7 +440,7 @@ def _bad_cases(tmp: Path) -> dict[str, tuple[Path | str, dict, list[str]]]:
                         ["Cannot parse", "Parquet"]),
         "bad gzip": (tmp / "bad.csv.gz", {"label_column": "label"}, ["Cannot parse"]),
         "free text": (tmp / "free_text.csv", {"label_column": "label"},
-                      ["'note'", "1001 distinct", "id_column"]),
+                      ["'note'", "1001 distinct", "--id-column note"]),
         "inf cell": (tmp / "inf.csv", {"label_column": "label"}, ["'a'", "infinite", "record 1"]),
         "no features": (_save_npz(tmp / "nofeat.npz", X=np.zeros((6, 0)), y=y), {},
                         ["no feature columns"]),

@@ -42,10 +42,17 @@ def test_signals_match_direct_formulas(z, y):
                        np.log(p_y / (1 - p_y))[ok], atol=1e-6)
     assert np.allclose(entropy(p), -np.sum(p * np.log(np.maximum(p, 1e-300)), axis=1),
                        atol=1e-9)
-    q = np.clip(p, 1e-300, 1 - 1e-16)
+    # direct formula with 1 - p_i written as the sum of the other entries and log p_y
+    # from the logits, so it stays exact for confident rows
+    log_p = z - np.log(np.exp(z - z.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) \
+        - z.max(axis=1, keepdims=True)
+
+    def rest(i, j):
+        return sum(p[i, k] for k in range(4) if k != j)
+
     direct = np.array([
-        -(1 - q[i, y[i]]) * np.log(q[i, y[i]])
-        - sum(q[i, j] * np.log(1 - q[i, j]) for j in range(4) if j != y[i])
+        -rest(i, y[i]) * log_p[i, y[i]]
+        - sum(p[i, j] * np.log(rest(i, j)) for j in range(4) if j != y[i])
         for i in range(6)
     ])
     assert np.allclose(modified_entropy(p, y), direct, rtol=1e-9, atol=1e-9)
@@ -161,3 +168,29 @@ def test_probability_outputs_round_trip(z):
     p = _probs(z)
     out = check_outputs(p, "probs")
     assert np.allclose(out.probs(), p)
+
+
+def test_precision_for_very_confident_records():
+    from miaudit.signals.transforms import one_minus
+
+    for margin in (30.0, 40.0, 50.0):
+        z = np.array([[margin, 0.0, 0.0]])
+        p = _probs(z)
+        # exact values: 1 - p_y = 2 e^-m / (1 + 2 e^-m)
+        rest = 2 * np.exp(-margin) / (1 + 2 * np.exp(-margin))
+        assert one_minus(p)[0, 0] == pytest.approx(rest, rel=1e-12)
+        phi = logit_scaled_confidence_from_probs(p, np.array([0]))
+        assert phi[0] == pytest.approx(margin - np.log(2.0), rel=1e-9)
+        # Mentr ~ (1 - p_y)^2 + sum_i p_i^2 for tiny other probabilities
+        expected = rest * rest + 2 * (np.exp(-margin) / (1 + 2 * np.exp(-margin))) ** 2
+        assert modified_entropy(p, np.array([0]))[0] == pytest.approx(expected, rel=1e-6)
+    # more confident -> strictly smaller modified entropy, even far in the tail
+    m = [modified_entropy(_probs(np.array([[k, 0.0, 0.0]])), np.array([0]))[0]
+         for k in (30.0, 40.0, 50.0)]
+    assert m[0] > m[1] > m[2] > 0
+
+
+def test_zero_probabilities_give_finite_losses():
+    out = check_outputs(np.array([[1.0, 0.0], [0.5, 0.5]]), "probs")
+    obs = observe(out, np.array([1, 0]), "probabilities")
+    assert np.isfinite(obs.loss).all() and obs.loss[0] > 600

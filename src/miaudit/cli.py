@@ -104,6 +104,9 @@ def run(
     )] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a CSV/Parquet file.")
                             ] = None,
+    id_column: Annotated[str | None, typer.Option(
+        help="Record-ID column of a CSV/Parquet file (not used as a feature)."
+    )] = None,
     model: Annotated[str, typer.Option(help="Recipe to train as the target: mlp or logistic.")
                      ] = "mlp",
     param: Annotated[list[str] | None, typer.Option(
@@ -144,7 +147,8 @@ def run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
         result = audit(
-            data=data, label_column=label_column, model=model, model_params=param,
+            data=data, label_column=label_column, id_column=id_column, model=model,
+            model_params=param,
             outputs=outputs, exposure=exposure, attacks=_split_list(attacks), seed=seed,
             alpha=alpha, prior=prior, device=device,
             progress=not quiet and sys.stderr.isatty(),

@@ -1,11 +1,9 @@
 """The privacy game: which records each model is trained on.
 
 A membership *design* is a boolean matrix of shape (models, records): ``design[m, i]``
-says whether record ``i`` is in model ``m``'s training set ("IN"). With one model it is a
-seeded random half; with an even number ``M`` of models every record is IN for exactly
-``M / 2`` of them (Carlini et al., S&P 2022), so any model can be the target and the
-others its references, and every model trains on half of the pool (the models come in
-complementary pairs).
+says whether record ``i`` is in model ``m``'s training set ("IN"). Every model trains on a
+random half of the pool and every record is IN for half of the models (Carlini et al.,
+S&P 2022), so any model can be the target and the others its references.
 """
 
 from __future__ import annotations
@@ -18,46 +16,40 @@ from miaudit.errors import ConfigError
 def membership_design(n_records: int, n_models: int = 1, *, seed: int = 0) -> np.ndarray:
     """Seeded membership design, shape ``(n_models, n_records)``, dtype bool.
 
+    Models come in complementary pairs: models ``2j`` and ``2j + 1`` split the pool into
+    a random half and its complement. So with an even number ``M`` of models every record
+    is IN for exactly ``M / 2`` of them; with an odd ``M`` the last model takes a random
+    half of its own, and each record is IN for ``(M - 1) / 2`` or ``(M + 1) / 2`` models.
+    Every model trains on ``n_records // 2`` records (its complement on the rest, which is
+    one more when ``n_records`` is odd).
+
     Parameters
     ----------
     n_records : int
-        Records in the pool.
+        Records in the pool (at least 2).
     n_models : int, default 1
-        1, or an even number of models.
     seed : int, default 0
 
     Returns
     -------
     ndarray (n_models, n_records) of bool
-        With one model, exactly ``n_records // 2`` records are IN. With ``M`` models
-        (even), each record is IN for exactly ``M / 2`` models, and each model has
-        ``n_records // 2`` records IN (models ``2j`` and ``2j + 1``, complementary).
 
     Examples
     --------
     >>> d = membership_design(10, 4, seed=1)
-    >>> d.shape, d.sum(axis=0).tolist() == [2] * 10
-    ((4, 10), True)
+    >>> d.shape, d.sum(axis=0).tolist() == [2] * 10, d.sum(axis=1).tolist()
+    ((4, 10), True, [5, 5, 5, 5])
     """
     if n_records < 2:
         raise ConfigError(f"The privacy game needs at least 2 records, got {n_records}.")
-    if n_models < 1 or (n_models > 1 and n_models % 2):
-        raise ConfigError(
-            f"The number of models must be 1 or even (each record IN for half of them), "
-            f"got {n_models}."
-        )
+    if n_models < 1:
+        raise ConfigError(f"The number of models must be >= 1, got {n_models}.")
     rng = np.random.default_rng(seed)
-    if n_models == 1:
-        design = np.zeros((1, n_records), dtype=bool)
-        design[0, rng.permutation(n_records)[: n_records // 2]] = True
-        return design
-    # Complementary pairs: models 2j and 2j+1 split the pool into a random half and its
-    # complement, so each record is IN for exactly M/2 models and each model trains on
-    # n_records // 2 or (n_records + 1) // 2 records (exactly half when n_records is even).
     design = np.zeros((n_models, n_records), dtype=bool)
+    if n_models % 2:
+        design[-1, rng.permutation(n_records)[: n_records // 2]] = True
     for j in range(n_models // 2):
-        half = rng.permutation(n_records)[: n_records // 2]
-        design[2 * j, half] = True
+        design[2 * j, rng.permutation(n_records)[: n_records // 2]] = True
         design[2 * j + 1] = ~design[2 * j]
     return design
 

@@ -9,6 +9,7 @@ not allow.
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from miaudit.errors import ConfigError, ExposureError
 from miaudit.signals.exposure import FIELD_DESCRIPTIONS, Exposure, Observation
+from miaudit.signals.transforms import logit_scaled_confidence, loss_from_logits
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,64 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class References:
+    """Reference ("shadow") models the attacker trained itself, so sees in full.
+
+    Attributes
+    ----------
+    logits : ndarray (K, N, C)
+        Each reference model's logits on the audited records.
+    membership : ndarray (K, N) bool
+        Whether record ``i`` was in reference model ``k``'s training set.
+    labels : ndarray (N,) int
+        True labels of the records.
+    """
+
+    logits: np.ndarray
+    membership: np.ndarray
+    labels: np.ndarray
+
+    @property
+    def n_models(self) -> int:
+        return int(self.membership.shape[0])
+
+    @functools.cached_property
+    def phi(self) -> np.ndarray:
+        """LiRA's logit-scaled confidence of every reference on every record, (K, N)."""
+        return np.stack([logit_scaled_confidence(z, self.labels) for z in self.logits])
+
+    @functools.cached_property
+    def p_true(self) -> np.ndarray:
+        """Probability of the true label, (K, N)."""
+        return np.stack([np.exp(-loss_from_logits(z, self.labels)) for z in self.logits])
+
+    @functools.cached_property
+    def loss(self) -> np.ndarray:
+        """Loss on the true label, (K, N)."""
+        return np.stack([loss_from_logits(z, self.labels) for z in self.logits])
+
+
+@dataclass(frozen=True)
 class AttackInput:
-    """Everything an attack may use: the target's observation (and calibration records)."""
+    """Everything an attack may use.
+
+    Attributes
+    ----------
+    target : Observation
+        What the exposure releases of the target model.
+    calibration : Calibration or None
+        Records of known membership for cross-fitted thresholds.
+    references : References or None
+        Reference models on the same records (for LiRA, RMIA, Attack-R, Shokri).
+    population : ndarray (N,) bool or None
+        Records the attacker may use as population data (never in the target's training
+        set): the ``z`` of RMIA and Attack-P.
+    """
 
     target: Observation
     calibration: Calibration | None = None
+    references: References | None = None
+    population: np.ndarray | None = None
 
 
 ScoreFn = Callable[..., np.ndarray]
@@ -70,6 +125,8 @@ class Attack:
         The paper.
     uses_calibration : bool
         Whether it fits on records of known membership (cross-fitted).
+    min_references : int
+        Reference models it needs (0 for reference-free attacks).
     """
 
     name: str
@@ -78,6 +135,7 @@ class Attack:
     description: str
     reference: str
     uses_calibration: bool = False
+    min_references: int = 0
 
     def allowed_by(self, exposure: Exposure) -> bool:
         return self.needs <= exposure.fields
@@ -106,15 +164,18 @@ def get_attack(name: str) -> Attack:
     )
 
 
-def attacks_allowed(exposure: Exposure) -> list[str]:
-    """Names of the registered attacks that ``exposure`` allows, in registry order."""
-    return [a.name for a in ATTACKS.values() if a.allowed_by(exposure)]
+def attacks_allowed(exposure: Exposure, n_references: int = 0) -> list[str]:
+    """Names of the registered attacks that ``exposure`` and the number of reference
+    models allow, in registry order."""
+    return [a.name for a in ATTACKS.values()
+            if a.allowed_by(exposure) and a.min_references <= n_references]
 
 
-def resolve_attacks(names: list[str] | None, exposure: Exposure) -> list[Attack]:
+def resolve_attacks(names: list[str] | None, exposure: Exposure, n_references: int = 0
+                    ) -> list[Attack]:
     """Turn requested names (None = all allowed) into attacks, refusing disallowed ones."""
     if names is None:
-        return [ATTACKS[n] for n in attacks_allowed(exposure)]
+        return [ATTACKS[n] for n in attacks_allowed(exposure, n_references)]
     if not names:
         raise ConfigError("No attack requested: give at least one attack name.")
     resolved: list[Attack] = []
@@ -123,11 +184,17 @@ def resolve_attacks(names: list[str] | None, exposure: Exposure) -> list[Attack]
         if not attack.allowed_by(exposure):
             missing = sorted(attack.needs - exposure.fields)
             what = " and ".join(FIELD_DESCRIPTIONS[m] for m in missing)
-            allowed = ", ".join(attacks_allowed(exposure)) or "none"
+            allowed = ", ".join(attacks_allowed(exposure, n_references)) or "none"
             raise ExposureError(
                 f"The attack {attack.name!r} needs {what}, which the exposure "
                 f"'{exposure}' does not release. Attacks allowed under '{exposure}': "
                 f"{allowed}."
+            )
+        if attack.min_references > n_references:
+            raise ConfigError(
+                f"The attack {attack.name!r} needs at least {attack.min_references} "
+                f"reference model(s); got {n_references}. Add --references K (for "
+                f"example --references 8)."
             )
         if attack not in resolved:
             resolved.append(attack)

@@ -38,7 +38,7 @@ def best_threshold(signal: np.ndarray, is_member: np.ndarray) -> float:
     j = int(np.argmax(bacc))
     if bacc[j] <= 0.5:
         return float("inf")
-    below = s[j + 1] if j + 1 < len(s) else s[j] - 1.0
+    below = s[j + 1] if j + 1 < len(s) and np.isfinite(s[j + 1]) else s[j] - 1.0
     return float(0.5 * (s[j] + below))
 
 
@@ -65,6 +65,10 @@ def class_threshold_scores(signal: np.ndarray, inputs: AttackInput) -> np.ndarra
         raise ValueError("class-threshold attacks need calibration records")
     labels = inputs.target.labels
     n_classes = int(labels.max()) + 1
+    finite = np.isfinite(signal)
+    if not finite.all():  # keep the order, drop the infinities
+        lo, hi = (signal[finite].min(), signal[finite].max()) if finite.any() else (0.0, 0.0)
+        signal = np.clip(signal, lo - 1.0, hi + 1.0)
     scores = np.empty(len(signal), dtype=np.float64)
     for f in range(cal.n_folds):
         held = cal.folds == f
@@ -72,9 +76,8 @@ def class_threshold_scores(signal: np.ndarray, inputs: AttackInput) -> np.ndarra
         t = fit_class_thresholds(signal[fit], labels[fit], cal.is_member[fit], n_classes)
         t_held = t[labels[held]]
         # A class with no usable threshold (+inf) ranks its records below all others.
-        finite = np.isfinite(t_held)
-        held_scores = np.where(finite, signal[held] - np.where(finite, t_held, 0.0), -np.inf)
-        scores[held] = held_scores
+        usable = np.isfinite(t_held)
+        scores[held] = np.where(usable, signal[held] - np.where(usable, t_held, 0.0), -np.inf)
     if np.isinf(scores).any():
         floor = scores[np.isfinite(scores)].min(initial=0.0) - 1.0
         scores = np.where(np.isinf(scores), floor, scores)

@@ -101,7 +101,11 @@ def _encode_column(
     if len(categories) > MAX_CATEGORIES:
         raise DataError(f"Column {name!r} has {len(categories)} distinct non-numeric values "
                         f"(limit {MAX_CATEGORIES}); it looks like text or an identifier: pass "
-                        f"it as id_column or remove it from the file.")
+                        f"it as the ID column (--id-column {name}) or remove it from the file.")
+    if len(categories) == len(present) and len(present) > 20:
+        warnings.warn(f"Column {name!r} has a different value in every row: if it is an "
+                      f"identifier, pass --id-column {name}, or a model can memorise it.",
+                      DataWarning, stacklevel=3)
     names = [f"{name}={c}" for c in categories.tolist()]
     width = len(categories) + int(missing.any())
     all_codes = np.full(len(values), len(categories), dtype=np.intp)

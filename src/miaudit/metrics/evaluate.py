@@ -159,9 +159,12 @@ def evaluate(
             undefined[f"ppv_at_fpr.{key}"] = reason
             ppvs[key] = None
             continue
-        ppvs[key] = ppv(op.value, f, prior)
+        # With TPR = 0 no member is called a member at this level: the precision of an
+        # empty set of calls is undefined, not 0.
+        ppvs[key] = ppv(op.value, f, prior) if op.value > 0 else None
         if ppvs[key] is None:
-            reason = "undefined: prior * TPR + (1 - prior) * FPR = 0 (nobody predicted member)"
+            reason = (f"undefined: no member is called a member at FPR <= {f:g} (TPR = 0), "
+                      "so the precision of the calls is 0/0")
             undefined[f"ppv_at_fpr.{key}"] = reason
             warnings.warn(
                 f"PPV at FPR {f:g} reported as None: {reason}", UndefinedMetricWarning, stacklevel=2

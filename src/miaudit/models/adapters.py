@@ -176,10 +176,20 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
         raise DataError(f"Outputs file not found: {p}")
     if p.suffix != ".npz":
         raise DataError(f"Outputs must be an .npz file with logits or probs, got {p.name}.")
+    arrays = {}
     try:
         with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except Exception as exc:
+            for key in f.files:
+                try:
+                    arrays[key] = f[key]
+                except ValueError:
+                    raise DataError(
+                        f"Array {key!r} in {p.name} holds Python objects, which miaudit never "
+                        "unpickles; save it as a numeric or string array (arr.astype(str))."
+                    ) from None
+    except DataError:
+        raise
+    except Exception as exc:  # any reader error becomes one line
         raise DataError(f"Cannot read {p}: {exc}") from None
     have = ", ".join(sorted(arrays)) or "none"
     kinds = [k for k in ("logits", "probs") if k in arrays]
@@ -210,9 +220,11 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
                         f"record, got dtype {member.dtype} and shape {member.shape}.")
     ids = arrays.get("ids")
     ids = np.arange(len(y)).astype(str) if ids is None else ids.astype(str)
-    if len(ids) != len(y):
-        raise DataError(f"{p.name}: 'ids' has {len(ids)} entries for {len(y)} records.")
     fps = arrays.get("fingerprints")
+    for key, arr in (("ids", ids), ("fingerprints", fps)):
+        if arr is not None and arr.shape != y.shape:
+            raise DataError(f"{p.name}: '{key}' has shape {arr.shape}; expected "
+                            f"({len(y)},), one entry per record.")
     return PrecomputedOutputs(
         outputs, y.astype(np.int64), member.astype(bool), ids,
         None if fps is None else fps.astype(str), str(p),

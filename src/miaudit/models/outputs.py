@@ -39,11 +39,11 @@ class ModelOutputs:
         return int(self.values.shape[1])
 
     def log_probs(self) -> np.ndarray:
-        """Log-probabilities (N, C); exact log-softmax for logits, ``log p`` for probabilities."""
+        """Log-probabilities (N, C); exact log-softmax for logits, ``log p`` for probabilities
+        (a probability of exactly 0 gives ``log(1e-300)``, so every loss stays finite)."""
         if self.kind == "logits":
             return log_softmax(self.values, axis=1)
-        with np.errstate(divide="ignore"):
-            return np.log(self.values)
+        return np.log(np.maximum(self.values, 1e-300))
 
     def probs(self) -> np.ndarray:
         """Probabilities (N, C)."""

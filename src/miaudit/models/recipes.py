@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -142,10 +143,10 @@ def _check_recipe(r: Recipe) -> None:
         problems.append(f"epochs must be >= 1, got {r.epochs}")
     if r.batch_size < 1:
         problems.append(f"batch_size must be >= 1, got {r.batch_size}")
-    if not r.lr > 0:
-        problems.append(f"lr must be > 0, got {r.lr}")
-    if r.weight_decay < 0:
-        problems.append(f"weight_decay must be >= 0, got {r.weight_decay}")
+    if not (math.isfinite(r.lr) and r.lr > 0):
+        problems.append(f"lr must be a finite number > 0, got {r.lr}")
+    if not (math.isfinite(r.weight_decay) and r.weight_decay >= 0):
+        problems.append(f"weight_decay must be a finite number >= 0, got {r.weight_decay}")
     if any(h < 1 for h in r.hidden):
         problems.append(f"hidden sizes must be >= 1, got {list(r.hidden)}")
     if r.name == "logistic" and r.hidden:

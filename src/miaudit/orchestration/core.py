@@ -11,14 +11,14 @@ import contextlib
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from miaudit import __version__
-from miaudit.attacks import AttackInput, Calibration, resolve_attacks
+from miaudit.attacks import Attack, AttackInput, Calibration, References, resolve_attacks
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
     ConfigError,
@@ -27,48 +27,55 @@ from miaudit.errors import (
     OutputError,
     UndefinedMetricWarning,
 )
-from miaudit.game import split_members
-from miaudit.metrics import evaluate
+from miaudit.game import membership_design
+from miaudit.metrics import AttackMetrics, evaluate
 from miaudit.models import (
     ModelOutputs,
     PrecomputedOutputs,
     Recipe,
-    TorchTarget,
     as_target,
     load_outputs,
     make_recipe,
-    train,
 )
 from miaudit.models.outputs import check_outputs
 from miaudit.orchestration.result import AuditResult
-from miaudit.signals import observe, parse_exposure
+from miaudit.orchestration.training import train_pool_models
+from miaudit.signals import Exposure, observe, parse_exposure
 
 DEFAULT_FPRS = (0.01, 0.001, 0.0001)
+LIRA_VARIANCES = ("auto", "global", "per-example")
 
 
 @dataclass
 class _Game:
-    """Audited records and what is known about them (internal)."""
+    """The audited records, every model's outputs on them and who trained on what."""
 
     ids: np.ndarray
     fingerprints: np.ndarray
     labels: np.ndarray
-    is_member: np.ndarray
-    outputs: ModelOutputs
+    membership: np.ndarray  # (M, N) bool; rows 0..T-1 are the targets
+    outputs: list[ModelOutputs]  # one per model
     data_info: dict
     target_info: dict
+    reference_models: int = 0
+    extra: dict = field(default_factory=dict)
 
 
 def audit(
     *,
     data: Dataset | str | Path | None = None,
     label_column: str | None = None,
+    id_column: str | None = None,
     model: str | Recipe | object = "mlp",
     model_params: dict | Sequence[str] | None = None,
     members: np.ndarray | Sequence[str] | None = None,
     outputs: PrecomputedOutputs | str | Path | None = None,
-    exposure: str = "logits",
+    exposure: str | Exposure = "logits",
     attacks: Sequence[str] | None = None,
+    references: int = 0,
+    targets: int = 1,
+    lira_variance: str = "auto",
+    rmia_gamma: float = 1.0,
     seed: int = 0,
     fprs: Sequence[float] = DEFAULT_FPRS,
     alpha: float = 0.05,
@@ -78,12 +85,14 @@ def audit(
     device: str = "cpu",
     progress: bool = False,
 ) -> AuditResult:
-    """Audit a model for membership-inference leakage with the reference-free attacks.
+    """Audit a model for membership-inference leakage.
 
     Three ways to name the target:
 
     * ``model="mlp"`` (or ``"logistic"``, or a :class:`~miaudit.models.Recipe`): train it on
-      a seeded random half of ``data`` (the members); the other half are non-members.
+      a seeded random half of ``data`` (the members); the other half are non-members. With
+      ``references=K``, K reference models of the same recipe are trained too, each on its
+      own random half, so that every record is IN for about half of the models.
     * ``model=<estimator | torch module | callable>`` with ``members``: audit an existing
       model; ``members`` marks its training records in ``data`` (bool mask or record IDs),
       every other record is a non-member.
@@ -96,13 +105,26 @@ def audit(
         A built-in name (``digits``), a file path, or a loaded :class:`~miaudit.data.Dataset`.
     label_column : str, optional
         Label column for CSV / Parquet files.
+    id_column : str, optional
+        Record-ID column for CSV / Parquet files (kept out of the features).
     model_params : dict or list of "key=value", optional
         Recipe overrides (``{"epochs": 20}``).
     exposure : str, default "logits"
-        What the attacker sees: ``logits``, ``probabilities``, ``top-k:K``, ``rounded:D``,
-        ``label`` or ``loss``.
+        What the attacker sees of the target: ``logits``, ``probabilities``, ``top-k:K``,
+        ``rounded:D``, ``label`` or ``loss``. Reference models are the attacker's own and
+        are seen in full.
     attacks : list of str, optional
-        Attack names; default: every attack the exposure allows.
+        Attack names; default: every attack the exposure and the references allow.
+    references : int, default 0
+        Reference models to train (recipe targets only); enables LiRA, RMIA, Attack-R and
+        Shokri.
+    targets : int, default 1
+        With references, how many of the models take the target's role in turn; metrics
+        are pooled over them (and averaged, with per-target figures).
+    lira_variance : {"auto", "global", "per-example"}
+        LiRA's Gaussian variance; ``auto`` is global below 64 references.
+    rmia_gamma : float, default 1.0
+        RMIA's pairwise threshold gamma.
     seed : int, default 0
         Seeds the split, the training and the cross-fitting folds.
     fprs : sequence of float
@@ -124,67 +146,172 @@ def audit(
     Returns
     -------
     AuditResult
-        ``.summary()`` (the ``summary.json`` content), ``.scores`` (one row per record),
-        ``.metrics`` and ``.save(dir)``.
+        ``.summary()`` (the ``summary.json`` content), ``.scores`` (one row per target and
+        record), ``.metrics`` and ``.save(dir)``.
     """
     started = time.perf_counter()
     exp = parse_exposure(exposure)
-    chosen = resolve_attacks(None if attacks is None else list(attacks), exp)
-    _check_settings(fprs, alpha, prior, delta, calibration_folds)
+    _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references, targets,
+                    lira_variance, rmia_gamma)
+    _check_device(device)
+    chosen = resolve_attacks(None if attacks is None else list(attacks), exp, references)
+    options = {
+        "lira-online": {"variance": lira_variance},
+        "lira-offline": {"variance": lira_variance},
+        "rmia-online": {"gamma": rmia_gamma},
+        "rmia-offline": {"gamma": rmia_gamma},
+        "shokri": {"seed": seed},
+    }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with _progress(progress) as bar:
-            game = _play(data, label_column, model, model_params, members, outputs,
+            if data is not None and not isinstance(data, Dataset):
+                data = load_dataset(data, label_column=label_column, id_column=id_column)
+            game = _play(data, model, model_params, members, outputs, references, targets,
                          seed, device, bar)
-            obs = observe(game.outputs, game.labels, exp)
-            calibration = Calibration(game.is_member,
-                                      _folds(game.is_member, calibration_folds, seed))
-            inputs = AttackInput(obs, calibration)
-            scores: dict[str, np.ndarray] = {}
+            per_target, scores = _attack_targets(game, chosen, exp, targets, options,
+                                                 calibration_folds, seed, bar)
             metrics = {}
-            task = bar.add_task("attacks", total=len(chosen)) if bar else None
-            for attack in chosen:
-                scores[attack.name] = _finite(attack.score(inputs), attack.name)
-                metrics[attack.name] = evaluate(
-                    scores[attack.name], game.is_member, fprs=tuple(fprs), alpha=alpha,
-                    prior=prior, delta=delta, seed=seed,
-                )
-                if bar:
-                    bar.advance(task)
-    messages = _unique_messages(caught)
+            for a in chosen:
+                pooled = np.concatenate([s[a.name] for s in scores])
+                is_member = np.concatenate([game.membership[t] for t in range(targets)])
+                metrics[a.name] = evaluate(pooled, is_member, fprs=tuple(fprs), alpha=alpha,
+                                           prior=prior, delta=delta, seed=seed)
     for w in caught:  # let callers see the warnings too
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    table = pd.DataFrame({
-        "record_id": game.ids.astype(str),
-        "fingerprint": game.fingerprints.astype(str),
-        "is_member": game.is_member.astype(bool),
-        "label": game.labels.astype(np.int64),
-        **scores,
-    })
+    table = pd.concat([
+        pd.DataFrame({
+            "target": np.full(len(game.ids), t, dtype=np.int64),
+            "record_id": game.ids.astype(str),
+            "fingerprint": game.fingerprints,
+            "is_member": game.membership[t].astype(bool),
+            "label": game.labels.astype(np.int64),
+            **scores[t],
+        })
+        for t in range(targets)
+    ], ignore_index=True)
     summary = {
         "miaudit_version": __version__,
         "data": game.data_info,
         "target": game.target_info,
         "exposure": str(exp),
-        "attacks": {
-            a.name: {**metrics[a.name].to_dict(), "needs": sorted(a.needs),
-                     "description": a.description, "reference": a.reference,
-                     **({"calibration": f"cross-fitted on {calibration_folds} folds of "
-                        "records with known membership"} if a.uses_calibration else {})}
-            for a in chosen
-        },
+        "attacks": {a.name: _attack_entry(a, metrics[a.name], per_target, targets,
+                                          calibration_folds, options.get(a.name), alpha)
+                    for a in chosen},
         "settings": {
             "seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
             "fprs": [float(f) for f in fprs], "calibration_folds": calibration_folds,
-            "device": device,
+            "references": game.reference_models, "targets": targets,
+            "lira_variance": lira_variance, "rmia_gamma": rmia_gamma, "device": device,
         },
-        "warnings": messages,
+        "warnings": _unique_messages(caught),
         "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
-    return AuditResult(summary=summary, scores=table, metrics=metrics)
+    signals = {
+        "membership": game.membership,
+        "logits": np.stack([o.log_probs() if o.kind == "probs" else o.values
+                            for o in game.outputs]).astype(np.float32),
+        "labels": game.labels.astype(np.int64),
+        "record_ids": game.ids.astype(str),
+    }
+    return AuditResult(summary=summary, scores=table, metrics=metrics, signals=signals)
 
 
-def _check_settings(fprs, alpha, prior, delta, folds) -> None:
+def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: int,
+                    options: dict, folds: int, seed: int, bar):
+    """Score every attack with each of the first ``targets`` models as the target."""
+    per_target: list[dict[str, AttackMetrics]] = []
+    scores: list[dict[str, np.ndarray]] = []
+    task = bar.add_task("attacks", total=len(chosen) * targets) if bar else None
+    n_models = len(game.outputs)
+    for t in range(targets):
+        is_member = game.membership[t]
+        refs = None
+        if game.reference_models:
+            others = [m for m in range(n_models) if m != t]
+            refs = References(np.stack([game.outputs[m].values for m in others]),
+                              game.membership[others], game.labels)
+        inputs = AttackInput(
+            target=observe(game.outputs[t], game.labels, exp),
+            calibration=Calibration(is_member, _folds(is_member, folds, seed + t)),
+            references=refs,
+            population=~is_member,
+        )
+        scores.append({})
+        per_target.append({})
+        for a in chosen:
+            s = _finite(a.score(inputs, **options.get(a.name, {})), a.name)
+            scores[t][a.name] = s
+            if targets > 1:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UndefinedMetricWarning)
+                    per_target[t][a.name] = evaluate(s, is_member, seed=seed)
+            if bar:
+                bar.advance(task)
+    return per_target, scores
+
+
+def _attack_entry(a: Attack, pooled: AttackMetrics, per_target: list, targets: int,
+                  folds: int, options: dict | None, alpha: float) -> dict:
+    entry = {**pooled.to_dict(), "needs": sorted(a.needs), "description": a.description,
+             "reference": a.reference}
+    if a.uses_calibration:
+        entry["calibration"] = (f"cross-fitted on {folds} folds of records with known "
+                                "membership")
+    if options:
+        entry["options"] = options
+    if targets > 1:
+        entry["pooled_over_targets"] = targets
+        entry["mean_over_targets"] = _mean_over_targets([pt[a.name] for pt in per_target],
+                                                        alpha)
+        entry["per_target"] = [{"auc": pt[a.name].auc,
+                                "tpr_at_fpr": pt[a.name].to_dict()["tpr_at_fpr"]}
+                               for pt in per_target]
+    return entry
+
+
+def _mean_over_targets(ms: list[AttackMetrics], alpha: float) -> dict:
+    """Mean of each figure over targets with a Student-t interval across targets."""
+    from scipy import stats
+
+    def mean_ci(values: list[float | None]) -> tuple[float | None, list[float] | None]:
+        vals = np.array([v for v in values if v is not None], dtype=float)
+        if len(vals) < len(values) or len(vals) == 0:
+            return None, None
+        if len(vals) < 2:
+            return float(vals.mean()), None
+        half = stats.t.ppf(1 - alpha / 2, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals))
+        return float(vals.mean()), [float(vals.mean() - half), float(vals.mean() + half)]
+
+    auc, auc_ci = mean_ci([m.auc for m in ms])
+    out = {"auc": auc, "auc_ci": auc_ci, "tpr_at_fpr": {}, "tpr_at_fpr_ci": {}}
+    for key in ms[0].to_dict()["tpr_at_fpr"]:
+        v, ci = mean_ci([m.to_dict()["tpr_at_fpr"][key] for m in ms])
+        out["tpr_at_fpr"][key], out["tpr_at_fpr_ci"][key] = v, ci
+    return out
+
+
+def _check_device(device: str) -> None:
+    """Refuse a torch device that does not exist here, before anything is trained."""
+    if device == "cpu":
+        return
+    try:
+        import torch
+
+        dev = torch.device(device)
+    except ImportError:
+        return  # no torch: nothing will use the device
+    except RuntimeError as exc:
+        raise ConfigError(f"Unknown device {device!r}: {exc}. Use cpu or cuda.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"The device {device!r} is not available: this machine has no "
+                          "usable CUDA GPU. Use --device cpu.")
+
+
+def _check_settings(seed, fprs, alpha, prior, delta, folds, references, targets, variance,
+                    gamma) -> None:
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}.")
     if not fprs or any(not 0 < f < 1 for f in fprs):
         raise ConfigError(f"Every FPR level must lie in (0, 1), got {list(fprs)}.")
     if not 0 < alpha < 1:
@@ -195,23 +322,40 @@ def _check_settings(fprs, alpha, prior, delta, folds) -> None:
         raise ConfigError(f"delta must lie in [0, 1), got {delta}.")
     if folds < 2:
         raise ConfigError(f"calibration_folds must be >= 2, got {folds}.")
+    if references < 0:
+        raise ConfigError(f"references must be >= 0, got {references}.")
+    if not 1 <= targets <= references + 1:
+        raise ConfigError(f"targets must lie between 1 and references + 1 = "
+                          f"{references + 1}, got {targets}.")
+    if variance not in LIRA_VARIANCES:
+        raise ConfigError(f"lira_variance must be one of {', '.join(LIRA_VARIANCES)}, "
+                          f"got {variance!r}.")
+    if not gamma > 0:
+        raise ConfigError(f"rmia_gamma must be > 0, got {gamma}.")
 
 
-def _play(data, label_column, model, model_params, members, outputs, seed, device, bar) -> _Game:
+def _play(data: Dataset | None, model, model_params, members, outputs, references, targets,
+          seed, device, bar) -> _Game:
     if outputs is not None:
         if data is not None:
             raise ConfigError("Give either data (to query a model) or outputs "
                               "(precomputed), not both.")
+        if references:
+            raise ConfigError("Reference models need a recipe to train; precomputed "
+                              "outputs are audited with reference-free attacks.")
         return _game_from_outputs(outputs)
     if data is None:
         raise ConfigError("No data: give a data set (a built-in name or a file path).")
-    ds = data if isinstance(data, Dataset) else load_dataset(data, label_column=label_column)
+    ds = data
     if isinstance(model, str | Recipe):
         if members is not None:
             raise ConfigError("'members' is for auditing an existing model; a recipe is "
                               "trained on a seeded random half of the data.")
         recipe = model if isinstance(model, Recipe) else make_recipe(model, model_params)
-        return _game_from_recipe(ds, recipe, seed, device, bar)
+        return _game_from_recipe(ds, recipe, references, targets, seed, device, bar)
+    if references:
+        raise ConfigError("Reference models are trained from a recipe: audit an existing "
+                          "model with references in a later version, or pass --model RECIPE.")
     if members is None:
         raise ConfigError("Auditing an existing model needs 'members': a boolean mask or "
                           "the IDs of the records it was trained on.")
@@ -235,7 +379,8 @@ def _data_info(ds: Dataset, **extra) -> dict:
     }
 
 
-def _game_from_recipe(ds: Dataset, recipe: Recipe, seed: int, device: str, bar) -> _Game:
+def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int, seed: int,
+                      device: str, bar) -> _Game:
     dup = ds.duplicate_mask()
     n_dup = int(dup.sum())
     if n_dup:
@@ -244,31 +389,44 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, seed: int, device: str, bar) 
             "out of the game, so no record can be both member and non-member.",
             DataWarning, stacklevel=2,
         )
-        ds = ds.subset(np.flatnonzero(~dup))
-    mem_idx, non_idx = split_members(ds.n_records, seed=seed)
-    if ds.n_classes < 2 or len(np.unique(ds.y[mem_idx])) < 2:
+    keep = np.flatnonzero(~dup)
+    if len(keep) % 2:  # every model trains on exactly half of the pool
+        keep = np.delete(keep, np.random.default_rng([seed, 1]).integers(len(keep)))
+    pool = ds.subset(keep)
+    n_models = references + 1
+    design = membership_design(pool.n_records, n_models, seed=seed)
+    if ds.n_classes < 2 or len(np.unique(pool.y[design[0]])) < 2:
         raise MembershipError("The members hold a single class; a classifier cannot be "
                               "trained. Use a data set with at least two classes.")
-    task = bar.add_task(f"training {recipe.name}", total=recipe.epochs) if bar else None
-    trained = train(
-        recipe, ds.X[mem_idx], ds.y[mem_idx], n_classes=ds.n_classes, seed=seed,
-        device=device, on_epoch=(lambda e, _loss: bar.update(task, completed=e)) if bar else None,
-    )
-    target = TorchTarget(trained.module, device=device)
-    idx = np.concatenate([mem_idx, non_idx])
-    is_member = np.zeros(len(idx), dtype=bool)
-    is_member[: len(mem_idx)] = True
-    out = check_outputs(target.outputs(ds.X[idx]).values, "logits", n_records=len(idx),
-                        n_classes=ds.n_classes, source=f"{recipe.name} model")
+    _check_labels(pool.y, design[0])
+    logits = train_pool_models(recipe, pool.X, pool.y, design, n_classes=ds.n_classes,
+                               seed=seed, device=device, bar=bar)
+    outputs = [check_outputs(z, "logits", n_records=pool.n_records, n_classes=ds.n_classes,
+                             source=f"{recipe.name} model {m}")
+               for m, z in enumerate(logits)]
+    accs = [_accuracies(o, pool.y, design[m]) for m, o in enumerate(outputs)]
     target_info = {
         "model": recipe.name,
         "recipe": recipe.to_dict(),
         "description": recipe.describe(),
         "seed": seed,
-        **_accuracies(out, ds.y[idx], is_member),
+        "train_accuracy": float(np.mean([a["train_accuracy"] for a in accs[:targets]])),
+        "test_accuracy": float(np.mean([a["test_accuracy"] for a in accs[:targets]])),
+        "n_members": accs[0]["n_members"],
+        "n_non_members": accs[0]["n_non_members"],
     }
-    return _Game(ds.ids[idx], ds.fingerprints[idx], ds.y[idx], is_member, out,
-                 _data_info(ds, n_duplicates_left_out=n_dup), target_info)
+    if references:
+        target_info["references"] = references
+        target_info["reference_train_accuracy"] = float(
+            np.mean([a["train_accuracy"] for a in accs[1:]]))
+        target_info["reference_test_accuracy"] = float(
+            np.mean([a["test_accuracy"] for a in accs[1:]]))
+    if targets > 1:
+        target_info["targets"] = targets
+    data_info = _data_info(ds, n_duplicates_left_out=n_dup,
+                           n_records_in_game=pool.n_records)
+    return _Game(pool.ids, pool.fingerprints, pool.y, design, outputs, data_info, target_info,
+                 reference_models=references)
 
 
 def _member_mask(ds: Dataset, members) -> np.ndarray:
@@ -278,7 +436,18 @@ def _member_mask(ds: Dataset, members) -> np.ndarray:
             raise MembershipError(f"The members mask has shape {arr.shape}; expected "
                                   f"({ds.n_records},), one entry per record.")
         return arr
+    if (arr.shape == (ds.n_records,) and np.issubdtype(arr.dtype, np.number)
+            and set(np.unique(arr).tolist()) <= {0, 1}):
+        raise MembershipError("'members' looks like a 0/1 mask but is not boolean; pass "
+                              "mask.astype(bool), or the members' record IDs as strings.")
+    if arr.ndim != 1:
+        raise MembershipError(f"'members' must be a 1-D boolean mask or a list of record "
+                              f"IDs, got shape {arr.shape}.")
     wanted = arr.astype(str)
+    uniq, counts = np.unique(wanted, return_counts=True)
+    if (counts > 1).any():
+        raise MembershipError(f"'members' lists record ID {uniq[counts > 1][0]!r} more than "
+                              "once.")
     known = set(ds.ids.astype(str).tolist())
     unknown = [i for i in wanted.tolist() if i not in known]
     if unknown:
@@ -290,6 +459,7 @@ def _member_mask(ds: Dataset, members) -> np.ndarray:
 def _game_from_model(ds: Dataset, model: object, members) -> _Game:
     is_member = _member_mask(ds, members)
     _check_sides(is_member, ds.fingerprints)
+    _check_labels(ds.y, is_member)
     target = as_target(model, classes=ds.classes)
     raw = target.outputs(ds.X)
     if raw.n_classes < ds.n_classes:
@@ -301,27 +471,57 @@ def _game_from_model(ds: Dataset, model: object, members) -> _Game:
                         source=type(model).__name__)
     target_info = {"model": type(model).__name__, "seed": None,
                    **_accuracies(out, ds.y, is_member)}
-    return _Game(ds.ids, ds.fingerprints, ds.y, is_member, out, _data_info(ds), target_info)
+    return _Game(ds.ids, ds.fingerprints, ds.y, is_member[None, :], [out], _data_info(ds),
+                 target_info)
 
 
 def _game_from_outputs(outputs) -> _Game:
     pre = outputs if isinstance(outputs, PrecomputedOutputs) else load_outputs(outputs)
+    n = len(pre.labels)
+    if n < 4:
+        raise MembershipError(f"{n} record(s) in the outputs; an audit needs at least 4.")
+    uniq, counts = np.unique(pre.ids.astype(str), return_counts=True)
+    if (counts > 1).any():
+        raise MembershipError(f"Record ID {uniq[counts > 1][0]!r} appears more than once in "
+                              "the outputs; IDs must be unique.")
     fps = pre.fingerprints
-    if fps is None:
-        fps = np.array([f"id:{i}" for i in pre.ids.astype(str)])
-    elif len(fps) != len(pre.labels):
-        raise MembershipError(f"{len(fps)} fingerprints for {len(pre.labels)} records.")
+    if fps is None:  # no content to fingerprint: the column stays empty
+        fps = np.full(n, None, dtype=object)
+    elif fps.shape != (n,):
+        raise MembershipError(f"'fingerprints' has shape {fps.shape}; expected ({n},).")
     _check_sides(pre.is_member, pre.fingerprints)
+    _check_labels(pre.labels, pre.is_member)
     n_classes = pre.outputs.n_classes
     if len(np.unique(pre.labels)) < 2:
         raise MembershipError("The records hold a single class; nothing to audit.")
     name = Path(pre.source).name
     data_info = {"name": name, "n_records": len(pre.labels), "n_classes": n_classes,
                  "n_features": None, "fingerprint": None, "source": pre.source,
-                 "fingerprint_basis": "file" if pre.fingerprints is not None else "record IDs"}
+                 "record_fingerprints": "from the file" if pre.fingerprints is not None
+                 else "none (the file has no 'fingerprints' array)"}
     target_info = {"model": "precomputed outputs", "seed": None,
                    **_accuracies(pre.outputs, pre.labels, pre.is_member)}
-    return _Game(pre.ids, fps, pre.labels, pre.is_member, pre.outputs, data_info, target_info)
+    return _Game(pre.ids, fps, pre.labels, pre.is_member[None, :], [pre.outputs], data_info,
+                 target_info)
+
+
+def _check_labels(labels: np.ndarray, is_member: np.ndarray) -> None:
+    """Warn when the labels make the game measure something other than memorisation."""
+    n = len(labels)
+    n_classes = len(np.unique(labels))
+    if n_classes > max(10, n // 10):
+        warnings.warn(
+            f"{n_classes} classes for {n} records: the label column looks continuous or "
+            "ID-like, and attacks will mostly detect classes that only one side holds.",
+            DataWarning, stacklevel=3,
+        )
+    unseen = ~np.isin(labels[~is_member], labels[is_member])
+    if unseen.mean() > 0.01:
+        warnings.warn(
+            f"{int(unseen.sum())} non-member(s) ({unseen.mean():.1%}) have a class that no "
+            "member has; such records are told apart by their class, not by memorisation.",
+            DataWarning, stacklevel=3,
+        )
 
 
 def _check_sides(is_member: np.ndarray, fingerprints: np.ndarray | None) -> None:

@@ -8,12 +8,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from miaudit.errors import ConfigError
 
 SUMMARY_FILE = "summary.json"
 SCORES_FILE = "scores.parquet"
+SIGNALS_FILE = "signals.npz"
+#: The files a run folder may hold; --overwrite replaces only folders made of these.
+RUN_FILES = frozenset({SUMMARY_FILE, SCORES_FILE, SIGNALS_FILE, "report.html", "report.md"})
 
 
 class AuditResult:
@@ -22,16 +26,24 @@ class AuditResult:
     Attributes
     ----------
     scores : pandas.DataFrame
-        One row per audited record: ``record_id``, ``fingerprint``, ``is_member``,
-        ``label`` and one column per attack (higher = more likely a member).
+        One row per target model and audited record: ``target``, ``record_id``,
+        ``fingerprint``, ``is_member``, ``label`` and one column per attack (higher = more
+        likely a member).
     metrics : dict
-        :class:`~miaudit.metrics.AttackMetrics` per attack (with the ROC arrays).
+        :class:`~miaudit.metrics.AttackMetrics` per attack, pooled over targets (with the
+        ROC arrays).
+    signals : dict
+        The raw material to recompute any attack: ``membership`` (models x records, bool),
+        ``logits`` (models x records x classes, float32; log-probabilities when the model
+        gave probabilities), ``labels`` and ``record_ids``.
     """
 
-    def __init__(self, *, summary: dict, scores: pd.DataFrame, metrics: dict) -> None:
+    def __init__(self, *, summary: dict, scores: pd.DataFrame, metrics: dict,
+                 signals: dict | None = None) -> None:
         self._summary = summary
         self.scores = scores
         self.metrics = metrics
+        self.signals = signals or {}
 
     def __repr__(self) -> str:
         names = ", ".join(self.metrics)
@@ -42,12 +54,13 @@ class AuditResult:
         return self._summary
 
     def save(self, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``summary.json`` and ``scores.parquet`` into ``out_dir`` atomically.
+        """Write ``summary.json``, ``scores.parquet`` and ``signals.npz`` into ``out_dir``
+        atomically.
 
         Files are written into a temporary sibling folder which is renamed into place
         at the end, so an interrupted or failed save never leaves a half-written folder.
         """
-        out = Path(out_dir)
+        out = Path(out_dir).resolve()
         check_out_dir(out, overwrite=overwrite)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -56,6 +69,8 @@ class AuditResult:
             text = json.dumps(self._summary, indent=2, allow_nan=False)
             (tmp / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
             self.scores.to_parquet(tmp / SCORES_FILE, index=False)
+            if self.signals:
+                np.savez_compressed(tmp / SIGNALS_FILE, **self.signals)
             if out.exists():
                 trash = out.with_name(f".{out.name}.old-{os.getpid()}")
                 out.rename(trash)
@@ -76,9 +91,23 @@ def _umask() -> int:
 
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:
-    """Refuse an output folder that exists and is not empty, unless ``overwrite``."""
+    """Refuse an output folder that cannot be written, or that exists and is not empty
+    (with ``overwrite``: that holds anything but a previous run's files)."""
+    out = Path(out).resolve()
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"Cannot write the run folder {out}: {parent} is a file.")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"The output path {out} exists and is not a folder.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if not out.exists():
+        return
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return
+    if not overwrite:
         raise ConfigError(f"The output folder {out} already exists and is not empty; "
                           "choose another --out or pass --overwrite.")
+    foreign = [e for e in entries if e not in RUN_FILES]
+    if foreign:
+        raise ConfigError(f"Refusing to overwrite {out}: it holds files that are not a miaudit"
+                          f" run's (e.g. {foreign[0]!r}); choose another --out.")

@@ -180,7 +180,7 @@ def observe(outputs: ModelOutputs, labels: np.ndarray, exposure: Exposure | str)
         )
     if kind == "rounded":
         d = int(exposure.param or 0)
-        rounded = np.round(probs, d)
+        rounded = probs if d > 300 else np.round(probs, d)
         floor = 0.25 * 10.0 ** (-d)
         p_y = np.maximum(rounded[np.arange(len(labels)), labels], floor)
         return Observation(

@@ -50,13 +50,25 @@ def logit_scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarra
 def logit_scaled_confidence_from_probs(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``phi = log p_y - log(1 - p_y)`` from probabilities (higher for members).
 
-    ``1 - p_y`` is taken as the sum of the other classes' probabilities, which keeps
-    precision when ``p_y`` is close to 1.
+    ``1 - p_y`` is taken as the sum of the other classes' probabilities (see
+    :func:`one_minus`), which keeps precision when ``p_y`` is close to 1.
     """
     rows = np.arange(len(labels))
     p_y = probs[rows, labels]
-    rest = probs.sum(axis=1) - p_y
+    rest = one_minus(probs)[rows, labels]
     return np.log(np.maximum(p_y, _EPS)) - np.log(np.maximum(rest, _EPS))
+
+
+def one_minus(probs: np.ndarray) -> np.ndarray:
+    """``1 - p_i`` for every entry, exact where it matters: for the largest entry of each row
+    (the only one that can be close to 1) it is the sum of the others, not ``1 - p``."""
+    out = 1.0 - probs
+    rows = np.arange(len(probs))
+    top = np.argmax(probs, axis=1)
+    others = probs.copy()
+    others[rows, top] = 0.0
+    out[rows, top] = others.sum(axis=1)
+    return out
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
@@ -72,16 +84,28 @@ def modified_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     ``Mentr = -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i)``
     (Song & Mittal, "Systematic Evaluation of Privacy Risks of Machine Learning Models",
     USENIX Security 2021, Eq. 6). Unlike the entropy it uses the true label, so a
-    confidently wrong prediction gets a high value.
+    confidently wrong prediction gets a high value. ``1 - p_i`` and ``log p_y`` are taken in
+    forms that stay exact for the most confident records, which decide the TPR at low FPR.
     """
     rows = np.arange(len(labels))
-    p = np.clip(probs, _EPS, 1.0 - 1e-16)
-    p_y = p[rows, labels]
-    other_terms = p * np.log1p(-p)
+    rest = np.maximum(one_minus(probs), _EPS)  # 1 - p_i, exact near p_i = 1
+    p_y = probs[rows, labels]
+    rest_y = rest[rows, labels]
+    log_p_y = np.where(p_y > 0.5, np.log1p(-rest_y), np.log(np.maximum(p_y, _EPS)))
+    other_terms = probs * np.log(rest)
     other_terms[rows, labels] = 0.0
-    return -(1.0 - p_y) * np.log(p_y) - other_terms.sum(axis=1)
+    return -rest_y * log_p_y - other_terms.sum(axis=1)
 
 
 def correctness(predicted: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``1[argmax = y]`` as float (1 for correctly classified records, more often members)."""
     return (predicted == labels).astype(np.float64)
+
+
+def logit_scaled_confidence_from_loss(loss: np.ndarray) -> np.ndarray:
+    """``phi = log(p_y / (1 - p_y))`` from the loss ``l = -log p_y`` (higher for members).
+
+    Uses ``1 - p_y = -expm1(-l)``, exact for small losses; a loss of exactly 0 gives +inf.
+    """
+    with np.errstate(divide="ignore"):
+        return -loss - np.log(-np.expm1(-loss))

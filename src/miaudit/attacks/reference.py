@@ -1,0 +1,200 @@
+"""Attacks that compare the target with reference models (and population data).
+
+Every score is "higher = more likely a member". The reference models are the attacker's
+own: it knows which records each was trained on (``References.membership``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_ndtr
+
+from miaudit.attacks.base import Attack, AttackInput, register_attack
+from miaudit.metrics import auc_with_ci
+from miaudit.signals.transforms import (
+    logit_scaled_confidence,
+    logit_scaled_confidence_from_loss,
+)
+
+#: Below this many reference models LiRA defaults to a global variance (Carlini et al.).
+GLOBAL_VARIANCE_BELOW = 64
+_MIN_STD = 1e-6
+
+
+def target_phi(inputs: AttackInput) -> np.ndarray:
+    """The target's logit-scaled confidence: from logits when released, else from the loss."""
+    t = inputs.target
+    if t.logits is not None:
+        return logit_scaled_confidence(t.logits, t.labels)
+    return logit_scaled_confidence_from_loss(t.loss)
+
+
+def _gaussian_fit(values: np.ndarray, mask: np.ndarray, per_example: bool):
+    """Mean per record and standard deviation (per record, or pooled within records)
+    of ``values[k, i]`` over the references ``k`` with ``mask[k, i]``."""
+    n = mask.sum(axis=0)
+    safe = np.maximum(n, 1)
+    mean = np.where(mask, values, 0.0).sum(axis=0) / safe
+    sq = np.where(mask, (values - mean) ** 2, 0.0).sum(axis=0)
+    if per_example:
+        std = np.sqrt(sq / np.maximum(n - 1, 1))
+    else:
+        dof = np.maximum(n - 1, 0).sum()
+        std = np.full(values.shape[1], np.sqrt(sq.sum() / dof) if dof > 0 else np.nan)
+    return mean, np.maximum(std, _MIN_STD), n
+
+
+def _variance_mode(variance: str, n_refs: int) -> bool:
+    if variance == "auto":
+        return n_refs >= GLOBAL_VARIANCE_BELOW
+    return variance == "per-example"
+
+
+def lira_online(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
+    """Online LiRA (Carlini et al., S&P 2022): ``log N(phi; mu_in, s_in^2) - log N(phi;
+    mu_out, s_out^2)``, Gaussians fitted per record on references trained with (IN) and
+    without (OUT) it. ``variance``: ``"global"`` (pooled; default below 64 references),
+    ``"per-example"`` or ``"auto"``. Higher = member."""
+    refs = inputs.references
+    phi = target_phi(inputs)
+    per_example = _variance_mode(variance, refs.n_models)
+    mu_in, s_in, n_in = _gaussian_fit(refs.phi, refs.membership, per_example)
+    mu_out, s_out, n_out = _gaussian_fit(refs.phi, ~refs.membership, per_example)
+    score = (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
+             + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
+    # A record with no IN (or no OUT) reference cannot be scored online: fall back to the
+    # side that exists (offline test against OUT, or the IN likelihood).
+    only_out = n_in == 0
+    score = np.where(only_out, log_ndtr((phi - mu_out) / s_out), score)
+    return np.where(n_out == 0, -0.5 * ((phi - mu_in) / s_in) ** 2, score)
+
+
+def lira_offline(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
+    """Offline LiRA: ``log Phi((phi - mu_out) / s_out)``, a one-sided test against the
+    references trained without the record. Higher = member."""
+    refs = inputs.references
+    phi = target_phi(inputs)
+    mu_out, s_out, n_out = _gaussian_fit(refs.phi, ~refs.membership,
+                                         _variance_mode(variance, refs.n_models))
+    return np.where(n_out > 0, log_ndtr((phi - mu_out) / s_out), 0.0)
+
+
+def attack_r(inputs: AttackInput) -> np.ndarray:
+    """Attack-R (Ye et al., CCS 2022): fraction of OUT reference models whose loss on the
+    record is at least the target's. Higher = member."""
+    refs = inputs.references
+    out = ~refs.membership
+    ge = (refs.loss >= inputs.target.loss[None, :]) & out
+    return ge.sum(axis=0) / np.maximum(out.sum(axis=0), 1)
+
+
+def attack_p(inputs: AttackInput) -> np.ndarray:
+    """Attack-P (Ye et al., CCS 2022): fraction of population records whose target loss is
+    at least the record's loss. A monotone function of the loss, so its ROC is the LOSS
+    attack's; the score reads as a calibrated p-value. Higher = member."""
+    pop = np.sort(inputs.target.loss[inputs.population])
+    below = np.searchsorted(pop, inputs.target.loss, side="left")
+    return (len(pop) - below) / len(pop)
+
+
+def rmia_scores(p_target: np.ndarray, p_marginal: np.ndarray, population: np.ndarray,
+                gamma: float) -> np.ndarray:
+    """RMIA's pairwise score (Zarifzadeh et al., ICML 2024): for each record x, the fraction
+    of population records z with ``r(x) / r(z) >= gamma``, ``r = p_target / p_marginal``.
+
+    Sorting ``r(z)`` once and binary-searching gives O((N + Z) log Z) time and O(N + Z)
+    memory; no N x Z matrix is formed.
+    """
+    ratio = p_target / np.maximum(p_marginal, 1e-300)
+    rz = np.sort(ratio[population])
+    count = np.searchsorted(rz, ratio / gamma, side="right")
+    return count / len(rz)
+
+
+def _marginal_online(refs) -> np.ndarray:
+    """``P(x)``: the mean of the IN and OUT references' averages (balanced even when the
+    numbers of IN and OUT references differ by one)."""
+    m = refs.membership
+    p = refs.p_true
+    n_in, n_out = m.sum(axis=0), (~m).sum(axis=0)
+    mean_in = np.where(m, p, 0).sum(axis=0) / np.maximum(n_in, 1)
+    mean_out = np.where(~m, p, 0).sum(axis=0) / np.maximum(n_out, 1)
+    both = (n_in > 0) & (n_out > 0)
+    return np.where(both, 0.5 * (mean_in + mean_out), np.where(n_in > 0, mean_in, mean_out))
+
+
+def _mean_out(p: np.ndarray, membership: np.ndarray) -> np.ndarray:
+    out = ~membership
+    return np.where(out, p, 0).sum(axis=0) / np.maximum(out.sum(axis=0), 1)
+
+
+def rmia_online(inputs: AttackInput, *, gamma: float = 1.0) -> np.ndarray:
+    """Online RMIA: ``P(x)`` averaged over IN and OUT references. Higher = member."""
+    p_target = np.exp(-inputs.target.loss)
+    return rmia_scores(p_target, _marginal_online(inputs.references), inputs.population, gamma)
+
+
+A_GRID = np.round(np.linspace(0.0, 1.0, 11), 2)
+
+
+def tune_offline_a(references) -> float:
+    """Tune RMIA's offline ``a`` on reference model 0 used as a stand-in target, with the
+    other references as its OUT models: the ``a`` of the grid 0, 0.1, ..., 1 with the
+    highest AUC."""
+    if references.n_models < 2:
+        return 1.0
+    p = references.p_true
+    m = references.membership
+    stand_in, others, others_m = p[0], p[1:], m[1:]
+    members = m[0]
+    mean_out = _mean_out(others, others_m)
+    best_a, best_auc = 1.0, -1.0
+    for a in A_GRID:
+        marginal = 0.5 * (1 + a) * mean_out + 0.5 * (1 - a)
+        scores = rmia_scores(stand_in, marginal, ~members, 1.0)
+        auc, _ = auc_with_ci(scores, members)
+        if auc > best_auc + 1e-12:
+            best_a, best_auc = float(a), auc
+    return best_a
+
+
+def rmia_offline(inputs: AttackInput, *, gamma: float = 1.0, a: float | None = None
+                 ) -> np.ndarray:
+    """Offline RMIA: ``P(x) = (1 + a)/2 * mean_OUT + (1 - a)/2``, with ``a`` tuned on a
+    reference model as stand-in target unless given. Higher = member."""
+    refs = inputs.references
+    if a is None:
+        a = tune_offline_a(refs)
+    marginal = 0.5 * (1 + a) * _mean_out(refs.p_true, refs.membership) + 0.5 * (1 - a)
+    return rmia_scores(np.exp(-inputs.target.loss), marginal, inputs.population, gamma)
+
+
+register_attack(Attack(
+    "attack-p", attack_p, frozenset({"loss"}),
+    "fraction of population records with a higher target loss", "Ye et al., CCS 2022",
+))
+register_attack(Attack(
+    "attack-r", attack_r, frozenset({"loss"}),
+    "fraction of OUT references with a higher loss on the record", "Ye et al., CCS 2022",
+    min_references=1,
+))
+register_attack(Attack(
+    "lira-online", lira_online, frozenset({"loss"}),
+    "likelihood ratio of IN vs OUT Gaussians of logit-scaled confidence",
+    "Carlini et al., S&P 2022", min_references=2,
+))
+register_attack(Attack(
+    "lira-offline", lira_offline, frozenset({"loss"}),
+    "one-sided test against OUT Gaussians of logit-scaled confidence",
+    "Carlini et al., S&P 2022", min_references=1,
+))
+register_attack(Attack(
+    "rmia-online", rmia_online, frozenset({"loss"}),
+    "pairwise likelihood ratio against population records, IN+OUT references",
+    "Zarifzadeh et al., ICML 2024", min_references=2,
+))
+register_attack(Attack(
+    "rmia-offline", rmia_offline, frozenset({"loss"}),
+    "pairwise likelihood ratio against population records, OUT references only",
+    "Zarifzadeh et al., ICML 2024", min_references=1,
+))
