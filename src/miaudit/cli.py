@@ -94,6 +94,7 @@ def _default_out(data: str | None, model: str) -> Path:
         "  miaudit run --data digits\n\n"
         "  miaudit run --data location30.npz --model mlp --attacks loss,mentr --out runs/loc\n\n"
         "  miaudit run --data adult.csv.gz --label-column income --model logistic\n\n"
+        "  miaudit run --data location30.npz --references 16 --targets 4\n\n"
         "  miaudit run --outputs my_logits.npz --exposure probabilities"
     )
 )
@@ -123,6 +124,24 @@ def run(
     exposure: Annotated[str, typer.Option(
         help="What the attacker sees: logits, probabilities, top-k:K, rounded:D, label, loss."
     )] = "logits",
+    references: Annotated[int, typer.Option(
+        help="Reference models to train with the target (enables LiRA, RMIA, Attack-R, "
+        "Shokri)."
+    )] = 0,
+    reference_mode: Annotated[str, typer.Option(
+        help="online: references train on halves of the audited records; offline: on "
+        "separate population records only."
+    )] = "online",
+    targets: Annotated[int, typer.Option(
+        help="With references: models that take the target's role in turn (pooled)."
+    )] = 1,
+    lira_variance: Annotated[str, typer.Option(
+        help="LiRA variance: auto (global below 64 references), global or per-example."
+    )] = "auto",
+    rmia_gamma: Annotated[float, typer.Option(help="RMIA's pairwise threshold gamma.")] = 1.0,
+    rmia_temperature: Annotated[float, typer.Option(
+        help="Softmax temperature of RMIA's Pr(x|model)."
+    )] = 2.0,
     seed: Annotated[int, typer.Option(help="Seed of the split, training and folds.")] = 0,
     out: Annotated[Path | None, typer.Option(
         help="Run folder (default: runs/<time>-<data>-<model>)."
@@ -150,6 +169,9 @@ def run(
             data=data, label_column=label_column, id_column=id_column, model=model,
             model_params=param,
             outputs=outputs, exposure=exposure, attacks=_split_list(attacks), seed=seed,
+            references=references, reference_mode=reference_mode, targets=targets,
+            lira_variance=lira_variance,
+            rmia_gamma=rmia_gamma, rmia_temperature=rmia_temperature,
             alpha=alpha, prior=prior, device=device,
             progress=not quiet and sys.stderr.isatty(),
         )

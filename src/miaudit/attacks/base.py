@@ -55,11 +55,21 @@ class References:
         Whether record ``i`` was in reference model ``k``'s training set.
     labels : ndarray (N,) int
         True labels of the records.
+    shadow : References or None
+        The references on the records they were trained from, when those are not the
+        audited records (offline references train on separate population data). Attacks
+        that learn or tune on the references' own membership use :attr:`tuning`.
     """
 
     logits: np.ndarray
     membership: np.ndarray
     labels: np.ndarray
+    shadow: References | None = None
+
+    @property
+    def tuning(self) -> References:
+        """Models with known membership on records where IN and OUT both occur."""
+        return self.shadow if self.shadow is not None else self
 
     @property
     def n_models(self) -> int:
@@ -73,7 +83,12 @@ class References:
     @functools.cached_property
     def p_true(self) -> np.ndarray:
         """Probability of the true label, (K, N)."""
-        return np.stack([np.exp(-loss_from_logits(z, self.labels)) for z in self.logits])
+        return self.p_true_at(1.0)
+
+    def p_true_at(self, temperature: float) -> np.ndarray:
+        """Probability of the true label under ``softmax(logits / temperature)``, (K, N)."""
+        return np.stack([np.exp(-loss_from_logits(z / temperature, self.labels))
+                         for z in self.logits])
 
     @functools.cached_property
     def loss(self) -> np.ndarray:
@@ -127,6 +142,9 @@ class Attack:
         Whether it fits on records of known membership (cross-fitted).
     min_references : int
         Reference models it needs (0 for reference-free attacks).
+    reference_sides : frozenset of {"in", "out"}
+        Which references it needs for every record: trained with it ("in", online
+        attacks) and/or without it ("out").
     """
 
     name: str
@@ -136,6 +154,7 @@ class Attack:
     reference: str
     uses_calibration: bool = False
     min_references: int = 0
+    reference_sides: frozenset[str] = frozenset()
 
     def allowed_by(self, exposure: Exposure) -> bool:
         return self.needs <= exposure.fields

@@ -6,14 +6,19 @@ own: it knows which records each was trained on (``References.membership``).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.special import log_ndtr
+from scipy.stats import rankdata
 
 from miaudit.attacks.base import Attack, AttackInput, register_attack
+from miaudit.errors import MiauditWarning
 from miaudit.metrics import auc_with_ci
 from miaudit.signals.transforms import (
     logit_scaled_confidence,
     logit_scaled_confidence_from_loss,
+    loss_from_logits,
 )
 
 #: Below this many reference models LiRA defaults to a global variance (Carlini et al.).
@@ -31,7 +36,12 @@ def target_phi(inputs: AttackInput) -> np.ndarray:
 
 def _gaussian_fit(values: np.ndarray, mask: np.ndarray, per_example: bool):
     """Mean per record and standard deviation (per record, or pooled within records)
-    of ``values[k, i]`` over the references ``k`` with ``mask[k, i]``."""
+    of ``values[k, i]`` over the references ``k`` with ``mask[k, i]``.
+
+    The global (pooled) variance is the within-record variance pooled over records; with a
+    single reference per record it falls back to the spread across records, which keeps
+    the ranking of the offline score (it depends on ``phi - mu_out`` only).
+    """
     n = mask.sum(axis=0)
     safe = np.maximum(n, 1)
     mean = np.where(mask, values, 0.0).sum(axis=0) / safe
@@ -40,7 +50,11 @@ def _gaussian_fit(values: np.ndarray, mask: np.ndarray, per_example: bool):
         std = np.sqrt(sq / np.maximum(n - 1, 1))
     else:
         dof = np.maximum(n - 1, 0).sum()
-        std = np.full(values.shape[1], np.sqrt(sq.sum() / dof) if dof > 0 else np.nan)
+        if dof > 0:
+            pooled = np.sqrt(sq.sum() / dof)
+        else:  # one reference per record: only the spread across records is left
+            pooled = np.std(values[mask]) if mask.any() else 1.0
+        std = np.full(values.shape[1], pooled)
     return mean, np.maximum(std, _MIN_STD), n
 
 
@@ -104,50 +118,93 @@ def rmia_scores(p_target: np.ndarray, p_marginal: np.ndarray, population: np.nda
 
     Sorting ``r(z)`` once and binary-searching gives O((N + Z) log Z) time and O(N + Z)
     memory; no N x Z matrix is formed.
+
+    The fraction is a step function of ``r(x)`` that saturates at 1 for every record beyond
+    the largest ``r(z)``, which would tie the most exposed members with each other and with
+    the top population records and blur the TPR at low FPR. Records with the same count are
+    therefore ordered by ``r(x)`` itself, which the count already follows: the score is
+    ``(count + u) / |Z|`` with ``u`` in [0, 1) the rank of ``r(x)`` scaled to below one step.
     """
     ratio = p_target / np.maximum(p_marginal, 1e-300)
     rz = np.sort(ratio[population])
     count = np.searchsorted(rz, ratio / gamma, side="right")
-    return count / len(rz)
+    tie_break = (rankdata(ratio, method="average") - 1.0) / len(ratio)
+    return (count + tie_break) / len(rz)
 
 
-def _marginal_online(refs) -> np.ndarray:
+#: Default softmax temperature of RMIA's ``Pr(x | model)``. Overconfident models put
+#: members' probabilities at 1, where ratios lose the target's signal; a temperature of 2
+#: keeps it (measured on Location30, benchmarks/RESULTS.md).
+RMIA_TEMPERATURE = 2.0
+
+
+def target_p_true(inputs: AttackInput, temperature: float) -> np.ndarray:
+    """The target's ``Pr(x | model)``: the tempered probability of the true label when the
+    probability vector is released, else ``exp(-loss)`` (temperature 1, with a warning)."""
+    t = inputs.target
+    if temperature != 1.0:
+        if t.logits is not None:
+            return np.exp(-loss_from_logits(t.logits / temperature, t.labels))
+        if t.probs is not None:
+            log_p = np.log(np.maximum(t.probs, 1e-300)) / temperature
+            return np.exp(-loss_from_logits(log_p, t.labels))
+        warnings.warn(
+            "RMIA: this exposure releases no probability vector, so the temperature "
+            f"{temperature:g} cannot be applied; RMIA uses temperature 1.",
+            MiauditWarning, stacklevel=3,
+        )
+    return np.exp(-t.loss)
+
+
+def _effective_temperature(inputs: AttackInput, temperature: float) -> float:
+    t = inputs.target
+    return temperature if (t.logits is not None or t.probs is not None) else 1.0
+
+
+def _mean_in_out(p: np.ndarray, membership: np.ndarray):
+    n_in, n_out = membership.sum(axis=0), (~membership).sum(axis=0)
+    mean_in = np.where(membership, p, 0).sum(axis=0) / np.maximum(n_in, 1)
+    mean_out = np.where(~membership, p, 0).sum(axis=0) / np.maximum(n_out, 1)
+    return mean_in, mean_out, n_in, n_out
+
+
+def _marginal_online(p: np.ndarray, membership: np.ndarray) -> np.ndarray:
     """``P(x)``: the mean of the IN and OUT references' averages (balanced even when the
     numbers of IN and OUT references differ by one)."""
-    m = refs.membership
-    p = refs.p_true
-    n_in, n_out = m.sum(axis=0), (~m).sum(axis=0)
-    mean_in = np.where(m, p, 0).sum(axis=0) / np.maximum(n_in, 1)
-    mean_out = np.where(~m, p, 0).sum(axis=0) / np.maximum(n_out, 1)
+    mean_in, mean_out, n_in, n_out = _mean_in_out(p, membership)
     both = (n_in > 0) & (n_out > 0)
     return np.where(both, 0.5 * (mean_in + mean_out), np.where(n_in > 0, mean_in, mean_out))
 
 
-def _mean_out(p: np.ndarray, membership: np.ndarray) -> np.ndarray:
-    out = ~membership
-    return np.where(out, p, 0).sum(axis=0) / np.maximum(out.sum(axis=0), 1)
-
-
-def rmia_online(inputs: AttackInput, *, gamma: float = 1.0) -> np.ndarray:
+def rmia_online(inputs: AttackInput, *, gamma: float = 1.0,
+                temperature: float = RMIA_TEMPERATURE) -> np.ndarray:
     """Online RMIA: ``P(x)`` averaged over IN and OUT references. Higher = member."""
-    p_target = np.exp(-inputs.target.loss)
-    return rmia_scores(p_target, _marginal_online(inputs.references), inputs.population, gamma)
+    p_target = target_p_true(inputs, temperature)
+    refs = inputs.references
+    p_refs = refs.p_true_at(_effective_temperature(inputs, temperature))
+    return rmia_scores(p_target, _marginal_online(p_refs, refs.membership), inputs.population,
+                       gamma)
 
 
 A_GRID = np.round(np.linspace(0.0, 1.0, 11), 2)
 
 
-def tune_offline_a(references) -> float:
-    """Tune RMIA's offline ``a`` on reference model 0 used as a stand-in target, with the
-    other references as its OUT models: the ``a`` of the grid 0, 0.1, ..., 1 with the
-    highest AUC."""
-    if references.n_models < 2:
+def tune_offline_a(references, temperature: float = 1.0) -> float:
+    """Tune RMIA's offline ``a`` (Zarifzadeh et al., Sec. 4): reference model 0 plays the
+    target and the other models give its OUT average; the ``a`` of the grid 0, 0.1, ...,
+    1 with the highest AUC wins, on the records where the stand-in has both members and
+    non-members and at least one other model is OUT. Returns 1.0 (no shrinkage) when
+    that cannot be measured."""
+    refs = references.tuning
+    if refs.n_models < 2:
         return 1.0
-    p = references.p_true
-    m = references.membership
-    stand_in, others, others_m = p[0], p[1:], m[1:]
-    members = m[0]
-    mean_out = _mean_out(others, others_m)
+    p, m = refs.p_true_at(temperature), refs.membership
+    usable = (~m[1:]).any(axis=0)
+    members = m[0, usable]
+    if members.all() or not members.any():
+        return 1.0
+    stand_in = p[0, usable]
+    _, mean_out, _, _ = _mean_in_out(p[1:, usable], m[1:, usable])
     best_a, best_auc = 1.0, -1.0
     for a in A_GRID:
         marginal = 0.5 * (1 + a) * mean_out + 0.5 * (1 - a)
@@ -158,15 +215,18 @@ def tune_offline_a(references) -> float:
     return best_a
 
 
-def rmia_offline(inputs: AttackInput, *, gamma: float = 1.0, a: float | None = None
-                 ) -> np.ndarray:
+def rmia_offline(inputs: AttackInput, *, gamma: float = 1.0, a: float | None = None,
+                 temperature: float = RMIA_TEMPERATURE) -> np.ndarray:
     """Offline RMIA: ``P(x) = (1 + a)/2 * mean_OUT + (1 - a)/2``, with ``a`` tuned on a
     reference model as stand-in target unless given. Higher = member."""
     refs = inputs.references
+    temp = _effective_temperature(inputs, temperature)
+    p_target = target_p_true(inputs, temperature)
     if a is None:
-        a = tune_offline_a(refs)
-    marginal = 0.5 * (1 + a) * _mean_out(refs.p_true, refs.membership) + 0.5 * (1 - a)
-    return rmia_scores(np.exp(-inputs.target.loss), marginal, inputs.population, gamma)
+        a = tune_offline_a(refs, temp)
+    _, mean_out, _, _ = _mean_in_out(refs.p_true_at(temp), refs.membership)
+    marginal = 0.5 * (1 + a) * mean_out + 0.5 * (1 - a)
+    return rmia_scores(p_target, marginal, inputs.population, gamma)
 
 
 register_attack(Attack(
@@ -176,25 +236,26 @@ register_attack(Attack(
 register_attack(Attack(
     "attack-r", attack_r, frozenset({"loss"}),
     "fraction of OUT references with a higher loss on the record", "Ye et al., CCS 2022",
-    min_references=1,
+    min_references=1, reference_sides=frozenset({"out"}),
 ))
 register_attack(Attack(
     "lira-online", lira_online, frozenset({"loss"}),
     "likelihood ratio of IN vs OUT Gaussians of logit-scaled confidence",
-    "Carlini et al., S&P 2022", min_references=2,
+    "Carlini et al., S&P 2022", min_references=2, reference_sides=frozenset({"in", "out"}),
 ))
 register_attack(Attack(
     "lira-offline", lira_offline, frozenset({"loss"}),
     "one-sided test against OUT Gaussians of logit-scaled confidence",
-    "Carlini et al., S&P 2022", min_references=1,
+    "Carlini et al., S&P 2022", min_references=1, reference_sides=frozenset({"out"}),
 ))
 register_attack(Attack(
     "rmia-online", rmia_online, frozenset({"loss"}),
     "pairwise likelihood ratio against population records, IN+OUT references",
     "Zarifzadeh et al., ICML 2024", min_references=2,
+    reference_sides=frozenset({"in", "out"}),
 ))
 register_attack(Attack(
     "rmia-offline", rmia_offline, frozenset({"loss"}),
     "pairwise likelihood ratio against population records, OUT references only",
-    "Zarifzadeh et al., ICML 2024", min_references=1,
+    "Zarifzadeh et al., ICML 2024", min_references=1, reference_sides=frozenset({"out"}),
 ))

@@ -12,6 +12,7 @@ import numpy as np
 from scipy.special import softmax
 
 from miaudit.attacks.base import Attack, AttackInput, register_attack
+from miaudit.errors import ConfigError
 
 #: Training rows per class classifier are subsampled to at most this many.
 MAX_ROWS_PER_CLASS = 20_000
@@ -29,15 +30,21 @@ def shokri(inputs: AttackInput, *, seed: int = 0) -> np.ndarray:
     ``HistGradientBoostingClassifier``) on sorted probability vectors of the references."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    refs = inputs.references
+    refs = inputs.references.tuning
     labels = inputs.target.labels
-    k, n = refs.membership.shape
-    feats = np.concatenate([_features(softmax(z, axis=1), labels) for z in refs.logits])
+    if refs.membership.all() or not refs.membership.any():
+        raise ConfigError(
+            "The attack 'shokri' learns from reference outputs on records they were and were "
+            "not trained on; these references saw none (or all) of the audited records. Use "
+            "--reference-mode online."
+        )
+    k = refs.n_models
+    feats = np.concatenate([_features(softmax(z, axis=1), refs.labels) for z in refs.logits])
     inside = refs.membership.reshape(-1)
-    row_labels = np.tile(labels, k)
+    row_labels = np.tile(refs.labels, k)
     target_feats = _features(inputs.target.probs, labels)
     rng = np.random.default_rng(seed)
-    scores = np.full(n, 0.5)
+    scores = np.full(len(labels), 0.5)
     for c in np.unique(labels):
         rows = np.flatnonzero(row_labels == c)
         if len(rows) > MAX_ROWS_PER_CLASS:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from miaudit import __version__
 from miaudit.attacks import Attack, AttackInput, Calibration, References, resolve_attacks
+from miaudit.attacks.reference import RMIA_TEMPERATURE
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
     ConfigError,
@@ -27,7 +28,7 @@ from miaudit.errors import (
     OutputError,
     UndefinedMetricWarning,
 )
-from miaudit.game import membership_design
+from miaudit.game import independent_halves, membership_design
 from miaudit.metrics import AttackMetrics, evaluate
 from miaudit.models import (
     ModelOutputs,
@@ -57,8 +58,14 @@ class _Game:
     outputs: list[ModelOutputs]  # one per model
     data_info: dict
     target_info: dict
-    reference_models: int = 0
-    extra: dict = field(default_factory=dict)
+    reference_rows: list[list[int]] = field(default_factory=list)  # per target
+    # offline references: (logits (M, P, C), membership (M, P), labels (P,)) of every model
+    # on the population records the references were trained from
+    population: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def reference_models(self) -> int:
+        return len(self.reference_rows[0]) if self.reference_rows else 0
 
 
 def audit(
@@ -73,9 +80,11 @@ def audit(
     exposure: str | Exposure = "logits",
     attacks: Sequence[str] | None = None,
     references: int = 0,
+    reference_mode: str = "online",
     targets: int = 1,
     lira_variance: str = "auto",
     rmia_gamma: float = 1.0,
+    rmia_temperature: float = RMIA_TEMPERATURE,
     seed: int = 0,
     fprs: Sequence[float] = DEFAULT_FPRS,
     alpha: float = 0.05,
@@ -118,6 +127,11 @@ def audit(
     references : int, default 0
         Reference models to train (recipe targets only); enables LiRA, RMIA, Attack-R and
         Shokri.
+    reference_mode : {"online", "offline"}, default "online"
+        ``online``: references train on random halves of the audited records, so each
+        record is IN for about half of them (all attacks). ``offline``: half of the pool
+        is set aside as population data and the references train only on it (offline
+        attacks and reference-free ones; a record's own data never reaches a reference).
     targets : int, default 1
         With references, how many of the models take the target's role in turn; metrics
         are pooled over them (and averaged, with per-target figures).
@@ -125,6 +139,8 @@ def audit(
         LiRA's Gaussian variance; ``auto`` is global below 64 references.
     rmia_gamma : float, default 1.0
         RMIA's pairwise threshold gamma.
+    rmia_temperature : float, default 2.0
+        Softmax temperature of RMIA's ``Pr(x | model)`` (needs the probability vector).
     seed : int, default 0
         Seeds the split, the training and the cross-fitting folds.
     fprs : sequence of float
@@ -151,15 +167,15 @@ def audit(
     """
     started = time.perf_counter()
     exp = parse_exposure(exposure)
-    _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references, targets,
-                    lira_variance, rmia_gamma)
+    _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references,
+                    reference_mode, targets, lira_variance, rmia_gamma, rmia_temperature)
     _check_device(device)
     chosen = resolve_attacks(None if attacks is None else list(attacks), exp, references)
     options = {
         "lira-online": {"variance": lira_variance},
         "lira-offline": {"variance": lira_variance},
-        "rmia-online": {"gamma": rmia_gamma},
-        "rmia-offline": {"gamma": rmia_gamma},
+        "rmia-online": {"gamma": rmia_gamma, "temperature": rmia_temperature},
+        "rmia-offline": {"gamma": rmia_gamma, "temperature": rmia_temperature},
         "shokri": {"seed": seed},
     }
     with warnings.catch_warnings(record=True) as caught:
@@ -168,7 +184,7 @@ def audit(
             if data is not None and not isinstance(data, Dataset):
                 data = load_dataset(data, label_column=label_column, id_column=id_column)
             game = _play(data, model, model_params, members, outputs, references, targets,
-                         seed, device, bar)
+                         reference_mode, seed, device, bar)
             per_target, scores = _attack_targets(game, chosen, exp, targets, options,
                                                  calibration_folds, seed, bar)
             metrics = {}
@@ -201,8 +217,10 @@ def audit(
         "settings": {
             "seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
             "fprs": [float(f) for f in fprs], "calibration_folds": calibration_folds,
-            "references": game.reference_models, "targets": targets,
-            "lira_variance": lira_variance, "rmia_gamma": rmia_gamma, "device": device,
+            "references": game.reference_models, "reference_mode": reference_mode,
+            "targets": targets,
+            "lira_variance": lira_variance, "rmia_gamma": rmia_gamma,
+            "rmia_temperature": rmia_temperature, "device": device,
         },
         "warnings": _unique_messages(caught),
         "elapsed_seconds": round(time.perf_counter() - started, 3),
@@ -223,14 +241,21 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
     per_target: list[dict[str, AttackMetrics]] = []
     scores: list[dict[str, np.ndarray]] = []
     task = bar.add_task("attacks", total=len(chosen) * targets) if bar else None
-    n_models = len(game.outputs)
     for t in range(targets):
         is_member = game.membership[t]
         refs = None
         if game.reference_models:
-            others = [m for m in range(n_models) if m != t]
+            others = game.reference_rows[t]
+            shadow = None
+            if game.population is not None:
+                # the references on their own pool, plus the target, which never saw
+                # a population record (an all-OUT model the attacker may query)
+                pl, pm, py = game.population
+                rows = [*others, t]
+                shadow = References(pl[rows], pm[rows], py)
             refs = References(np.stack([game.outputs[m].values for m in others]),
-                              game.membership[others], game.labels)
+                              game.membership[others], game.labels, shadow)
+            _check_reference_coverage(chosen, refs)
         inputs = AttackInput(
             target=observe(game.outputs[t], game.labels, exp),
             calibration=Calibration(is_member, _folds(is_member, folds, seed + t)),
@@ -249,6 +274,23 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
             if bar:
                 bar.advance(task)
     return per_target, scores
+
+
+def _check_reference_coverage(chosen: list[Attack], refs: References) -> None:
+    """Every record needs the reference sides an attack relies on (an IN or OUT model)."""
+    have = {"in": refs.membership.any(axis=0), "out": (~refs.membership).any(axis=0)}
+    for a in chosen:
+        for side in sorted(a.reference_sides):
+            missing = int((~have[side]).sum())
+            if missing:
+                what = "trained on" if side == "in" else "trained without"
+                raise ConfigError(
+                    f"The attack {a.name!r} needs, for every record, a reference model "
+                    f"{what} it; {missing} record(s) have none. Use more references "
+                    "(--references 3 or more)"
+                    + (", or --reference-mode online" if side == "in" else "")
+                    + ", or leave this attack out."
+                )
 
 
 def _attack_entry(a: Attack, pooled: AttackMetrics, per_target: list, targets: int,
@@ -308,8 +350,8 @@ def _check_device(device: str) -> None:
                           "usable CUDA GPU. Use --device cpu.")
 
 
-def _check_settings(seed, fprs, alpha, prior, delta, folds, references, targets, variance,
-                    gamma) -> None:
+def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, targets,
+                    variance, gamma, temperature) -> None:
     if seed < 0:
         raise ConfigError(f"seed must be >= 0, got {seed}.")
     if not fprs or any(not 0 < f < 1 for f in fprs):
@@ -324,18 +366,24 @@ def _check_settings(seed, fprs, alpha, prior, delta, folds, references, targets,
         raise ConfigError(f"calibration_folds must be >= 2, got {folds}.")
     if references < 0:
         raise ConfigError(f"references must be >= 0, got {references}.")
-    if not 1 <= targets <= references + 1:
-        raise ConfigError(f"targets must lie between 1 and references + 1 = "
-                          f"{references + 1}, got {targets}.")
+    if mode not in ("online", "offline"):
+        raise ConfigError(f"reference_mode must be 'online' or 'offline', got {mode!r}.")
+    most = references + 1 if mode == "online" else 64
+    if not 1 <= targets <= most:
+        raise ConfigError(f"targets must lie between 1 and {most}"
+                          + (" (references + 1)" if mode == "online" else "")
+                          + f", got {targets}.")
     if variance not in LIRA_VARIANCES:
         raise ConfigError(f"lira_variance must be one of {', '.join(LIRA_VARIANCES)}, "
                           f"got {variance!r}.")
     if not gamma > 0:
         raise ConfigError(f"rmia_gamma must be > 0, got {gamma}.")
+    if not temperature > 0:
+        raise ConfigError(f"rmia_temperature must be > 0, got {temperature}.")
 
 
 def _play(data: Dataset | None, model, model_params, members, outputs, references, targets,
-          seed, device, bar) -> _Game:
+          reference_mode, seed, device, bar) -> _Game:
     if outputs is not None:
         if data is not None:
             raise ConfigError("Give either data (to query a model) or outputs "
@@ -352,7 +400,8 @@ def _play(data: Dataset | None, model, model_params, members, outputs, reference
             raise ConfigError("'members' is for auditing an existing model; a recipe is "
                               "trained on a seeded random half of the data.")
         recipe = model if isinstance(model, Recipe) else make_recipe(model, model_params)
-        return _game_from_recipe(ds, recipe, references, targets, seed, device, bar)
+        return _game_from_recipe(ds, recipe, references, targets, reference_mode, seed,
+                                 device, bar)
     if references:
         raise ConfigError("Reference models are trained from a recipe: audit an existing "
                           "model with references in a later version, or pass --model RECIPE.")
@@ -379,8 +428,16 @@ def _data_info(ds: Dataset, **extra) -> dict:
     }
 
 
-def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int, seed: int,
-                      device: str, bar) -> _Game:
+def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int,
+                      mode: str, seed: int, device: str, bar) -> _Game:
+    """Train the target(s) and references of a recipe and collect their outputs.
+
+    ``online``: every model trains on a random half of the whole pool (complementary
+    pairs), each record IN for half of the models; target ``t``'s references are all the
+    other models. ``offline``: the pool is split into audited records and population
+    records; the targets train on random halves of the audited records, the references on
+    random halves of the population, so no reference ever saw an audited record.
+    """
     dup = ds.duplicate_mask()
     n_dup = int(dup.sum())
     if n_dup:
@@ -390,21 +447,40 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
             DataWarning, stacklevel=2,
         )
     keep = np.flatnonzero(~dup)
-    if len(keep) % 2:  # every model trains on exactly half of the pool
-        keep = np.delete(keep, np.random.default_rng([seed, 1]).integers(len(keep)))
+    rng = np.random.default_rng([seed, 1])
+    # every model trains on exactly the same number of records (batched training)
+    multiple = 4 if mode == "offline" and references else 2
+    drop = len(keep) % multiple
+    if drop:
+        keep = np.delete(keep, rng.choice(len(keep), drop, replace=False))
     pool = ds.subset(keep)
-    n_models = references + 1
-    design = membership_design(pool.n_records, n_models, seed=seed)
-    if ds.n_classes < 2 or len(np.unique(pool.y[design[0]])) < 2:
+    n = pool.n_records
+    if mode == "offline" and references:
+        order = rng.permutation(n)
+        audited, population = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+        design = np.zeros((targets + references, n), dtype=bool)
+        design[:targets, audited] = membership_design(len(audited), targets, seed=seed)
+        design[targets:, population] = independent_halves(len(population), references,
+                                                          seed=seed + 1)
+        reference_rows = [list(range(targets, targets + references))] * targets
+    else:
+        audited = np.arange(n)
+        design = membership_design(n, references + 1, seed=seed)
+        reference_rows = [[m for m in range(references + 1) if m != t] if references else []
+                          for t in range(targets)]
+    members0 = design[0, audited]
+    if ds.n_classes < 2 or len(np.unique(pool.y[audited][members0])) < 2:
         raise MembershipError("The members hold a single class; a classifier cannot be "
                               "trained. Use a data set with at least two classes.")
-    _check_labels(pool.y, design[0])
+    _check_labels(pool.y[audited], members0)
     logits = train_pool_models(recipe, pool.X, pool.y, design, n_classes=ds.n_classes,
                                seed=seed, device=device, bar=bar)
-    outputs = [check_outputs(z, "logits", n_records=pool.n_records, n_classes=ds.n_classes,
-                             source=f"{recipe.name} model {m}")
+    accs = [_accuracies(check_outputs(z, "logits"), pool.y, design[m])
+            for m, z in enumerate(logits)]
+    labels = pool.y[audited]
+    outputs = [check_outputs(z[audited], "logits", n_records=len(audited),
+                             n_classes=ds.n_classes, source=f"{recipe.name} model {m}")
                for m, z in enumerate(logits)]
-    accs = [_accuracies(o, pool.y, design[m]) for m, o in enumerate(outputs)]
     target_info = {
         "model": recipe.name,
         "recipe": recipe.to_dict(),
@@ -412,21 +488,29 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         "seed": seed,
         "train_accuracy": float(np.mean([a["train_accuracy"] for a in accs[:targets]])),
         "test_accuracy": float(np.mean([a["test_accuracy"] for a in accs[:targets]])),
-        "n_members": accs[0]["n_members"],
-        "n_non_members": accs[0]["n_non_members"],
+        "n_members": int(members0.sum()),
+        "n_non_members": int((~members0).sum()),
     }
     if references:
-        target_info["references"] = references
-        target_info["reference_train_accuracy"] = float(
-            np.mean([a["train_accuracy"] for a in accs[1:]]))
-        target_info["reference_test_accuracy"] = float(
-            np.mean([a["test_accuracy"] for a in accs[1:]]))
+        ref_accs = [accs[m] for m in sorted({m for rows in reference_rows for m in rows})]
+        target_info.update({
+            "references": references,
+            "reference_mode": mode,
+            "reference_train_accuracy": float(np.mean([a["train_accuracy"] for a in ref_accs])),
+            "reference_test_accuracy": float(np.mean([a["test_accuracy"] for a in ref_accs])),
+        })
     if targets > 1:
         target_info["targets"] = targets
-    data_info = _data_info(ds, n_duplicates_left_out=n_dup,
-                           n_records_in_game=pool.n_records)
-    return _Game(pool.ids, pool.fingerprints, pool.y, design, outputs, data_info, target_info,
-                 reference_models=references)
+    data_info = _data_info(ds, n_duplicates_left_out=n_dup, n_records_in_game=len(audited),
+                           **({"n_population_records": int(n - len(audited))}
+                              if len(audited) < n else {}))
+    population_view = None
+    if len(audited) < n:
+        on_pop = np.setdiff1d(np.arange(n), audited)
+        population_view = (logits[:, on_pop], design[:, on_pop], pool.y[on_pop])
+    return _Game(pool.ids[audited], pool.fingerprints[audited], labels, design[:, audited],
+                 outputs, data_info, target_info, reference_rows=reference_rows,
+                 population=population_view)
 
 
 def _member_mask(ds: Dataset, members) -> np.ndarray:
