@@ -40,21 +40,21 @@ def _gaussian_fit(values: np.ndarray, mask: np.ndarray, per_example: bool):
 
     The global (pooled) variance is the within-record variance pooled over records; with a
     single reference per record it falls back to the spread across records, which keeps
-    the ranking of the offline score (it depends on ``phi - mu_out`` only).
+    the ranking of the offline score (it depends on ``phi - mu_out`` only). A per-example
+    standard deviation needs two references; records with fewer use the pooled one.
     """
     n = mask.sum(axis=0)
     safe = np.maximum(n, 1)
     mean = np.where(mask, values, 0.0).sum(axis=0) / safe
     sq = np.where(mask, (values - mean) ** 2, 0.0).sum(axis=0)
-    if per_example:
-        std = np.sqrt(sq / np.maximum(n - 1, 1))
-    else:
-        dof = np.maximum(n - 1, 0).sum()
-        if dof > 0:
-            pooled = np.sqrt(sq.sum() / dof)
-        else:  # one reference per record: only the spread across records is left
-            pooled = np.std(values[mask]) if mask.any() else 1.0
-        std = np.full(values.shape[1], pooled)
+    dof = np.maximum(n - 1, 0).sum()
+    if dof > 0:
+        pooled = np.sqrt(sq.sum() / dof)
+    else:  # one reference per record: only the spread across records is left
+        pooled = np.std(values[mask]) if mask.any() else 1.0
+    std = np.full(values.shape[1], pooled)
+    if per_example:  # records with fewer than 2 references keep the pooled value
+        std = np.where(n >= 2, np.sqrt(sq / np.maximum(n - 1, 1)), std)
     return mean, np.maximum(std, _MIN_STD), n
 
 
