@@ -9,6 +9,15 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_model_cache(tmp_path_factory):
+    """The CLI caches models under $MIAUDIT_CACHE: keep the tests' models out of ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MIAUDIT_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def shared_file():
     """A function giving the path of a file in ../shared/data; the test skips when absent."""

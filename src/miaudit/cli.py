@@ -150,6 +150,21 @@ def run(
     alpha: Annotated[float, typer.Option(help="1 - confidence level of the intervals.")] = 0.05,
     prior: Annotated[float, typer.Option(help="Membership prior for the PPV.")] = 0.5,
     device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Model cache (default: $MIAUDIT_CACHE or ~/.cache/miaudit)."
+    )] = None,
+    no_cache: Annotated[bool, typer.Option(help="Train every model, store nothing.")] = False,
+    executor: Annotated[str, typer.Option(
+        help="Where models train: inprocess, process (local pool) or ray."
+    )] = "inprocess",
+    workers: Annotated[int | None, typer.Option(help="Workers for process/ray executors.")
+                       ] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray cluster address (default: start a local Ray)."
+    )] = None,
+    models_per_batch: Annotated[int, typer.Option(
+        help="Models trained together in one batched computation."
+    )] = 32,
     format: Annotated[OutputFormat, typer.Option(
         "--format", help="text: a table on stdout; json: summary.json on stdout."
     )] = OutputFormat.text,
@@ -157,6 +172,7 @@ def run(
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
     from miaudit.orchestration import audit
+    from miaudit.orchestration.cache import default_cache_dir
     from miaudit.orchestration.result import check_out_dir
     from miaudit.report import print_summary
 
@@ -172,6 +188,9 @@ def run(
             references=references, reference_mode=reference_mode, targets=targets,
             lira_variance=lira_variance,
             rmia_gamma=rmia_gamma, rmia_temperature=rmia_temperature,
+            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+            executor=executor, workers=workers, ray_address=ray_address,
+            models_per_batch=models_per_batch,
             alpha=alpha, prior=prior, device=device,
             progress=not quiet and sys.stderr.isatty(),
         )

@@ -10,7 +10,14 @@ from miaudit.models.adapters import (
     load_outputs,
 )
 from miaudit.models.outputs import ModelOutputs, check_outputs
-from miaudit.models.recipes import RECIPES, Recipe, TrainedModel, make_recipe, train
+from miaudit.models.recipes import (
+    RECIPES,
+    Recipe,
+    TrainedModel,
+    build_module,
+    make_recipe,
+    train,
+)
 
 __all__ = [
     "RECIPES",
@@ -23,6 +30,7 @@ __all__ = [
     "TorchTarget",
     "TrainedModel",
     "as_target",
+    "build_module",
     "check_outputs",
     "load_outputs",
     "make_recipe",

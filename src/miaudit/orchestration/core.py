@@ -39,8 +39,9 @@ from miaudit.models import (
     make_recipe,
 )
 from miaudit.models.outputs import check_outputs
+from miaudit.orchestration.cache import ModelCache
 from miaudit.orchestration.result import AuditResult
-from miaudit.orchestration.training import train_pool_models
+from miaudit.orchestration.training import DEFAULT_CHUNK, EXECUTORS, train_pool_models
 from miaudit.signals import Exposure, observe, parse_exposure
 
 DEFAULT_FPRS = (0.01, 0.001, 0.0001)
@@ -92,6 +93,11 @@ def audit(
     delta: float = 1e-5,
     calibration_folds: int = 5,
     device: str = "cpu",
+    cache_dir: str | Path | None = None,
+    executor: str = "inprocess",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    models_per_batch: int = DEFAULT_CHUNK,
     progress: bool = False,
 ) -> AuditResult:
     """Audit a model for membership-inference leakage.
@@ -156,6 +162,18 @@ def audit(
         membership (``class-loss``, ``class-mentr``).
     device : str, default "cpu"
         Torch device for training and querying.
+    cache_dir : str or Path, optional
+        Store every trained model (safetensors weights and logits) under this folder, keyed
+        by a content hash; a re-run, or a run resumed after an interruption, loads the
+        models it finds instead of training them. ``None``: no cache.
+    executor : {"inprocess", "process", "ray"}, default "inprocess"
+        Where chunks of models train: here, in a local process pool, or on a Ray cluster.
+    workers : int, optional
+        Worker processes (or Ray tasks in parallel) for the other executors.
+    ray_address : str, optional
+        Address of a running Ray cluster (``ray://HOST:PORT``); default: a local instance.
+    models_per_batch : int, default 32
+        Models trained together in one batched computation (lower it to save memory).
     progress : bool, default False
         Show Rich progress bars on stderr.
 
@@ -170,6 +188,10 @@ def audit(
     _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references,
                     reference_mode, targets, lira_variance, rmia_gamma, rmia_temperature)
     _check_device(device)
+    if executor not in EXECUTORS:
+        raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
+    if models_per_batch < 1 or (workers is not None and workers < 1):
+        raise ConfigError("models_per_batch and workers must be >= 1.")
     chosen = resolve_attacks(None if attacks is None else list(attacks), exp, references)
     options = {
         "lira-online": {"variance": lira_variance},
@@ -183,8 +205,13 @@ def audit(
         with _progress(progress) as bar:
             if data is not None and not isinstance(data, Dataset):
                 data = load_dataset(data, label_column=label_column, id_column=id_column)
+            training = {
+                "cache": None if cache_dir is None else ModelCache(cache_dir),
+                "executor": executor, "workers": workers, "ray_address": ray_address,
+                "chunk": models_per_batch,
+            }
             game = _play(data, model, model_params, members, outputs, references, targets,
-                         reference_mode, seed, device, bar)
+                         reference_mode, seed, device, bar, training)
             per_target, scores = _attack_targets(game, chosen, exp, targets, options,
                                                  calibration_folds, seed, bar)
             metrics = {}
@@ -383,7 +410,7 @@ def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, ta
 
 
 def _play(data: Dataset | None, model, model_params, members, outputs, references, targets,
-          reference_mode, seed, device, bar) -> _Game:
+          reference_mode, seed, device, bar, training: dict) -> _Game:
     if outputs is not None:
         if data is not None:
             raise ConfigError("Give either data (to query a model) or outputs "
@@ -401,7 +428,7 @@ def _play(data: Dataset | None, model, model_params, members, outputs, reference
                               "trained on a seeded random half of the data.")
         recipe = model if isinstance(model, Recipe) else make_recipe(model, model_params)
         return _game_from_recipe(ds, recipe, references, targets, reference_mode, seed,
-                                 device, bar)
+                                 device, bar, training)
     if references:
         raise ConfigError("Reference models are trained from a recipe: audit an existing "
                           "model with references in a later version, or pass --model RECIPE.")
@@ -429,7 +456,7 @@ def _data_info(ds: Dataset, **extra) -> dict:
 
 
 def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int,
-                      mode: str, seed: int, device: str, bar) -> _Game:
+                      mode: str, seed: int, device: str, bar, training: dict) -> _Game:
     """Train the target(s) and references of a recipe and collect their outputs.
 
     ``online``: every model trains on a random half of the whole pool (complementary
@@ -473,8 +500,9 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         raise MembershipError("The members hold a single class; a classifier cannot be "
                               "trained. Use a data set with at least two classes.")
     _check_labels(pool.y[audited], members0)
-    logits = train_pool_models(recipe, pool.X, pool.y, design, n_classes=ds.n_classes,
-                               seed=seed, device=device, bar=bar)
+    logits, train_stats = train_pool_models(
+        recipe, pool.X, pool.y, design, n_classes=ds.n_classes, seed=seed,
+        data_fingerprint=pool.fingerprint, device=device, bar=bar, **training)
     accs = [_accuracies(check_outputs(z, "logits"), pool.y, design[m])
             for m, z in enumerate(logits)]
     labels = pool.y[audited]
@@ -501,6 +529,7 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         })
     if targets > 1:
         target_info["targets"] = targets
+    target_info["training"] = train_stats
     data_info = _data_info(ds, n_duplicates_left_out=n_dup, n_records_in_game=len(audited),
                            **({"n_population_records": int(n - len(audited))}
                               if len(audited) < n else {}))

@@ -1,19 +1,69 @@
-"""Training the models of a game: the target and its references, batched in chunks."""
+"""Training the models of a game: batched in chunks, cached, on one of three executors.
+
+* ``inprocess`` (default): chunks of models trained one after another in this process,
+  each chunk as one batched computation.
+* ``process``: chunks trained in parallel by a local pool of worker processes.
+* ``ray``: chunks trained as Ray tasks on a cluster (``pip install 'miaudit[ray]'``).
+
+Every finished model goes into the cache at once, so an interrupted run resumes where it
+stopped: models already in the cache are never trained again.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import numpy as np
 
+from miaudit.errors import ConfigError, DependencyError
 from miaudit.models import Recipe
 from miaudit.models.batched import predict_stacked, train_batched
 
 #: Models trained together in one batched computation (bounds memory).
 DEFAULT_CHUNK = 32
+EXECUTORS = ("inprocess", "process", "ray")
 
 
 def model_seed(seed: int, m: int) -> int:
     """The training seed of model ``m`` of a game seeded with ``seed`` (independent streams)."""
     return int(np.random.SeedSequence([seed, m]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Models to train together: rows of the design with their seeds."""
+
+    recipe: Recipe
+    X: np.ndarray
+    y: np.ndarray
+    design: np.ndarray
+    seeds: tuple[int, ...]
+    n_classes: int
+    device: str
+
+
+def train_chunk(chunk: Chunk, threads: int | None = None
+                ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    """Train a chunk; return each model's state dict (numpy) and all logits ``(k, N, C)``."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    params = train_batched(chunk.recipe, chunk.X, chunk.y, chunk.design,
+                           n_classes=chunk.n_classes, seeds=list(chunk.seeds),
+                           device=chunk.device)
+    logits = predict_stacked(params, chunk.X, chunk.recipe.activation, device=chunk.device)
+    states = []
+    for m in range(len(chunk.seeds)):
+        state = {}
+        for layer in range(len(params) // 2):
+            key = str(2 * layer)  # index of the Linear in the recipe's nn.Sequential
+            state[f"{key}.weight"] = params[2 * layer][m].T.contiguous().cpu().numpy()
+            state[f"{key}.bias"] = params[2 * layer + 1][m, 0].cpu().numpy()
+        states.append(state)
+    return states, logits
 
 
 def train_pool_models(
@@ -24,27 +74,102 @@ def train_pool_models(
     *,
     n_classes: int,
     seed: int,
+    data_fingerprint: str,
     device: str = "cpu",
+    executor: str = "inprocess",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    cache=None,
     bar=None,
     chunk: int = DEFAULT_CHUNK,
-) -> np.ndarray:
-    """Train one model per row of ``design`` and return every model's logits on every
-    record, shape ``(M, N, C)`` float64."""
+) -> tuple[np.ndarray, dict]:
+    """Train (or load from ``cache``) one model per row of ``design``.
+
+    Returns
+    -------
+    logits : ndarray (M, N, C) float64
+        Every model's logits on every record.
+    stats : dict
+        ``trained`` and ``cached`` model counts, the executor and the chunk size.
+    """
+    from miaudit.orchestration.cache import model_key
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
     n_models = design.shape[0]
+    seeds = [model_seed(seed, m) for m in range(n_models)]
+    keys = [model_key(data_fingerprint=data_fingerprint, recipe=recipe, design_row=design[m],
+                      seed=seeds[m], n_classes=n_classes) for m in range(n_models)]
+    logits: list[np.ndarray | None] = [None] * n_models
+    if cache is not None:
+        for m, key in enumerate(keys):
+            if cache.has(key):
+                logits[m] = cache.load_logits(key)
+    todo = [m for m in range(n_models) if logits[m] is None]
     task = None
-    if bar is not None:
-        label = "training target" if n_models == 1 else f"training {n_models} models"
-        task = bar.add_task(label, total=recipe.epochs * n_models)
-    logits = []
-    for start in range(0, n_models, chunk):
-        rows = list(range(start, min(start + chunk, n_models)))
+    if bar is not None and todo:
+        label = "training target" if n_models == 1 else f"training {len(todo)} models"
+        task = bar.add_task(label, total=len(todo))
+    if executor != "inprocess" and todo:  # spread the models over the workers
+        n_workers = workers or os.cpu_count() or 1
+        chunk = min(chunk, -(-len(todo) // n_workers))
+    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
+    specs = [Chunk(recipe, X, y, design[rows], tuple(seeds[m] for m in rows), n_classes, device)
+             for rows in chunks]
 
-        def tick(_epoch: int, k: int = len(rows)) -> None:
-            if bar is not None:
-                bar.advance(task, k)
+    def done(rows: Sequence[int], states, chunk_logits) -> None:
+        for j, m in enumerate(rows):
+            logits[m] = chunk_logits[j]
+            if cache is not None:
+                cache.store(keys[m], weights=states[j], logits=chunk_logits[j], meta={
+                    "recipe": recipe.to_dict(), "seed": seeds[m], "model_index": m,
+                    "data_fingerprint": data_fingerprint, "n_classes": n_classes,
+                    "n_train_records": int(design[m].sum()),
+                })
+        if bar is not None:
+            bar.advance(task, len(rows))
 
-        params = train_batched(recipe, X, y, design[rows], n_classes=n_classes,
-                               seeds=[model_seed(seed, m) for m in rows], device=device,
-                               on_epoch=tick)
-        logits.append(predict_stacked(params, X, recipe.activation, device=device))
-    return np.concatenate(logits).astype(np.float64)
+    _run(executor, specs, chunks, done, workers=workers, ray_address=ray_address)
+    stats = {"trained": len(todo), "cached": n_models - len(todo), "executor": executor,
+             "models_per_batch": chunk}
+    return np.stack(logits).astype(np.float64), stats
+
+
+def _run(executor: str, specs: list[Chunk], chunks: list[list[int]],
+         done: Callable, *, workers: int | None, ray_address: str | None) -> None:
+    if not specs:
+        return
+    if executor == "inprocess":
+        for rows, spec in zip(chunks, specs, strict=True):
+            done(rows, *train_chunk(spec))
+        return
+    if executor == "process":
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        n = workers or min(len(specs), os.cpu_count() or 1)
+        threads = max(1, (os.cpu_count() or 1) // n)
+        with cf.ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(train_chunk, spec, threads): rows
+                       for rows, spec in zip(chunks, specs, strict=True)}
+            for fut in cf.as_completed(futures):
+                done(futures[fut], *fut.result())
+        return
+    try:
+        import ray
+    except ImportError:
+        raise DependencyError("The ray executor needs Ray: pip install 'miaudit[ray]'.") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False,
+                 include_dashboard=False)
+    try:
+        remote = ray.remote(train_chunk)
+        refs = {remote.remote(spec): rows for rows, spec in zip(chunks, specs, strict=True)}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            done(refs[ready[0]], *ray.get(ready[0]))
+    finally:
+        if started:
+            ray.shutdown()

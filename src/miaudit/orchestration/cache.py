@@ -1,0 +1,94 @@
+"""A content-addressed cache of trained models and their outputs.
+
+Each model is one entry, keyed by a SHA-256 over everything that determines it: the
+records of the pool (data-set fingerprint), the recipe, the model's row of the membership
+design, its seed and the cache format. An entry holds ``weights.safetensors`` (the
+``torch.nn.Sequential`` state dict of the recipe's module, never a pickle),
+``logits.npy`` (its logits on every record of the pool) and ``meta.json``. Entries are
+written into a temporary folder and renamed into place, so a run killed mid-write leaves
+no corrupt entry, and a re-run skips every model already stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from miaudit import __version__
+from miaudit.errors import ConfigError
+from miaudit.models import Recipe
+
+CACHE_FORMAT = 1
+ENV_VAR = "MIAUDIT_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$MIAUDIT_CACHE``, else ``$XDG_CACHE_HOME/miaudit``, else ``~/.cache/miaudit``."""
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "miaudit"
+
+
+def model_key(*, data_fingerprint: str, recipe: Recipe, design_row: np.ndarray, seed: int,
+              n_classes: int) -> str:
+    """The cache key of one model (hex SHA-256)."""
+    h = hashlib.sha256()
+    spec = {"format": CACHE_FORMAT, "data": data_fingerprint, "recipe": recipe.to_dict(),
+            "seed": int(seed), "n_classes": int(n_classes), "n_records": len(design_row)}
+    h.update(json.dumps(spec, sort_keys=True).encode())
+    h.update(np.packbits(np.asarray(design_row, dtype=bool)).tobytes())
+    return h.hexdigest()
+
+
+class ModelCache:
+    """Models on disk under ``root`` (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"The cache path {self.root} exists and is not a folder.")
+
+    def _dir(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def has(self, key: str) -> bool:
+        return (self._dir(key) / "meta.json").exists()
+
+    def load_logits(self, key: str) -> np.ndarray:
+        return np.load(self._dir(key) / "logits.npy", allow_pickle=False)
+
+    def load_weights(self, key: str) -> dict[str, np.ndarray]:
+        from safetensors.numpy import load_file
+
+        return load_file(str(self._dir(key) / "weights.safetensors"))
+
+    def store(self, key: str, *, weights: dict[str, np.ndarray], logits: np.ndarray,
+              meta: dict) -> None:
+        """Write one entry atomically (a concurrent writer of the same key is harmless)."""
+        from safetensors.numpy import save_file
+
+        final = self._dir(key)
+        if self.has(key):
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.tmp-", dir=final.parent))
+        try:
+            save_file({k: np.ascontiguousarray(v) for k, v in weights.items()},
+                      str(tmp / "weights.safetensors"))
+            np.save(tmp / "logits.npy", np.asarray(logits, dtype=np.float32))
+            (tmp / "meta.json").write_text(json.dumps(
+                {**meta, "miaudit_version": __version__, "format": CACHE_FORMAT}, indent=2))
+            try:
+                tmp.rename(final)
+            except OSError:  # another process stored the same model first
+                if not self.has(key):
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,118 @@
+"""Reference training: the cache, resuming a killed run, and the three executors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import miaudit
+
+pytest.importorskip("torch")
+pytest.importorskip("safetensors")
+
+ARGS = {"data": "wine", "model": "mlp", "model_params": {"hidden": (16,), "epochs": 30},
+        "references": 5, "targets": 2, "attacks": ["loss", "lira-online", "rmia-offline"]}
+
+
+@pytest.fixture(scope="module")
+def plain():
+    return miaudit.audit(**ARGS)
+
+
+def _same(a, b, atol=1e-5):
+    np.testing.assert_allclose(a.signals["logits"], b.signals["logits"], atol=atol)
+    assert np.array_equal(a.signals["membership"], b.signals["membership"])
+    for name in ARGS["attacks"]:
+        assert a.summary()["attacks"][name]["auc"] == pytest.approx(
+            b.summary()["attacks"][name]["auc"], abs=1e-4)
+
+
+def test_cache_is_filled_then_used(tmp_path, plain):
+    first = miaudit.audit(**ARGS, cache_dir=tmp_path)
+    assert first.summary()["target"]["training"]["trained"] == 6
+    entries = list(tmp_path.glob("*/*/meta.json"))
+    assert len(entries) == 6
+    meta = json.loads(entries[0].read_text())
+    assert meta["n_train_records"] * 2 == first.summary()["data"]["n_records_in_game"]
+    second = miaudit.audit(**ARGS, cache_dir=tmp_path)
+    stats = second.summary()["target"]["training"]
+    assert stats["trained"] == 0 and stats["cached"] == 6
+    _same(first, second, atol=0)
+    _same(first, plain)
+
+
+def test_cached_weights_load_into_the_recipe_module(tmp_path):
+    import torch
+
+    from miaudit.data import load_dataset
+    from miaudit.models import build_module, make_recipe
+    from miaudit.orchestration.cache import ModelCache
+
+    result = miaudit.audit(**{**ARGS, "references": 1, "targets": 1,
+                              "attacks": ["loss"]}, cache_dir=tmp_path)
+    cache = ModelCache(tmp_path)
+    entry = next(tmp_path.glob("*/*/meta.json")).parent
+    key = entry.name
+    weights = cache.load_weights(key)
+    module = build_module(make_recipe("mlp", ARGS["model_params"]), 13, 3)
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    ds = load_dataset("wine")
+    logits = module(torch.as_tensor(ds.X, dtype=torch.float32)).detach().numpy()
+    index = json.loads((entry / "meta.json").read_text())["model_index"]
+    ids = list(ds.ids)
+    rows = [ids.index(i) for i in result.signals["record_ids"]]
+    np.testing.assert_allclose(logits[rows], result.signals["logits"][index], atol=1e-5)
+    assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.pt"))
+
+
+def test_a_killed_run_resumes_without_retraining(tmp_path):
+    cache = tmp_path / "cache"
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "miaudit", "run", "--data", "digits", "--model", "mlp",
+           "-p", "epochs=200", "-p", "hidden=32", "--references", "7", "--models-per-batch",
+           "1", "--attacks", "loss,lira-online", "--cache-dir", str(cache), "--out", str(out),
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cache.glob("*/*/meta.json"))) < 2:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = len(list(cache.glob("*/*/meta.json")))
+    assert 2 <= stored < 8, "the run finished or stored nothing before it was killed"
+    assert not out.exists()  # nothing half-written
+    for entry in cache.glob("*/*"):
+        if not entry.name.startswith("."):
+            assert {p.name for p in entry.iterdir()} == {"meta.json", "logits.npy",
+                                                         "weights.safetensors"}
+    done = subprocess.run([*cmd[:-1], "--format", "json"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    training = json.loads(done.stdout)["target"]["training"]
+    assert training["cached"] >= stored and training["trained"] == 8 - training["cached"]
+
+
+def test_process_pool_gives_the_same_models(plain):
+    pooled = miaudit.audit(**ARGS, executor="process", workers=2)
+    assert pooled.summary()["target"]["training"]["executor"] == "process"
+    _same(plain, pooled)
+
+
+def test_ray_executor_on_a_local_instance(plain):
+    pytest.importorskip("ray")
+    result = miaudit.audit(**ARGS, executor="ray", workers=2)
+    assert result.summary()["target"]["training"]["executor"] == "ray"
+    _same(plain, result)
+
+
+def test_unknown_executor():
+    with pytest.raises(miaudit.errors.ConfigError, match="Unknown executor"):
+        miaudit.audit(**ARGS, executor="spark")
+
+
