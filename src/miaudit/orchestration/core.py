@@ -212,14 +212,14 @@ def audit(
             }
             game = _play(data, model, model_params, members, outputs, references, targets,
                          reference_mode, seed, device, bar, training)
+            measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
+                       "seed": seed}
             per_target, scores = _attack_targets(game, chosen, exp, targets, options,
-                                                 calibration_folds, seed, bar)
-            metrics = {}
-            for a in chosen:
-                pooled = np.concatenate([s[a.name] for s in scores])
-                is_member = np.concatenate([game.membership[t] for t in range(targets)])
-                metrics[a.name] = evaluate(pooled, is_member, fprs=tuple(fprs), alpha=alpha,
-                                           prior=prior, delta=delta, seed=seed)
+                                                 calibration_folds, measure, bar)
+            is_member = np.concatenate([game.membership[t] for t in range(targets)])
+            metrics = {a.name: evaluate(np.concatenate([s[a.name] for s in scores]), is_member,
+                                        **measure)
+                       for a in chosen}
     for w in caught:  # let callers see the warnings too
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     table = pd.concat([
@@ -263,7 +263,7 @@ def audit(
 
 
 def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: int,
-                    options: dict, folds: int, seed: int, bar):
+                    options: dict, folds: int, measure: dict, bar):
     """Score every attack with each of the first ``targets`` models as the target."""
     per_target: list[dict[str, AttackMetrics]] = []
     scores: list[dict[str, np.ndarray]] = []
@@ -285,7 +285,7 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
             _check_reference_coverage(chosen, refs)
         inputs = AttackInput(
             target=observe(game.outputs[t], game.labels, exp),
-            calibration=Calibration(is_member, _folds(is_member, folds, seed + t)),
+            calibration=Calibration(is_member, _folds(is_member, folds, measure["seed"] + t)),
             references=refs,
             population=~is_member,
         )
@@ -297,7 +297,7 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
             if targets > 1:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UndefinedMetricWarning)
-                    per_target[t][a.name] = evaluate(s, is_member, seed=seed)
+                    per_target[t][a.name] = evaluate(s, is_member, **measure)
             if bar:
                 bar.advance(task)
     return per_target, scores

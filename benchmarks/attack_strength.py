@@ -1,0 +1,103 @@
+"""Attack strength and end-to-end time of a full reference audit.
+
+* Location30, tanh MLP 446-256-128-30, 16 references, 4 targets (online game): every
+  attack, pooled over the 4 targets, and the wall time of the whole audit (training 17
+  models, all attacks, run folder).
+* Offline references (trained on population records only): RMIA vs LiRA offline with
+  1, 2, 4 and 16 references.
+* Adult (CSV, MLP) with 16 references and 4 targets.
+
+    python benchmarks/attack_strength.py [--skip-adult]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from _results import table, write_section
+import miaudit
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pct(v):
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def rows_of(summary: dict) -> list[dict]:
+    rows = []
+    for name, m in summary["attacks"].items():
+        ci = m["auc_ci"]
+        rows.append({
+            "attack": name, "AUC": f"{m['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]",
+            "TPR@1%FPR": pct(m["tpr_at_fpr"]["0.01"]),
+            "TPR@0.1%FPR": pct(m["tpr_at_fpr"]["0.001"]),
+            "TPR@0.01%FPR": pct(m["tpr_at_fpr"]["0.0001"]),
+        })
+    return rows
+
+
+def full_audit(data: Path, label_column: str | None, name: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        result = miaudit.audit(data=data, label_column=label_column, model="mlp",
+                               references=16, targets=4)
+        result.save(Path(tmp) / "run")
+        elapsed = time.perf_counter() - t
+    s = result.summary()
+    tgt = s["target"]
+    loss = s["attacks"]["loss"]["tpr_at_fpr"]["0.001"] or 0
+    lira = s["attacks"]["lira-online"]["tpr_at_fpr"]["0.001"] or 0
+    ratio = "inf" if loss == 0 else f"{lira / loss:.0f}x"
+    body = (
+        f"{s['data']['n_records_in_game']} records in the game; {tgt['description']}; "
+        f"train accuracy {tgt['train_accuracy']:.3f}, test accuracy "
+        f"{tgt['test_accuracy']:.3f} (mean over 4 targets); 16 references, online game; "
+        "metrics pooled over the 4 targets (95% intervals).\n\n"
+        + table(rows_of(s), ["attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@0.01%FPR"])
+        + f"\n\n**Whole audit (training 17 models, all attacks, run folder): {elapsed:.0f} s.** "
+        f"lira-online TPR@0.1%FPR / LOSS TPR@0.1%FPR = {ratio}."
+    )
+    write_section(f"Attack strength: {name}, 16 references, 4 targets", body)
+
+
+def offline_sweep() -> None:
+    rows = []
+    for k in (1, 2, 4, 16):
+        r = miaudit.audit(data=SHARED / "location30.npz", model="mlp", references=k,
+                          reference_mode="offline", targets=4,
+                          attacks=["loss", "lira-offline", "rmia-offline"])
+        a = r.summary()["attacks"]
+        rows.append({
+            "references": k,
+            "LOSS AUC": f"{a['loss']['auc']:.3f}",
+            "lira-offline AUC": f"{a['lira-offline']['auc']:.3f}",
+            "rmia-offline AUC": f"{a['rmia-offline']['auc']:.3f}",
+            "lira-offline TPR@0.1%": pct(a["lira-offline"]["tpr_at_fpr"]["0.001"]),
+            "rmia-offline TPR@0.1%": pct(a["rmia-offline"]["tpr_at_fpr"]["0.001"]),
+        })
+    body = (
+        "Location30, half of the pool audited (targets train on halves of it), the other half "
+        "population data on which the references train; 4 targets pooled.\n\n"
+        + table(rows, list(rows[0]))
+    )
+    write_section("Offline references: RMIA vs LiRA (Location30)", body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip-adult", action="store_true")
+    args = ap.parse_args()
+    warnings.simplefilter("ignore")
+    full_audit(SHARED / "location30.npz", None, "Location30")
+    offline_sweep()
+    if not args.skip_adult:
+        full_audit(SHARED / "adult.csv.gz", "income", "Adult")
+
+
+if __name__ == "__main__":
+    main()
