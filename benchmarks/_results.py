@@ -3,6 +3,7 @@ command that produced it and the hardware it ran on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -36,7 +37,10 @@ def hardware() -> str:
 
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md."""
-    command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):
+        script = script.relative_to(RESULTS.parents[1])
+    command = " ".join(["python", script.as_posix(), *sys.argv[1:]])
     section = (f"<!-- {name}:start -->\n## {name}\n\n"
                f"Command: `{command}`  \nMeasured {date.today()} on {hardware()}.\n\n"
                f"{body.strip()}\n<!-- {name}:end -->")

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from _results import table, write_section
+
 import miaudit
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

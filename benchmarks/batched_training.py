@@ -12,13 +12,13 @@ the machine's measured float32 matmul peak.
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-
 from _results import table, write_section
+
 from miaudit.data import load_dataset
 from miaudit.game import membership_design
 from miaudit.models import make_recipe, train
@@ -70,7 +70,7 @@ def main() -> None:
     sequential = time.perf_counter() - t
 
     widths = [ds.n_features, *recipe.hidden, 30]
-    per_sample = sum(2 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    per_sample = sum(2 * a * b for a, b in itertools.pairwise(widths))
     flops = 3 * per_sample * (n // 2) * args.epochs * args.models  # forward + backward
     peak = matmul_peak(args.device)
     rows = [

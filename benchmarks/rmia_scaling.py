@@ -12,8 +12,8 @@ import time
 import tracemalloc
 
 import numpy as np
-
 from _results import table, write_section
+
 from miaudit.attacks.reference import rmia_scores
 
 
