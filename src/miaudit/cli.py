@@ -146,14 +146,18 @@ def run(
     out: Annotated[Path | None, typer.Option(
         help="Run folder (default: runs/<time>-<data>-<model>)."
     )] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty run folder.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the run folder of a previous run."
+    )] = False,
     alpha: Annotated[float, typer.Option(help="1 - confidence level of the intervals.")] = 0.05,
     prior: Annotated[float, typer.Option(help="Membership prior for the PPV.")] = 0.5,
     device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
     cache_dir: Annotated[Path | None, typer.Option(
         help="Model cache (default: $MIAUDIT_CACHE or ~/.cache/miaudit)."
     )] = None,
-    no_cache: Annotated[bool, typer.Option(help="Train every model, store nothing.")] = False,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Train every model, store nothing."
+    )] = False,
     executor: Annotated[str, typer.Option(
         help="Where models train: inprocess, process (local pool) or ray."
     )] = "inprocess",
@@ -168,7 +172,7 @@ def run(
     format: Annotated[OutputFormat, typer.Option(
         "--format", help="text: a table on stdout; json: summary.json on stdout."
     )] = OutputFormat.text,
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
     from miaudit.orchestration import audit
