@@ -194,3 +194,33 @@ def test_location30_lira_beats_loss_at_low_fpr(shared_file):
     assert a["lira-online"]["auc"] > 0.9
     assert a["lira-online"]["tpr_at_fpr"]["0.01"] > 5 * max(a["loss"]["tpr_at_fpr"]["0.01"], 0.01)
     assert a["rmia-online"]["auc"] > a["loss"]["auc"]
+
+
+def test_augmented_queries_average_over_variants():
+    logits, membership, y = _game(seed=5)
+    rng = np.random.default_rng(0)
+    variants = logits[:, None] + rng.normal(0, 0.3, (logits.shape[0], 2, *logits.shape[1:]))
+    plain = _inputs(logits, membership, y)
+    obs_v = tuple(observe(check_outputs(variants[0, a], "logits"), y, "logits")
+                  for a in range(2))
+    refs_v = References(logits[1:], membership[1:], y, variant_logits=variants[1:])
+    augmented = AttackInput(plain.target, references=refs_v, population=~membership[0],
+                            target_variants=obs_v)
+    per_query = [plain] + [
+        AttackInput(obs_v[a], references=References(variants[1:, a], membership[1:], y),
+                    population=~membership[0]) for a in range(2)]
+    for name in ("lira-online", "lira-offline"):
+        expected = np.mean([ATTACKS[name].score(q) for q in per_query], axis=0)
+        np.testing.assert_allclose(ATTACKS[name].score(augmented), expected)
+    # RMIA averages Pr(x | model) over the queries, then forms the ratio
+    from scipy.special import softmax
+
+    def p(z):
+        return softmax(z / 2.0, axis=-1)[..., np.arange(len(y)), y]
+
+    p_t = np.mean([p(logits[0]), p(variants[0, 0]), p(variants[0, 1])], axis=0)
+    p_r = np.mean([p(logits[1:]), p(variants[1:, 0]), p(variants[1:, 1])], axis=0)
+    m = membership[1:]
+    marginal = 0.5 * ((p_r * m).sum(0) / m.sum(0) + (p_r * ~m).sum(0) / (~m).sum(0))
+    np.testing.assert_allclose(ATTACKS["rmia-online"].score(augmented),
+                               rmia_scores(p_t, marginal, ~membership[0], 1.0))

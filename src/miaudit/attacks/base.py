@@ -59,12 +59,20 @@ class References:
         The references on the records they were trained from, when those are not the
         audited records (offline references train on separate population data). Attacks
         that learn or tune on the references' own membership use :attr:`tuning`.
+    variant_logits : ndarray (K, A, N, C) or None
+        Logits on ``A`` augmented copies of each record (flips, shifts), for attacks that
+        query several variants (Carlini et al. 2022, Sec. VI-A).
     """
 
     logits: np.ndarray
     membership: np.ndarray
     labels: np.ndarray
     shadow: References | None = None
+    variant_logits: np.ndarray | None = None
+
+    def variant(self, a: int) -> References:
+        """The references queried with augmented variant ``a`` instead of the record."""
+        return References(self.variant_logits[:, a], self.membership, self.labels)
 
     @property
     def tuning(self) -> References:
@@ -111,12 +119,26 @@ class AttackInput:
     population : ndarray (N,) bool or None
         Records the attacker may use as population data (never in the target's training
         set): the ``z`` of RMIA and Attack-P.
+    target_variants : tuple of Observation
+        The target queried with augmented variants of each record (same order as
+        ``References.variant_logits``); empty when no augmentation is used.
     """
 
     target: Observation
     calibration: Calibration | None = None
     references: References | None = None
     population: np.ndarray | None = None
+    target_variants: tuple[Observation, ...] = ()
+
+    def query_pairs(self) -> list[tuple[Observation, References]]:
+        """(target, references) for the record itself and each augmented variant that both
+        sides have; attacks average over them."""
+        pairs = [(self.target, self.references)]
+        refs = self.references
+        if self.target_variants and refs is not None and refs.variant_logits is not None:
+            n = min(len(self.target_variants), refs.variant_logits.shape[1])
+            pairs += [(self.target_variants[a], refs.variant(a)) for a in range(n)]
+        return pairs
 
 
 ScoreFn = Callable[..., np.ndarray]

@@ -12,9 +12,10 @@ import numpy as np
 from scipy.special import log_ndtr
 from scipy.stats import rankdata
 
-from miaudit.attacks.base import Attack, AttackInput, register_attack
+from miaudit.attacks.base import Attack, AttackInput, References, register_attack
 from miaudit.errors import MiauditWarning
 from miaudit.metrics import auc_with_ci
+from miaudit.signals.exposure import Observation
 from miaudit.signals.transforms import (
     logit_scaled_confidence,
     logit_scaled_confidence_from_loss,
@@ -26,9 +27,9 @@ GLOBAL_VARIANCE_BELOW = 64
 _MIN_STD = 1e-6
 
 
-def target_phi(inputs: AttackInput) -> np.ndarray:
-    """The target's logit-scaled confidence: from logits when released, else from the loss."""
-    t = inputs.target
+def observed_phi(t: Observation) -> np.ndarray:
+    """Logit-scaled confidence of an observation: from logits when released, else from the
+    loss."""
     if t.logits is not None:
         return logit_scaled_confidence(t.logits, t.labels)
     return logit_scaled_confidence_from_loss(t.loss)
@@ -64,33 +65,37 @@ def _variance_mode(variance: str, n_refs: int) -> bool:
     return variance == "per-example"
 
 
+def _lira(phi: np.ndarray, refs: References, per_example: bool, online: bool) -> np.ndarray:
+    mu_out, s_out, n_out = _gaussian_fit(refs.phi, ~refs.membership, per_example)
+    offline = np.where(n_out > 0, log_ndtr((phi - mu_out) / s_out), 0.0)
+    if not online:
+        return offline
+    mu_in, s_in, n_in = _gaussian_fit(refs.phi, refs.membership, per_example)
+    score = (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
+             + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
+    # A record with no IN (or no OUT) reference cannot be scored online: the audit refuses
+    # such designs; this keeps the arithmetic finite for direct callers.
+    score = np.where(n_in == 0, offline, score)
+    return np.where(n_out == 0, -0.5 * ((phi - mu_in) / s_in) ** 2, score)
+
+
 def lira_online(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
     """Online LiRA (Carlini et al., S&P 2022): ``log N(phi; mu_in, s_in^2) - log N(phi;
     mu_out, s_out^2)``, Gaussians fitted per record on references trained with (IN) and
-    without (OUT) it. ``variance``: ``"global"`` (pooled; default below 64 references),
-    ``"per-example"`` or ``"auto"``. Higher = member."""
-    refs = inputs.references
-    phi = target_phi(inputs)
-    per_example = _variance_mode(variance, refs.n_models)
-    mu_in, s_in, n_in = _gaussian_fit(refs.phi, refs.membership, per_example)
-    mu_out, s_out, n_out = _gaussian_fit(refs.phi, ~refs.membership, per_example)
-    score = (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
-             + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
-    # A record with no IN (or no OUT) reference cannot be scored online: fall back to the
-    # side that exists (offline test against OUT, or the IN likelihood).
-    only_out = n_in == 0
-    score = np.where(only_out, log_ndtr((phi - mu_out) / s_out), score)
-    return np.where(n_out == 0, -0.5 * ((phi - mu_in) / s_in) ** 2, score)
+    without (OUT) it; with augmented queries, the mean of the scores over the variants
+    (one Gaussian per variant). ``variance``: ``"global"`` (pooled; default below 64
+    references), ``"per-example"`` or ``"auto"``. Higher = member."""
+    per_example = _variance_mode(variance, inputs.references.n_models)
+    return np.mean([_lira(observed_phi(t), refs, per_example, online=True)
+                    for t, refs in inputs.query_pairs()], axis=0)
 
 
 def lira_offline(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
     """Offline LiRA: ``log Phi((phi - mu_out) / s_out)``, a one-sided test against the
-    references trained without the record. Higher = member."""
-    refs = inputs.references
-    phi = target_phi(inputs)
-    mu_out, s_out, n_out = _gaussian_fit(refs.phi, ~refs.membership,
-                                         _variance_mode(variance, refs.n_models))
-    return np.where(n_out > 0, log_ndtr((phi - mu_out) / s_out), 0.0)
+    references trained without the record (mean over augmented variants). Higher = member."""
+    per_example = _variance_mode(variance, inputs.references.n_models)
+    return np.mean([_lira(observed_phi(t), refs, per_example, online=False)
+                    for t, refs in inputs.query_pairs()], axis=0)
 
 
 def attack_r(inputs: AttackInput) -> np.ndarray:
@@ -138,27 +143,37 @@ def rmia_scores(p_target: np.ndarray, p_marginal: np.ndarray, population: np.nda
 RMIA_TEMPERATURE = 2.0
 
 
-def target_p_true(inputs: AttackInput, temperature: float) -> np.ndarray:
-    """The target's ``Pr(x | model)``: the tempered probability of the true label when the
-    probability vector is released, else ``exp(-loss)`` (temperature 1, with a warning)."""
-    t = inputs.target
+def observed_p_true(t: Observation, temperature: float) -> np.ndarray:
+    """``Pr(x | model)`` from an observation: the tempered probability of the true label
+    when the probability vector is released, else ``exp(-loss)`` (temperature 1)."""
     if temperature != 1.0:
         if t.logits is not None:
             return np.exp(-loss_from_logits(t.logits / temperature, t.labels))
         if t.probs is not None:
             log_p = np.log(np.maximum(t.probs, 1e-300)) / temperature
             return np.exp(-loss_from_logits(log_p, t.labels))
-        warnings.warn(
-            "RMIA: this exposure releases no probability vector, so the temperature "
-            f"{temperature:g} cannot be applied; RMIA uses temperature 1.",
-            MiauditWarning, stacklevel=3,
-        )
     return np.exp(-t.loss)
 
 
 def _effective_temperature(inputs: AttackInput, temperature: float) -> float:
     t = inputs.target
-    return temperature if (t.logits is not None or t.probs is not None) else 1.0
+    if temperature != 1.0 and t.logits is None and t.probs is None:
+        warnings.warn(
+            "RMIA: this exposure releases no probability vector, so the temperature "
+            f"{temperature:g} cannot be applied; RMIA uses temperature 1.",
+            MiauditWarning, stacklevel=3,
+        )
+        return 1.0
+    return temperature
+
+
+def _rmia_probabilities(inputs: AttackInput, temperature: float):
+    """Target and reference ``Pr(x | model)``, averaged over the augmented variants."""
+    temp = _effective_temperature(inputs, temperature)
+    pairs = inputs.query_pairs()
+    p_target = np.mean([observed_p_true(t, temp) for t, _ in pairs], axis=0)
+    p_refs = np.mean([refs.p_true_at(temp) for _, refs in pairs], axis=0)
+    return p_target, p_refs, temp
 
 
 def _mean_in_out(p: np.ndarray, membership: np.ndarray):
@@ -179,11 +194,9 @@ def _marginal_online(p: np.ndarray, membership: np.ndarray) -> np.ndarray:
 def rmia_online(inputs: AttackInput, *, gamma: float = 1.0,
                 temperature: float = RMIA_TEMPERATURE) -> np.ndarray:
     """Online RMIA: ``P(x)`` averaged over IN and OUT references. Higher = member."""
-    p_target = target_p_true(inputs, temperature)
-    refs = inputs.references
-    p_refs = refs.p_true_at(_effective_temperature(inputs, temperature))
-    return rmia_scores(p_target, _marginal_online(p_refs, refs.membership), inputs.population,
-                       gamma)
+    p_target, p_refs, _ = _rmia_probabilities(inputs, temperature)
+    marginal = _marginal_online(p_refs, inputs.references.membership)
+    return rmia_scores(p_target, marginal, inputs.population, gamma)
 
 
 A_GRID = np.round(np.linspace(0.0, 1.0, 11), 2)
@@ -220,11 +233,10 @@ def rmia_offline(inputs: AttackInput, *, gamma: float = 1.0, a: float | None = N
     """Offline RMIA: ``P(x) = (1 + a)/2 * mean_OUT + (1 - a)/2``, with ``a`` tuned on a
     reference model as stand-in target unless given. Higher = member."""
     refs = inputs.references
-    temp = _effective_temperature(inputs, temperature)
-    p_target = target_p_true(inputs, temperature)
+    p_target, p_refs, temp = _rmia_probabilities(inputs, temperature)
     if a is None:
         a = tune_offline_a(refs, temp)
-    _, mean_out, _, _ = _mean_in_out(refs.p_true_at(temp), refs.membership)
+    _, mean_out, _, _ = _mean_in_out(p_refs, refs.membership)
     marginal = 0.5 * (1 + a) * mean_out + 0.5 * (1 - a)
     return rmia_scores(p_target, marginal, inputs.population, gamma)
 
