@@ -57,7 +57,9 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         f"{t['n_members']} members vs {t['n_non_members']} non-members"
     )
     console.print(summary_table(summary))
-    reasons = sorted({r for m in summary["attacks"].values() for r in m["undefined"].values()})
+    shown = ("tpr_at_fpr.", "epsilon_lower_bound")  # the figures the table shows
+    reasons = sorted({r for m in summary["attacks"].values()
+                      for key, r in m["undefined"].items() if key.startswith(shown)})
     for r in reasons:
         console.print(f"[dim]n/a: {r}[/]")
     for w in summary.get("warnings", []):
