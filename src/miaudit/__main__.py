@@ -2,4 +2,5 @@
 
 from miaudit.cli import app
 
-app(prog_name="miaudit")
+if __name__ == "__main__":
+    app(prog_name="miaudit")

@@ -108,8 +108,12 @@ def run(
     id_column: Annotated[str | None, typer.Option(
         help="Record-ID column of a CSV/Parquet file (not used as a feature)."
     )] = None,
-    model: Annotated[str, typer.Option(help="Recipe to train as the target: mlp or logistic.")
-                     ] = "mlp",
+    n_records: Annotated[int | None, typer.Option(
+        help="Use a seeded, class-stratified subset of this many records."
+    )] = None,
+    model: Annotated[str, typer.Option(
+        help="Recipe to train as the target: mlp, logistic or cnn (images)."
+    )] = "mlp",
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Recipe parameter key=value, repeatable (e.g. -p epochs=20 "
         "-p hidden=128,64)."
@@ -169,6 +173,10 @@ def run(
     models_per_batch: Annotated[int, typer.Option(
         help="Models trained together in one batched computation."
     )] = 32,
+    augment: Annotated[bool | None, typer.Option(
+        "--augment/--no-augment",
+        help="Query flipped and shifted copies too (image recipes; default on for cnn)."
+    )] = None,
     format: Annotated[OutputFormat, typer.Option(
         "--format", help="text: a table on stdout; json: summary.json on stdout."
     )] = OutputFormat.text,
@@ -186,7 +194,8 @@ def run(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
         result = audit(
-            data=data, label_column=label_column, id_column=id_column, model=model,
+            data=data, label_column=label_column, id_column=id_column, n_records=n_records,
+            model=model,
             model_params=param,
             outputs=outputs, exposure=exposure, attacks=_split_list(attacks), seed=seed,
             references=references, reference_mode=reference_mode, targets=targets,
@@ -194,7 +203,7 @@ def run(
             rmia_gamma=rmia_gamma, rmia_temperature=rmia_temperature,
             cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
             executor=executor, workers=workers, ray_address=ray_address,
-            models_per_batch=models_per_batch,
+            models_per_batch=models_per_batch, augment=augment,
             alpha=alpha, prior=prior, device=device,
             progress=not quiet and sys.stderr.isatty(),
         )

@@ -87,3 +87,21 @@ def suggest(name: str, options: Sequence[str]) -> str:
         return f" Did you mean {lowered[name.lower()]!r}?"
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return f" Did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+def stratified_positions(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Positions of ``n`` of the labels ``y``, each class in proportion to its size, sorted.
+
+    Each class gets ``floor(n * n_c / N)`` places, and the places left over go to the
+    classes with the largest remainders (ties: lower class code first); the records of a
+    class are drawn without replacement by ``numpy.random.default_rng(seed)``.
+    """
+    codes, counts = np.unique(y, return_counts=True)
+    exact = n * counts / counts.sum()
+    quota = np.floor(exact).astype(np.int64)
+    order = np.lexsort((codes, -(exact - quota)))
+    quota[order[: n - int(quota.sum())]] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(y == c), size=int(q), replace=False)
+              for c, q in zip(codes, quota, strict=True)]
+    return np.sort(np.concatenate(picked))

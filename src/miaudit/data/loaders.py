@@ -10,8 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from miaudit.data._encoding import encode_labels, list_names, suggest, zscore
-from miaudit.data.dataset import Dataset, build_dataset
+from miaudit.data._encoding import (
+    encode_labels,
+    list_names,
+    stratified_positions,
+    suggest,
+    zscore,
+)
+from miaudit.data.dataset import MIN_RECORDS, Dataset, build_dataset
 from miaudit.data.fingerprint import array_record_fingerprints
 from miaudit.data.tables import load_table
 from miaudit.errors import DataError
@@ -98,7 +104,7 @@ def _labels_as_text(y: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"y in {path.name} has dtype {y.dtype}; give integer or string labels.")
 
 
-def _load_npz(path: Path) -> Dataset:
+def _load_npz(path: Path, n_records: int | None = None, seed: int = 0) -> Dataset:
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -110,6 +116,10 @@ def _load_npz(path: Path) -> Dataset:
                         f"save arrays with numpy.savez(path, X=..., y=...).")
     with archive:
         files = list(archive.files)
+        if "jpeg" in files and "offsets" in files and "X" not in files:  # JPEG image archive
+            from miaudit.data.images import load_cifar10_npz
+
+            return load_cifar10_npz(path, n_records=n_records, seed=seed)
         absent = [k for k in ("X", "y") if k not in files]
         if absent:
             raise DataError(f"{path.name} lacks array(s) {', '.join(map(repr, absent))}; it has "
@@ -178,6 +188,8 @@ def load_dataset(
     *,
     label_column: str | None = None,
     id_column: str | None = None,
+    n_records: int | None = None,
+    seed: int = 0,
 ) -> Dataset:
     """Load a built-in data set or a data file as an encoded :class:`Dataset`.
 
@@ -193,6 +205,11 @@ def load_dataset(
     id_column : str, optional
         Column of a CSV / parquet file holding unique record IDs; used for nothing else
         (neither features nor fingerprints). Default: 0-based row numbers of the file.
+    n_records : int, optional
+        Keep a seeded, class-stratified subset of this many records (for a JPEG image
+        archive only those images are decoded). Default: every record.
+    seed : int, default 0
+        Seed of the subset.
 
     Returns
     -------
@@ -217,6 +234,16 @@ def load_dataset(
     >>> ds.X.shape, ds.classes
     ((569, 30), ('malignant', 'benign'))
     """
+    if n_records is not None and (isinstance(n_records, bool) or not isinstance(
+            n_records, int | np.integer) or n_records < MIN_RECORDS):
+        raise DataError(f"n_records must be an integer >= {MIN_RECORDS}, got {n_records!r}.")
+    ds = _load(source, label_column, id_column, n_records, seed)
+    if n_records is not None and n_records < ds.n_records:  # JPEG archives did it already
+        ds = ds.subset(stratified_positions(ds.y, int(n_records), int(seed)))
+    return ds
+
+
+def _load(source, label_column, id_column, n_records, seed) -> Dataset:
     if isinstance(source, str) and source in BUILTIN_DATASETS:
         if label_column is not None or id_column is not None:
             raise DataError(f"label_column and id_column apply to CSV/parquet files only, "
@@ -246,5 +273,5 @@ def load_dataset(
         if label_column is not None or id_column is not None:
             raise DataError("label_column and id_column apply to CSV/parquet files; an .npz "
                             "file gives labels as array 'y' and IDs as optional array 'ids'.")
-        return _load_npz(path)
+        return _load_npz(path, n_records, seed)
     return load_table(path, fmt, label_column=label_column, id_column=id_column)

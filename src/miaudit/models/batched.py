@@ -7,6 +7,10 @@ the membership design) and its own minibatch order; Adam, AdamW and SGD act elem
 so a batched step equals K separate steps. Model ``m`` trained here matches
 ``train(recipe, X[design[m]], y[design[m]], seed=seeds[m])`` up to floating-point
 rounding.
+
+The ``cnn`` recipe is trained the same way by :mod:`miaudit.models.cnn` (grouped
+convolutions): :func:`train_batched` then returns a :class:`~miaudit.models.cnn.StackedCNN`,
+which :func:`predict_stacked` and :func:`stacked_state_dicts` recognise.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from miaudit.errors import ConfigError
+from miaudit.models.cnn import StackedCNN, cnn_state_dicts, predict_stacked_cnn, train_batched_cnn
 from miaudit.models.recipes import Recipe, _torch, build_module
 
 
@@ -63,7 +68,7 @@ def train_batched(
     seeds: list[int],
     device: str = "cpu",
     on_epoch: Callable[[int], None] | None = None,
-) -> list:
+) -> list | StackedCNN:
     """Train ``K = len(design)`` models together; model ``m`` on records ``design[m]``.
 
     Parameters
@@ -75,9 +80,15 @@ def train_batched(
 
     Returns
     -------
-    list of tensors
-        The stacked parameters (detached), for :func:`forward_stacked`.
+    list of tensors, or StackedCNN
+        The stacked parameters (detached), for :func:`forward_stacked`; for the ``cnn``
+        recipe a :class:`~miaudit.models.cnn.StackedCNN` (see
+        :func:`~miaudit.models.cnn.train_batched_cnn`). Both go to :func:`predict_stacked`
+        and :func:`stacked_state_dicts`.
     """
+    if recipe.name == "cnn":
+        return train_batched_cnn(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
+                                 device=device, on_epoch=on_epoch)
     torch = _torch()
     design = np.asarray(design, dtype=bool)
     k = design.shape[0]
@@ -118,9 +129,16 @@ def train_batched(
     return [p.detach() for p in params]
 
 
-def predict_stacked(params: list, X: np.ndarray, activation: str, *, device: str = "cpu",
-                    batch_size: int = 8192) -> np.ndarray:
-    """Logits of every stacked model on every record: ``(K, N, C)`` float32."""
+def predict_stacked(params: list | StackedCNN, X: np.ndarray, activation: str, *,
+                    device: str = "cpu", batch_size: int = 8192) -> np.ndarray:
+    """Logits of every stacked model on every record: ``(K, N, C)`` float32.
+
+    ``params`` is what :func:`train_batched` returned; a ``StackedCNN`` carries its own
+    activation (``activation`` is then ignored) and goes to
+    :func:`~miaudit.models.cnn.predict_stacked_cnn`.
+    """
+    if isinstance(params, StackedCNN):
+        return predict_stacked_cnn(params, X, device=device, batch_size=batch_size)
     torch = _torch()
     k = params[0].shape[0]
     out = []
@@ -130,3 +148,30 @@ def predict_stacked(params: list, X: np.ndarray, activation: str, *, device: str
                                                       dtype=np.float32), device=device)
             out.append(forward_stacked(params, xb.expand(k, -1, -1), activation).cpu().numpy())
     return np.concatenate(out, axis=1)
+
+
+def stacked_state_dicts(params: list | StackedCNN) -> list[dict[str, np.ndarray]]:
+    """Each model's state dict (numpy arrays), keyed as the recipe's ``build_module`` module.
+
+    Parameters
+    ----------
+    params : list of tensors, or StackedCNN
+        What :func:`train_batched` returned.
+
+    Returns
+    -------
+    list of dict
+        One per model, ready for ``safetensors.numpy.save_file`` and for
+        ``build_module(recipe, ...).load_state_dict`` (after ``torch.from_numpy``).
+    """
+    if isinstance(params, StackedCNN):
+        return cnn_state_dicts(params)
+    states = []
+    for m in range(params[0].shape[0]):
+        state = {}
+        for layer in range(len(params) // 2):
+            key = str(2 * layer)  # index of the Linear in the recipe's nn.Sequential
+            state[f"{key}.weight"] = params[2 * layer][m].T.contiguous().cpu().numpy()
+            state[f"{key}.bias"] = params[2 * layer + 1][m, 0].cpu().numpy()
+        states.append(state)
+    return states

@@ -22,14 +22,16 @@ OPTIMIZERS = ("adam", "sgd")
 
 @dataclass(frozen=True)
 class Recipe:
-    """How to build and train a classifier on tabular features.
+    """How to build and train a classifier on tabular features or images.
 
     Attributes
     ----------
     name : str
-        ``"logistic"`` (softmax regression) or ``"mlp"``.
+        ``"logistic"`` (softmax regression), ``"mlp"``, or ``"cnn"`` (a small convolutional
+        network for flattened channel-first RGB images, see :mod:`miaudit.models.cnn`).
     hidden : tuple of int
-        Hidden layer sizes (empty for ``logistic``).
+        Hidden layer sizes (empty for ``logistic``); for ``cnn`` the conv widths, then the
+        width of the dense hidden layer.
     activation : {"tanh", "relu"}
     epochs : int
     batch_size : int
@@ -68,6 +70,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "logistic": Recipe("logistic", hidden=(), epochs=100, batch_size=128, lr=1e-2),
     "mlp": Recipe("mlp", hidden=(256, 128), activation="tanh", epochs=60, batch_size=64, lr=1e-3),
+    "cnn": Recipe("cnn", hidden=(16, 32, 64, 128), activation="relu", epochs=20,
+                  batch_size=64, lr=1e-3),
 }
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Recipe)}
@@ -151,6 +155,9 @@ def _check_recipe(r: Recipe) -> None:
         problems.append(f"hidden sizes must be >= 1, got {list(r.hidden)}")
     if r.name == "logistic" and r.hidden:
         problems.append("the logistic recipe has no hidden layers; use --model mlp")
+    if r.name == "cnn" and len(r.hidden) < 2:
+        problems.append(f"the cnn recipe's hidden sizes are the conv widths then the dense "
+                        f"width (at least two, e.g. 16,32,64,128), got {list(r.hidden)}")
     if problems:
         raise ConfigError(f"Invalid {r.name} recipe: " + "; ".join(problems) + ".")
 
@@ -168,6 +175,11 @@ def _torch():
 
 def build_module(recipe: Recipe, n_features: int, n_classes: int):
     """The ``torch.nn.Module`` of a recipe (initialised from torch's global RNG)."""
+    if recipe.name == "cnn":
+        from miaudit.models.cnn import build_cnn
+
+        return build_cnn(n_classes, hidden=recipe.hidden, activation=recipe.activation,
+                         n_features=n_features)
     torch = _torch()
     nn = torch.nn
     layers: list = []

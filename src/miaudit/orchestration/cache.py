@@ -3,8 +3,9 @@
 Each model is one entry, keyed by a SHA-256 over everything that determines it: the
 records of the pool (data-set fingerprint), the recipe, the model's row of the membership
 design, its seed and the cache format. An entry holds ``weights.safetensors`` (the
-``torch.nn.Sequential`` state dict of the recipe's module, never a pickle),
-``logits.npy`` (its logits on every record of the pool) and ``meta.json``. Entries are
+state dict of the recipe's module, never a pickle), ``logits.npy`` (its logits on every
+record of the pool), ``variants.npy`` (logits on augmented queries, image recipes) and
+``meta.json``. Entries are
 written into a temporary folder and renamed into place, so a run killed mid-write leaves
 no corrupt entry, and a re-run skips every model already stored.
 """
@@ -37,11 +38,12 @@ def default_cache_dir() -> Path:
 
 
 def model_key(*, data_fingerprint: str, recipe: Recipe, design_row: np.ndarray, seed: int,
-              n_classes: int) -> str:
-    """The cache key of one model (hex SHA-256)."""
+              n_classes: int, augment: str | None = None) -> str:
+    """The cache key of one model and its stored outputs (hex SHA-256)."""
     h = hashlib.sha256()
     spec = {"format": CACHE_FORMAT, "data": data_fingerprint, "recipe": recipe.to_dict(),
-            "seed": int(seed), "n_classes": int(n_classes), "n_records": len(design_row)}
+            "seed": int(seed), "n_classes": int(n_classes), "n_records": len(design_row),
+            "augment": augment}
     h.update(json.dumps(spec, sort_keys=True).encode())
     h.update(np.packbits(np.asarray(design_row, dtype=bool)).tobytes())
     return h.hexdigest()
@@ -61,8 +63,12 @@ class ModelCache:
     def has(self, key: str) -> bool:
         return (self._dir(key) / "meta.json").exists()
 
-    def load_logits(self, key: str) -> np.ndarray:
-        return np.load(self._dir(key) / "logits.npy", allow_pickle=False)
+    def load_logits(self, key: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The stored logits ``(N, C)`` and, if any, the variants' logits ``(A, N, C)``."""
+        entry = self._dir(key)
+        variants = entry / "variants.npy"
+        return (np.load(entry / "logits.npy", allow_pickle=False),
+                np.load(variants, allow_pickle=False) if variants.exists() else None)
 
     def load_weights(self, key: str) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file
@@ -70,7 +76,7 @@ class ModelCache:
         return load_file(str(self._dir(key) / "weights.safetensors"))
 
     def store(self, key: str, *, weights: dict[str, np.ndarray], logits: np.ndarray,
-              meta: dict) -> None:
+              meta: dict, variants: np.ndarray | None = None) -> None:
         """Write one entry atomically (a concurrent writer of the same key is harmless)."""
         from safetensors.numpy import save_file
 
@@ -83,6 +89,8 @@ class ModelCache:
             save_file({k: np.ascontiguousarray(v) for k, v in weights.items()},
                       str(tmp / "weights.safetensors"))
             np.save(tmp / "logits.npy", np.asarray(logits, dtype=np.float32))
+            if variants is not None:
+                np.save(tmp / "variants.npy", np.asarray(variants, dtype=np.float32))
             (tmp / "meta.json").write_text(json.dumps(
                 {**meta, "miaudit_version": __version__, "format": CACHE_FORMAT}, indent=2))
             try:

@@ -63,6 +63,8 @@ class _Game:
     # offline references: (logits (M, P, C), membership (M, P), labels (P,)) of every model
     # on the population records the references were trained from
     population: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # logits of every model on augmented queries of the audited records: (M, A, N, C)
+    variants: np.ndarray | None = None
 
     @property
     def reference_models(self) -> int:
@@ -74,6 +76,7 @@ def audit(
     data: Dataset | str | Path | None = None,
     label_column: str | None = None,
     id_column: str | None = None,
+    n_records: int | None = None,
     model: str | Recipe | object = "mlp",
     model_params: dict | Sequence[str] | None = None,
     members: np.ndarray | Sequence[str] | None = None,
@@ -98,6 +101,7 @@ def audit(
     workers: int | None = None,
     ray_address: str | None = None,
     models_per_batch: int = DEFAULT_CHUNK,
+    augment: bool | None = None,
     progress: bool = False,
 ) -> AuditResult:
     """Audit a model for membership-inference leakage.
@@ -122,6 +126,9 @@ def audit(
         Label column for CSV / Parquet files.
     id_column : str, optional
         Record-ID column for CSV / Parquet files (kept out of the features).
+    n_records : int, optional
+        Audit a seeded, class-stratified subset of this many records (for large data, such
+        as CIFAR-10 on a CPU).
     model_params : dict or list of "key=value", optional
         Recipe overrides (``{"epochs": 20}``).
     exposure : str, default "logits"
@@ -174,6 +181,10 @@ def audit(
         Address of a running Ray cluster (``ray://HOST:PORT``); default: a local instance.
     models_per_batch : int, default 32
         Models trained together in one batched computation (lower it to save memory).
+    augment : bool, optional
+        Query every model on augmented copies of each record too (horizontal flip, shifts
+        of 2 pixels; image recipes), and let LiRA and RMIA use them. Default: on for the
+        ``cnn`` recipe with references.
     progress : bool, default False
         Show Rich progress bars on stderr.
 
@@ -204,11 +215,15 @@ def audit(
         warnings.simplefilter("always")
         with _progress(progress) as bar:
             if data is not None and not isinstance(data, Dataset):
-                data = load_dataset(data, label_column=label_column, id_column=id_column)
+                data = load_dataset(data, label_column=label_column, id_column=id_column,
+                                    n_records=n_records, seed=seed)
+            elif n_records is not None:
+                raise ConfigError("n_records applies to data loaded from a name or a file; "
+                                  "subset a Dataset yourself with Dataset.subset().")
             training = {
                 "cache": None if cache_dir is None else ModelCache(cache_dir),
                 "executor": executor, "workers": workers, "ray_address": ray_address,
-                "chunk": models_per_batch,
+                "chunk": models_per_batch, "augment": augment,
             }
             game = _play(data, model, model_params, members, outputs, references, targets,
                          reference_mode, seed, device, bar, training)
@@ -253,6 +268,8 @@ def audit(
         "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
     signals = {
+        **({} if game.variants is None else
+           {"variant_logits": game.variants.astype(np.float32)}),
         "membership": game.membership,
         "logits": np.stack([o.log_probs() if o.kind == "probs" else o.values
                             for o in game.outputs]).astype(np.float32),
@@ -281,13 +298,17 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
                 rows = [*others, t]
                 shadow = References(pl[rows], pm[rows], py)
             refs = References(np.stack([game.outputs[m].values for m in others]),
-                              game.membership[others], game.labels, shadow)
+                              game.membership[others], game.labels, shadow,
+                              None if game.variants is None else game.variants[others])
             _check_reference_coverage(chosen, refs)
+        target_variants = () if game.variants is None else tuple(
+            observe(check_outputs(v, "logits"), game.labels, exp) for v in game.variants[t])
         inputs = AttackInput(
             target=observe(game.outputs[t], game.labels, exp),
             calibration=Calibration(is_member, _folds(is_member, folds, measure["seed"] + t)),
             references=refs,
             population=~is_member,
+            target_variants=target_variants,
         )
         scores.append({})
         per_target.append({})
@@ -500,9 +521,18 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         raise MembershipError("The members hold a single class; a classifier cannot be "
                               "trained. Use a data set with at least two classes.")
     _check_labels(pool.y[audited], members0)
-    logits, train_stats = train_pool_models(
+    augment = training.pop("augment")
+    if augment is None:  # default: flips and shifts for image recipes with references
+        augment = recipe.name == "cnn" and references > 0
+    augment_name = "flip-shift" if augment else None
+    if augment and recipe.name != "cnn":
+        raise ConfigError("Augmented queries (flips, shifts) are for image recipes: use "
+                          "--model cnn, or leave --augment off.")
+    logits, variants, train_stats = train_pool_models(
         recipe, pool.X, pool.y, design, n_classes=ds.n_classes, seed=seed,
-        data_fingerprint=pool.fingerprint, device=device, bar=bar, **training)
+        data_fingerprint=pool.fingerprint, device=device, bar=bar, augment=augment_name,
+        **training)
+    train_stats["augmented_queries"] = augment_name
     accs = [_accuracies(check_outputs(z, "logits"), pool.y, design[m])
             for m, z in enumerate(logits)]
     labels = pool.y[audited]
@@ -539,7 +569,8 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         population_view = (logits[:, on_pop], design[:, on_pop], pool.y[on_pop])
     return _Game(pool.ids[audited], pool.fingerprints[audited], labels, design[:, audited],
                  outputs, data_info, target_info, reference_rows=reference_rows,
-                 population=population_view)
+                 population=population_view,
+                 variants=None if variants is None else variants[:, :, audited])
 
 
 def _member_mask(ds: Dataset, members) -> np.ndarray:

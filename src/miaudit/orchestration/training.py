@@ -19,7 +19,8 @@ import numpy as np
 
 from miaudit.errors import ConfigError, DependencyError
 from miaudit.models import Recipe
-from miaudit.models.batched import predict_stacked, train_batched
+from miaudit.models.batched import predict_stacked, stacked_state_dicts, train_batched
+from miaudit.models.cnn import predict_stacked_cnn
 
 #: Models trained together in one batched computation (bounds memory).
 DEFAULT_CHUNK = 32
@@ -42,11 +43,13 @@ class Chunk:
     seeds: tuple[int, ...]
     n_classes: int
     device: str
+    augment: str | None = None
 
 
 def train_chunk(chunk: Chunk, threads: int | None = None
-                ) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
-    """Train a chunk; return each model's state dict (numpy) and all logits ``(k, N, C)``."""
+                ) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray | None]:
+    """Train a chunk; return each model's state dict (numpy), all logits ``(k, N, C)`` and,
+    with augmented queries, the logits on the other variants ``(k, A - 1, N, C)``."""
     import torch
 
     if threads:
@@ -54,16 +57,14 @@ def train_chunk(chunk: Chunk, threads: int | None = None
     params = train_batched(chunk.recipe, chunk.X, chunk.y, chunk.design,
                            n_classes=chunk.n_classes, seeds=list(chunk.seeds),
                            device=chunk.device)
-    logits = predict_stacked(params, chunk.X, chunk.recipe.activation, device=chunk.device)
-    states = []
-    for m in range(len(chunk.seeds)):
-        state = {}
-        for layer in range(len(params) // 2):
-            key = str(2 * layer)  # index of the Linear in the recipe's nn.Sequential
-            state[f"{key}.weight"] = params[2 * layer][m].T.contiguous().cpu().numpy()
-            state[f"{key}.bias"] = params[2 * layer + 1][m, 0].cpu().numpy()
-        states.append(state)
-    return states, logits
+    if chunk.augment:
+        queried = predict_stacked_cnn(params, chunk.X, device=chunk.device,
+                                      augment=chunk.augment)
+        logits, variants = queried[:, 0], queried[:, 1:]
+    else:
+        logits = predict_stacked(params, chunk.X, chunk.recipe.activation, device=chunk.device)
+        variants = None
+    return stacked_state_dicts(params), logits, variants
 
 
 def train_pool_models(
@@ -79,16 +80,19 @@ def train_pool_models(
     executor: str = "inprocess",
     workers: int | None = None,
     ray_address: str | None = None,
+    augment: str | None = None,
     cache=None,
     bar=None,
     chunk: int = DEFAULT_CHUNK,
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """Train (or load from ``cache``) one model per row of ``design``.
 
     Returns
     -------
     logits : ndarray (M, N, C) float64
         Every model's logits on every record.
+    variants : ndarray (M, A - 1, N, C) float64 or None
+        With ``augment``: the logits on the augmented variants of every record.
     stats : dict
         ``trained`` and ``cached`` model counts, the executor and the chunk size.
     """
@@ -99,12 +103,14 @@ def train_pool_models(
     n_models = design.shape[0]
     seeds = [model_seed(seed, m) for m in range(n_models)]
     keys = [model_key(data_fingerprint=data_fingerprint, recipe=recipe, design_row=design[m],
-                      seed=seeds[m], n_classes=n_classes) for m in range(n_models)]
+                      seed=seeds[m], n_classes=n_classes, augment=augment)
+            for m in range(n_models)]
     logits: list[np.ndarray | None] = [None] * n_models
+    variants: list[np.ndarray | None] = [None] * n_models
     if cache is not None:
         for m, key in enumerate(keys):
             if cache.has(key):
-                logits[m] = cache.load_logits(key)
+                logits[m], variants[m] = cache.load_logits(key)
     todo = [m for m in range(n_models) if logits[m] is None]
     task = None
     if bar is not None and todo:
@@ -114,14 +120,16 @@ def train_pool_models(
         n_workers = workers or os.cpu_count() or 1
         chunk = min(chunk, -(-len(todo) // n_workers))
     chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-    specs = [Chunk(recipe, X, y, design[rows], tuple(seeds[m] for m in rows), n_classes, device)
-             for rows in chunks]
+    specs = [Chunk(recipe, X, y, design[rows], tuple(seeds[m] for m in rows), n_classes, device,
+                   augment) for rows in chunks]
 
-    def done(rows: Sequence[int], states, chunk_logits) -> None:
+    def done(rows: Sequence[int], states, chunk_logits, chunk_variants) -> None:
         for j, m in enumerate(rows):
             logits[m] = chunk_logits[j]
+            variants[m] = None if chunk_variants is None else chunk_variants[j]
             if cache is not None:
-                cache.store(keys[m], weights=states[j], logits=chunk_logits[j], meta={
+                cache.store(keys[m], weights=states[j], logits=chunk_logits[j],
+                            variants=variants[m], meta={
                     "recipe": recipe.to_dict(), "seed": seeds[m], "model_index": m,
                     "data_fingerprint": data_fingerprint, "n_classes": n_classes,
                     "n_train_records": int(design[m].sum()),
@@ -132,7 +140,8 @@ def train_pool_models(
     _run(executor, specs, chunks, done, workers=workers, ray_address=ray_address)
     stats = {"trained": len(todo), "cached": n_models - len(todo), "executor": executor,
              "models_per_batch": chunk}
-    return np.stack(logits).astype(np.float64), stats
+    stacked_variants = None if augment is None else np.stack(variants).astype(np.float64)
+    return np.stack(logits).astype(np.float64), stacked_variants, stats
 
 
 def _run(executor: str, specs: list[Chunk], chunks: list[list[int]],
