@@ -6,8 +6,10 @@
 * Offline references (trained on population records only): RMIA vs LiRA offline with
   1, 2, 4 and 16 references.
 * Adult (CSV, MLP) with 16 references and 4 targets.
+* A CIFAR-10 (JPEG-q75) subset with the small CNN, 8 references, 2 targets, augmented
+  queries (flip and shifts).
 
-    python benchmarks/attack_strength.py [--skip-adult]
+    python benchmarks/attack_strength.py [--skip-adult] [--only-cifar] [--cifar-records 4000]
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ def rows_of(summary: dict) -> list[dict]:
     return rows
 
 
-def full_audit(data: Path, label_column: str | None, name: str) -> None:
+def full_audit(data: Path, label_column: str | None, name: str, *, model: str = "mlp",
+               references: int = 16, targets: int = 4, n_records: int | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        result = miaudit.audit(data=data, label_column=label_column, model="mlp",
-                               references=16, targets=4)
+        result = miaudit.audit(data=data, label_column=label_column, model=model,
+                               references=references, targets=targets, n_records=n_records)
         result.save(Path(tmp) / "run")
         elapsed = time.perf_counter() - t
     s = result.summary()
@@ -57,13 +60,15 @@ def full_audit(data: Path, label_column: str | None, name: str) -> None:
     body = (
         f"{s['data']['n_records_in_game']} records in the game; {tgt['description']}; "
         f"train accuracy {tgt['train_accuracy']:.3f}, test accuracy "
-        f"{tgt['test_accuracy']:.3f} (mean over 4 targets); 16 references, online game; "
-        "metrics pooled over the 4 targets (95% intervals).\n\n"
+        f"{tgt['test_accuracy']:.3f} (mean over {targets} targets); {references} references, "
+        f"online game; augmented queries: {tgt['training']['augmented_queries'] or 'none'}; "
+        f"metrics pooled over the {targets} targets (95% intervals).\n\n"
         + table(rows_of(s), ["attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@0.01%FPR"])
-        + f"\n\n**Whole audit (training 17 models, all attacks, run folder): {elapsed:.0f} s.** "
+        + f"\n\n**Whole audit (training {references + 1} models, all attacks, run folder): "
+        f"{elapsed:.0f} s.** "
         f"lira-online TPR@0.1%FPR / LOSS TPR@0.1%FPR = {ratio}."
     )
-    write_section(f"Attack strength: {name}, 16 references, 4 targets", body)
+    write_section(f"Attack strength: {name}, {references} references, {targets} targets", body)
 
 
 def offline_sweep() -> None:
@@ -92,12 +97,18 @@ def offline_sweep() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-adult", action="store_true")
+    ap.add_argument("--only-cifar", action="store_true")
+    ap.add_argument("--cifar-records", type=int, default=4000)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
-    full_audit(SHARED / "location30.npz", None, "Location30")
-    offline_sweep()
-    if not args.skip_adult:
-        full_audit(SHARED / "adult.csv.gz", "income", "Adult")
+    if not args.only_cifar:
+        full_audit(SHARED / "location30.npz", None, "Location30")
+        offline_sweep()
+        if not args.skip_adult:
+            full_audit(SHARED / "adult.csv.gz", "income", "Adult")
+    full_audit(SHARED / "cifar10_jpg_q75_bytes.npz", None,
+               f"CIFAR-10 (JPEG-q75) subset of {args.cifar_records}", model="cnn",
+               references=8, targets=2, n_records=args.cifar_records)
 
 
 if __name__ == "__main__":
