@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit.errors import ConfigError
-from miaudit.models.recipes import Recipe, _torch
+from miaudit.models.recipes import Recipe, _torch, make_optimizer
 
 __all__ = [
     "AUGMENTATIONS",
@@ -292,11 +292,7 @@ def train_batched_cnn(
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=dev)
     members = torch.as_tensor(np.stack([np.flatnonzero(row) for row in design]), device=dev)
     gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
-    if recipe.optimizer == "adam":
-        opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=recipe.lr, momentum=0.9,
-                              weight_decay=recipe.weight_decay)
+    opt = make_optimizer(recipe, params)
     rows = torch.arange(k, device=dev)[:, None]
     for epoch in range(recipe.epochs):
         perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
