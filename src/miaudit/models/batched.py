@@ -48,7 +48,9 @@ def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[in
 def forward_stacked(params: list, x, activation: str):
     """Logits ``(K, B, C)`` of the stacked models on inputs ``x: (K, B, D)``."""
     torch = _torch()
-    act = torch.tanh if activation == "tanh" else torch.relu
+    # in place: baddbmm's backward does not need its output, so the activation may
+    # overwrite it (one allocation less per layer and step)
+    act = torch.tanh_ if activation == "tanh" else torch.relu_
     h = x
     n_layers = len(params) // 2
     for i in range(n_layers):
