@@ -56,6 +56,14 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         f"{t['train_accuracy']:.3f}, test accuracy {t['test_accuracy']:.3f}; "
         f"{t['n_members']} members vs {t['n_non_members']} non-members"
     )
+    if t.get("references"):
+        targets = t.get("targets", 1)
+        console.print(
+            f"[bold]references[/] {t['references']} ({t.get('reference_mode', 'online')}), "
+            f"train accuracy {t['reference_train_accuracy']:.3f}, test accuracy "
+            f"{t['reference_test_accuracy']:.3f}"
+            + (f"; metrics pooled over {targets} targets" if targets > 1 else "")
+        )
     console.print(summary_table(summary))
     shown = ("tpr_at_fpr.", "epsilon_lower_bound")  # the figures the table shows
     reasons = sorted({r for m in summary["attacks"].values()
