@@ -149,8 +149,9 @@ def test_reference_game_outputs(noisy_refs):
     s = noisy_refs.summary()
     sig = noisy_refs.signals
     n = s["data"]["n_records_in_game"]
-    assert sig["membership"].shape == (6, n) and sig["logits"].shape == (6, n, 4)
-    assert (sig["membership"].sum(axis=0) == 3).all()  # each record IN for half the models
+    # 5 references round up to 6, plus the target and its complement: 8 models
+    assert sig["membership"].shape == (8, n) and sig["logits"].shape == (8, n, 4)
+    assert (sig["membership"].sum(axis=0) == 4).all()  # each record IN for half the models
     assert (sig["membership"].sum(axis=1) == n // 2).all()
     assert len(noisy_refs.scores) == 2 * n
     assert set(noisy_refs.scores["target"]) == {0, 1}
@@ -162,7 +163,7 @@ def test_reference_game_outputs(noisy_refs):
         pooled = noisy_refs.scores
         assert entry["auc"] == pytest.approx(roc_auc_score(pooled.is_member, pooled[name]))
         assert entry["auc"] > 0.5, name
-    assert s["target"]["references"] == 5 and s["settings"]["references"] == 5
+    assert s["target"]["references"] == 6 and s["settings"]["references"] == 6
 
 
 def test_offline_references_never_see_audited_records():
@@ -181,9 +182,35 @@ def test_online_attacks_need_in_references():
         miaudit.audit(data="wine", model="logistic", model_params={"epochs": 2}, references=2,
                       reference_mode="offline", attacks=["lira-online"])
     with pytest.raises(ConfigError, match="needs at least 2 reference"):
-        miaudit.audit(data="wine", model="logistic", references=1, attacks=["rmia-online"])
-    with pytest.raises(ConfigError, match="targets must lie between 1 and 3"):
-        miaudit.audit(data="wine", model="logistic", references=2, targets=4)
+        miaudit.audit(data="wine", model="logistic", references=1, reference_mode="offline",
+                      attacks=["rmia-online"])
+    with pytest.raises(ConfigError, match="targets must lie between 1 and 4"):
+        miaudit.audit(data="wine", model="logistic", references=2, targets=5)
+    with pytest.raises(ConfigError, match="between 1 and 1 without references"):
+        miaudit.audit(data="wine", model="logistic", reference_mode="offline", targets=2)
+
+
+def test_references_exclude_the_targets_complement():
+    """Every record is IN for exactly half of each target's references, member or not."""
+    result = miaudit.audit(data="wine", model="logistic", model_params={"epochs": 2},
+                           references=4, targets=3, attacks=["lira-online"])
+    membership = result.signals["membership"]
+    assert membership.shape[0] == 6
+    for t in range(3):
+        refs = [m for m in range(6) if m not in (t, t ^ 1)]
+        assert (membership[refs].sum(axis=0) == 2).all()
+
+
+@pytest.mark.parametrize("variance", ["global", "per-example"])
+def test_an_untrained_model_shows_no_leakage(variance):
+    """The null: a model that learned nothing must not look leaky to any attack."""
+    result = miaudit.audit(data="digits", model="logistic", model_params={"lr": 1e-9,
+                           "epochs": 1}, references=3, targets=4, lira_variance=variance,
+                           attacks=["loss", "lira-online", "lira-offline", "rmia-online",
+                                    "rmia-offline", "attack-r", "shokri"])
+    for name, m in result.summary()["attacks"].items():
+        assert abs(m["auc"] - 0.5) < 0.03, (name, m["auc"])
+        assert m["tpr_at_fpr"]["0.01"] < 0.03, (name, m["tpr_at_fpr"]["0.01"])
 
 
 def test_location30_lira_beats_loss_at_low_fpr(shared_file):

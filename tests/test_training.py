@@ -35,14 +35,14 @@ def _same(a, b, atol=1e-5):
 
 def test_cache_is_filled_then_used(tmp_path, plain):
     first = miaudit.audit(**ARGS, cache_dir=tmp_path)
-    assert first.summary()["target"]["training"]["trained"] == 6
+    assert first.summary()["target"]["training"]["trained"] == 8  # 6 references + 2
     entries = list(tmp_path.glob("*/*/meta.json"))
-    assert len(entries) == 6
+    assert len(entries) == 8
     meta = json.loads(entries[0].read_text())
     assert meta["n_train_records"] * 2 == first.summary()["data"]["n_records_in_game"]
     second = miaudit.audit(**ARGS, cache_dir=tmp_path)
     stats = second.summary()["target"]["training"]
-    assert stats["trained"] == 0 and stats["cached"] == 6
+    assert stats["trained"] == 0 and stats["cached"] == 8
     _same(first, second, atol=0)
     _same(first, plain)
 
@@ -85,7 +85,7 @@ def test_a_killed_run_resumes_without_retraining(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     stored = len(list(cache.glob("*/*/meta.json")))
-    assert 2 <= stored < 8, "the run finished or stored nothing before it was killed"
+    assert 2 <= stored < 10, "the run finished or stored nothing before it was killed"
     assert not out.exists()  # nothing half-written
     for entry in cache.glob("*/*"):
         if not entry.name.startswith("."):
@@ -95,7 +95,7 @@ def test_a_killed_run_resumes_without_retraining(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr
     training = json.loads(done.stdout)["target"]["training"]
-    assert training["cached"] >= stored and training["trained"] == 8 - training["cached"]
+    assert training["cached"] >= stored and training["trained"] == 10 - training["cached"]
 
 
 def test_process_pool_gives_the_same_models(plain):
@@ -109,6 +109,33 @@ def test_ray_executor_on_a_local_instance(plain):
     result = miaudit.audit(**ARGS, executor="ray", workers=2)
     assert result.summary()["target"]["training"]["executor"] == "ray"
     _same(plain, result)
+
+
+def test_another_label_column_never_reuses_cached_models(tmp_path):
+    import pandas as pd
+
+    from miaudit.data import load_dataset
+
+    ds = load_dataset("wine")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(ds.X, columns=[f"x{i}" for i in range(ds.n_features)])
+    frame["a"] = rng.integers(0, 2, ds.n_records)
+    frame["b"] = rng.integers(0, 2, ds.n_records)
+    frame.to_csv(tmp_path / "two.csv", index=False)
+    common = {"data": tmp_path / "two.csv", "model": "logistic", "references": 1,
+              "attacks": ["loss"], "cache_dir": tmp_path / "cache"}
+    miaudit.audit(label_column="a", **common)
+    other = miaudit.audit(label_column="b", **common)
+    assert other.summary()["target"]["training"]["cached"] == 0
+
+
+def test_recipe_objects_are_validated():
+    from miaudit.models import Recipe
+
+    with pytest.raises(miaudit.errors.ConfigError, match="optimizer must be one of"):
+        miaudit.audit(data="wine", model=Recipe("mlp", hidden=(8,), optimizer="bogus"))
+    with pytest.raises(miaudit.errors.ConfigError, match="batch_size must be >= 1"):
+        miaudit.audit(data="wine", model=Recipe("mlp", hidden=(8,), batch_size=0))
 
 
 def test_unknown_executor():

@@ -109,8 +109,9 @@ def attack_r(inputs: AttackInput) -> np.ndarray:
 
 def attack_p(inputs: AttackInput) -> np.ndarray:
     """Attack-P (Ye et al., CCS 2022): fraction of population records whose target loss is
-    at least the record's loss. A monotone function of the loss, so its ROC is the LOSS
-    attack's; the score reads as a calibrated p-value. Higher = member."""
+    at least the record's loss. A non-decreasing function of the loss, so its ROC is the
+    LOSS attack's up to ties between population steps; the score reads as a calibrated
+    p-value. Higher = member."""
     pop = np.sort(inputs.target.loss[inputs.population])
     below = np.searchsorted(pop, inputs.target.loss, side="left")
     return (len(pop) - below) / len(pop)
@@ -128,7 +129,8 @@ def rmia_scores(p_target: np.ndarray, p_marginal: np.ndarray, population: np.nda
     the largest ``r(z)``, which would tie the most exposed members with each other and with
     the top population records and blur the TPR at low FPR. Records with the same count are
     therefore ordered by ``r(x)`` itself, which the count already follows: the score is
-    ``(count + u) / |Z|`` with ``u`` in [0, 1) the rank of ``r(x)`` scaled to below one step.
+    ``(count + u) / |Z|`` with ``u`` in [0, 1) the rank of ``r(x)`` scaled to below one step,
+    so it lies in [0, (|Z| + 1) / |Z|) and its integer part over ``|Z|`` is the fraction.
     """
     ratio = p_target / np.maximum(p_marginal, 1e-300)
     rz = np.sort(ratio[population])

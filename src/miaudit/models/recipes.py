@@ -104,7 +104,7 @@ def make_recipe(name: str, params: dict[str, object] | Iterable[str] | None = No
         params = _parse_pairs(params)
     changes = {k: _coerce(k, v) for k, v in params.items()}
     recipe = dataclasses.replace(RECIPES[key], **changes)
-    _check_recipe(recipe)
+    check_recipe(recipe)
     return recipe
 
 
@@ -137,8 +137,11 @@ def _coerce(key: str, value: object) -> object:
         raise ConfigError(f"Model parameter {key}={value!r} has the wrong type.") from None
 
 
-def _check_recipe(r: Recipe) -> None:
+def check_recipe(r: Recipe) -> None:
+    """Refuse a recipe with an unknown name, activation or optimizer, or bad numbers."""
     problems = []
+    if r.name not in RECIPES:
+        problems.append(f"name must be one of {', '.join(RECIPES)}, got {r.name!r}")
     if r.activation not in ACTIVATIONS:
         problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}, got {r.activation!r}")
     if r.optimizer not in OPTIMIZERS:

@@ -1,8 +1,10 @@
 """A content-addressed cache of trained models and their outputs.
 
 Each model is one entry, keyed by a SHA-256 over everything that determines it: the
-records of the pool (data-set fingerprint), the recipe, the model's row of the membership
-design, its seed and the cache format. An entry holds ``weights.safetensors`` (the
+records of the pool (data-set fingerprint) and the exact arrays trained on (features and
+labels, so another encoding or label column never matches), the recipe, the model's row of
+the membership design, its seed, the device, the augmented queries, and the versions of the
+cache format and of the training code. An entry holds ``weights.safetensors`` (the
 state dict of the recipe's module, never a pickle), ``logits.npy`` (its logits on every
 record of the pool), ``variants.npy`` (logits on augmented queries, image recipes) and
 ``meta.json``. Entries are
@@ -26,6 +28,9 @@ from miaudit.errors import ConfigError
 from miaudit.models import Recipe
 
 CACHE_FORMAT = 1
+#: Bump whenever training changes what a recipe, seed and data produce (optimizer, init,
+#: minibatch order), so that stale entries are not reused.
+TRAINING_VERSION = 2
 ENV_VAR = "MIAUDIT_CACHE"
 
 
@@ -37,13 +42,25 @@ def default_cache_dir() -> Path:
     return Path(base) / "miaudit"
 
 
-def model_key(*, data_fingerprint: str, recipe: Recipe, design_row: np.ndarray, seed: int,
-              n_classes: int, augment: str | None = None) -> str:
+def training_data_digest(X: np.ndarray, y: np.ndarray) -> str:
+    """SHA-256 of the exact arrays a model trains on (encoded features and labels), so that
+    a different encoding or label column of the same records never shares a cache entry."""
+    h = hashlib.sha256()
+    for arr in (np.ascontiguousarray(X, dtype=np.float32), np.ascontiguousarray(y, np.int64)):
+        h.update(str(arr.shape).encode())
+        h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def model_key(*, data_fingerprint: str, training_data: str, recipe: Recipe,
+              design_row: np.ndarray, seed: int, n_classes: int, device: str,
+              augment: str | None = None) -> str:
     """The cache key of one model and its stored outputs (hex SHA-256)."""
     h = hashlib.sha256()
-    spec = {"format": CACHE_FORMAT, "data": data_fingerprint, "recipe": recipe.to_dict(),
-            "seed": int(seed), "n_classes": int(n_classes), "n_records": len(design_row),
-            "augment": augment}
+    spec = {"format": CACHE_FORMAT, "training": TRAINING_VERSION, "data": data_fingerprint,
+            "arrays": training_data, "recipe": recipe.to_dict(), "seed": int(seed),
+            "n_classes": int(n_classes), "n_records": len(design_row), "augment": augment,
+            "device": str(device)}
     h.update(json.dumps(spec, sort_keys=True).encode())
     h.update(np.packbits(np.asarray(design_row, dtype=bool)).tobytes())
     return h.hexdigest()

@@ -39,6 +39,7 @@ from miaudit.models import (
     make_recipe,
 )
 from miaudit.models.outputs import check_outputs
+from miaudit.models.recipes import check_recipe
 from miaudit.orchestration.cache import ModelCache
 from miaudit.orchestration.result import AuditResult
 from miaudit.orchestration.training import DEFAULT_CHUNK, EXECUTORS, train_pool_models
@@ -176,7 +177,8 @@ def audit(
     executor : {"inprocess", "process", "ray"}, default "inprocess"
         Where chunks of models train: here, in a local process pool, or on a Ray cluster.
     workers : int, optional
-        Worker processes (or Ray tasks in parallel) for the other executors.
+        Worker processes for the ``process`` executor; for ``ray``, the number of chunks the
+        models are split into (Ray decides how many run at once).
     ray_address : str, optional
         Address of a running Ray cluster (``ray://HOST:PORT``); default: a local instance.
     models_per_batch : int, default 32
@@ -203,7 +205,8 @@ def audit(
         raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
     if models_per_batch < 1 or (workers is not None and workers < 1):
         raise ConfigError("models_per_batch and workers must be >= 1.")
-    chosen = resolve_attacks(None if attacks is None else list(attacks), exp, references)
+    effective = references + references % 2 if reference_mode == "online" else references
+    chosen = resolve_attacks(None if attacks is None else list(attacks), exp, effective)
     options = {
         "lira-online": {"variance": lira_variance},
         "lira-offline": {"variance": lira_variance},
@@ -416,11 +419,14 @@ def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, ta
         raise ConfigError(f"references must be >= 0, got {references}.")
     if mode not in ("online", "offline"):
         raise ConfigError(f"reference_mode must be 'online' or 'offline', got {mode!r}.")
-    most = references + 1 if mode == "online" else 64
+    if not references:
+        most, why = 1, " without references"
+    elif mode == "online":
+        most, why = online_models(references), " (the models of the online game)"
+    else:
+        most, why = 64, ""
     if not 1 <= targets <= most:
-        raise ConfigError(f"targets must lie between 1 and {most}"
-                          + (" (references + 1)" if mode == "online" else "")
-                          + f", got {targets}.")
+        raise ConfigError(f"targets must lie between 1 and {most}{why}, got {targets}.")
     if variance not in LIRA_VARIANCES:
         raise ConfigError(f"lira_variance must be one of {', '.join(LIRA_VARIANCES)}, "
                           f"got {variance!r}.")
@@ -447,7 +453,14 @@ def _play(data: Dataset | None, model, model_params, members, outputs, reference
         if members is not None:
             raise ConfigError("'members' is for auditing an existing model; a recipe is "
                               "trained on a seeded random half of the data.")
-        recipe = model if isinstance(model, Recipe) else make_recipe(model, model_params)
+        if isinstance(model, Recipe):
+            if model_params:
+                raise ConfigError("Give model_params with a recipe name, not with a Recipe "
+                                  "object (use dataclasses.replace on the Recipe instead).")
+            check_recipe(model)
+            recipe = model
+        else:
+            recipe = make_recipe(model, model_params)
         return _game_from_recipe(ds, recipe, references, targets, reference_mode, seed,
                                  device, bar, training)
     if references:
@@ -476,13 +489,23 @@ def _data_info(ds: Dataset, **extra) -> dict:
     }
 
 
+def online_models(references: int) -> int:
+    """Models trained for an online game with ``references`` references per target:
+    the references rounded up to an even number, plus the target and its complement."""
+    return references + references % 2 + 2
+
+
 def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int,
                       mode: str, seed: int, device: str, bar, training: dict) -> _Game:
     """Train the target(s) and references of a recipe and collect their outputs.
 
-    ``online``: every model trains on a random half of the whole pool (complementary
-    pairs), each record IN for half of the models; target ``t``'s references are all the
-    other models. ``offline``: the pool is split into audited records and population
+    ``online``: ``references + 2`` models (``references`` rounded up to an even number)
+    train on random halves of the whole pool in complementary pairs. Target ``t``'s
+    references are all models but ``t`` and its complement ``t ^ 1``: then every record is
+    IN for exactly half of the references *whatever its membership in the target*. (With
+    the complement among the references, a member would have one IN reference less than a
+    non-member, and attacks whose noise depends on those counts would find "leakage" in an
+    untrained model.) ``offline``: the pool is split into audited records and population
     records; the targets train on random halves of the audited records, the references on
     random halves of the population, so no reference ever saw an audited record.
     """
@@ -511,11 +534,16 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         design[targets:, population] = independent_halves(len(population), references,
                                                           seed=seed + 1)
         reference_rows = [list(range(targets, targets + references))] * targets
+    elif references:
+        audited = np.arange(n)
+        n_models = online_models(references)
+        design = membership_design(n, n_models, seed=seed)
+        reference_rows = [[m for m in range(n_models) if m not in (t, t ^ 1)]
+                          for t in range(targets)]
     else:
         audited = np.arange(n)
-        design = membership_design(n, references + 1, seed=seed)
-        reference_rows = [[m for m in range(references + 1) if m != t] if references else []
-                          for t in range(targets)]
+        design = membership_design(n, 1, seed=seed)
+        reference_rows = []
     members0 = design[0, audited]
     if ds.n_classes < 2 or len(np.unique(pool.y[audited][members0])) < 2:
         raise MembershipError("The members hold a single class; a classifier cannot be "
@@ -552,7 +580,7 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     if references:
         ref_accs = [accs[m] for m in sorted({m for rows in reference_rows for m in rows})]
         target_info.update({
-            "references": references,
+            "references": len(reference_rows[0]),
             "reference_mode": mode,
             "reference_train_accuracy": float(np.mean([a["train_accuracy"] for a in ref_accs])),
             "reference_test_accuracy": float(np.mean([a["test_accuracy"] for a in ref_accs])),

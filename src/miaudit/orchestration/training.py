@@ -6,7 +6,9 @@
 * ``ray``: chunks trained as Ray tasks on a cluster (``pip install 'miaudit[ray]'``).
 
 Every finished model goes into the cache at once, so an interrupted run resumes where it
-stopped: models already in the cache are never trained again.
+stopped: models already in the cache are never trained again. For one seed and executor the
+results are identical run after run; across executors (which chunk the models differently)
+the logits agree to float32 rounding (about 1e-7).
 """
 
 from __future__ import annotations
@@ -96,14 +98,16 @@ def train_pool_models(
     stats : dict
         ``trained`` and ``cached`` model counts, the executor and the chunk size.
     """
-    from miaudit.orchestration.cache import model_key
+    from miaudit.orchestration.cache import model_key, training_data_digest
 
     if executor not in EXECUTORS:
         raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
     n_models = design.shape[0]
     seeds = [model_seed(seed, m) for m in range(n_models)]
-    keys = [model_key(data_fingerprint=data_fingerprint, recipe=recipe, design_row=design[m],
-                      seed=seeds[m], n_classes=n_classes, augment=augment)
+    digest = training_data_digest(X, y) if cache is not None else ""
+    keys = [model_key(data_fingerprint=data_fingerprint, training_data=digest, recipe=recipe,
+                      design_row=design[m], seed=seeds[m], n_classes=n_classes,
+                      device=device, augment=augment)
             for m in range(n_models)]
     logits: list[np.ndarray | None] = [None] * n_models
     variants: list[np.ndarray | None] = [None] * n_models
@@ -161,8 +165,12 @@ def _run(executor: str, specs: list[Chunk], chunks: list[list[int]],
         with cf.ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
             futures = {pool.submit(train_chunk, spec, threads): rows
                        for rows, spec in zip(chunks, specs, strict=True)}
-            for fut in cf.as_completed(futures):
-                done(futures[fut], *fut.result())
+            try:
+                for fut in cf.as_completed(futures):
+                    done(futures[fut], *fut.result())  # finished chunks are cached at once
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         return
     try:
         import ray
