@@ -260,11 +260,11 @@ def test_image_audit_with_references_and_augmented_queries(tmp_path):
     s = result.summary()
     assert s["data"]["n_records"] == 48
     assert s["target"]["training"]["augmented_queries"] == "flip-shift"
-    assert result.signals["variant_logits"].shape == (4, 5, 48, 2)
+    assert result.signals["variant_logits"].shape == (6, 5, 48, 2)  # 3 -> 4 refs + 2
     again = miaudit.audit(data=path, n_records=48, model="cnn", model_params={"epochs": 2},
                           references=3, targets=1, attacks=["loss", "lira-online"],
                           cache_dir=tmp_path / "cache")
-    assert again.summary()["target"]["training"]["cached"] == 4
+    assert again.summary()["target"]["training"]["cached"] == 6
     np.testing.assert_allclose(again.signals["variant_logits"], result.signals["variant_logits"])
     with pytest.raises(miaudit.errors.ConfigError, match="image recipes"):
         miaudit.audit(data="wine", model="mlp", references=1, augment=True, attacks=["loss"])
