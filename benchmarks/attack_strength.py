@@ -64,7 +64,8 @@ def full_audit(data: Path, label_column: str | None, name: str, *, model: str = 
         f"online game; augmented queries: {tgt['training']['augmented_queries'] or 'none'}; "
         f"metrics pooled over the {targets} targets (95% intervals).\n\n"
         + table(rows_of(s), ["attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@0.01%FPR"])
-        + f"\n\n**Whole audit (training {references + 1} models, all attacks, run folder): "
+        + f"\n\n**Whole audit (training {result.signals['membership'].shape[0]} models, all "
+        "attacks, run folder): "
         f"{elapsed:.0f} s.** "
         f"lira-online TPR@0.1%FPR / LOSS TPR@0.1%FPR = {ratio}."
     )
