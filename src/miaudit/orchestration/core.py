@@ -111,8 +111,8 @@ def audit(
 
     * ``model="mlp"`` (or ``"logistic"``, or a :class:`~miaudit.models.Recipe`): train it on
       a seeded random half of ``data`` (the members); the other half are non-members. With
-      ``references=K``, K reference models of the same recipe are trained too, each on its
-      own random half, so that every record is IN for about half of the models.
+      ``references=K``, reference models of the same recipe are trained too, each on its
+      own random half (see ``reference_mode``).
     * ``model=<estimator | torch module | callable>`` with ``members``: audit an existing
       model; ``members`` marks its training records in ``data`` (bool mask or record IDs),
       every other record is a non-member.
@@ -139,13 +139,15 @@ def audit(
     attacks : list of str, optional
         Attack names; default: every attack the exposure and the references allow.
     references : int, default 0
-        Reference models to train (recipe targets only); enables LiRA, RMIA, Attack-R and
-        Shokri.
+        Reference models per target (recipe targets only); enables LiRA, RMIA, Attack-R
+        and Shokri.
     reference_mode : {"online", "offline"}, default "online"
-        ``online``: references train on random halves of the audited records, so each
-        record is IN for about half of them (all attacks). ``offline``: half of the pool
-        is set aside as population data and the references train only on it (offline
-        attacks and reference-free ones; a record's own data never reaches a reference).
+        ``online``: ``K + 2`` models (``K`` rounded up to even) train on random halves of
+        the audited records in complementary pairs; a target's references are the models
+        outside its pair, so every record is IN for exactly half of them (all attacks).
+        ``offline``: half of the pool is set aside as population data and the references
+        train only on it (offline attacks and reference-free ones; a record's own data
+        never reaches a reference).
     targets : int, default 1
         With references, how many of the models take the target's role in turn; metrics
         are pooled over them (and averaged, with per-target figures).
