@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit.errors import ConfigError
+from miaudit.models._batching import epoch_orders, records_per_model
 from miaudit.models.recipes import Recipe, _torch, make_optimizer
 
 __all__ = [
@@ -276,13 +277,7 @@ def train_batched_cnn(
     torch = _torch()
     design = np.asarray(design, dtype=bool)
     k = design.shape[0]
-    counts = design.sum(axis=1)
-    if len(seeds) != k:
-        raise ConfigError(f"{len(seeds)} seeds for {k} models.")
-    if (counts != counts[0]).any():
-        raise ConfigError("Batched training needs the same number of records per model; "
-                          f"got between {counts.min()} and {counts.max()}.")
-    n = int(counts[0])
+    n = records_per_model(design, seeds)
     dev = torch.device(device)
     per_pass = _models_per_pass(dev, k)
     blocks = [_init_stacked(recipe, X.shape[1], n_classes, list(seeds[i : i + per_pass]), dev)
@@ -290,13 +285,9 @@ def train_batched_cnn(
     params = [p for block in blocks for p in block.params.values()]
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=dev)
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=dev)
-    members = torch.as_tensor(np.stack([np.flatnonzero(row) for row in design]), device=dev)
-    gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
     opt = make_optimizer(recipe, params)
-    rows = torch.arange(k, device=dev)[:, None]
-    for epoch in range(recipe.epochs):
-        perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
-        order = members[rows, perms].T.contiguous()  # (n, K): each model's own order
+    for epoch, model_order in enumerate(epoch_orders(design, seeds, recipe.epochs, dev)):
+        order = model_order.T.contiguous()  # (n, K): each model's own order
         for start in range(0, n, recipe.batch_size):
             idx = order[start : start + recipe.batch_size]
             opt.zero_grad(set_to_none=True)
