@@ -203,10 +203,7 @@ def audit(
     _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references,
                     reference_mode, targets, lira_variance, rmia_gamma, rmia_temperature)
     _check_device(device)
-    if executor not in EXECUTORS:
-        raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
-    if models_per_batch < 1 or (workers is not None and workers < 1):
-        raise ConfigError("models_per_batch and workers must be >= 1.")
+    _check_training(executor, workers, models_per_batch)
     effective = references + references % 2 if reference_mode == "online" else references
     chosen = resolve_attacks(None if attacks is None else list(attacks), exp, effective)
     options = {
@@ -242,7 +239,34 @@ def audit(
                        for a in chosen}
     for w in caught:  # let callers see the warnings too
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    table = pd.concat([
+    settings = {
+        "seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
+        "fprs": [float(f) for f in fprs], "calibration_folds": calibration_folds,
+        "references": game.reference_models, "reference_mode": reference_mode,
+        "targets": targets, "lira_variance": lira_variance, "rmia_gamma": rmia_gamma,
+        "rmia_temperature": rmia_temperature, "device": device,
+    }
+    entries = {a.name: _attack_entry(a, metrics[a.name], per_target, targets,
+                                     calibration_folds, options.get(a.name), alpha)
+               for a in chosen}
+    summary = {
+        "miaudit_version": __version__,
+        "data": game.data_info,
+        "target": game.target_info,
+        "exposure": str(exp),
+        "attacks": entries,
+        "settings": settings,
+        "warnings": _unique_messages(caught),
+        "elapsed_seconds": round(time.perf_counter() - started, 3),
+    }
+    return AuditResult(summary=summary, scores=_score_table(game, scores, targets),
+                       metrics=metrics, signals=_signals(game))
+
+
+def _score_table(game: _Game, scores: list[dict[str, np.ndarray]], targets: int
+                 ) -> pd.DataFrame:
+    """One row per target and audited record, one column per attack."""
+    return pd.concat([
         pd.DataFrame({
             "target": np.full(len(game.ids), t, dtype=np.int64),
             "record_id": game.ids.astype(str),
@@ -253,35 +277,21 @@ def audit(
         })
         for t in range(targets)
     ], ignore_index=True)
-    summary = {
-        "miaudit_version": __version__,
-        "data": game.data_info,
-        "target": game.target_info,
-        "exposure": str(exp),
-        "attacks": {a.name: _attack_entry(a, metrics[a.name], per_target, targets,
-                                          calibration_folds, options.get(a.name), alpha)
-                    for a in chosen},
-        "settings": {
-            "seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
-            "fprs": [float(f) for f in fprs], "calibration_folds": calibration_folds,
-            "references": game.reference_models, "reference_mode": reference_mode,
-            "targets": targets,
-            "lira_variance": lira_variance, "rmia_gamma": rmia_gamma,
-            "rmia_temperature": rmia_temperature, "device": device,
-        },
-        "warnings": _unique_messages(caught),
-        "elapsed_seconds": round(time.perf_counter() - started, 3),
-    }
+
+
+def _signals(game: _Game) -> dict[str, np.ndarray]:
+    """The raw material of ``signals.npz`` (log-probabilities stand in for logits when the
+    model gave probabilities)."""
     signals = {
-        **({} if game.variants is None else
-           {"variant_logits": game.variants.astype(np.float32)}),
         "membership": game.membership,
         "logits": np.stack([o.log_probs() if o.kind == "probs" else o.values
                             for o in game.outputs]).astype(np.float32),
         "labels": game.labels.astype(np.int64),
         "record_ids": game.ids.astype(str),
     }
-    return AuditResult(summary=summary, scores=table, metrics=metrics, signals=signals)
+    if game.variants is not None:
+        signals["variant_logits"] = game.variants.astype(np.float32)
+    return signals
 
 
 def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: int,
@@ -401,6 +411,13 @@ def _check_device(device: str) -> None:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"The device {device!r} is not available: this machine has no "
                           "usable CUDA GPU. Use --device cpu.")
+
+
+def _check_training(executor: str, workers: int | None, models_per_batch: int) -> None:
+    if executor not in EXECUTORS:
+        raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
+    if models_per_batch < 1 or (workers is not None and workers < 1):
+        raise ConfigError("models_per_batch and workers must be >= 1.")
 
 
 def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, targets,
