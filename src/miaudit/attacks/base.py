@@ -118,7 +118,8 @@ class AttackInput:
         Reference models on the same records (for LiRA, RMIA, Attack-R, Shokri).
     population : ndarray (N,) bool or None
         Records the attacker may use as population data (never in the target's training
-        set): the ``z`` of RMIA and Attack-P.
+        set): the ``z`` of RMIA and Attack-P. The audit passes the target's non-members; with
+        offline references none of the references saw them either.
     target_variants : tuple of Observation
         The target queried with augmented variants of each record (same order as
         ``References.variant_logits``); empty when no augmentation is used.
