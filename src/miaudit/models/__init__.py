@@ -9,6 +9,7 @@ from miaudit.models.adapters import (
     as_target,
     load_outputs,
 )
+from miaudit.models.batched import predict_stacked, stacked_state_dicts, train_batched
 from miaudit.models.outputs import ModelOutputs, check_outputs
 from miaudit.models.recipes import (
     RECIPES,
@@ -34,5 +35,8 @@ __all__ = [
     "check_outputs",
     "load_outputs",
     "make_recipe",
+    "predict_stacked",
+    "stacked_state_dicts",
     "train",
+    "train_batched",
 ]

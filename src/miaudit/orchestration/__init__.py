@@ -1,6 +1,7 @@
-"""Audit orchestration: the :func:`audit` entry point and its result."""
+"""Audit orchestration: the :func:`audit` entry point, its result, and the model cache."""
 
+from miaudit.orchestration.cache import ModelCache
 from miaudit.orchestration.core import audit
 from miaudit.orchestration.result import AuditResult
 
-__all__ = ["AuditResult", "audit"]
+__all__ = ["AuditResult", "ModelCache", "audit"]
