@@ -64,6 +64,10 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
             f"{t['reference_test_accuracy']:.3f}"
             + (f"; metrics pooled over {targets} targets" if targets > 1 else "")
         )
+    training = t.get("training")
+    if training and training.get("cached"):
+        console.print(f"[bold]models[/] {training['trained']} trained, {training['cached']} "
+                      "loaded from the cache")
     console.print(summary_table(summary))
     shown = ("tpr_at_fpr.", "epsilon_lower_bound")  # the figures the table shows
     reasons = sorted({r for m in summary["attacks"].values()
