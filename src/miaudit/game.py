@@ -85,8 +85,9 @@ def split_members(n_records: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndar
     >>> len(m), len(n), len(set(m) & set(n))
     (3, 3, 0)
     """
-    if n_records < 2:
-        raise ConfigError(f"The privacy game needs at least 2 records, got {n_records}.")
-    order = np.random.default_rng(seed).permutation(n_records)
-    half = n_records // 2
-    return np.sort(order[:half]), np.sort(order[half : 2 * half])
+    members = membership_design(n_records, 1, seed=seed)[0]
+    non_members = np.flatnonzero(~members)
+    if len(non_members) > members.sum():  # odd pool: one record sits out
+        left_out = np.random.default_rng([seed, 1]).integers(len(non_members))
+        non_members = np.delete(non_members, left_out)
+    return np.flatnonzero(members), non_members

@@ -88,11 +88,6 @@ class References:
         """LiRA's logit-scaled confidence of every reference on every record, (K, N)."""
         return np.stack([logit_scaled_confidence(z, self.labels) for z in self.logits])
 
-    @functools.cached_property
-    def p_true(self) -> np.ndarray:
-        """Probability of the true label, (K, N)."""
-        return self.p_true_at(1.0)
-
     def p_true_at(self, temperature: float) -> np.ndarray:
         """Probability of the true label under ``softmax(logits / temperature)``, (K, N)."""
         return np.stack([np.exp(-loss_from_logits(z / temperature, self.labels))

@@ -51,9 +51,6 @@ class ModelOutputs:
             return np.exp(log_softmax(self.values, axis=1))
         return self.values
 
-    def subset(self, idx: np.ndarray) -> ModelOutputs:
-        return ModelOutputs(self.kind, self.values[idx])
-
 
 def check_outputs(
     values: object,

@@ -199,8 +199,8 @@ def make_optimizer(recipe: Recipe, params: list):
     """The recipe's optimizer: AdamW, or SGD with momentum 0.9.
 
     The fused (single-kernel) implementation is used: AdamW's update is element-wise, so
-    one fused step over stacked models equals separate steps, and it is 2-3x faster than
-    the per-tensor loop on CPU (benchmarks/RESULTS.md).
+    one fused step over stacked models equals separate steps, and it makes one pass over
+    all parameters instead of a few small kernels per tensor.
     """
     torch = _torch()
     if recipe.optimizer == "adam":

@@ -42,7 +42,7 @@ from miaudit.models.outputs import check_outputs
 from miaudit.models.recipes import check_recipe
 from miaudit.orchestration.cache import ModelCache
 from miaudit.orchestration.result import AuditResult
-from miaudit.orchestration.training import DEFAULT_CHUNK, EXECUTORS, train_pool_models
+from miaudit.orchestration.training import DEFAULT_CHUNK, check_training, train_pool_models
 from miaudit.signals import Exposure, observe, parse_exposure
 
 DEFAULT_FPRS = (0.01, 0.001, 0.0001)
@@ -203,7 +203,7 @@ def audit(
     _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references,
                     reference_mode, targets, lira_variance, rmia_gamma, rmia_temperature)
     _check_device(device)
-    _check_training(executor, workers, models_per_batch)
+    check_training(executor, workers, models_per_batch)
     effective = references + references % 2 if reference_mode == "online" else references
     chosen = resolve_attacks(None if attacks is None else list(attacks), exp, effective)
     options = {
@@ -346,13 +346,15 @@ def _check_reference_coverage(chosen: list[Attack], refs: References) -> None:
         for side in sorted(a.reference_sides):
             missing = int((~have[side]).sum())
             if missing:
+                # The audit's designs always give every record OUT references, and IN
+                # ones in online mode; offline references never train on audited records.
                 what = "trained on" if side == "in" else "trained without"
+                fix = ("use --reference-mode online" if side == "in"
+                       else "use more references")
                 raise ConfigError(
                     f"The attack {a.name!r} needs, for every record, a reference model "
-                    f"{what} it; {missing} record(s) have none. Use more references "
-                    "(--references 3 or more)"
-                    + (", or --reference-mode online" if side == "in" else "")
-                    + ", or leave this attack out."
+                    f"{what} it; {missing} record(s) have none: {fix}, or leave this "
+                    "attack out."
                 )
 
 
@@ -370,7 +372,8 @@ def _attack_entry(a: Attack, pooled: AttackMetrics, per_target: list, targets: i
         entry["mean_over_targets"] = _mean_over_targets([pt[a.name] for pt in per_target],
                                                         alpha)
         entry["per_target"] = [{"auc": pt[a.name].auc,
-                                "tpr_at_fpr": pt[a.name].to_dict()["tpr_at_fpr"]}
+                                "tpr_at_fpr": {k: op.value
+                                               for k, op in pt[a.name].tpr_at_fpr.items()}}
                                for pt in per_target]
     return entry
 
@@ -390,8 +393,8 @@ def _mean_over_targets(ms: list[AttackMetrics], alpha: float) -> dict:
 
     auc, auc_ci = mean_ci([m.auc for m in ms])
     out = {"auc": auc, "auc_ci": auc_ci, "tpr_at_fpr": {}, "tpr_at_fpr_ci": {}}
-    for key in ms[0].to_dict()["tpr_at_fpr"]:
-        v, ci = mean_ci([m.to_dict()["tpr_at_fpr"][key] for m in ms])
+    for key in ms[0].tpr_at_fpr:
+        v, ci = mean_ci([m.tpr_at_fpr[key].value for m in ms])
         out["tpr_at_fpr"][key], out["tpr_at_fpr_ci"][key] = v, ci
     return out
 
@@ -411,13 +414,6 @@ def _check_device(device: str) -> None:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"The device {device!r} is not available: this machine has no "
                           "usable CUDA GPU. Use --device cpu.")
-
-
-def _check_training(executor: str, workers: int | None, models_per_batch: int) -> None:
-    if executor not in EXECUTORS:
-        raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
-    if models_per_batch < 1 or (workers is not None and workers < 1):
-        raise ConfigError("models_per_batch and workers must be >= 1.")
 
 
 def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, targets,
@@ -580,12 +576,12 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         data_fingerprint=pool.fingerprint, device=device, bar=bar, augment=augment_name,
         **training)
     train_stats["augmented_queries"] = augment_name
-    accs = [_accuracies(check_outputs(z, "logits"), pool.y, design[m])
-            for m, z in enumerate(logits)]
+    for m, z in enumerate(logits):  # every model's outputs on the whole pool, once
+        check_outputs(z, "logits", n_records=n, n_classes=ds.n_classes,
+                      source=f"{recipe.name} model {m}")
+    accs = [_accuracies(z, pool.y, design[m]) for m, z in enumerate(logits)]
     labels = pool.y[audited]
-    outputs = [check_outputs(z[audited], "logits", n_records=len(audited),
-                             n_classes=ds.n_classes, source=f"{recipe.name} model {m}")
-               for m, z in enumerate(logits)]
+    outputs = [ModelOutputs("logits", z[audited]) for z in logits]
     target_info = {
         "model": recipe.name,
         "recipe": recipe.to_dict(),
@@ -661,7 +657,7 @@ def _game_from_model(ds: Dataset, model: object, members) -> _Game:
     out = check_outputs(raw.values, raw.kind, n_records=ds.n_records, n_classes=ds.n_classes,
                         source=type(model).__name__)
     target_info = {"model": type(model).__name__, "seed": None,
-                   **_accuracies(out, ds.y, is_member)}
+                   **_accuracies(out.values, ds.y, is_member)}
     return _Game(ds.ids, ds.fingerprints, ds.y, is_member[None, :], [out], _data_info(ds),
                  target_info)
 
@@ -691,7 +687,7 @@ def _game_from_outputs(outputs) -> _Game:
                  "record_fingerprints": "from the file" if pre.fingerprints is not None
                  else "none (the file has no 'fingerprints' array)"}
     target_info = {"model": "precomputed outputs", "seed": None,
-                   **_accuracies(pre.outputs, pre.labels, pre.is_member)}
+                   **_accuracies(pre.outputs.values, pre.labels, pre.is_member)}
     return _Game(pre.ids, fps, pre.labels, pre.is_member[None, :], [pre.outputs], data_info,
                  target_info)
 
@@ -732,8 +728,9 @@ def _check_sides(is_member: np.ndarray, fingerprints: np.ndarray | None) -> None
         )
 
 
-def _accuracies(out: ModelOutputs, labels: np.ndarray, is_member: np.ndarray) -> dict:
-    correct = np.argmax(out.values, axis=1) == labels
+def _accuracies(values: np.ndarray, labels: np.ndarray, is_member: np.ndarray) -> dict:
+    """Accuracy on the members (train) and non-members (test) from outputs ``(N, C)``."""
+    correct = np.argmax(values, axis=1) == labels
     return {
         "train_accuracy": float(correct[is_member].mean()),
         "test_accuracy": float(correct[~is_member].mean()),

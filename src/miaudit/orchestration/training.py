@@ -23,10 +23,19 @@ from miaudit.errors import ConfigError, DependencyError
 from miaudit.models import Recipe
 from miaudit.models.batched import predict_stacked, stacked_state_dicts, train_batched
 from miaudit.models.cnn import predict_stacked_cnn
+from miaudit.orchestration.cache import model_key, training_data_digest
 
 #: Models trained together in one batched computation (bounds memory).
 DEFAULT_CHUNK = 32
 EXECUTORS = ("inprocess", "process", "ray")
+
+
+def check_training(executor: str, workers: int | None, models_per_batch: int) -> None:
+    """Refuse an unknown executor or non-positive worker and batch counts."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
+    if models_per_batch < 1 or (workers is not None and workers < 1):
+        raise ConfigError("models_per_batch and workers must be >= 1.")
 
 
 def model_seed(seed: int, m: int) -> int:
@@ -98,10 +107,6 @@ def train_pool_models(
     stats : dict
         ``trained`` and ``cached`` model counts, the executor and the chunk size.
     """
-    from miaudit.orchestration.cache import model_key, training_data_digest
-
-    if executor not in EXECUTORS:
-        raise ConfigError(f"Unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}.")
     n_models = design.shape[0]
     seeds = [model_seed(seed, m) for m in range(n_models)]
     digest = training_data_digest(X, y) if cache is not None else ""
