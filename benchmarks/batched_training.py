@@ -118,8 +118,11 @@ def main() -> None:
     loader, batched, sequential = (min(times[k]) for k in ("loader", "batched", "sequential"))
 
     widths = [ds.n_features, *recipe.hidden, 30]
-    per_sample = sum(2 * a * b for a, b in itertools.pairwise(widths))
-    flops = 3 * per_sample * (n // 2) * args.epochs * args.models  # forward + backward
+    # per sample and layer: 2ab forward, 2ab weight gradient, 2ab input gradient except for
+    # the first layer (its input needs no gradient, so no trainer computes it)
+    per_sample = sum((4 if i == 0 else 6) * a * b
+                     for i, (a, b) in enumerate(itertools.pairwise(widths)))
+    flops = per_sample * (n // 2) * args.epochs * args.models
     peak = matmul_peak(args.device)
     def row(name: str, seconds: float) -> dict:
         return {"trainer": name, "wall s": f"{seconds:.1f}",
@@ -137,8 +140,14 @@ def main() -> None:
         + f"\n\nBest of {args.repeats} alternating runs per trainer."
         + f"\n\n**Speed-up (same run): {loader / batched:.1f}x over ML Privacy Meter's loop, "
         f"{sequential / batched:.1f}x over the lean loop.** Measured float32 matmul peak "
-        f"(2048x2048): {peak:.0f} GFLOP/s. FLOPs counted as 3 x 2 x weights per sample "
-        "(forward + backward)."
+        f"(2048x2048): {peak:.0f} GFLOP/s. FLOPs per sample and layer: 2ab forward, 2ab "
+        "weight gradient, 2ab input gradient (not for the first layer).\n\n"
+        f"Ceiling: the matrix products alone, at the measured peak, take "
+        f"{flops / peak / 1e9:.1f} s, "
+        f"so no trainer of this recipe in float32 on this machine can beat ML Privacy Meter's "
+        f"loop by more than {loader / (flops / peak / 1e9):.1f}x; the rest of a batched step is "
+        "the optimizer (Adam reads and writes 7 floats per weight per step), the activations "
+        "and the loss."
     )
     write_section(f"Batched training ({args.device})", body)
 

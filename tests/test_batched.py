@@ -35,6 +35,22 @@ def test_batched_models_match_one_by_one(activation, optimizer):
     assert not np.allclose(stacked[0], stacked[1])
 
 
+def test_training_tanh_matches_torch_tanh_and_its_gradient():
+    from miaudit.models.batched import _training_tanh
+
+    x = torch.linspace(-12, 12, 20001, dtype=torch.float32)
+    exact = torch.tanh(x.double())
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    fast = _training_tanh()(a * 1)  # on a non-leaf, as in training (it works in place)
+    ref = torch.tanh(b)
+    assert (fast.double() - exact).abs().max() < 3e-7
+    weights = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    (fast * weights).sum().backward()
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=0)
+
+
 def test_design_rows_must_have_equal_sizes():
     design = np.zeros((2, 10), dtype=bool)
     design[0, :5] = True
