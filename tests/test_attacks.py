@@ -21,7 +21,8 @@ from miaudit.errors import ConfigError, ExposureError
 from miaudit.models import check_outputs
 from miaudit.signals import observe, parse_exposure
 
-ALL = sorted(ATTACKS)
+# attacks over outputs on the records themselves (label-only query attacks: test_label_only)
+ALL = sorted(name for name, a in ATTACKS.items() if not a.needs_queries)
 
 
 def _inputs(z, y, is_member=None, folds=None, exposure="logits", refs=None):

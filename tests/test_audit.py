@@ -50,8 +50,9 @@ def test_scores_file_agrees_with_sklearn(digits_result, tmp_path):
     out = digits_result.save(tmp_path / "run")
     scores = pd.read_parquet(out / "scores.parquet")
     summary = json.loads((out / "summary.json").read_text())
-    assert list(scores.columns[:5]) == ["target", "record_id", "fingerprint", "is_member",
-                                        "label"]
+    assert list(scores.columns[:6]) == ["exposure", "target", "record_id", "fingerprint",
+                                        "is_member", "label"]
+    assert (scores["exposure"] == "logits").all()
     assert len(scores) == 2 * (1797 // 2)
     assert scores["record_id"].is_unique and scores["fingerprint"].str.len().eq(64).all()
     for name, m in summary["attacks"].items():

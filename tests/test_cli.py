@@ -27,7 +27,7 @@ def test_run_writes_summary_and_scores(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["attacks"]) == {"loss", "mentr"}
     scores = pd.read_parquet(out / "scores.parquet")
-    assert {"target", "record_id", "fingerprint", "is_member", "label", "loss",
+    assert {"exposure", "target", "record_id", "fingerprint", "is_member", "label", "loss",
             "mentr"} == set(scores.columns)
     signals = np.load(out / "signals.npz")
     assert signals["membership"].shape == (1, len(scores))

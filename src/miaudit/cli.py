@@ -88,6 +88,22 @@ def _default_out(data: str | None, model: str) -> Path:
     return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{stem}-{model}"
 
 
+def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
+                    no_cache: bool, **settings):
+    """Check the run folder first, audit (warnings go to the summary, not stderr), save."""
+    from miaudit.orchestration import audit
+    from miaudit.orchestration.cache import default_cache_dir
+    from miaudit.orchestration.result import check_out_dir
+
+    check_out_dir(out_dir, overwrite=overwrite)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
+        result = audit(**settings,
+                       cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                       progress=not quiet and sys.stderr.isatty())
+    return result, result.save(out_dir, overwrite=overwrite)
+
+
 @app.command(
     epilog=(
         "Examples:\n\n"
@@ -95,7 +111,8 @@ def _default_out(data: str | None, model: str) -> Path:
         "  miaudit run --data location30.npz --model mlp --attacks loss,mentr --out runs/loc\n\n"
         "  miaudit run --data adult.csv.gz --label-column income --model logistic\n\n"
         "  miaudit run --data location30.npz --references 16 --targets 4\n\n"
-        "  miaudit run --outputs my_logits.npz --exposure probabilities"
+        "  miaudit run --outputs my_logits.npz --exposure probabilities\n\n"
+        "  miaudit run --data location30.npz --exposure logits,top-k:1,label,temperature:4"
     )
 )
 @_friendly
@@ -126,8 +143,13 @@ def run(
         help="Comma-separated attacks (see 'miaudit attacks'); default: all the exposure allows."
     )] = None,
     exposure: Annotated[str, typer.Option(
-        help="What the attacker sees: logits, probabilities, top-k:K, rounded:D, label, loss."
+        help="What the attacker sees: logits, probabilities, top-k:K, rounded:D, label, loss, "
+        "or probabilities after a defence: temperature:T, noise:SIGMA, memguard:EPS. Several, "
+        "comma-separated, are compared (exposures.json)."
     )] = "logits",
+    query_budget: Annotated[int | None, typer.Option(
+        help="Most queries each label-only attack may send to each target."
+    )] = None,
     references: Annotated[int, typer.Option(
         help="Reference models to train with the target (enables LiRA, RMIA, Attack-R, "
         "Shokri)."
@@ -183,35 +205,100 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
-    from miaudit.orchestration import audit
-    from miaudit.orchestration.cache import default_cache_dir
-    from miaudit.orchestration.result import check_out_dir
     from miaudit.report import print_summary
 
-    out_dir = out or _default_out(data if outputs is None else str(outputs), model)
-    check_out_dir(out_dir, overwrite=overwrite)
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
-        result = audit(
-            data=data, label_column=label_column, id_column=id_column, n_records=n_records,
-            model=model,
-            model_params=param,
-            outputs=outputs, exposure=exposure, attacks=_split_list(attacks), seed=seed,
-            references=references, reference_mode=reference_mode, targets=targets,
-            lira_variance=lira_variance,
-            rmia_gamma=rmia_gamma, rmia_temperature=rmia_temperature,
-            cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
-            executor=executor, workers=workers, ray_address=ray_address,
-            models_per_batch=models_per_batch, augment=augment,
-            alpha=alpha, prior=prior, device=device,
-            progress=not quiet and sys.stderr.isatty(),
-        )
-    saved = result.save(out_dir, overwrite=overwrite)
+    result, saved = _audit_and_save(
+        out or _default_out(data if outputs is None else str(outputs), model), overwrite,
+        quiet, cache_dir, no_cache,
+        data=data, label_column=label_column, id_column=id_column, n_records=n_records,
+        model=model, model_params=param, outputs=outputs, exposure=exposure,
+        attacks=_split_list(attacks), seed=seed, references=references,
+        reference_mode=reference_mode, targets=targets, lira_variance=lira_variance,
+        rmia_gamma=rmia_gamma, rmia_temperature=rmia_temperature, executor=executor,
+        workers=workers, ray_address=ray_address, models_per_batch=models_per_batch,
+        augment=augment, query_budget=query_budget, alpha=alpha, prior=prior, device=device,
+    )
     if format is OutputFormat.json:
         print(json.dumps(result.summary(), indent=2))
         return
     print_summary(result.summary(), out_console, run_dir=str(saved))
+    if "exposures" in result.summary():
+        from miaudit.report import print_exposures
+
+        print_exposures(result.summary(), out_console)
+    err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
+
+
+#: What ``compare-exposures`` compares unless told otherwise.
+DEFAULT_COMPARED = ("logits,probabilities,top-k:1,rounded:1,label,loss,temperature:4,"
+                    "noise:0.05,memguard:0.5")
+
+
+@app.command(
+    "compare-exposures",
+    epilog=(
+        "Examples:\n\n"
+        "  miaudit compare-exposures --data location30.npz --references 8\n\n"
+        "  miaudit compare-exposures --data adult.csv.gz --label-column income "
+        "--exposures logits,top-k:1,label"
+    ),
+)
+@_friendly
+def compare_exposures(
+    data: Annotated[str | None, typer.Option(help="Built-in name or a data file.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Record-ID column of a table.")] = None,
+    n_records: Annotated[int | None, typer.Option(help="Stratified subset size.")] = None,
+    model: Annotated[str, typer.Option(help="Recipe: mlp, logistic or cnn.")] = "mlp",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p",
+                                                    help="Recipe key=value.")] = None,
+    exposures: Annotated[str, typer.Option(
+        help="Comma-separated exposure settings to compare."
+    )] = DEFAULT_COMPARED,
+    attacks: Annotated[str | None, typer.Option(
+        help="Comma-separated attacks; default: every attack each exposure allows."
+    )] = None,
+    references: Annotated[int, typer.Option(help="Reference models (LiRA, RMIA, ...).")] = 0,
+    reference_mode: Annotated[str, typer.Option(help="online or offline.")] = "online",
+    targets: Annotated[int, typer.Option(help="Models taking the target's role.")] = 1,
+    query_budget: Annotated[int | None, typer.Option(
+        help="Most queries each label-only attack may send to each target."
+    )] = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run folder.")
+                         ] = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Store no models.")] = False,
+    format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text: tables on stdout; json: exposures.json on stdout."
+    )] = OutputFormat.text,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Which exposure is safe to ship? Run every attack each exposure setting allows on the
+    same models and compare: strongest attack, TPR at low FPR, utility kept, and the
+    records that stay exposed."""
+    from miaudit.errors import ConfigError
+    from miaudit.report import print_exposures
+
+    names = _split_list(exposures) or []
+    if len(names) < 2:
+        raise ConfigError("compare-exposures needs at least two exposure settings, "
+                          f"got {exposures!r}.")
+    started = time.perf_counter()
+    result, saved = _audit_and_save(
+        out or _default_out(data, f"{model}-exposures"), overwrite, quiet, cache_dir, no_cache,
+        data=data, label_column=label_column, id_column=id_column, n_records=n_records,
+        model=model, model_params=param, exposure=names, attacks=_split_list(attacks),
+        references=references, reference_mode=reference_mode, targets=targets,
+        query_budget=query_budget, seed=seed, device=device,
+    )
+    if format is OutputFormat.json:
+        print(json.dumps(result.summary()["exposures"], indent=2))
+        return
+    print_exposures(result.summary(), out_console, run_dir=str(saved))
     err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
 
 
@@ -222,13 +309,15 @@ def list_attacks() -> None:
     from miaudit.attacks import ATTACKS
     from miaudit.signals import parse_exposure
 
-    probes = ["logits", "probabilities", "rounded:2", "top-k:3", "label", "loss"]
+    probes = ["logits", "probabilities", "rounded:2", "top-k:3", "label", "loss",
+              "temperature:2"]
     table = Table(title="attacks (score: higher = more likely a member)", title_justify="left")
     for col in ("name", "needs", "allowed under", "description", "reference"):
         table.add_column(col)
     for a in ATTACKS.values():
         allowed = [p.split(":")[0] for p in probes if a.allowed_by(parse_exposure(p))]
-        table.add_row(a.name, ", ".join(sorted(a.needs)), ", ".join(allowed), a.description,
+        needs = sorted(a.needs) + (["queries on perturbed inputs"] if a.needs_queries else [])
+        table.add_row(a.name, ", ".join(needs), ", ".join(allowed), a.description,
                       a.reference)
     out_console.print(table)
 

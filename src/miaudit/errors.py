@@ -35,6 +35,10 @@ class DependencyError(MiauditError):
     """An optional dependency (for example PyTorch) is needed but not installed."""
 
 
+class QueryBudgetError(MiauditError):
+    """A query to the target would exceed the query budget (nothing was sent)."""
+
+
 class MiauditWarning(UserWarning):
     """Base class of miaudit's warnings."""
 

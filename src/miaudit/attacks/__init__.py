@@ -7,13 +7,16 @@ Importing this package registers every built-in attack in :data:`ATTACKS`.
 from miaudit.attacks import reference_free  # noqa: I001
 from miaudit.attacks import class_threshold
 from miaudit.attacks import reference, shokri
+from miaudit.attacks import label_only
 from miaudit.attacks.base import (
     ATTACKS,
     Attack,
     AttackInput,
     Calibration,
+    LabelQueries,
     References,
     attacks_allowed,
+    default_attacks,
     get_attack,
     register_attack,
     resolve_attacks,
@@ -24,10 +27,13 @@ __all__ = [
     "Attack",
     "AttackInput",
     "Calibration",
+    "LabelQueries",
     "References",
     "attacks_allowed",
     "class_threshold",
+    "default_attacks",
     "get_attack",
+    "label_only",
     "reference",
     "reference_free",
     "register_attack",

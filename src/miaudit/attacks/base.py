@@ -118,6 +118,8 @@ class AttackInput:
     target_variants : tuple of Observation
         The target queried with augmented variants of each record (same order as
         ``References.variant_logits``); empty when no augmentation is used.
+    label_queries : LabelQueries or None
+        What label-only queries on perturbed inputs returned (label-only attacks).
     """
 
     target: Observation
@@ -125,6 +127,7 @@ class AttackInput:
     references: References | None = None
     population: np.ndarray | None = None
     target_variants: tuple[Observation, ...] = ()
+    label_queries: LabelQueries | None = None
 
     def query_pairs(self) -> list[tuple[Observation, References]]:
         """(target, references) for the record itself and each augmented variant that both
@@ -135,6 +138,39 @@ class AttackInput:
             n = min(len(self.target_variants), refs.variant_logits.shape[1])
             pairs += [(self.target_variants[a], refs.variant(a)) for a in range(n)]
         return pairs
+
+
+@dataclass(frozen=True)
+class LabelQueries:
+    """Answers of label-only queries on perturbed copies of the audited records.
+
+    The audit fills in what the chosen attacks need (see
+    :mod:`miaudit.signals.label_queries` for how the copies are made).
+
+    Attributes
+    ----------
+    augment_correct : ndarray (N, A) bool or None
+        Whether the target still gives the true label to copy ``a`` of record ``i``.
+    augment_levels : ndarray (A,) int or None
+        The perturbation level (strength or variant) of each copy.
+    augment_queries : int
+        Queries to the target for ``augment_correct``.
+    boundary_distance : ndarray (N,) or None
+        Signed distance to the target's decision boundary (negative: misclassified).
+    boundary_queries : int
+        Queries to the target for ``boundary_distance``.
+    reference_correct : ndarray (K, R, A) bool or None
+        The same augmentation answers of the attacker's reference models on the records
+        of ``References.tuning``, whose membership ``reference_membership (K, R)`` is known.
+    """
+
+    augment_correct: np.ndarray | None = None
+    augment_levels: np.ndarray | None = None
+    augment_queries: int = 0
+    boundary_distance: np.ndarray | None = None
+    boundary_queries: int = 0
+    reference_correct: np.ndarray | None = None
+    reference_membership: np.ndarray | None = None
 
 
 ScoreFn = Callable[..., np.ndarray]
@@ -163,6 +199,9 @@ class Attack:
     reference_sides : frozenset of {"in", "out"}
         Which references it needs for every record: trained with it ("in", online
         attacks) and/or without it ("out").
+    needs_queries : bool
+        Whether it queries the target on new (perturbed) inputs, which a model object
+        allows and precomputed outputs do not.
     """
 
     name: str
@@ -173,6 +212,7 @@ class Attack:
     uses_calibration: bool = False
     min_references: int = 0
     reference_sides: frozenset[str] = frozenset()
+    needs_queries: bool = False
 
     def allowed_by(self, exposure: Exposure) -> bool:
         return self.needs <= exposure.fields
@@ -201,18 +241,29 @@ def get_attack(name: str) -> Attack:
     )
 
 
-def attacks_allowed(exposure: Exposure, n_references: int = 0) -> list[str]:
+def attacks_allowed(exposure: Exposure, n_references: int = 0, *, queries: bool = False
+                    ) -> list[str]:
     """Names of the registered attacks that ``exposure`` and the number of reference
-    models allow, in registry order."""
+    models allow, in registry order; label-only query attacks only with ``queries``."""
     return [a.name for a in ATTACKS.values()
-            if a.allowed_by(exposure) and a.min_references <= n_references]
+            if a.allowed_by(exposure) and a.min_references <= n_references
+            and (queries or not a.needs_queries)]
 
 
-def resolve_attacks(names: list[str] | None, exposure: Exposure, n_references: int = 0
+def default_attacks(exposure: Exposure, n_references: int = 0, *, can_query: bool = False
                     ) -> list[Attack]:
-    """Turn requested names (None = all allowed) into attacks, refusing disallowed ones."""
+    """What runs when no attack is named: every allowed attack; the label-only query
+    attacks (which send many queries) only when the exposure releases nothing but labels."""
+    queries = can_query and exposure.fields == frozenset({"predicted"})
+    return [ATTACKS[n] for n in attacks_allowed(exposure, n_references, queries=queries)]
+
+
+def resolve_attacks(names: list[str] | None, exposure: Exposure, n_references: int = 0,
+                    *, can_query: bool = False) -> list[Attack]:
+    """Turn requested names (None = :func:`default_attacks`) into attacks, refusing the
+    ones the exposure, the references or the access (``can_query``) do not allow."""
     if names is None:
-        return [ATTACKS[n] for n in attacks_allowed(exposure, n_references)]
+        return default_attacks(exposure, n_references, can_query=can_query)
     if not names:
         raise ConfigError("No attack requested: give at least one attack name.")
     resolved: list[Attack] = []
@@ -221,7 +272,8 @@ def resolve_attacks(names: list[str] | None, exposure: Exposure, n_references: i
         if not attack.allowed_by(exposure):
             missing = sorted(attack.needs - exposure.fields)
             what = " and ".join(FIELD_DESCRIPTIONS[m] for m in missing)
-            allowed = ", ".join(attacks_allowed(exposure, n_references)) or "none"
+            allowed = ", ".join(attacks_allowed(exposure, n_references,
+                                                  queries=can_query)) or "none"
             raise ExposureError(
                 f"The attack {attack.name!r} needs {what}, which the exposure "
                 f"'{exposure}' does not release. Attacks allowed under '{exposure}': "
@@ -232,6 +284,12 @@ def resolve_attacks(names: list[str] | None, exposure: Exposure, n_references: i
                 f"The attack {attack.name!r} needs at least {attack.min_references} "
                 f"reference model(s); got {n_references}. Add --references K (for "
                 f"example --references 8)."
+            )
+        if attack.needs_queries and not can_query:
+            raise ConfigError(
+                f"The attack {attack.name!r} queries the model on perturbed inputs, which "
+                "precomputed outputs cannot answer: audit a recipe (--model mlp) or a "
+                "model object instead."
             )
         if attack not in resolved:
             resolved.append(attack)

@@ -27,12 +27,18 @@ GLOBAL_VARIANCE_BELOW = 64
 _MIN_STD = 1e-6
 
 
+#: phi of a record whose released true-class probability is exactly 1 (loss 0): beyond
+#: any finite phi of float64 (whose largest is about 745), so the order is kept.
+PHI_MAX = 800.0
+
+
 def observed_phi(t: Observation) -> np.ndarray:
     """Logit-scaled confidence of an observation: from logits when released, else from the
-    loss."""
+    loss (a released probability of exactly 1, as output defences can give, maps to
+    :data:`PHI_MAX` instead of infinity)."""
     if t.logits is not None:
         return logit_scaled_confidence(t.logits, t.labels)
-    return logit_scaled_confidence_from_loss(t.loss)
+    return np.minimum(logit_scaled_confidence_from_loss(t.loss), PHI_MAX)
 
 
 def _gaussian_fit(values: np.ndarray, mask: np.ndarray, per_example: bool):

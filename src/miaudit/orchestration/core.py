@@ -18,12 +18,21 @@ import numpy as np
 import pandas as pd
 
 from miaudit import __version__
-from miaudit.attacks import Attack, AttackInput, Calibration, References, resolve_attacks
+from miaudit.attacks import (
+    ATTACKS,
+    Attack,
+    AttackInput,
+    Calibration,
+    References,
+    attacks_allowed,
+    resolve_attacks,
+)
 from miaudit.attacks.reference import RMIA_TEMPERATURE
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
     ConfigError,
     DataWarning,
+    ExposureError,
     MembershipError,
     OutputError,
     UndefinedMetricWarning,
@@ -34,16 +43,22 @@ from miaudit.models import (
     ModelOutputs,
     PrecomputedOutputs,
     Recipe,
+    TorchTarget,
     as_target,
+    build_module,
     load_outputs,
     make_recipe,
 )
+from miaudit.models.cnn import image_side
 from miaudit.models.outputs import check_outputs
 from miaudit.models.recipes import check_recipe
 from miaudit.orchestration.cache import ModelCache
+from miaudit.orchestration.exposures import compare_exposures_section
+from miaudit.orchestration.querying import Query, QueryPlan, collect_label_queries
 from miaudit.orchestration.result import AuditResult
 from miaudit.orchestration.training import DEFAULT_CHUNK, check_training, train_pool_models
 from miaudit.signals import Exposure, observe, parse_exposure
+from miaudit.signals.defences import apply_defence
 
 DEFAULT_FPRS = (0.01, 0.001, 0.0001)
 LIRA_VARIANCES = ("auto", "global", "per-example")
@@ -66,6 +81,12 @@ class _Game:
     population: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     # logits of every model on augmented queries of the audited records: (M, A, N, C)
     variants: np.ndarray | None = None
+    # query access for label-only attacks: one function per model (X -> outputs), the
+    # audited records' features, and the population records' features (offline)
+    query: list[Query] | None = None
+    features: np.ndarray | None = None
+    population_features: np.ndarray | None = None
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def reference_models(self) -> int:
@@ -82,7 +103,7 @@ def audit(
     model_params: dict | Sequence[str] | None = None,
     members: np.ndarray | Sequence[str] | None = None,
     outputs: PrecomputedOutputs | str | Path | None = None,
-    exposure: str | Exposure = "logits",
+    exposure: str | Exposure | Sequence[str | Exposure] = "logits",
     attacks: Sequence[str] | None = None,
     references: int = 0,
     reference_mode: str = "online",
@@ -103,6 +124,7 @@ def audit(
     ray_address: str | None = None,
     models_per_batch: int = DEFAULT_CHUNK,
     augment: bool | None = None,
+    query_budget: int | None = None,
     progress: bool = False,
 ) -> AuditResult:
     """Audit a model for membership-inference leakage.
@@ -132,12 +154,19 @@ def audit(
         as CIFAR-10 on a CPU).
     model_params : dict or list of "key=value", optional
         Recipe overrides (``{"epochs": 20}``).
-    exposure : str, default "logits"
+    exposure : str or list of str, default "logits"
         What the attacker sees of the target: ``logits``, ``probabilities``, ``top-k:K``,
-        ``rounded:D``, ``label`` or ``loss``. Reference models are the attacker's own and
-        are seen in full.
+        ``rounded:D``, ``label``, ``loss``, or the full probability vector after an output
+        defence (``temperature:T``, ``noise:SIGMA``, ``memguard:EPS``). Reference models
+        are the attacker's own and are seen in full (after the same output defence, which
+        the attacker is assumed to know). Several settings (a list, or one string with
+        commas) compare the exposures on the same models: every attack each setting
+        allows runs under it, and the summary gains an ``exposures`` section (see
+        :func:`~miaudit.orchestration.exposures.compare_exposures_section`); the first
+        setting gives the summary's ``attacks``.
     attacks : list of str, optional
-        Attack names; default: every attack the exposure and the references allow.
+        Attack names; default: every attack the exposure and the references allow (the
+        label-only query attacks only under ``label``, or when comparing exposures).
     references : int, default 0
         Reference models per target (recipe targets only); enables LiRA, RMIA, Attack-R
         and Shokri.
@@ -189,6 +218,10 @@ def audit(
         Query every model on augmented copies of each record too (horizontal flip, shifts
         of 2 pixels; image recipes), and let LiRA and RMIA use them. Default: on for the
         ``cnn`` recipe with references.
+    query_budget : int, optional
+        Most queries each label-only attack may send to each target model (on perturbed
+        copies of the records); the default numbers of queries per record are lowered to
+        fit, and a budget too small for them is refused before anything is trained.
     progress : bool, default False
         Show Rich progress bars on stderr.
 
@@ -199,19 +232,22 @@ def audit(
         record), ``.metrics`` and ``.save(dir)``.
     """
     started = time.perf_counter()
-    exp = parse_exposure(exposure)
+    exposures = _parse_exposures(exposure)
+    exp = exposures[0]
     _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references,
                     reference_mode, targets, lira_variance, rmia_gamma, rmia_temperature)
     _check_device(device)
     check_training(executor, workers, models_per_batch)
     effective = references + references % 2 if reference_mode == "online" else references
-    chosen = resolve_attacks(None if attacks is None else list(attacks), exp, effective)
+    plan_by_exposure = _choose_attacks(attacks, exposures, effective,
+                                       can_query=outputs is None)
     options = {
         "lira-online": {"variance": lira_variance},
         "lira-offline": {"variance": lira_variance},
         "rmia-online": {"gamma": rmia_gamma, "temperature": rmia_temperature},
         "rmia-offline": {"gamma": rmia_gamma, "temperature": rmia_temperature},
         "shokri": {"seed": seed},
+        "label-augment-learned": {"seed": seed},
     }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -231,12 +267,19 @@ def audit(
                          reference_mode, seed, device, bar, training)
             measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
                        "seed": seed}
-            per_target, scores = _attack_targets(game, chosen, exp, targets, options,
-                                                 calibration_folds, measure, bar)
+            all_chosen = [a for e in exposures for a in plan_by_exposure[e]]
+            query_plan = QueryPlan.fit(query_budget, len(game.labels), all_chosen)
             is_member = np.concatenate([game.membership[t] for t in range(targets)])
-            metrics = {a.name: evaluate(np.concatenate([s[a.name] for s in scores]), is_member,
-                                        **measure)
-                       for a in chosen}
+            runs = {}
+            for e in exposures:
+                per_target, scores, queries = _attack_targets(
+                    game, plan_by_exposure[e], e, targets, options, calibration_folds,
+                    measure, bar, query_plan)
+                metrics = {a.name: evaluate(np.concatenate([s[a.name] for s in scores]),
+                                            is_member, **measure)
+                           for a in plan_by_exposure[e]}
+                runs[e] = (per_target, scores, metrics, queries)
+            metrics = runs[exp][2]
     for w in caught:  # let callers see the warnings too
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     settings = {
@@ -245,10 +288,21 @@ def audit(
         "references": game.reference_models, "reference_mode": reference_mode,
         "targets": targets, "lira_variance": lira_variance, "rmia_gamma": rmia_gamma,
         "rmia_temperature": rmia_temperature, "device": device,
+        "query_budget": query_budget,
     }
-    entries = {a.name: _attack_entry(a, metrics[a.name], per_target, targets,
-                                     calibration_folds, options.get(a.name), alpha)
-               for a in chosen}
+
+    def entries_of(e: Exposure) -> dict:
+        pt, _, mt, queries = runs[e]
+        # one query per record and target; augmented copies add theirs; label-only
+        # attacks as counted by their oracles
+        copies = 1 + (0 if game.variants is None else game.variants.shape[1])
+        return {a.name: _attack_entry(
+                    a, mt[a.name], pt, targets, calibration_folds, options.get(a.name), alpha,
+                    queries.get(a.name, targets * len(game.labels)
+                                * (copies if a.name in _VARIANT_ATTACKS else 1)))
+                for a in plan_by_exposure[e]}
+
+    entries = entries_of(exp)
     summary = {
         "miaudit_version": __version__,
         "data": game.data_info,
@@ -259,15 +313,91 @@ def audit(
         "warnings": _unique_messages(caught),
         "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
-    return AuditResult(summary=summary, scores=_score_table(game, scores, targets),
-                       metrics=metrics, signals=_signals(game))
+    tables = [_score_table(game, runs[e][1], targets, e) for e in exposures]
+    if len(exposures) > 1:
+        summary["exposures"] = compare_exposures_section(
+            {str(e): entries_of(e) for e in exposures},
+            {str(e): _released_accuracy(game, e, targets, seed) for e in exposures},
+            {str(e): t for e, t in zip(exposures, tables, strict=True)},
+            {str(e): e.description for e in exposures},
+            fprs=[str(f) for f in fprs])
+        summary["elapsed_seconds"] = round(time.perf_counter() - started, 3)
+    return AuditResult(summary=summary, scores=pd.concat(tables, ignore_index=True),
+                       metrics=metrics, signals=_signals(game),
+                       exposure_metrics={str(e): runs[e][2] for e in exposures})
 
 
-def _score_table(game: _Game, scores: list[dict[str, np.ndarray]], targets: int
-                 ) -> pd.DataFrame:
+def _parse_exposures(exposure) -> list[Exposure]:
+    """One exposure, a list, or a comma-separated string; duplicates refused."""
+    if isinstance(exposure, Exposure):
+        items = [exposure]
+    elif isinstance(exposure, str):
+        items = [part for part in exposure.split(",") if part.strip()] or [exposure]
+    else:
+        items = list(exposure)
+        if not items:
+            raise ConfigError("No exposure given: name at least one (for example logits).")
+    parsed = [parse_exposure(e) for e in items]
+    seen = set()
+    for e in parsed:
+        if e in seen:
+            raise ConfigError(f"The exposure '{e}' is listed twice.")
+        seen.add(e)
+    return parsed
+
+
+def _choose_attacks(names, exposures: list[Exposure], n_references: int, *,
+                    can_query: bool) -> dict[Exposure, list[Attack]]:
+    """The attacks to run under each exposure. One exposure: the named attacks (refusing
+    any it does not allow) or the defaults. Several: under each, every attack it allows
+    (with label-only queries) or the named ones it allows; a named attack that no
+    exposure allows is refused."""
+    if len(exposures) == 1:
+        e = exposures[0]
+        return {e: resolve_attacks(None if names is None else list(names), e, n_references,
+                                   can_query=can_query)}
+    if names is None:
+        return {e: [ATTACKS[n] for n in attacks_allowed(e, n_references, queries=can_query)]
+                for e in exposures}
+    chosen: dict[Exposure, list[Attack]] = {e: [] for e in exposures}
+    for name in names:
+        errors = []
+        for e in exposures:
+            try:
+                chosen[e] += resolve_attacks([name], e, n_references, can_query=can_query)
+            except (ConfigError, ExposureError) as exc:
+                errors.append(str(exc))
+        if len(errors) == len(exposures):
+            raise ConfigError(f"No exposure compared allows the attack {name!r}: {errors[0]}")
+    for e in exposures:
+        if not chosen[e]:
+            raise ConfigError(f"None of the named attacks runs under the exposure '{e}'.")
+    return chosen
+
+
+def _released_accuracy(game: _Game, e: Exposure, targets: int, seed: int) -> dict:
+    """Accuracy of the labels released under ``e`` (post-processing that keeps the argmax
+    leaves it unchanged; noise may not), mean over targets."""
+    if "predicted" not in e.fields:
+        return {"train_accuracy": None, "test_accuracy": None,
+                "note": f"'{e}' releases no label"}
+    accs = []
+    for t in range(targets):
+        rng = np.random.default_rng([seed, t, 11])
+        pred = observe(game.outputs[t], game.labels, e, rng=rng).predicted
+        correct = pred == game.labels
+        m = game.membership[t]
+        accs.append((correct[m].mean(), correct[~m].mean()))
+    train, test = np.mean(accs, axis=0)
+    return {"train_accuracy": float(train), "test_accuracy": float(test)}
+
+
+def _score_table(game: _Game, scores: list[dict[str, np.ndarray]], targets: int,
+                 exposure: Exposure) -> pd.DataFrame:
     """One row per target and audited record, one column per attack."""
     return pd.concat([
         pd.DataFrame({
+            "exposure": str(exposure),
             "target": np.full(len(game.ids), t, dtype=np.int64),
             "record_id": game.ids.astype(str),
             "fingerprint": game.fingerprints,
@@ -295,11 +425,17 @@ def _signals(game: _Game) -> dict[str, np.ndarray]:
 
 
 def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: int,
-                    options: dict, folds: int, measure: dict, bar):
-    """Score every attack with each of the first ``targets`` models as the target."""
+                    options: dict, folds: int, measure: dict, bar, plan: QueryPlan):
+    """Score every attack with each of the first ``targets`` models as the target.
+
+    Returns the per-target metrics, the per-target scores and the queries each label-only
+    attack sent (all targets together).
+    """
+    seed = measure["seed"]
     per_target: list[dict[str, AttackMetrics]] = []
     scores: list[dict[str, np.ndarray]] = []
-    task = bar.add_task("attacks", total=len(chosen) * targets) if bar else None
+    queries: dict[str, int] = {a.name: 0 for a in chosen if a.needs_queries}
+    task = bar.add_task(f"attacks ({exp})", total=len(chosen) * targets) if bar else None
     for t in range(targets):
         is_member = game.membership[t]
         refs = None
@@ -311,20 +447,33 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
                 # a population record (an all-OUT model the attacker may query)
                 pl, pm, py = game.population
                 rows = [*others, t]
-                shadow = References(pl[rows], pm[rows], py)
-            refs = References(np.stack([game.outputs[m].values for m in others]),
-                              game.membership[others], game.labels, shadow,
-                              None if game.variants is None else game.variants[others])
+                shadow = References(_released_logits(pl[rows], exp, seed, rows), pm[rows], py)
+            variants = None if game.variants is None else np.stack(
+                [_released_logits(game.variants[m], exp, seed, [m] * game.variants.shape[1])
+                 for m in others])
+            refs = References(
+                _released_logits(np.stack([game.outputs[m].values for m in others]), exp, seed,
+                                 others),
+                game.membership[others], game.labels, shadow, variants)
             _check_reference_coverage(chosen, refs)
         target_variants = () if game.variants is None else tuple(
-            observe(check_outputs(v, "logits"), game.labels, exp) for v in game.variants[t])
+            observe(check_outputs(v, "logits"), game.labels, exp,
+                    rng=np.random.default_rng([seed, t, 12, a]))
+            for a, v in enumerate(game.variants[t]))
         inputs = AttackInput(
-            target=observe(game.outputs[t], game.labels, exp),
-            calibration=Calibration(is_member, _folds(is_member, folds, measure["seed"] + t)),
+            target=observe(game.outputs[t], game.labels, exp,
+                           rng=np.random.default_rng([seed, t, 11])),
+            calibration=Calibration(is_member, _folds(is_member, folds, seed + t)),
             references=refs,
             population=~is_member,
             target_variants=target_variants,
+            label_queries=_label_queries(game, t, chosen, exp, plan, seed) if queries else None,
         )
+        if inputs.label_queries is not None:
+            q = inputs.label_queries
+            for name in queries:
+                queries[name] += (q.boundary_queries if name == "label-boundary"
+                                  else q.augment_queries)
         scores.append({})
         per_target.append({})
         for a in chosen:
@@ -336,7 +485,47 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
                     per_target[t][a.name] = evaluate(s, is_member, **measure)
             if bar:
                 bar.advance(task)
-    return per_target, scores
+    return per_target, scores, queries
+
+
+def _released_logits(logits: np.ndarray, exp: Exposure, seed: int, models: list[int]
+                     ) -> np.ndarray:
+    """The attacker's own models' logits ``(K, N, C)`` as the deployed model would release
+    them: unchanged, or, under an output defence, the log of the defended probabilities
+    (the attacker knows the defence and applies it to its references too)."""
+    if not exp.is_defence:
+        return logits
+    out = np.empty_like(logits, dtype=np.float64)
+    for i, (z, m) in enumerate(zip(logits, models, strict=True)):
+        rng = np.random.default_rng([seed, m, 13, i])
+        log_probs = apply_defence(check_outputs(z, "logits"), exp, rng=rng).log_probs()
+        out[i] = np.maximum(log_probs, _LOG_FLOOR)  # a probability of 0 stays finite
+    return out
+
+
+_LOG_FLOOR = float(np.log(1e-300))
+
+
+def _label_queries(game: _Game, t: int, chosen: list[Attack], exp: Exposure, plan: QueryPlan,
+                   seed: int):
+    """The label-only answers target ``t`` (and, for the learned combination, its
+    references) give on perturbed copies of the audited records."""
+    if game.query is None or game.features is None:
+        raise ConfigError("Label-only attacks query the model on perturbed inputs; this "
+                          "audit has no model to query.")
+    ref_query = ref_records = None
+    if any(a.name == "label-augment-learned" for a in chosen) and game.reference_models:
+        others = game.reference_rows[t]
+        ref_query = [game.query[m] for m in others]
+        if game.population is not None and game.population_features is not None:
+            _, pm, py = game.population
+            ref_records = (game.population_features, py, pm[others])
+        else:
+            ref_records = (game.features, game.labels, game.membership[others])
+    return collect_label_queries(
+        chosen, exp, target=game.query[t], X=game.features, y=game.labels,
+        references=ref_query, reference_records=ref_records, plan=plan,
+        image_shape=game.image_shape, seed=seed + 1000 * t)
 
 
 def _check_reference_coverage(chosen: list[Attack], refs: References) -> None:
@@ -358,10 +547,14 @@ def _check_reference_coverage(chosen: list[Attack], refs: References) -> None:
                 )
 
 
+#: Attacks that also read the target's answers on augmented copies (``--augment``).
+_VARIANT_ATTACKS = frozenset({"lira-online", "lira-offline", "rmia-online", "rmia-offline"})
+
+
 def _attack_entry(a: Attack, pooled: AttackMetrics, per_target: list, targets: int,
-                  folds: int, options: dict | None, alpha: float) -> dict:
+                  folds: int, options: dict | None, alpha: float, queries: int) -> dict:
     entry = {**pooled.to_dict(), "needs": sorted(a.needs), "description": a.description,
-             "reference": a.reference}
+             "reference": a.reference, "queries_to_target": int(queries)}
     if a.uses_calibration:
         entry["calibration"] = (f"cross-fitted on {folds} folds of records with known "
                                 "membership")
@@ -571,7 +764,7 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     if augment and recipe.name != "cnn":
         raise ConfigError("Augmented queries (flips, shifts) are for image recipes: use "
                           "--model cnn, or leave --augment off.")
-    logits, variants, train_stats = train_pool_models(
+    logits, variants, train_stats, weights = train_pool_models(
         recipe, pool.X, pool.y, design, n_classes=ds.n_classes, seed=seed,
         data_fingerprint=pool.fingerprint, device=device, bar=bar, augment=augment_name,
         **training)
@@ -606,14 +799,40 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     data_info = _data_info(ds, n_duplicates_left_out=n_dup, n_records_in_game=len(audited),
                            **({"n_population_records": int(n - len(audited))}
                               if len(audited) < n else {}))
-    population_view = None
+    population_view = population_features = None
     if len(audited) < n:
         on_pop = np.setdiff1d(np.arange(n), audited)
         population_view = (logits[:, on_pop], design[:, on_pop], pool.y[on_pop])
+        population_features = pool.X[on_pop]
     return _Game(pool.ids[audited], pool.fingerprints[audited], labels, design[:, audited],
                  outputs, data_info, target_info, reference_rows=reference_rows,
                  population=population_view,
-                 variants=None if variants is None else variants[:, :, audited])
+                 variants=None if variants is None else variants[:, :, audited],
+                 query=_recipe_queries(recipe, weights, ds.n_features, ds.n_classes, device),
+                 features=pool.X[audited], population_features=population_features,
+                 image_shape=(3, image_side(ds.n_features), image_side(ds.n_features))
+                 if recipe.name == "cnn" else None)
+
+
+def _recipe_queries(recipe: Recipe, weights: list[dict], n_features: int, n_classes: int,
+                    device: str) -> list[Query]:
+    """One query function per trained model (its torch module is rebuilt from the state
+    dict on first use), for label-only attacks."""
+    built: dict[int, TorchTarget] = {}
+
+    def make(m: int) -> Query:
+        def query(X: np.ndarray) -> ModelOutputs:
+            if m not in built:
+                import torch
+
+                module = build_module(recipe, n_features, n_classes)
+                module.load_state_dict({k: torch.from_numpy(np.array(v))
+                                        for k, v in weights[m].items()})
+                built[m] = TorchTarget(module.to(device), device=device)
+            return built[m].outputs(X)
+        return query
+
+    return [make(m) for m in range(len(weights))]
 
 
 def _member_mask(ds: Dataset, members) -> np.ndarray:
@@ -659,7 +878,7 @@ def _game_from_model(ds: Dataset, model: object, members) -> _Game:
     target_info = {"model": type(model).__name__, "seed": None,
                    **_accuracies(out.values, ds.y, is_member)}
     return _Game(ds.ids, ds.fingerprints, ds.y, is_member[None, :], [out], _data_info(ds),
-                 target_info)
+                 target_info, query=[target.outputs], features=ds.X)
 
 
 def _game_from_outputs(outputs) -> _Game:

@@ -16,8 +16,10 @@ from miaudit.errors import ConfigError
 SUMMARY_FILE = "summary.json"
 SCORES_FILE = "scores.parquet"
 SIGNALS_FILE = "signals.npz"
+EXPOSURES_FILE = "exposures.json"
 #: The files a run folder may hold; --overwrite replaces only folders made of these.
-RUN_FILES = frozenset({SUMMARY_FILE, SCORES_FILE, SIGNALS_FILE, "report.html", "report.md"})
+RUN_FILES = frozenset({SUMMARY_FILE, SCORES_FILE, SIGNALS_FILE, EXPOSURES_FILE, "report.html",
+                       "report.md"})
 
 
 class AuditResult:
@@ -26,12 +28,15 @@ class AuditResult:
     Attributes
     ----------
     scores : pandas.DataFrame
-        One row per target model and audited record: ``target``, ``record_id``,
-        ``fingerprint``, ``is_member``, ``label`` and one column per attack (higher = more
-        likely a member).
+        One row per exposure, target model and audited record: ``exposure``, ``target``,
+        ``record_id``, ``fingerprint``, ``is_member``, ``label`` and one column per attack
+        (higher = more likely a member; empty where the exposure did not allow it).
     metrics : dict
         :class:`~miaudit.metrics.AttackMetrics` per attack, pooled over targets (with the
-        ROC arrays).
+        ROC arrays), under the first exposure.
+    exposure_metrics : dict
+        The same per exposure (when several were compared, ``summary()["exposures"]``
+        holds the comparison).
     signals : dict
         The raw material to recompute any attack: ``membership`` (models x records, bool),
         ``logits`` (models x records x classes, float32; log-probabilities when the model
@@ -39,11 +44,12 @@ class AuditResult:
     """
 
     def __init__(self, *, summary: dict, scores: pd.DataFrame, metrics: dict,
-                 signals: dict | None = None) -> None:
+                 signals: dict | None = None, exposure_metrics: dict | None = None) -> None:
         self._summary = summary
         self.scores = scores
         self.metrics = metrics
         self.signals = signals or {}
+        self.exposure_metrics = exposure_metrics or {summary.get("exposure"): metrics}
 
     def __repr__(self) -> str:
         names = ", ".join(self.metrics)
@@ -54,8 +60,8 @@ class AuditResult:
         return self._summary
 
     def save(self, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``summary.json``, ``scores.parquet`` and ``signals.npz`` into ``out_dir``
-        atomically.
+        """Write ``summary.json``, ``scores.parquet``, ``signals.npz`` and, when exposures
+        were compared, ``exposures.json`` into ``out_dir`` atomically.
 
         Files are written into a temporary sibling folder which is renamed into place
         at the end, so an interrupted or failed save never leaves a half-written folder.
@@ -68,6 +74,9 @@ class AuditResult:
             tmp.chmod(0o777 & ~_umask())
             text = json.dumps(self._summary, indent=2, allow_nan=False)
             (tmp / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
+            if "exposures" in self._summary:
+                text = json.dumps(self._summary["exposures"], indent=2, allow_nan=False)
+                (tmp / EXPOSURES_FILE).write_text(text + "\n", encoding="utf-8")
             self.scores.to_parquet(tmp / SCORES_FILE, index=False)
             if self.signals:
                 np.savez_compressed(tmp / SIGNALS_FILE, **self.signals)

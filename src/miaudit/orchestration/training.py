@@ -95,7 +95,7 @@ def train_pool_models(
     cache=None,
     bar=None,
     chunk: int = DEFAULT_CHUNK,
-) -> tuple[np.ndarray, np.ndarray | None, dict]:
+) -> tuple[np.ndarray, np.ndarray | None, dict, list[dict[str, np.ndarray]]]:
     """Train (or load from ``cache``) one model per row of ``design``.
 
     Returns
@@ -106,6 +106,9 @@ def train_pool_models(
         With ``augment``: the logits on the augmented variants of every record.
     stats : dict
         ``trained`` and ``cached`` model counts, the executor and the chunk size.
+    weights : list of dict
+        Every model's state dict (numpy arrays, keyed as the recipe's ``build_module``), so
+        that the models can be queried on new inputs (label-only attacks).
     """
     n_models = design.shape[0]
     seeds = [model_seed(seed, m) for m in range(n_models)]
@@ -116,10 +119,12 @@ def train_pool_models(
             for m in range(n_models)]
     logits: list[np.ndarray | None] = [None] * n_models
     variants: list[np.ndarray | None] = [None] * n_models
+    weights: list[dict[str, np.ndarray] | None] = [None] * n_models
     if cache is not None:
         for m, key in enumerate(keys):
             if cache.has(key):
                 logits[m], variants[m] = cache.load_logits(key)
+                weights[m] = cache.load_weights(key)
     todo = [m for m in range(n_models) if logits[m] is None]
     task = None
     if bar is not None and todo:
@@ -135,6 +140,7 @@ def train_pool_models(
     def done(rows: Sequence[int], states, chunk_logits, chunk_variants) -> None:
         for j, m in enumerate(rows):
             logits[m] = chunk_logits[j]
+            weights[m] = states[j]
             variants[m] = None if chunk_variants is None else chunk_variants[j]
             if cache is not None:
                 cache.store(keys[m], weights=states[j], logits=chunk_logits[j],
@@ -150,7 +156,7 @@ def train_pool_models(
     stats = {"trained": len(todo), "cached": n_models - len(todo), "executor": executor,
              "models_per_batch": chunk}
     stacked_variants = None if augment is None else np.stack(variants).astype(np.float64)
-    return np.stack(logits).astype(np.float64), stacked_variants, stats
+    return np.stack(logits).astype(np.float64), stacked_variants, stats, weights
 
 
 def _run(executor: str, specs: list[Chunk], chunks: list[list[int]],

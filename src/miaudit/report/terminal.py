@@ -78,3 +78,50 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         console.print(f"[yellow]warning[/] {w}")
     if run_dir:
         console.print(f"[bold]run folder[/] {run_dir}")
+
+
+def exposures_table(summary: dict) -> Table:
+    """One row per exposure setting: its strongest attack with AUC and TPR at each FPR
+    level (intervals), the accuracy of the labels it releases, and the members exposed."""
+    section = summary["exposures"]
+    fprs = [str(f) for f in summary["settings"]["fprs"]]
+    conf = round(100 * (1 - summary["settings"]["alpha"]))
+    table = Table(title=f"Exposures compared: the strongest attack under each ({conf}% "
+                        "intervals)", title_justify="left")
+    for col in ("exposure", "strongest attack", "AUC"):
+        table.add_column(col, justify="right" if col == "AUC" else "left")
+    for f in fprs:
+        table.add_column(f"TPR@{100 * float(f):g}%FPR", justify="right")
+    table.add_column("test acc.", justify="right")
+    table.add_column("members exposed", justify="right")
+    table.add_column("queries", justify="right")
+    for row in section["table"]:
+        cells = [row["exposure"], row["strongest_attack"],
+                 f"{row['auc']:.3f}{_ci(row['auc_ci'], pct=False)}"]
+        for f in fprs:
+            cells.append(_pct(row["tpr_at_fpr"][f]) + _ci(row["tpr_at_fpr_ci"][f]))
+        acc = row.get("test_accuracy")
+        cells += ["n/a" if acc is None else f"{acc:.3f}",
+                  f"{row['members_exposed']}/{row['members']}",
+                  f"{row['queries_to_target']:,}"]
+        table.add_row(*cells)
+    return table
+
+
+def print_exposures(summary: dict, console: Console | None = None,
+                    run_dir: str | None = None) -> None:
+    """Print the exposure comparison and the records that stay most exposed."""
+    console = console or Console()
+    section = summary["exposures"]
+    console.print(exposures_table(summary))
+    console.print(f"[dim]{section['criterion']}. {section['utility_note']}[/]")
+    console.print(f"[dim]{section['risk_note']}[/]")
+    for name, records in section["records_at_risk"].items():
+        shown = ", ".join(f"{r['record_id']} ({r['risk']:.4f})" for r in records[:5])
+        console.print(f"[bold]most exposed under {name}[/]: {shown}", highlight=False)
+    every = section["exposed_under_every_exposure"]
+    console.print(f"[bold]exposed under every exposure[/]: {every['count']} member(s)"
+                  + (": " + ", ".join(e["record_id"] for e in every["examples"])
+                     if every["examples"] else ""), highlight=False)
+    if run_dir:
+        console.print(f"[bold]run folder[/] {run_dir} (exposures.json)")

@@ -1,11 +1,19 @@
-"""Signals: from model outputs to what an attacker observes and per-record statistics."""
+"""Signals: from model outputs to what an attacker observes (exposures, output defences,
+label-only queries on perturbed inputs) and per-record statistics."""
 
+from miaudit.signals.defences import DEFENCES, apply_defence
 from miaudit.signals.exposure import (
     EXPOSURE_KINDS,
     Exposure,
     Observation,
     observe,
     parse_exposure,
+)
+from miaudit.signals.label_queries import (
+    AugmentResult,
+    BoundaryResult,
+    augmentation_correctness,
+    boundary_distance,
 )
 from miaudit.signals.transforms import (
     correctness,
@@ -18,9 +26,15 @@ from miaudit.signals.transforms import (
 )
 
 __all__ = [
+    "DEFENCES",
     "EXPOSURE_KINDS",
+    "AugmentResult",
+    "BoundaryResult",
     "Exposure",
     "Observation",
+    "apply_defence",
+    "augmentation_correctness",
+    "boundary_distance",
     "correctness",
     "entropy",
     "logit_scaled_confidence",

@@ -13,7 +13,17 @@ setting               what the attacker sees
 ``rounded:D``         the probability vector rounded to D decimals
 ``label``             the predicted label only
 ``loss``              the loss on the record's true label only
+``temperature:T``     the full probability vector after temperature scaling,
+                      ``softmax(log p / T)`` (T > 0; keeps the label)
+``noise:SIGMA``       the full probability vector plus Gaussian noise N(0, SIGMA^2), clipped
+                      at 0 and renormalised (SIGMA >= 0; fresh noise per record; may change
+                      the label)
+``memguard:EPS``      the full probability vector flattened toward uniform by at most EPS in
+                      L1 (0 <= EPS <= 2; keeps the label; simplified MemGuard)
 ====================  =====================================================================
+
+The last three are output defences (:mod:`miaudit.signals.defences`): they release the same
+fields as ``probabilities``, computed from the defended vector.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import numpy as np
 
 from miaudit.errors import ExposureError
 from miaudit.models.outputs import ModelOutputs
+from miaudit.signals.defences import DEFENCES, apply_defence
 from miaudit.signals.transforms import true_class_loss
 
 EXPOSURE_KINDS: dict[str, str] = {
@@ -33,6 +44,9 @@ EXPOSURE_KINDS: dict[str, str] = {
     "rounded": "probability vector rounded to D decimals (rounded:D)",
     "label": "predicted label only",
     "loss": "loss on the true label only",
+    "temperature": "full probability vector after temperature scaling (temperature:T)",
+    "noise": "full probability vector plus Gaussian noise (noise:SIGMA)",
+    "memguard": "full probability vector flattened within an L1 budget (memguard:EPS)",
 }
 
 #: Observation fields each exposure kind releases.
@@ -43,6 +57,7 @@ RELEASED_FIELDS: dict[str, frozenset[str]] = {
     "top-k": frozenset({"loss", "predicted"}),
     "label": frozenset({"predicted"}),
     "loss": frozenset({"loss"}),
+    **{name: frozenset({"probs", "loss", "predicted"}) for name in DEFENCES},
 }
 
 FIELD_DESCRIPTIONS: dict[str, str] = {
@@ -53,30 +68,85 @@ FIELD_DESCRIPTIONS: dict[str, str] = {
 }
 
 
+_SETTINGS = "logits, probabilities, top-k:K, rounded:D, label, loss, " + ", ".join(
+    f"{name}:{d.symbol.upper()}" for name, d in DEFENCES.items()
+)
+
+
+def _format_param(value: float) -> str:
+    """Shortest text that parses back to ``value``, without a trailing ``.0`` (2, 0.01)."""
+    if isinstance(value, int):
+        return str(value)
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 @dataclass(frozen=True)
 class Exposure:
-    """A parsed exposure setting such as ``top-k:3`` or ``rounded:2``.
+    """A parsed exposure setting such as ``top-k:3``, ``rounded:2`` or ``temperature:2``.
 
-    Build it with :func:`parse_exposure`.
+    Build it with :func:`parse_exposure`; ``parse_exposure(str(e)) == e``.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`EXPOSURE_KINDS`.
+    param : int, float or None
+        K or D (int) for ``top-k`` and ``rounded``, T, SIGMA or EPS (float) for the
+        defences, else None.
     """
 
     kind: str
-    param: int | None = None
+    param: int | float | None = None
 
     def __str__(self) -> str:
-        return self.kind if self.param is None else f"{self.kind}:{self.param}"
+        return self.kind if self.param is None else f"{self.kind}:{_format_param(self.param)}"
 
     @property
     def fields(self) -> frozenset[str]:
         """The observation fields this exposure releases."""
         return RELEASED_FIELDS[self.kind]
 
+    @property
+    def is_defence(self) -> bool:
+        """Whether this setting releases the probability vector after an output defence."""
+        return self.kind in DEFENCES
+
+    @property
+    def description(self) -> str:
+        """What the attacker sees, in one line of plain words (for reports).
+
+        >>> parse_exposure("temperature:2").description
+        'full probability vector after temperature scaling with T = 2'
+        """
+        value = None if self.param is None else _format_param(self.param)
+        texts = {
+            "logits": "raw logits",
+            "probabilities": "full probability vector",
+            "top-k": f"the {value} largest probabilities and their classes",
+            "rounded": f"probability vector rounded to {value} decimals",
+            "label": "predicted label only",
+            "loss": "loss on the true label only",
+            "temperature": f"full probability vector after temperature scaling with T = {value}",
+            "noise": f"full probability vector with Gaussian noise of sigma = {value} added "
+                     "to each entry (clipped at 0, renormalised)",
+            "memguard": f"full probability vector flattened toward uniform by at most "
+                        f"eps = {value} in L1, keeping the label (simplified MemGuard)",
+        }
+        return texts[self.kind]
+
 
 def parse_exposure(setting: str | Exposure) -> Exposure:
-    """Parse ``logits``, ``probabilities``, ``top-k:K``, ``rounded:D``, ``label`` or ``loss``.
+    """Parse ``logits``, ``probabilities``, ``top-k:K``, ``rounded:D``, ``label``, ``loss``,
+    ``temperature:T``, ``noise:SIGMA`` or ``memguard:EPS``.
+
+    Raises :class:`~miaudit.errors.ExposureError` for an unknown, incomplete or
+    out-of-range setting.
 
     >>> parse_exposure("top-k:3")
     Exposure(kind='top-k', param=3)
+    >>> parse_exposure("memguard:0.3")
+    Exposure(kind='memguard', param=0.3)
     """
     if isinstance(setting, Exposure):
         return setting
@@ -86,9 +156,10 @@ def parse_exposure(setting: str | Exposure) -> Exposure:
     kind = aliases.get(kind, kind)
     if kind not in EXPOSURE_KINDS:
         raise ExposureError(
-            f"The exposure setting {setting!r} is unknown; use one of: "
-            "logits, probabilities, top-k:K, rounded:D, label, loss."
+            f"The exposure setting {setting!r} is unknown; use one of: {_SETTINGS}."
         )
+    if kind in DEFENCES:
+        return Exposure(kind, _parse_defence_param(setting, kind, arg if sep else ""))
     if kind in ("top-k", "rounded"):
         what = "k" if kind == "top-k" else "d (decimals)"
         if not sep or not arg:
@@ -115,6 +186,41 @@ def parse_exposure(setting: str | Exposure) -> Exposure:
     return Exposure(kind)
 
 
+def _parse_defence_param(setting: object, kind: str, arg: str) -> float:
+    defence = DEFENCES[kind]
+    what = defence.symbol
+    if not arg:
+        raise ExposureError(
+            f"The exposure setting {setting!r} needs a number: write {kind}:{what.upper()} "
+            f"(for example {kind}:{_format_param(defence.example)})."
+        )
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ExposureError(
+            f"The exposure setting {setting!r} is invalid: {what} must be a number, "
+            f"got {arg!r}."
+        ) from None
+    if not np.isfinite(value):
+        raise ExposureError(
+            f"The exposure setting {setting!r} is invalid: {what} must be a finite number, "
+            f"got {arg!r}."
+        )
+    value += 0.0  # -0.0 -> 0.0
+    low, high = defence.minimum, defence.maximum
+    too_low = value <= low if defence.open_minimum else value < low
+    if too_low or value > high:
+        bound = f"> {_format_param(low)}" if defence.open_minimum else (
+            f">= {_format_param(low)}" if high == np.inf
+            else f"between {_format_param(low)} and {_format_param(high)}"
+        )
+        raise ExposureError(
+            f"The exposure setting {setting!r} is invalid: {what} must be {bound}, "
+            f"got {_format_param(value)}."
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Observation:
     """What an attacker observes of one model on ``N`` records.
@@ -127,7 +233,8 @@ class Observation:
         True labels (the attacker knows the record it asks about).
     logits : ndarray (N, C) or None
     probs : ndarray (N, C) or None
-        Probability vector as released (rounded for ``rounded:D``).
+        Probability vector as released (rounded for ``rounded:D``, after the defence for
+        ``temperature:T``, ``noise:SIGMA`` and ``memguard:EPS``).
     loss : ndarray (N,) or None
         ``-log p_y`` as the attacker can compute it from what is released.
     predicted : ndarray (N,) int or None
@@ -146,8 +253,21 @@ class Observation:
         return frozenset(n for n in names if getattr(self, n) is not None)
 
 
-def observe(outputs: ModelOutputs, labels: np.ndarray, exposure: Exposure | str) -> Observation:
+def observe(
+    outputs: ModelOutputs,
+    labels: np.ndarray,
+    exposure: Exposure | str,
+    *,
+    rng: np.random.Generator | None = None,
+) -> Observation:
     """Apply an exposure setting to raw model outputs.
+
+    For a defence (``temperature:T``, ``noise:SIGMA``, ``memguard:EPS``) the defence is
+    applied first (:func:`~miaudit.signals.defences.apply_defence`) and the defended vector
+    is released as for ``probabilities``; its loss is ``-log p_y`` with ``p_y`` floored at
+    ``1e-300``, so it stays finite. ``rng`` is the noise source of ``noise:SIGMA``
+    (default ``np.random.default_rng(0)``, so repeated calls release the same noise); the
+    other settings ignore it.
 
     For ``top-k:K``, the loss of a record whose true class is not among the K released
     classes uses ``p_y ~= min(p_K, (1 - sum of top-K) / (C - K))``: the leftover mass
@@ -157,10 +277,13 @@ def observe(outputs: ModelOutputs, labels: np.ndarray, exposure: Exposure | str)
     """
     exposure = parse_exposure(exposure)
     labels = np.asarray(labels)
+    kind = exposure.kind
+    if exposure.is_defence:
+        outputs = apply_defence(outputs, exposure, rng=rng)
+        kind = "probabilities"
     log_probs = outputs.log_probs()
     probs = np.exp(log_probs)
     predicted = np.argmax(log_probs, axis=1)
-    kind = exposure.kind
     if kind == "logits":
         if outputs.kind != "logits":
             raise ExposureError(

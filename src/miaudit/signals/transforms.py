@@ -91,7 +91,8 @@ def modified_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     rest = np.maximum(one_minus(probs), _EPS)  # 1 - p_i, exact near p_i = 1
     p_y = probs[rows, labels]
     rest_y = rest[rows, labels]
-    log_p_y = np.where(p_y > 0.5, np.log1p(-rest_y), np.log(np.maximum(p_y, _EPS)))
+    with np.errstate(divide="ignore"):  # log1p(-1) of the branch np.where discards
+        log_p_y = np.where(p_y > 0.5, np.log1p(-rest_y), np.log(np.maximum(p_y, _EPS)))
     other_terms = probs * np.log(rest)
     other_terms[rows, labels] = 0.0
     return -rest_y * log_p_y - other_terms.sum(axis=1)
