@@ -137,3 +137,20 @@ def test_location30_label_only_attack_beats_chance(shared_file):
     for name in ("label-boundary", "label-augment"):
         lo, _ = s["attacks"][name]["auc_ci"]
         assert lo > 0.55, (name, s["attacks"][name]["auc"])
+
+
+def test_a_model_that_answers_with_labels_only():
+    from sklearn.svm import SVC
+
+    from miaudit.data import load_dataset
+
+    ds = load_dataset("breast_cancer")
+    members = np.arange(ds.n_records) % 2 == 0
+    svc = SVC(C=100.0, gamma=0.5).fit(ds.X[members], ds.y[members])  # no predict_proba
+    s = audit(data=ds, model=svc, members=members, exposure="label",
+              attacks=["correctness", "label-boundary"]).summary()
+    assert s["target"]["labels_only"] is True
+    assert s["attacks"]["label-boundary"]["queries_to_target"] == ds.n_records * 201
+    assert s["attacks"]["label-boundary"]["auc_ci"][0] > 0.5  # an overfit RBF SVM (~0.59)
+    with pytest.raises(ConfigError, match="labels only"):
+        audit(data=ds, model=svc, members=members, exposure="probabilities")

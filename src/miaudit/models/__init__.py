@@ -2,6 +2,7 @@
 
 from miaudit.models.adapters import (
     CallableTarget,
+    LabelTarget,
     PrecomputedOutputs,
     SklearnTarget,
     Target,
@@ -23,6 +24,7 @@ from miaudit.models.recipes import (
 __all__ = [
     "RECIPES",
     "CallableTarget",
+    "LabelTarget",
     "ModelOutputs",
     "PrecomputedOutputs",
     "Recipe",

@@ -110,6 +110,45 @@ class CallableTarget:
         return check_outputs(values, self.kind, n_records=len(X), source="model callable")
 
 
+@dataclass
+class LabelTarget:
+    """A model that answers with labels only: ``predict(X) -> (N,)`` class indices
+    (0..C-1), such as a scikit-learn classifier without ``predict_proba`` or an API that
+    returns the label. Its outputs are one-hot probability vectors, so only the ``label``
+    exposure (and the label-only attacks) describe it honestly.
+
+    Parameters
+    ----------
+    predict : callable
+    n_classes : int
+    classes : sequence, optional
+        The data set's classes, to map an estimator's original labels to 0..C-1.
+    """
+
+    predict: object
+    n_classes: int
+    classes: tuple[str, ...] | None = None
+
+    def outputs(self, X: np.ndarray) -> ModelOutputs:
+        labels = np.asarray(self.predict(X))  # type: ignore[operator]
+        if labels.shape != (len(X),):
+            raise OutputError(f"predict returned shape {labels.shape} for {len(X)} records; "
+                              "expected one label per record.")
+        if self.classes is not None and not np.issubdtype(labels.dtype, np.integer):
+            index = {c: i for i, c in enumerate(self.classes)}
+            try:
+                labels = np.array([index[str(v)] for v in labels])
+            except KeyError as exc:
+                raise OutputError(f"predict returned the label {exc.args[0]!r}, which is not "
+                                  "among the data's classes.") from None
+        labels = labels.astype(np.int64)
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.n_classes):
+            raise OutputError(f"predict returned labels outside 0..{self.n_classes - 1}.")
+        onehot = np.zeros((len(X), self.n_classes))
+        onehot[np.arange(len(X)), labels] = 1.0
+        return check_outputs(onehot, "probs", n_records=len(X), source="predict (labels only)")
+
+
 def as_target(
     model: object, *, classes: tuple[str, ...] | None = None, kind: OutputKind | None = None
 ) -> Target:
@@ -118,8 +157,9 @@ def as_target(
     Parameters
     ----------
     model : object
-        An adapter already; a scikit-learn estimator with ``predict_proba``; a
-        ``torch.nn.Module`` (returns logits); or a callable ``fn(X) -> (N, C)``.
+        An adapter already; a scikit-learn estimator with ``predict_proba``; an estimator
+        with ``predict`` only (:class:`LabelTarget`, labels only); a ``torch.nn.Module``
+        (returns logits); or a callable ``fn(X) -> (N, C)``.
     classes : tuple of str, optional
         The data set's classes, to align a scikit-learn estimator's columns.
     kind : {"logits", "probs"}, optional
@@ -129,6 +169,8 @@ def as_target(
         return model
     if hasattr(model, "predict_proba"):
         return SklearnTarget(model, classes)
+    if hasattr(model, "predict") and classes is not None:  # labels only
+        return LabelTarget(model.predict, len(classes), classes)
     try:
         import torch
 

@@ -43,6 +43,7 @@ from miaudit.models import (
     ModelOutputs,
     PrecomputedOutputs,
     Recipe,
+    LabelTarget,
     TorchTarget,
     as_target,
     build_module,
@@ -265,6 +266,11 @@ def audit(
             }
             game = _play(data, model, model_params, members, outputs, references, targets,
                          reference_mode, seed, device, bar, training)
+            if game.target_info.get("labels_only") and any(
+                    e.fields != frozenset({"predicted"}) for e in exposures):
+                raise ConfigError(
+                    f"The model answers with labels only ({game.target_info['model']} has no "
+                    "predict_proba): audit it with --exposure label.")
             measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
                        "seed": seed}
             all_chosen = [a for e in exposures for a in plan_by_exposure[e]]
@@ -877,6 +883,8 @@ def _game_from_model(ds: Dataset, model: object, members) -> _Game:
                         source=type(model).__name__)
     target_info = {"model": type(model).__name__, "seed": None,
                    **_accuracies(out.values, ds.y, is_member)}
+    if isinstance(target, LabelTarget):
+        target_info["labels_only"] = True
     return _Game(ds.ids, ds.fingerprints, ds.y, is_member[None, :], [out], _data_info(ds),
                  target_info, query=[target.outputs], features=ds.X)
 
