@@ -40,10 +40,10 @@ from miaudit.errors import (
 from miaudit.game import independent_halves, membership_design
 from miaudit.metrics import AttackMetrics, evaluate
 from miaudit.models import (
+    LabelTarget,
     ModelOutputs,
     PrecomputedOutputs,
     Recipe,
-    LabelTarget,
     TorchTarget,
     as_target,
     build_module,
