@@ -35,6 +35,8 @@ def test_one_row_per_exposure_with_the_strongest_attack(compared):
         entries = {a: m.to_dict() for a, m in metrics.items()}
         assert row["strongest_attack"] == strongest_attack(entries, fprs)
         best = metrics[row["strongest_attack"]]
+        for a, m in metrics.items():  # every attack's figures under every exposure
+            assert row["attacks"][a]["auc"] == pytest.approx(m.auc)
         assert row["auc"] == pytest.approx(best.auc)
         # independent check of the rule: nobody beats it at the decisive level
         level = next(f for f in sorted(fprs, key=float)

@@ -16,6 +16,12 @@ TOP_RECORDS = 10
 EXPOSED_FPR = 0.01
 
 
+#: Figures kept for every attack under every exposure (the full entries of the first
+#: exposure are in ``summary.json``'s ``attacks``).
+_PER_ATTACK = ("auc", "auc_ci", "tpr_at_fpr", "tpr_at_fpr_ci", "epsilon_lower_bound",
+               "queries_to_target")
+
+
 def strongest_attack(entries: dict[str, dict], fprs: list[str]) -> str | None:
     """The attack with the highest TPR at the lowest FPR level at which any attack's TPR is
     measurable; ties (and exposures where none is measurable) go to the higher AUC."""
@@ -94,6 +100,7 @@ def compare_exposures_section(entries: dict[str, dict], accuracy: dict[str, dict
             "epsilon_lower_bound": e["epsilon_lower_bound"],
             "queries_to_target": e.get("queries_to_target"),
             "attacks_run": sorted(attacks),
+            "attacks": {a: {k: attacks[a].get(k) for k in _PER_ATTACK} for a in attacks},
             "members_exposed": int(exposed.sum()),
             "members": len(risk),
             **{k: v for k, v in accuracy[name].items()},
