@@ -302,6 +302,109 @@ def compare_exposures(
     err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
 
 
+@app.command(
+    "run-lm",
+    epilog=(
+        "Examples:\n\n"
+        "  miaudit run-lm --data texts.jsonl --canaries 5            # train the tiny recipe\n\n"
+        "  miaudit run-lm --data ag_news_test.csv.gz --text-column 1,2 --n-records 2000\n\n"
+        "  miaudit run-lm --model ./my-gpt2 --data notes.jsonl --member-column in_training "
+        "--reference-model ./base-gpt2"
+    ),
+)
+@_friendly
+def run_lm(
+    data: Annotated[str, typer.Option(help=".jsonl, .csv(.gz), .tsv or .txt (one text per "
+                                      "line).")],
+    text_column: Annotated[str | None, typer.Option(
+        help="Text column (name or position; '1,2' joins columns with '. ')."
+    )] = None,
+    id_column: Annotated[str | None, typer.Option(help="Record-ID column.")] = None,
+    member_column: Annotated[str | None, typer.Option(
+        help="Column saying which texts the model trained on (true/false); needed with "
+        "--model."
+    )] = None,
+    n_records: Annotated[int | None, typer.Option(help="Seeded random subset size.")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="Local model folder (save_pretrained, safetensors); default: train the tiny "
+        "GPT-2 recipe on a seeded half of the texts."
+    )] = None,
+    reference_model: Annotated[str | None, typer.Option(
+        help="Local reference model folder (the 'reference' attack)."
+    )] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Recipe parameter key=value (n_layer, n_embd, epochs, ...)."
+    )] = None,
+    references: Annotated[int, typer.Option(
+        help="Reference LMs fine-tuned on random halves (text LiRA)."
+    )] = 0,
+    attacks: Annotated[str | None, typer.Option(help="Comma-separated attacks.")] = None,
+    k: Annotated[float, typer.Option(help="Fraction of tokens of Min-K% and Min-K%++.")
+                 ] = 0.2,
+    canaries: Annotated[int, typer.Option(
+        help="Secret canaries inserted into the training texts (1, 2, 4, 8, 16 copies)."
+    )] = 0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run folder.")
+                         ] = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 8,
+    format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text: a table on stdout; json: summary.json on stdout."
+    )] = OutputFormat.text,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+) -> None:
+    """Audit a causal language model: LOSS, zlib, lowercase, reference, Min-K%, Min-K%++,
+    text LiRA, canary exposure, and a blind baseline that checks the evaluation itself."""
+    from miaudit.orchestration.lm import audit_lm
+    from miaudit.orchestration.result import check_out_dir
+    from miaudit.report import print_summary
+
+    out_dir = out or _default_out(data, "lm")
+    check_out_dir(out_dir, overwrite=overwrite)
+    started = time.perf_counter()
+    recipe = _lm_params(param)
+    text_spec = None if text_column is None else (
+        text_column if "," not in text_column else _split_list(text_column))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MiauditWarning)
+        result = audit_lm(
+            data=data, text_column=text_spec, id_column=id_column, member_column=member_column,
+            n_records=n_records, model=model, reference_model=reference_model, recipe=recipe,
+            references=references, attacks=_split_list(attacks), k=k, canaries=canaries,
+            seed=seed, device=device, batch_size=batch_size,
+            progress=not quiet and sys.stderr.isatty())
+    saved = result.save(out_dir, overwrite=overwrite)
+    if format is OutputFormat.json:
+        print(json.dumps(result.summary(), indent=2))
+        return
+    print_summary(result.summary(), out_console, run_dir=str(saved))
+    err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
+
+
+def _lm_params(pairs: list[str] | None) -> dict | None:
+    """Recipe overrides ``key=value`` as a dict of ints, floats or strings."""
+    if not pairs:
+        return None
+    from miaudit.errors import ConfigError
+
+    params: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Recipe parameters are key=value, got {pair!r}.")
+        for cast in (int, float):
+            try:
+                params[key.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            params[key.strip()] = value.strip()
+    return params
+
+
 @app.command("attacks")
 @_friendly
 def list_attacks() -> None:

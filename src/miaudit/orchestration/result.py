@@ -19,7 +19,7 @@ SIGNALS_FILE = "signals.npz"
 EXPOSURES_FILE = "exposures.json"
 #: The files a run folder may hold; --overwrite replaces only folders made of these.
 RUN_FILES = frozenset({SUMMARY_FILE, SCORES_FILE, SIGNALS_FILE, EXPOSURES_FILE, "report.html",
-                       "report.md"})
+                       "report.md", "canary_exposure.png"})
 
 
 class AuditResult:
@@ -37,6 +37,9 @@ class AuditResult:
     exposure_metrics : dict
         The same per exposure (when several were compared, ``summary()["exposures"]``
         holds the comparison).
+    artifacts : dict
+        Further files of the run folder by name (bytes), such as a language-model audit's
+        ``canary_exposure.png``.
     signals : dict
         The raw material to recompute any attack: ``membership`` (models x records, bool),
         ``logits`` (models x records x classes, float32; log-probabilities when the model
@@ -44,12 +47,17 @@ class AuditResult:
     """
 
     def __init__(self, *, summary: dict, scores: pd.DataFrame, metrics: dict,
-                 signals: dict | None = None, exposure_metrics: dict | None = None) -> None:
+                 signals: dict | None = None, exposure_metrics: dict | None = None,
+                 artifacts: dict[str, bytes] | None = None) -> None:
         self._summary = summary
         self.scores = scores
         self.metrics = metrics
         self.signals = signals or {}
         self.exposure_metrics = exposure_metrics or {summary.get("exposure"): metrics}
+        self.artifacts = artifacts or {}
+        unknown = set(self.artifacts) - RUN_FILES
+        if unknown:
+            raise ConfigError(f"Not a run-folder file: {sorted(unknown)[0]!r}.")
 
     def __repr__(self) -> str:
         names = ", ".join(self.metrics)
@@ -80,6 +88,8 @@ class AuditResult:
             self.scores.to_parquet(tmp / SCORES_FILE, index=False)
             if self.signals:
                 np.savez_compressed(tmp / SIGNALS_FILE, **self.signals)
+            for name, content in self.artifacts.items():
+                (tmp / name).write_bytes(content)
             if out.exists():
                 trash = out.with_name(f".{out.name}.old-{os.getpid()}")
                 out.rename(trash)

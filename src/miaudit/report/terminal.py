@@ -47,13 +47,20 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
     """Print the headline facts, the attack table and the not-measurable figures."""
     console = console or Console()
     d, t = summary["data"], summary["target"]
+    what = "texts" if summary.get("task") == "language model" else "records"
     console.print(
-        f"[bold]data[/] {d['name']}: {d['n_records']} records, {d['n_classes']} classes"
+        f"[bold]data[/] {d['name']}: {d['n_records']} {what}"
+        + (f", {d['n_classes']} classes" if d.get("n_classes") else "")
         + (f", fingerprint {d['fingerprint'][:12]}" if d.get("fingerprint") else "")
     )
+    if "train_accuracy" in t:
+        quality = (f"train accuracy {t['train_accuracy']:.3f}, test accuracy "
+                   f"{t['test_accuracy']:.3f}")
+    else:  # a language model
+        quality = (f"mean NLL per token {t['member_mean_nll']:.3f} on members, "
+                   f"{t['non_member_mean_nll']:.3f} on non-members")
     console.print(
-        f"[bold]target[/] {t.get('description', t['model'])}: train accuracy "
-        f"{t['train_accuracy']:.3f}, test accuracy {t['test_accuracy']:.3f}; "
+        f"[bold]target[/] {t.get('description', t['model'])}: {quality}; "
         f"{t['n_members']} members vs {t['n_non_members']} non-members"
     )
     if t.get("references"):
@@ -69,6 +76,18 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         console.print(f"[bold]models[/] {training['trained']} trained, {training['cached']} "
                       "loaded from the cache")
     console.print(summary_table(summary))
+    blind = summary.get("blind_baseline")
+    if blind:
+        lo, hi = blind["auc_ci"]
+        console.print(f"[bold]blind baseline[/] (texts only, no model): AUC {blind['auc']:.3f} "
+                      f"[{lo:.3f}, {hi:.3f}] vs best attack {blind['best_attack_auc']:.3f}")
+        if blind.get("warning"):
+            console.print(f"[bold red]WARNING[/] {blind['warning']}")
+    for c in summary.get("canaries") or []:
+        copies = "1 copy" if c["repetitions"] == 1 else f"{c['repetitions']} copies"
+        console.print(f"[bold]canary[/] {copies}: exposure {c['exposure']:.1f} of "
+                      f"{c['max_exposure']:.1f} bits (sampled estimate "
+                      f"{c['exposure_sampled']:.1f})", highlight=False)
     shown = ("tpr_at_fpr.", "epsilon_lower_bound")  # the figures the table shows
     reasons = sorted({r for m in summary["attacks"].values()
                       for key, r in m["undefined"].items() if key.startswith(shown)})

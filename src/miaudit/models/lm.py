@@ -1,0 +1,778 @@
+"""Causal language models: per-token statistics for audits, and a tiny GPT-2 trained offline.
+
+Three parts, all optional (``pip install 'miaudit[lm]'``; nothing here touches a model hub):
+
+* **Extraction.** :func:`token_scores` runs a causal LM (any ``transformers`` model with a
+  ``.logits`` output, or any module called as ``model(input_ids=..., attention_mask=...)``)
+  over texts and returns a :class:`~miaudit.signals.tokens.TokenScores`: the
+  log-probability of every token given the ones before it and, for Min-K%++, the mean and
+  standard deviation of ``log p(v | x_<t)`` over the vocabulary under ``p``.
+* **Adapters.** Anything with ``token_scores(texts) -> TokenScores`` can be audited
+  (:class:`TokenLogProbs`); :class:`CausalLMTarget` wraps a ``(model, tokenizer)`` pair and
+  the extraction settings, and :func:`load_causal_lm` reads a local folder written by
+  ``save_pretrained`` (safetensors weights only, ``local_files_only=True``).
+* **Tiny GPT-2 recipe.** :func:`train_tokenizer` (byte-level BPE trained locally),
+  :class:`LMRecipe`, :func:`build_lm` (``GPT2LMHeadModel`` from a config, seeded),
+  :func:`finetune_lm` and :func:`save_lm`: the same recipe trains the audited model on the
+  members and each reference model on a random half, for LiRA-style attacks on text.
+
+Choices
+-------
+**First token.** Texts are tokenised without the tokenizer's special tokens, then the
+tokenizer's BOS token (or, when it has none, its EOS token, which is GPT-2's document
+separator ``<|endoftext|>``) is prepended, so *every* token of the text is predicted: a
+text of ``n`` tokens gives ``n`` log-probabilities. A tokenizer with neither token gives
+the first token as context only (``n - 1`` log-probabilities). :func:`finetune_lm` trains
+on the same layout (``[BOS] text [EOS]``), so the model learns to predict first tokens.
+The EOS is a training target only; it is not scored.
+
+**Long texts.** A sequence longer than the window (the model's ``n_positions`` or
+``max_position_embeddings``, or ``max_length``; counted with the BOS) is scored with the
+strided sliding window of the usual strided-perplexity computation: windows of ``W``
+tokens start every ``stride`` tokens, and each window scores only the tokens that no
+earlier window scored, so every token is predicted exactly once, from the window where it
+has the most context (at least ``W - stride`` tokens). The last window is moved back to end
+at the last token, so it is full (more context than a short tail window would give).
+
+**Training blocks.** Documents are *padded*, not packed: each ``[BOS] text [EOS]`` is one
+training sequence (a longer one is cut into blocks of ``block_size`` tokens that overlap by
+one token, so every target is trained once), batches are right-padded, padding has label
+-100 and attention mask 0. Documents never attend to each other, which keeps a member's
+influence confined to its own sequence, and padding is cheap for short texts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import inspect
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from miaudit.errors import ConfigError, DataError, DependencyError
+from miaudit.models.recipes import _torch
+from miaudit.signals.tokens import TokenScores
+
+__all__ = [
+    "BYTE_ALPHABET",
+    "EOS_TOKEN",
+    "PAD_TOKEN",
+    "CausalLMTarget",
+    "LMRecipe",
+    "TokenLogProbs",
+    "build_lm",
+    "finetune_lm",
+    "load_causal_lm",
+    "save_lm",
+    "sliding_windows",
+    "token_scores",
+    "train_tokenizer",
+]
+
+#: Document separator of :func:`train_tokenizer`'s tokenizers, used as both BOS and EOS.
+EOS_TOKEN = "<|endoftext|>"
+#: Padding token of :func:`train_tokenizer`'s tokenizers (never a training target).
+PAD_TOKEN = "<|pad|>"
+#: Size of the byte-level alphabet: a byte-level BPE vocabulary holds at least these tokens.
+BYTE_ALPHABET = 256
+
+#: Log-probability rows processed at once per (rows x vocabulary) float32 tensor when
+#: computing the distribution statistics, to bound memory for large vocabularies.
+_MAX_ELEMENTS = 1 << 25
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise DependencyError(
+            "Language models need the transformers and tokenizers packages: "
+            "pip install 'miaudit[lm]'."
+        ) from None
+    return transformers
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' own progress bars (saving and loading shards) for a moment."""
+    logging = _transformers().utils.logging
+    enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            logging.enable_progress_bar()
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+@runtime_checkable
+class TokenLogProbs(Protocol):
+    """Anything a language-model audit can query: token statistics for a list of texts."""
+
+    def token_scores(self, texts: list[str]) -> TokenScores: ...
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def sliding_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """The windows that score a sequence of ``n_tokens`` tokens, each token once.
+
+    Parameters
+    ----------
+    n_tokens : int
+        Length of the sequence (with its BOS, if any). Positions ``1 .. n_tokens - 1`` are
+        predicted; position 0 is context only.
+    window : int
+        Tokens per window, ``>= 2``.
+    stride : int
+        Start-to-start distance of consecutive windows, ``1 <= stride < window``.
+
+    Returns
+    -------
+    list of (begin, end, first)
+        Window ``[begin, end)`` of the sequence, scoring positions ``begin + first .. end - 1``
+        (``first >= 1``: the window's first ``first`` tokens are context only). Windows start
+        every ``stride`` tokens; the last is moved back to end at ``n_tokens`` so it is full.
+        Every position ``t >= 1`` is scored exactly once, with at least
+        ``min(t, window - stride)`` tokens of context.
+
+    Examples
+    --------
+    >>> sliding_windows(5, 8, 4)
+    [(0, 5, 1)]
+    >>> sliding_windows(10, 4, 2)
+    [(0, 4, 1), (2, 6, 2), (4, 8, 2), (6, 10, 2)]
+    >>> sliding_windows(9, 4, 3)
+    [(0, 4, 1), (3, 7, 1), (5, 9, 2)]
+    """
+    if n_tokens < 2:
+        return []
+    if n_tokens <= window:
+        return [(0, n_tokens, 1)]
+    out = [(0, window, 1)]
+    covered = window
+    while covered < n_tokens:
+        begin = min(out[-1][0] + stride, n_tokens - window)
+        end = begin + window
+        out.append((begin, end, covered - begin))
+        covered = end
+    return out
+
+
+def _check_texts(texts: object, name: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        raise DataError(f"'{name}' must be a list of strings, got one string "
+                        f"({texts[:40]!r}...); wrap it in a list.")
+    try:
+        out = list(texts)  # type: ignore[call-overload]
+    except TypeError:
+        raise DataError(f"'{name}' must be a list of strings, got "
+                        f"{type(texts).__name__}.") from None
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise DataError(f"'{name}' must hold strings only; item {i} is "
+                            f"{type(t).__name__} ({t!r:.40}).")
+    return out
+
+
+def _start_token(tokenizer) -> int | None:
+    """The id prepended to every text: BOS, else EOS, else none."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return bos if bos is not None else getattr(tokenizer, "eos_token_id", None)
+
+
+def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text (no special tokens), with the start token prepended."""
+    if not texts:
+        return []
+    ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+    start = _start_token(tokenizer)
+    prefix = [] if start is None else [int(start)]
+    return [prefix + [int(t) for t in seq] for seq in ids]
+
+
+def _context_size(model) -> int | None:
+    config = getattr(model, "config", None)
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _window_settings(model, max_length: int | None, stride: int | None) -> tuple[int, int]:
+    context = _context_size(model)
+    if max_length is not None:
+        if int(max_length) < 2:
+            raise ConfigError(f"'max_length' must be >= 2 tokens, got {max_length}.")
+        if context is not None and max_length > context:
+            raise ConfigError(f"'max_length'={max_length} exceeds the model's context of "
+                              f"{context} tokens; pass max_length <= {context} or leave it "
+                              "unset.")
+        window = int(max_length)
+    elif context is not None:
+        window = context
+    else:
+        window = 2**62  # no known limit: whole texts in one window
+    if stride is None:
+        stride = max(1, window // 2)
+    elif not 1 <= int(stride) < window:
+        raise ConfigError(f"'stride' must be between 1 and the window minus one "
+                          f"({window - 1}), got {stride}: a stride of a whole window "
+                          "would leave each window's first token unscored.")
+    return window, int(stride)
+
+
+def _device_of(model, device: str):
+    torch = _torch()
+    dev = torch.device(device)
+    param = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
+    if param is not None:
+        at = param.device
+        if at.type != dev.type or (dev.index is not None and at.index != dev.index):
+            raise ConfigError(f"The model is on {at} but device={device!r}; move it with "
+                              f"model.to({device!r}) or pass device={str(at)!r}.")
+    return dev
+
+
+def _progress_bar(enabled: bool, description: str, total: int):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn(description), BarColumn(),
+                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                   console=Console(stderr=True), transient=True)
+    bar.add_task(description, total=total)
+    return bar
+
+
+def _distribution_stats(logp, out_mean: list, out_std: list) -> None:
+    """Append mean and std of ``log p(v)`` under ``p`` for each row of ``logp (P, V)``."""
+    torch = _torch()
+    p = logp.exp()
+    zero = logp.new_zeros(())
+    mean = torch.where(p > 0, p * logp, zero).sum(-1)
+    centred = torch.where(p > 0, p * (logp - mean[:, None]).square(), zero)
+    out_mean.append(mean)
+    out_std.append(centred.sum(-1).clamp_min(0).sqrt())
+
+
+def token_scores(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    stride: int | None = None,
+    distribution: bool = True,
+    device: str = "cpu",
+    progress: bool = False,
+) -> TokenScores:
+    """Per-token log-probabilities of a causal language model on ``texts``.
+
+    Each text is tokenised without special tokens and the tokenizer's BOS (else EOS) token
+    is prepended, so every token of the text is predicted (see the module notes). Windows
+    of all texts are sorted by length into batches, right-padded with an attention mask,
+    run under ``torch.no_grad()`` in evaluation mode, and put back in the input order;
+    log-probabilities are ``torch.log_softmax`` of the logits in float32.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A causal LM on ``device``, called as ``model(input_ids=, attention_mask=,
+        use_cache=False)`` and returning ``.logits`` of shape ``(B, T, V)``.
+    tokenizer : transformers tokenizer
+        Called as ``tokenizer(texts, add_special_tokens=False)``.
+    texts : list of str
+    batch_size : int, default 8
+        Windows per forward pass.
+    max_length : int, optional
+        Window length in tokens (with the BOS); at most the model's context
+        (``config.n_positions`` / ``max_position_embeddings``), which is the default.
+    stride : int, optional
+        Distance between window starts for texts longer than the window; default half the
+        window. Each token is scored once, with at least ``window - stride`` tokens of
+        context (:func:`sliding_windows`).
+    distribution : bool, default True
+        Also return the mean and standard deviation of ``log p(v | x_<t)`` over the
+        vocabulary under ``p`` (for Min-K%++).
+    device : str, default "cpu"
+        Where the inputs go; must be where the model is.
+    progress : bool, default False
+        Show a progress bar (``rich``, on stderr).
+
+    Returns
+    -------
+    TokenScores
+        ``logprobs[i]`` of shape ``(n_i,)`` with ``n_i`` the number of tokens of text ``i``
+        (``n_i - 1`` for a tokenizer with neither BOS nor EOS); higher means the model finds
+        the token more likely. ``mean``/``std`` alike, or ``None`` without ``distribution``.
+    """
+    torch = _torch()
+    texts = _check_texts(texts)
+    if int(batch_size) < 1:
+        raise ConfigError(f"'batch_size' must be >= 1, got {batch_size}.")
+    window, stride = _window_settings(model, max_length, stride)
+    dev = _device_of(model, device)
+    sequences = _encode(tokenizer, texts)
+    rows = [(doc, begin, end, first)
+            for doc, ids in enumerate(sequences)
+            for begin, end, first in sliding_windows(len(ids), window, stride)]
+    rows.sort(key=lambda r: r[1] - r[2])  # longest windows first (stable: ties keep order)
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    pad_id = 0 if pad_id is None else int(pad_id)
+
+    logprobs = [np.zeros(max(len(ids) - 1, 0)) for ids in sequences]
+    means = [np.zeros(len(lp)) for lp in logprobs] if distribution else None
+    stds = [np.zeros(len(lp)) for lp in logprobs] if distribution else None
+
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        with torch.no_grad(), _progress_bar(progress, "Scoring tokens", len(rows)) as bar:
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                width = max(end - begin for _, begin, end, _ in batch)
+                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                b_idx, pos = [], []
+                for b, (doc, begin, end, first) in enumerate(batch):
+                    ids[b, : end - begin] = torch.as_tensor(sequences[doc][begin:end])
+                    mask[b, : end - begin] = 1
+                    b_idx += [b] * (end - begin - first)
+                    pos += range(first - 1, end - begin - 1)  # logits predicting first..
+                ids, mask = ids.to(dev), mask.to(dev)
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                b_t = torch.as_tensor(b_idx, device=dev)
+                p_t = torch.as_tensor(pos, device=dev)
+                selected = logits[b_t, p_t]
+                targets = ids[b_t, p_t + 1]
+                chunk = max(1, _MAX_ELEMENTS // max(1, selected.shape[-1]))
+                lp_parts: list = []
+                mean_parts: list = []
+                std_parts: list = []
+                for c in range(0, len(selected), chunk):
+                    logp = torch.log_softmax(selected[c : c + chunk].float(), dim=-1)
+                    lp_parts.append(logp.gather(1, targets[c : c + chunk, None])[:, 0])
+                    if distribution:
+                        _distribution_stats(logp, mean_parts, std_parts)
+                lp = torch.cat(lp_parts).double().cpu().numpy()
+                if distribution:
+                    mean = torch.cat(mean_parts).double().cpu().numpy()
+                    std = torch.cat(std_parts).double().cpu().numpy()
+                offset = 0
+                for doc, begin, end, first in batch:
+                    n = end - begin - first
+                    at = slice(begin + first - 1, end - 1)  # position t is output t - 1
+                    logprobs[doc][at] = lp[offset : offset + n]
+                    if distribution:
+                        means[doc][at] = mean[offset : offset + n]  # type: ignore[index]
+                        stds[doc][at] = std[offset : offset + n]  # type: ignore[index]
+                    offset += n
+                if bar is not None:
+                    bar.advance(bar.task_ids[0], len(batch))
+    finally:
+        if was_training:
+            model.train()
+    return TokenScores(logprobs=logprobs, mean=means, std=stds)
+
+
+# --------------------------------------------------------------------------- adapters
+
+
+@dataclass
+class CausalLMTarget:
+    """A ``(model, tokenizer)`` pair with its extraction settings, queried through
+    :meth:`token_scores` (see :func:`token_scores` for the settings)."""
+
+    model: object
+    tokenizer: object
+    batch_size: int = 8
+    max_length: int | None = None
+    stride: int | None = None
+    distribution: bool = True
+    device: str = "cpu"
+    progress: bool = False
+
+    def token_scores(self, texts: list[str]) -> TokenScores:
+        return token_scores(self.model, self.tokenizer, texts, batch_size=self.batch_size,
+                            max_length=self.max_length, stride=self.stride,
+                            distribution=self.distribution, device=self.device,
+                            progress=self.progress)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu", **settings) -> CausalLMTarget:
+        """The model and tokenizer of a local folder (:func:`load_causal_lm`)."""
+        model, tokenizer = load_causal_lm(path, device=device)
+        return cls(model, tokenizer, device=device, **settings)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json",
+                    "tokenizer.model")
+
+
+def load_causal_lm(path: str | Path, *, device: str = "cpu"):
+    """A causal LM and its tokenizer from a local folder written by ``save_pretrained``.
+
+    Only local files are read (``local_files_only=True``) and only safetensors weights are
+    loaded (never pickled ``pytorch_model.bin``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder: ``config.json``, ``model.safetensors`` (or a sharded
+        ``model.safetensors.index.json``), and tokenizer files (``tokenizer.json`` or
+        ``tokenizer_config.json`` with its vocabulary).
+    device : str, default "cpu"
+
+    Returns
+    -------
+    (model, tokenizer)
+        The model in evaluation mode on ``device``.
+
+    Raises
+    ------
+    DataError
+        The folder or one of its files is missing, or transformers cannot read them.
+    DependencyError
+        transformers is not installed.
+    """
+    transformers = _transformers()
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise DataError(f"The language-model folder '{path}' does not exist.")
+    if not folder.is_dir():
+        raise DataError(f"The language-model path '{path}' is not a folder; pass the folder "
+                        "written by save_pretrained (or miaudit's save_lm).")
+    if not (folder / "config.json").is_file():
+        raise DataError(f"The language-model folder '{path}' has no config.json; pass the "
+                        "folder written by save_pretrained (or miaudit's save_lm).")
+    if not any(folder.glob("*.safetensors")):
+        pickled = [p.name for p in folder.glob("*.bin")]
+        if pickled:
+            raise DataError(f"The language-model folder '{path}' has only pickled weights "
+                            f"({', '.join(sorted(pickled))}); miaudit loads safetensors only. "
+                            "Re-save the model with save_pretrained(folder) (safetensors).")
+        raise DataError(f"The language-model folder '{path}' has no model weights "
+                        "(model.safetensors).")
+    if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        raise DataError(f"The language-model folder '{path}' has no tokenizer files "
+                        f"({' or '.join(_TOKENIZER_FILES[:2])}); save the tokenizer with "
+                        "tokenizer.save_pretrained(folder).")
+    try:
+        with _quiet_transformers():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                str(folder), local_files_only=True)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                str(folder), local_files_only=True, use_safetensors=True)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"Cannot load the language model in '{path}': {first_line}") from exc
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+# --------------------------------------------------------------------------- recipe
+
+
+def train_tokenizer(texts: list[str], *, vocab_size: int = 512, min_frequency: int = 2):
+    """A byte-level BPE tokenizer trained on ``texts``, offline.
+
+    Parameters
+    ----------
+    texts : list of str
+    vocab_size : int, default 512
+        Upper bound on the vocabulary, which holds the 256 bytes, ``<|endoftext|>`` and
+        ``<|pad|>`` (so at least 258), then merges; a small corpus may give fewer merges.
+    min_frequency : int, default 2
+        Pairs seen fewer times are not merged.
+
+    Returns
+    -------
+    transformers.PreTrainedTokenizerFast
+        ``<|endoftext|>`` is both BOS and EOS (id 0), ``<|pad|>`` the padding token (id 1);
+        no special tokens are added when encoding. ``save_pretrained`` and
+        ``AutoTokenizer.from_pretrained(folder)`` round-trip it.
+    """
+    transformers = _transformers()
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    texts = _check_texts(texts)
+    minimum = BYTE_ALPHABET + 2
+    if int(vocab_size) < minimum:
+        raise ConfigError(f"'vocab_size' must be >= {minimum} (256 bytes and 2 special "
+                          f"tokens), got {vocab_size}.")
+    if int(min_frequency) < 1:
+        raise ConfigError(f"'min_frequency' must be >= 1, got {min_frequency}.")
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=int(vocab_size), min_frequency=int(min_frequency),
+        special_tokens=[EOS_TOKEN, PAD_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    core.train_from_iterator(texts, trainer=trainer)
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN)
+
+
+@dataclass(frozen=True)
+class LMRecipe:
+    """How to build and train a tiny GPT-2 (``transformers.GPT2LMHeadModel``).
+
+    Attributes
+    ----------
+    n_layer, n_head, n_embd : int
+        Transformer blocks, attention heads, width (a multiple of ``n_head``).
+    n_positions : int
+        Context length of the model.
+    vocab_size : int
+        Vocabulary size to train the tokenizer with (:func:`train_tokenizer`); the model's
+        embedding has exactly ``len(tokenizer)`` rows, which must not exceed it.
+    epochs, batch_size : int
+        Passes over the texts; training sequences per step.
+    lr, weight_decay : float
+        AdamW learning rate (constant) and decoupled weight decay (on weight matrices and
+        embeddings, not on biases and layer norms).
+    block_size : int
+        Longest training sequence (``<= n_positions``); longer documents are cut.
+    dropout : float
+        Residual, embedding and attention dropout (0: none, the default for a tiny model).
+    seed : int
+        Seed of the initial weights in :func:`build_lm` when it is not given one.
+
+    Examples
+    --------
+    >>> LMRecipe().describe()
+    'gpt2 (2 layers, 2 heads, d=64, context 128, vocab <= 512; adamw lr=0.001, wd=0, 3 epochs, batch 16, block 128)'
+    """  # noqa: E501
+
+    n_layer: int = 2
+    n_head: int = 2
+    n_embd: int = 64
+    n_positions: int = 128
+    vocab_size: int = 512
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    block_size: int = 128
+    dropout: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        for key in ("n_layer", "n_head", "n_embd", "n_positions", "epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.n_head >= 1 and self.n_embd % self.n_head:
+            problems.append(f"n_embd must be a multiple of n_head, got {self.n_embd} and "
+                            f"{self.n_head}")
+        if self.vocab_size < BYTE_ALPHABET + 2:
+            problems.append(f"vocab_size must be >= {BYTE_ALPHABET + 2}, got {self.vocab_size}")
+        if not 2 <= self.block_size <= self.n_positions:
+            problems.append(f"block_size must be between 2 and n_positions "
+                            f"({self.n_positions}), got {self.block_size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            problems.append(f"lr must be a finite number > 0, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append(f"weight_decay must be a finite number >= 0, got "
+                            f"{self.weight_decay}")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if problems:
+            raise ConfigError("Invalid language-model recipe: " + "; ".join(problems) + ".")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        drop = f", dropout {self.dropout:g}" if self.dropout else ""
+        return (
+            f"gpt2 ({self.n_layer} layers, {self.n_head} heads, d={self.n_embd}, context "
+            f"{self.n_positions}, vocab <= {self.vocab_size}{drop}; adamw lr={self.lr:g}, "
+            f"wd={self.weight_decay:g}, {self.epochs} epochs, batch {self.batch_size}, "
+            f"block {self.block_size})"
+        )
+
+
+def build_lm(recipe: LMRecipe, tokenizer, *, seed: int | None = None):
+    """A freshly initialised ``GPT2LMHeadModel`` of ``recipe`` for ``tokenizer``.
+
+    Built from a ``GPT2Config`` (nothing is downloaded); the initial weights come from
+    ``torch.manual_seed(seed)`` (default ``recipe.seed``) without touching the global RNG.
+    The vocabulary is ``len(tokenizer)``; BOS/EOS/padding ids are the tokenizer's.
+    """
+    torch = _torch()
+    transformers = _transformers()
+    n_vocab = len(tokenizer)
+    if n_vocab > recipe.vocab_size:
+        raise ConfigError(f"The tokenizer has {n_vocab} tokens, more than the recipe's "
+                          f"vocab_size={recipe.vocab_size}; train the tokenizer with "
+                          f"vocab_size={recipe.vocab_size} or raise the recipe's vocab_size.")
+    start = _start_token(tokenizer)
+    config = transformers.GPT2Config(
+        vocab_size=n_vocab, n_positions=recipe.n_positions, n_embd=recipe.n_embd,
+        n_layer=recipe.n_layer, n_head=recipe.n_head, resid_pdrop=recipe.dropout,
+        embd_pdrop=recipe.dropout, attn_pdrop=recipe.dropout,
+        bos_token_id=start, eos_token_id=getattr(tokenizer, "eos_token_id", None),
+        pad_token_id=getattr(tokenizer, "pad_token_id", None),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed if seed is None else int(seed))
+        model = transformers.GPT2LMHeadModel(config)
+    model.eval()
+    return model
+
+
+def _training_blocks(tokenizer, texts: list[str], block_size: int) -> list[list[int]]:
+    """``[BOS] text [EOS]`` of each text, cut into blocks overlapping by one token."""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    suffix = [] if eos is None else [int(eos)]
+    blocks = []
+    for ids in _encode(tokenizer, texts):
+        seq = ids + suffix
+        for begin in range(0, max(len(seq) - 1, 0), block_size - 1):
+            blocks.append(seq[begin : begin + block_size])
+    return blocks
+
+
+def _optimizer(recipe: LMRecipe, model):
+    torch = _torch()
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=recipe.lr, fused=True)
+
+
+def finetune_lm(
+    recipe: LMRecipe,
+    tokenizer,
+    texts: list[str],
+    *,
+    seed: int,
+    device: str = "cpu",
+    progress: bool = False,
+    model=None,
+):
+    """Train a causal LM on ``texts`` with the recipe's optimiser, epochs and batches.
+
+    Each text becomes ``[BOS] text [EOS]`` (cut into ``block_size`` blocks overlapping by
+    one token when longer); sequences are shuffled each epoch by a ``torch.Generator``
+    seeded with ``seed + 1``, right-padded per batch (padding has label -100 and attention
+    mask 0) and trained with the mean next-token cross-entropy over real tokens, AdamW at a
+    constant learning rate. Deterministic for a seed on CPU.
+
+    Parameters
+    ----------
+    recipe : LMRecipe
+    tokenizer : transformers tokenizer
+    texts : list of str
+    seed : int
+        Seeds the initial weights (when ``model`` is None), the shuffling and dropout.
+    device : str, default "cpu"
+    progress : bool, default False
+        Show a progress bar (``rich``, on stderr).
+    model : torch.nn.Module, optional
+        A causal LM to continue training; it is copied, so the given model is unchanged
+        (a base model can be fine-tuned many times). Default: :func:`build_lm` with
+        ``seed``.
+
+    Returns
+    -------
+    torch.nn.Module
+        The trained model on ``device``, in evaluation mode.
+    """
+    torch = _torch()
+    texts = _check_texts(texts)
+    dev = torch.device(device)
+    model = build_lm(recipe, tokenizer, seed=seed) if model is None else copy.deepcopy(model)
+    model.to(dev)
+    context = _context_size(model)
+    if context is not None and recipe.block_size > context:
+        raise ConfigError(f"The recipe's block_size={recipe.block_size} exceeds the model's "
+                          f"context of {context} tokens.")
+    blocks = _training_blocks(tokenizer, texts, recipe.block_size)
+    if not blocks:
+        raise DataError("No text to train the language model on: 'texts' is empty or every "
+                        "text is empty.")
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    pad_id = 0 if pad_id is None else int(pad_id)
+    opt = _optimizer(recipe, model)
+    gen = torch.Generator().manual_seed(int(seed) + 1)
+    n = len(blocks)
+    steps = recipe.epochs * math.ceil(n / recipe.batch_size)
+    rng_devices = [dev.index or 0] if dev.type == "cuda" else []
+    model.train()
+    with torch.random.fork_rng(devices=rng_devices), \
+            _progress_bar(progress, "Training language model", steps) as bar:
+        torch.manual_seed(int(seed) + 2)  # dropout
+        for _ in range(recipe.epochs):
+            order = torch.randperm(n, generator=gen).tolist()
+            for start in range(0, n, recipe.batch_size):
+                batch = [blocks[i] for i in order[start : start + recipe.batch_size]]
+                width = max(len(b) for b in batch)
+                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                labels = torch.full((len(batch), width), -100, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for r, block in enumerate(batch):
+                    row = torch.as_tensor(block)
+                    ids[r, : len(block)] = row
+                    labels[r, : len(block)] = row
+                    mask[r, : len(block)] = 1
+                ids, labels, mask = ids.to(dev), labels.to(dev), mask.to(dev)
+                opt.zero_grad(set_to_none=True)
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                loss = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+                    labels[:, 1:].reshape(-1), ignore_index=-100)
+                loss.backward()
+                opt.step()
+                if bar is not None:
+                    bar.advance(bar.task_ids[0])
+    model.eval()
+    return model
+
+
+def save_lm(model, tokenizer, path: str | Path) -> Path:
+    """Write ``model`` (safetensors) and ``tokenizer`` to the folder ``path``.
+
+    :func:`load_causal_lm` and ``from_pretrained(path, local_files_only=True)`` read it back.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    _transformers()
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"Cannot save the language model to '{path}': it is a file, not a "
+                        "folder.")
+    folder.mkdir(parents=True, exist_ok=True)
+    options = inspect.signature(model.save_pretrained).parameters
+    kwargs = {"safe_serialization": True} if "safe_serialization" in options else {}
+    with _quiet_transformers():
+        model.save_pretrained(str(folder), **kwargs)
+        tokenizer.save_pretrained(str(folder))
+    if not any(folder.glob("*.safetensors")):
+        raise DataError(f"Saving the model to '{path}' wrote no safetensors weights.")
+    return folder

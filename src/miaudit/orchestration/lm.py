@@ -1,0 +1,359 @@
+"""Auditing a causal language model: :func:`audit_lm`.
+
+The language-model counterpart of :func:`~miaudit.orchestration.audit`: load texts, train
+the tiny recipe on a seeded half (with canaries, if asked) or take the user's model and
+membership, extract per-token log-probabilities, run the language-model attacks, measure
+them, and check the evaluation itself with a model-free blind baseline.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from miaudit import __version__
+from miaudit.attacks.blind import blind_baseline, blind_warning
+from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
+from miaudit.data.text import TextDataset, load_texts, split_texts
+from miaudit.errors import ConfigError, MembershipError, MiauditWarning
+from miaudit.game import independent_halves
+from miaudit.metrics import evaluate
+from miaudit.orchestration.core import DEFAULT_FPRS
+from miaudit.orchestration.result import AuditResult
+from miaudit.signals.tokens import TokenScores
+
+#: Repetition counts given to the canaries in turn, and what a canary looks like.
+CANARY_REPETITIONS = (1, 2, 4, 8, 16)
+CANARY_TEMPLATE = "my PIN is {}"
+CANARY_DIGITS = 6
+#: The text-level LiRA attacks (reference LMs fine-tuned on random halves).
+LIRA_ATTACKS = {
+    "lira-online": "LiRA on -NLL with reference LMs trained with and without each text",
+    "lira-offline": "LiRA on -NLL against reference LMs trained without each text",
+}
+
+
+def audit_lm(
+    *,
+    data: TextDataset | str | Path,
+    text_column: str | int | Sequence | None = None,
+    id_column: str | int | None = None,
+    member_column: str | int | None = None,
+    n_records: int | None = None,
+    model: object | str | Path | None = None,
+    reference_model: object | str | Path | None = None,
+    recipe: object | dict | None = None,
+    references: int = 0,
+    attacks: Sequence[str] | None = None,
+    k: float = 0.2,
+    canaries: int = 0,
+    seed: int = 0,
+    fprs: Sequence[float] = DEFAULT_FPRS,
+    alpha: float = 0.05,
+    prior: float = 0.5,
+    delta: float = 1e-5,
+    blind: bool = True,
+    device: str = "cpu",
+    batch_size: int = 8,
+    max_length: int | None = None,
+    stride: int | None = None,
+    progress: bool = False,
+) -> AuditResult:
+    """Audit a causal language model for membership-inference leakage.
+
+    Two ways to name the target:
+
+    * ``model=None`` (default): train the tiny GPT-2 recipe
+      (:class:`~miaudit.models.lm.LMRecipe`, overridable with ``recipe``) from scratch on a
+      seeded random half of the texts (or the members ``member_column`` marks), with a
+      byte-level BPE tokenizer trained on the members; everything offline on CPU.
+      ``canaries=N`` inserts N secret canaries ("my PIN is 4 8 1 9 3 7") with repetition
+      counts 1, 2, 4, 8, 16 into the training texts and reports each one's exposure.
+    * ``model=DIR`` (a local ``save_pretrained`` folder) or any object with
+      ``token_scores(texts) -> TokenScores``: an existing model; ``member_column`` must say
+      which texts it was trained on.
+
+    Parameters
+    ----------
+    data : TextDataset, str or Path
+        A ``.jsonl``, ``.csv``, ``.tsv`` or ``.txt`` file (see
+        :func:`~miaudit.data.text.load_texts`), or loaded texts.
+    reference_model : str, Path or object, optional
+        A second local model for the ``reference`` attack (Carlini et al. 2021).
+    references : int, default 0
+        Reference LMs of the recipe, each fine-tuned on a seeded random half of all the
+        texts, for the text LiRA attacks (needs the recipe's tokenizer: the trained target
+        or a model folder).
+    attacks : list of str, optional
+        Names from ``lm-loss, zlib, lowercase, reference, min-k, min-k++`` and, with
+        references, ``lira-online, lira-offline``; default: all that the inputs allow.
+    k : float, default 0.2
+        The fraction of lowest-scoring tokens of Min-K% and Min-K%++.
+    blind : bool, default True
+        Fit the model-free blind baseline (Duan et al. 2024; Das et al. 2024); the summary
+        warns loudly when it comes close to the attacks.
+
+    Returns
+    -------
+    AuditResult
+        ``summary.json`` with the same layout as a classification audit (plus
+        ``blind_baseline`` and ``canaries``), ``scores.parquet`` with one row per text.
+    """
+    started = time.perf_counter()
+    if references < 0 or canaries < 0:
+        raise ConfigError("references and canaries must be >= 0.")
+    if not 0 < k <= 1:
+        raise ConfigError(f"k must lie in (0, 1], got {k}.")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = data if isinstance(data, TextDataset) else load_texts(
+            data, text_column=text_column, id_column=id_column, member_column=member_column,
+            n_records=n_records, seed=seed)
+        lm = _lm_module()
+        train_mode = model is None
+        is_member = _membership(ds, train_mode, seed)
+        texts = list(ds.texts)
+        canary_info = None
+        if train_mode:
+            recipe_obj = _recipe(lm, recipe)
+            target, tokenizer, canary_set = _train_target(
+                lm, recipe_obj, texts, is_member, canaries, seed, device, progress,
+                batch_size, max_length, stride)
+            target_info = {"model": "gpt2 recipe", "recipe": recipe_obj.to_dict(),
+                           "description": recipe_obj.describe(), "seed": seed}
+        else:
+            if canaries:
+                raise ConfigError("Canaries are inserted into training text: they need the "
+                                  "tool to train the model (leave --model out).")
+            recipe_obj = _recipe(lm, recipe) if references else None
+            target = _as_lm_target(lm, model, device, batch_size, max_length, stride,
+                                   progress)
+            tokenizer = getattr(target, "tokenizer", None)
+            canary_set = []
+            target_info = {"model": str(model) if isinstance(model, str | Path)
+                           else type(model).__name__, "seed": None}
+        ref_target = None if reference_model is None else _as_lm_target(
+            lm, reference_model, device, batch_size, max_length, stride, progress)
+        chosen, lira = _choose(attacks, reference=ref_target is not None,
+                               references=references)
+        if references and tokenizer is None:
+            raise ConfigError("Reference LMs are trained with the target's tokenizer: give "
+                              "a model folder, or let the tool train the target.")
+
+        scores_target = target.token_scores(texts)
+        need = {n for a in chosen for n in a.needs}
+        inputs = LMAttackInput(
+            texts, scores_target,
+            lowercase=target.token_scores([t.lower() for t in texts])
+            if "lowercase" in need else None,
+            reference=ref_target.token_scores(texts) if ref_target is not None else None)
+        scores = {a.name: np.asarray(a.score(inputs, **({"k": k} if "min-k" in a.name
+                                                         else {})), dtype=float)
+                  for a in chosen}
+        target_nll = scores_target.nll()
+        ref_nll = ref_membership = None
+        if references:
+            ref_nll, ref_membership = _reference_nlls(
+                lm, recipe_obj, tokenizer, texts, references, seed, device, progress,
+                batch_size, max_length, stride)
+            for name in lira:
+                scores[name] = lira_text(target_nll, ref_nll, ref_membership,
+                                         online=name == "lira-online")
+        measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
+                   "seed": seed}
+        metrics = {name: evaluate(s, is_member, **measure) for name, s in scores.items()}
+        blind_entry = None
+        if blind:
+            result = blind_baseline(texts, is_member, seed=seed)
+            best = max(m.auc for m in metrics.values())
+            message = blind_warning(result.auc, best, blind_auc_ci=result.auc_ci)
+            blind_entry = {"auc": float(result.auc),
+                           "auc_ci": [float(result.auc_ci[0]), float(result.auc_ci[1])],
+                           "best_attack_auc": float(best), "features": result.features,
+                           "warning": message}
+            if message:
+                warnings.warn(message, MiauditWarning, stacklevel=2)
+        if canary_set:
+            canary_info = _canary_exposures(target, canary_set, seed)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+    correct = {"n_members": int(is_member.sum()), "n_non_members": int((~is_member).sum()),
+               "member_mean_nll": float(np.nanmean(target_nll[is_member])),
+               "non_member_mean_nll": float(np.nanmean(target_nll[~is_member]))}
+    target_info.update(correct)
+    if references:
+        target_info["references"] = references
+    entries = {}
+    for name, m in metrics.items():
+        a = LM_ATTACKS.get(name)
+        entries[name] = {**m.to_dict(),
+                         "description": a.description if a else LIRA_ATTACKS[name],
+                         "reference": a.reference if a else "Carlini et al., S&P 2022",
+                         "needs": sorted(a.needs) if a else ["references"]}
+        if name in ("min-k", "min-k++"):
+            entries[name]["options"] = {"k": k}
+    summary = {
+        "miaudit_version": __version__,
+        "task": "language model",
+        "data": {"name": ds.name, "n_records": len(texts), "fingerprint": ds.fingerprint,
+                 "source": ds.source, **{k_: v for k_, v in ds.info.items()
+                                         if k_ not in ("n_texts",)}},
+        "target": target_info,
+        "exposure": "token log-probabilities",
+        "attacks": entries,
+        "blind_baseline": blind_entry,
+        "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
+                     "fprs": [float(f) for f in fprs], "k": k, "references": references,
+                     "canaries": canaries, "device": device, "batch_size": batch_size,
+                     "max_length": max_length, "stride": stride},
+        "warnings": _messages(caught),
+        "elapsed_seconds": round(time.perf_counter() - started, 3),
+    }
+    artifacts = {}
+    if canary_info is not None:
+        summary["canaries"], artifacts = canary_info
+    table = pd.DataFrame({
+        "target": np.zeros(len(texts), dtype=np.int64),
+        "record_id": ds.ids.astype(str), "fingerprint": ds.fingerprints,
+        "is_member": is_member, "n_tokens": scores_target.n_tokens, **scores})
+    signals = {"membership": is_member[None, :], "nll": target_nll[None, :],
+               "n_tokens": scores_target.n_tokens, "record_ids": ds.ids.astype(str)}
+    if ref_nll is not None:
+        signals["reference_nll"] = ref_nll
+        signals["reference_membership"] = ref_membership
+    return AuditResult(summary=summary, scores=table, metrics=metrics, signals=signals,
+                       artifacts=artifacts)
+
+
+def _lm_module():
+    from miaudit.models import lm
+
+    return lm
+
+
+def _recipe(lm, recipe):
+    if recipe is None:
+        return lm.LMRecipe()
+    if isinstance(recipe, lm.LMRecipe):
+        return recipe
+    if isinstance(recipe, dict):
+        try:
+            return lm.LMRecipe(**recipe)
+        except TypeError as exc:
+            raise ConfigError(f"Unknown language-model recipe parameter: {exc}.") from None
+    raise ConfigError(f"recipe must be an LMRecipe or a dict, got {type(recipe).__name__}.")
+
+
+def _membership(ds: TextDataset, train_mode: bool, seed: int) -> np.ndarray:
+    if ds.is_member is not None:
+        is_member = np.asarray(ds.is_member, dtype=bool)
+    elif train_mode:
+        is_member = split_texts(ds, seed=seed)
+    else:
+        raise MembershipError("Auditing a given model needs to know which texts it was "
+                              "trained on: give --member-column (true/false per text).")
+    n_mem = int(is_member.sum())
+    if n_mem == 0 or n_mem == len(is_member):
+        side = "members" if n_mem == 0 else "non-members"
+        raise MembershipError(f"There are no {side}: an audit needs both.")
+    return is_member
+
+
+def _as_lm_target(lm, model, device, batch_size, max_length, stride, progress):
+    if isinstance(model, str | Path):
+        return lm.CausalLMTarget.load(model, device=device, batch_size=batch_size,
+                                      max_length=max_length, stride=stride, progress=progress)
+    if callable(getattr(model, "token_scores", None)):
+        return model
+    raise ConfigError(f"Cannot audit an object of type {type(model).__name__} as a language "
+                      "model: give a local model folder or an object with "
+                      "token_scores(texts) -> TokenScores.")
+
+
+def _choose(names, *, reference: bool, references: int):
+    have = {"lowercase", "distribution"} | ({"reference"} if reference else set())
+    if names is None:
+        lira = list(LIRA_ATTACKS) if references else []
+        return resolve_lm_attacks(None, have=have), lira
+    names = [n.strip().lower() for n in names]
+    lira = [n for n in names if n in LIRA_ATTACKS]
+    if lira and not references:
+        raise ConfigError(f"The attack {lira[0]!r} needs reference LMs: add --references K "
+                          "(for example --references 4).")
+    rest = [n for n in names if n not in LIRA_ATTACKS]
+    return (resolve_lm_attacks(rest, have=have) if rest else []), lira
+
+
+def _train_target(lm, recipe, texts, is_member, canaries, seed, device, progress,
+                  batch_size, max_length, stride):
+    from miaudit.signals.canary import insert_canaries, make_canaries
+
+    members = [t for t, m in zip(texts, is_member, strict=True) if m]
+    canary_set = []
+    if canaries:
+        canary_set = make_canaries(CANARY_TEMPLATE, n_digits=CANARY_DIGITS, count=canaries,
+                                   repetitions=CANARY_REPETITIONS, seed=seed)
+        members = insert_canaries(members, canary_set, seed=seed)
+    tokenizer = lm.train_tokenizer(members, vocab_size=recipe.vocab_size)
+    model = lm.finetune_lm(recipe, tokenizer, members, seed=seed, device=device,
+                           progress=progress)
+    target = lm.CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
+                               stride=stride, device=device, progress=progress)
+    return target, tokenizer, canary_set
+
+
+def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, batch_size,
+                    max_length, stride) -> tuple[np.ndarray, np.ndarray]:
+    """K reference LMs, each trained on a seeded random half of all the texts (the
+    attacker's own), and their per-text NLL."""
+    membership = independent_halves(len(texts), k, seed=seed + 7)
+    nll = np.empty((k, len(texts)))
+    for j in range(k):
+        train = [t for t, m in zip(texts, membership[j], strict=True) if m]
+        model = lm.finetune_lm(recipe, tokenizer, train, seed=seed + 100 + j, device=device,
+                               progress=progress)
+        ref = lm.CausalLMTarget(model, tokenizer, batch_size=batch_size,
+                                max_length=max_length, stride=stride, distribution=False,
+                                device=device)
+        nll[j] = ref.token_scores(texts).nll()
+    return nll, membership
+
+
+def _canary_exposures(target, canary_set, seed):
+    from miaudit.signals.canary import canary_exposure, exposure_table, plot_exposure
+
+    def total_nll(batch: list[str]) -> np.ndarray:
+        scores: TokenScores = target.token_scores(batch)
+        return np.array([-lp.sum() for lp in scores.logprobs])
+
+    results = [canary_exposure(total_nll, c, template=CANARY_TEMPLATE, n_digits=CANARY_DIGITS,
+                               seed=seed + i)
+               for i, c in enumerate(canary_set)]
+    table = exposure_table(results)
+    artifacts = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "canary_exposure.png"
+            plot_exposure(results, path)
+            artifacts["canary_exposure.png"] = path.read_bytes()
+    except ImportError:  # plotting is optional
+        pass
+    rows = [{k_: (v.item() if isinstance(v, np.generic) else v) for k_, v in row.items()}
+            for row in table.to_dict("records")]
+    return rows, artifacts
+
+
+def _messages(caught) -> list[str]:
+    seen: list[str] = []
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if text not in seen and "UndefinedMetricWarning" not in text:
+            seen.append(text)
+    return seen
