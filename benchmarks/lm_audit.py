@@ -1,0 +1,76 @@
+"""Language-model audit on AG News: a tiny GPT-2 trained on half the texts, every attack,
+the blind baseline and canary exposures.
+
+A byte-level BPE tokenizer and a small GPT-2 (built from a config, nothing downloaded) are
+trained on a seeded random half of the texts (title + description) with canaries inserted
+1, 2, 4, 8 and 16 times; the other half are the non-members. Reports AUC and TPR at 1%
+FPR (95% intervals) of each attack, the blind baseline's AUC, each canary's exposure, and
+the wall time.
+
+    python benchmarks/lm_audit.py [--records 4000] [--epochs 10] [--references 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+from _results import table, write_section
+
+from miaudit.orchestration.lm import audit_lm
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news_test.csv.gz"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=4000)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--embd", type=int, default=128)
+    ap.add_argument("--references", type=int, default=4)
+    ap.add_argument("--canaries", type=int, default=5)
+    args = ap.parse_args()
+    recipe = {"epochs": args.epochs, "n_embd": args.embd, "n_head": 4}
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = audit_lm(data=DATA, text_column="1,2", n_records=args.records, recipe=recipe,
+                          references=args.references, canaries=args.canaries, seed=0)
+    elapsed = time.perf_counter() - t
+    s = result.summary()
+    rows = []
+    for name, m in s["attacks"].items():
+        lo, hi = m["auc_ci"]
+        tpr, ci = m["tpr_at_fpr"]["0.01"], m["tpr_at_fpr_ci"]["0.01"]
+        rows.append({"attack": name, "AUC": f"{m['auc']:.3f} [{lo:.3f}, {hi:.3f}]",
+                     "TPR@1%FPR": "n/a" if tpr is None
+                     else f"{100 * tpr:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"})
+    blind = s["blind_baseline"]
+    rows.append({"attack": "blind baseline (texts only)",
+                 "AUC": f"{blind['auc']:.3f} [{blind['auc_ci'][0]:.3f}, "
+                        f"{blind['auc_ci'][1]:.3f}]", "TPR@1%FPR": "-"})
+    canaries = [{"copies in training": c["repetitions"], "secret": c["secret"],
+                 "exposure (bits)": f"{c['exposure']:.1f}",
+                 "sampled estimate": f"{c['exposure_sampled']:.1f}",
+                 "max": f"{c['max_exposure']:.1f}"} for c in s["canaries"]]
+    tgt = s["target"]
+    body = (
+        f"{s['data']['n_records']} AG News texts (title. description), half members; "
+        f"{tgt['description']}; mean NLL per token {tgt['member_mean_nll']:.3f} on members, "
+        f"{tgt['non_member_mean_nll']:.3f} on non-members; {args.references} reference LMs "
+        f"(text LiRA), each trained on a random half; {args.canaries} canaries "
+        f"(\"my PIN is d d d d d d\"). Whole audit: {elapsed:.0f} s.\n\n"
+        + table(rows, list(rows[0]))
+        + "\n\nCanary exposure (log2 of 10^6 candidates minus log2 of the estimated rank; "
+        "rank estimated from 2,000 sampled secrets with a fitted skew-normal):\n\n"
+        + table(canaries, list(canaries[0]))
+        + "\n\nBlind-baseline warning: " + (blind["warning"] or "none (the split is random, "
+                                              "so the texts do not differ in distribution).")
+    )
+    write_section("Language-model audit: AG News", body)
+
+
+if __name__ == "__main__":
+    main()
