@@ -14,6 +14,8 @@ def _private_model_cache(tmp_path_factory):
     """The CLI caches models under $MIAUDIT_CACHE: keep the tests' models out of ~/.cache."""
     mp = pytest.MonkeyPatch()
     mp.setenv("MIAUDIT_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+    # and the runs they record out of the user's registry
+    mp.setenv("MIAUDIT_REGISTRY", f"sqlite:///{tmp_path_factory.mktemp('registry')}/r.db")
     yield
     mp.undo()
 

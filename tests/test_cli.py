@@ -194,3 +194,16 @@ def test_out_below_a_file_is_refused_early(tmp_path):
     (tmp_path / "f").write_text("x")
     res = _run("--data", "wine", *FAST, "--out", str(tmp_path / "f" / "run"))
     assert res.exit_code == 1 and "is a file" in res.output
+
+
+def test_run_with_a_spec_file(tmp_path):
+    spec = tmp_path / "audit.toml"
+    spec.write_text('[data]\nsource = "wine"\n[target]\nrecipe = "logistic"\n'
+                    'params = { epochs = 3 }\n[audit]\nexposure = "probabilities"\n')
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--spec", str(spec), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["spec"]["data"]["source"] == "wine" and summary["exposure"] == "probabilities"
+    res = runner.invoke(app, ["run", "--spec", str(spec), "--seed", "3"])
+    assert res.exit_code == 1 and "remove --seed" in res.output

@@ -7,6 +7,7 @@ see the traceback instead. Data goes to stdout, messages to stderr.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 import sys
@@ -117,6 +118,10 @@ def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path
 )
 @_friendly
 def run(
+    spec: Annotated[Path | None, typer.Option(
+        help="An audit spec (.toml or .yaml) describing the whole audit; stored with the "
+        "run so 'miaudit rerun' repeats it (the other options are then refused)."
+    )] = None,
     data: Annotated[str | None, typer.Option(
         help="Built-in name (digits, breast_cancer, wine) or a .npz/.csv/.csv.gz/.parquet file."
     )] = None,
@@ -205,9 +210,29 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
+    given = {k: v for k, v in locals().items()
+             if k not in ("spec", "out", "overwrite", "format", "quiet")
+             and v != inspect.signature(run).parameters[k].default}
     from miaudit.report import print_summary
 
     started = time.perf_counter()
+    if spec is not None:
+        from miaudit.spec import load_spec, run_spec
+
+        if given:
+            from miaudit.errors import ConfigError
+
+            first = next(iter(given)).replace("_", "-")
+            raise ConfigError(f"--spec describes the whole audit; remove --{first} (or put "
+                              "it in the spec).")
+        result, saved = run_spec(load_spec(spec), out, overwrite,
+                                 progress=not quiet and sys.stderr.isatty())
+        if format is OutputFormat.json:
+            print(json.dumps(result.summary(), indent=2))
+            return
+        print_summary(result.summary(), out_console, run_dir=str(saved))
+        err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
+        return
     result, saved = _audit_and_save(
         out or _default_out(data if outputs is None else str(outputs), model), overwrite,
         quiet, cache_dir, no_cache,
@@ -443,3 +468,14 @@ def list_recipes() -> None:
 
     for recipe in RECIPES.values():
         out_console.print(f"[bold]{recipe.name}[/]: {recipe.describe()}", highlight=False)
+
+
+def _register_commands() -> None:
+    """Commands that live beside the layer they drive (specs, governance, registry,
+    reports); each package adds its own to the app."""
+    from miaudit.spec.cli import register as register_spec
+
+    register_spec(app)
+
+
+_register_commands()

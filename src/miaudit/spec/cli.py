@@ -1,0 +1,171 @@
+"""Commands ``spec-check``, ``run-spec`` and ``rerun``, added to a typer app by
+:func:`register`."""
+
+# No "from __future__ import annotations": typer reads the commands' annotations, which
+# name types imported inside register().
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from miaudit.errors import ConfigError, MiauditWarning
+
+__all__ = ["register", "resolve_run", "set_run_resolver"]
+
+_run_resolver: Callable[[str], Path] | None = None
+
+
+def set_run_resolver(fn: Callable[[str], Path] | None) -> None:
+    """Let ``miaudit rerun RUN`` take run IDs: ``fn(text) -> run folder``.
+
+    Asked only when ``RUN`` is not an existing folder; ``None`` removes it. ``fn`` should
+    raise a :class:`~miaudit.errors.MiauditError` for an unknown ID.
+    """
+    global _run_resolver
+    _run_resolver = fn
+
+
+def resolve_run(run: str) -> Path:
+    """The folder of ``run``: itself when it is a folder, else what the resolver gives."""
+    path = Path(run)
+    if path.is_dir():
+        return path
+    if _run_resolver is not None:
+        return Path(_run_resolver(run))
+    raise ConfigError(f"No run folder {run!r}: give the folder of a previous run.")
+
+
+def _cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
+    from miaudit.orchestration.cache import default_cache_dir
+
+    return None if no_cache else (cache_dir or default_cache_dir())
+
+
+def _settings_table(spec: Any):
+    from rich.table import Table
+
+    table = Table(title=f"{spec.task} audit: {'audit_lm' if spec.task == 'lm' else 'audit'}"
+                        "() keyword arguments", title_justify="left")
+    table.add_column("setting")
+    table.add_column("value")
+    for key, value in spec.to_audit_kwargs().items():
+        table.add_row(key, "-" if value is None else json.dumps(value))
+    for key, value in spec.thresholds.items():
+        table.add_row(f"threshold {key}", f"{value:g}")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``spec-check``, ``run-spec`` and ``rerun`` to ``app``."""
+    from miaudit.cli import OutputFormat, _friendly, err_console, out_console
+
+    def show(result: Any, saved: Path, format: OutputFormat, started: float) -> None:
+        from miaudit.report import print_exposures, print_summary
+
+        summary = result.summary()
+        if format is OutputFormat.json:
+            print(json.dumps(summary, indent=2))
+            return
+        print_summary(summary, out_console, run_dir=str(saved))
+        if "exposures" in summary:
+            print_exposures(summary, out_console)
+        err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
+
+    FormatOpt = Annotated[OutputFormat, typer.Option(
+        "--format", help="text: a table on stdout; json: summary.json on stdout.")]
+    OutOpt = Annotated[Path | None, typer.Option(
+        help="Run folder (default: runs/<time>-<name>).")]
+    OverwriteOpt = Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the run folder of a previous run.")]
+    CacheOpt = Annotated[Path | None, typer.Option(
+        help="Model cache (default: $MIAUDIT_CACHE or ~/.cache/miaudit).")]
+    NoCacheOpt = Annotated[bool, typer.Option(
+        "--no-cache", help="Train every model, store nothing.")]
+    QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
+    @app.command("spec-check", epilog="Examples:\n\n  miaudit spec-check audit.toml\n\n"
+                 "  miaudit spec-check audit.yaml --format json")
+    @_friendly
+    def spec_check(
+        file: Annotated[Path, typer.Argument(help="Audit spec (.toml, .yaml or .yml).")],
+        format: Annotated[OutputFormat, typer.Option(
+            "--format", help="text: a table; json: the resolved settings as JSON.")
+                          ] = OutputFormat.text,
+    ) -> None:
+        """Validate an audit spec and show the settings it resolves to."""
+        from miaudit.spec import load_spec
+
+        spec = load_spec(file)
+        if format is OutputFormat.json:
+            source = spec.source or {}
+            print(json.dumps({"task": spec.task, "kwargs": spec.to_audit_kwargs(),
+                              "spec": spec.to_dict(), "source": {
+                                  k: source.get(k) for k in ("path", "sha256", "format")}},
+                             indent=2))
+            return
+        out_console.print(_settings_table(spec))
+        err_console.print(f"[green]ok[/]: {file} is a valid audit spec "
+                          f"(sha256 {(spec.source or {}).get('sha256', '')[:12]})",
+                          highlight=False)
+
+    @app.command("run-spec", epilog="Examples:\n\n  miaudit run-spec audit.toml --out runs/a\n\n"
+                 "  miaudit run-spec audit.yaml --format json")
+    @_friendly
+    def run_spec_command(
+        file: Annotated[Path, typer.Argument(help="Audit spec (.toml, .yaml or .yml).")],
+        out: OutOpt = None,
+        overwrite: OverwriteOpt = False,
+        format: FormatOpt = OutputFormat.text,
+        cache_dir: CacheOpt = None,
+        no_cache: NoCacheOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Run the audit a spec file describes; the spec is stored in summary.json."""
+        from miaudit.spec import load_spec, run_spec
+
+        started = time.perf_counter()
+        spec = load_spec(file)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary
+            result, saved = run_spec(spec, out, overwrite, cache_dir=_cache(cache_dir, no_cache),
+                                     progress=not quiet and sys.stderr.isatty())
+        show(result, saved, format, started)
+
+    @app.command("rerun", epilog="Examples:\n\n  miaudit rerun runs/digits\n\n"
+                 "  miaudit rerun runs/digits --out runs/digits-again --format json")
+    @_friendly
+    def rerun_command(
+        run: Annotated[str, typer.Argument(help="A run folder (or a run ID, with a registry).")],
+        out: OutOpt = None,
+        overwrite: OverwriteOpt = False,
+        format: FormatOpt = OutputFormat.text,
+        cache_dir: CacheOpt = None,
+        no_cache: NoCacheOpt = False,
+        quiet: QuietOpt = False,
+    ) -> None:
+        """Run a previous audit again, from the spec stored with it or from its settings,
+        and say whether the figures came out the same."""
+        from miaudit.spec import rerun
+
+        started = time.perf_counter()
+        folder = resolve_run(run)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MiauditWarning)
+            result, saved = rerun(folder, out, overwrite=overwrite,
+                                  cache_dir=_cache(cache_dir, no_cache),
+                                  progress=not quiet and sys.stderr.isatty())
+        show(result, saved, format, started)
+        info = result.summary()["rerun_of"]
+        if info["reproduced"]:
+            err_console.print(f"[green]reproduced[/]: every AUC and TPR equals {folder}'s "
+                              f"(rebuilt from its {info['rebuilt_from']})", highlight=False)
+        else:
+            diff = info["max_abs_difference"]
+            what = "other attacks or levels" if diff is None else f"up to {diff:.3g}"
+            err_console.print(f"[yellow]not reproduced[/]: figures differ from {folder}'s "
+                              f"({what})", highlight=False)
