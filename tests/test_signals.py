@@ -194,3 +194,15 @@ def test_zero_probabilities_give_finite_losses():
     out = check_outputs(np.array([[1.0, 0.0], [0.5, 0.5]]), "probs")
     obs = observe(out, np.array([1, 0]), "probabilities")
     assert np.isfinite(obs.loss).all() and obs.loss[0] > 600
+
+
+def test_checking_probabilities_twice_changes_nothing():
+    from miaudit.models import check_outputs
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(5), size=200)
+    once = check_outputs(p, "probs").values
+    twice = check_outputs(once, "probs").values
+    assert np.array_equal(once, twice)
+    off = check_outputs(p * 1.001, "probs").values  # visibly off rows are renormalised
+    np.testing.assert_allclose(off.sum(axis=1), 1.0, atol=1e-12)
