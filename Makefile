@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP)
+	sh scripts/install-chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" -q
 

@@ -474,10 +474,12 @@ def _register_commands() -> None:
     """Commands that live beside the layer they drive (specs, governance, registry,
     reports); each package adds its own to the app."""
     from miaudit.governance.cli import register as register_governance
+    from miaudit.report.html import register as register_report
     from miaudit.spec.cli import register as register_spec
 
     register_spec(app)
     register_governance(app)
+    register_report(app)
 
 
 _register_commands()

@@ -67,9 +67,11 @@ class AuditResult:
         """The content of ``summary.json`` (JSON-ready: plain floats, ``None`` for undefined)."""
         return self._summary
 
-    def save(self, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``summary.json``, ``scores.parquet``, ``signals.npz`` and, when exposures
-        were compared, ``exposures.json`` into ``out_dir`` atomically.
+    def save(self, out_dir: str | os.PathLike, *, overwrite: bool = False,
+             report: bool = True) -> Path:
+        """Write ``summary.json``, ``scores.parquet``, ``signals.npz``, the self-contained
+        ``report.html`` (unless ``report=False``) and, when exposures were compared,
+        ``exposures.json`` into ``out_dir`` atomically.
 
         Files are written into a temporary sibling folder which is renamed into place
         at the end, so an interrupted or failed save never leaves a half-written folder.
@@ -90,6 +92,12 @@ class AuditResult:
                 np.savez_compressed(tmp / SIGNALS_FILE, **self.signals)
             for name, content in self.artifacts.items():
                 (tmp / name).write_bytes(content)
+            if report:
+                from miaudit.report.html import describe_signals, render_html_from
+
+                page = render_html_from(self._summary, self.scores, source=out.name,
+                                        signals_info=describe_signals(self.signals))
+                (tmp / "report.html").write_text(page, encoding="utf-8")
             if out.exists():
                 trash = out.with_name(f".{out.name}.old-{os.getpid()}")
                 out.rename(trash)

@@ -1,4 +1,4 @@
-"""Reports: the terminal summary (and, later, HTML)."""
+"""Reports: the terminal summaries, the self-contained HTML page and its Markdown twin."""
 
 from miaudit.report.terminal import exposures_table, print_exposures, print_summary, summary_table
 

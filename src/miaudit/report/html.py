@@ -1,0 +1,1265 @@
+"""The audit report: one self-contained HTML page per run folder.
+
+The page needs nothing but itself: CSS in one ``<style>`` block, plots as inline SVG, no
+script, no font file, no external link (a Content-Security-Policy forbids any). Every value
+that comes from the data or the summary (record IDs, names, warnings) is escaped.
+
+The content (verdict, key figures, threat model, records at risk, method and caveats) is
+computed once by :func:`build_content`; :func:`render_html_from` lays it out with the
+plots, and :mod:`miaudit.report.markdown` writes the same content as Markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from miaudit.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # numpy, pandas and scipy load on first use: the CLI starts fast
+    import pandas as pd
+
+#: Members listed in "records at risk".
+TOP_RECORDS = 10
+#: FPR at which members count as exposed and at which the per-class TPR is shown.
+EXPOSED_FPR = 0.01
+#: Attacks that use population data (records the target never saw) besides the target.
+_POPULATION_ATTACKS = frozenset({"attack-p", "rmia-online", "rmia-offline"})
+#: Columns of a score table that may hold a record's raw content (shown on request only).
+RAW_COLUMNS = ("text", "raw")
+
+LEVELS = {
+    "none": "No measurable leakage",
+    "low": "Low exposure",
+    "moderate": "Moderate exposure",
+    "high": "High exposure",
+}
+
+
+# -- formatting ----------------------------------------------------------------------------
+
+def format_figure(value: float | None, kind: str = "auc") -> str:
+    """Format one figure the way the report shows it (the single rounding rule).
+
+    Parameters
+    ----------
+    value : float or None
+        ``None`` (or NaN) is shown as ``n/a``.
+    kind : {"auc", "acc", "pct", "fpr", "eps", "risk", "int"}, default "auc"
+        ``auc`` and ``acc``: 3 decimals; ``pct``: percent with 1 decimal (TPR, PPV);
+        ``fpr``: percent, 1 decimal from 1% on, else 2 significant digits; ``eps``: 2
+        decimals; ``risk``: 4 decimals; ``int``: thousands separators.
+
+    Examples
+    --------
+    >>> format_figure(0.96412), format_figure(0.2291, "pct"), format_figure(None, "pct")
+    ('0.964', '22.9%', 'n/a')
+    """
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    v = float(value)
+    if kind in ("auc", "acc"):
+        return f"{v:.3f}"
+    if kind == "pct":
+        return f"{100 * v:.1f}%"
+    if kind == "fpr":
+        return "0%" if v == 0 else f"{100 * v:.1f}%" if v >= 0.01 else f"{100 * v:.2g}%"
+    if kind == "eps":
+        return f"{v:.2f}"
+    if kind == "risk":
+        return f"{v:.4f}"
+    if kind == "int":
+        return f"{int(v):,}"
+    raise ValueError(f"Unknown figure kind {kind!r}.")
+
+
+def format_interval(ci: list[float] | tuple[float, float] | None, kind: str = "auc") -> str:
+    """``[lo, hi]`` with :func:`format_figure`'s rounding; empty when there is none."""
+    if ci is None:
+        return ""
+    return f"[{format_figure(ci[0], kind)}, {format_figure(ci[1], kind)}]"
+
+
+def fpr_text(fpr: str | float) -> str:
+    """An FPR level as a percentage: ``0.001`` -> ``0.1%``."""
+    return f"{100 * float(fpr):g}%"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}"
+
+
+# -- content -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    """The headline: how exposed, under which exposure, compared with a random guess.
+
+    Attributes
+    ----------
+    level : {"none", "low", "moderate", "high"}
+    label : str
+        The level in words ("High exposure").
+    sentence : str
+        One sentence with the strongest attack, its TPR at the lowest measurable FPR, the
+        ratio to a random guess and its AUC.
+    attack : str or None
+        The strongest attack (None when no attack ran).
+    fpr : str or None
+        The FPR level (summary key) the sentence quotes; None when none is measurable.
+    """
+
+    level: str
+    label: str
+    sentence: str
+    attack: str | None
+    fpr: str | None
+
+
+@dataclass
+class ReportContent:
+    """Everything the report says, as plain (unescaped) text and tables."""
+
+    summary: dict
+    scores: pd.DataFrame  # the first exposure's rows
+    is_lm: bool
+    exposure: str
+    fprs: list[str]
+    confidence: int
+    verdict: Verdict
+    key_figures: list[tuple[str, str, str, str]]  # (figure, value, interval, meaning)
+    identity: list[tuple[str, str, bool]]  # (label, value, monospace)
+    threat: list[str]
+    records: pd.DataFrame | None
+    records_note: str
+    raw_columns: list[str]
+    show_records: bool
+    method: list[str]
+    undefined: list[tuple[str, list[str]]]  # (reason, [figures, attacks])
+    warnings: list[str]
+    sweep: dict | None
+    signals_info: str | None = None
+    source: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _fprs(summary: dict) -> list[str]:
+    fprs = summary.get("settings", {}).get("fprs")
+    if fprs:
+        return [str(float(f)) for f in fprs]
+    first = next(iter(summary["attacks"].values()), {})
+    return sorted(first.get("tpr_at_fpr", {}), key=lambda f: -float(f))
+
+
+def verdict(summary: dict) -> Verdict:
+    """The headline verdict of a summary (see :class:`Verdict`).
+
+    The strongest attack is the one of :func:`~miaudit.orchestration.exposures.
+    strongest_attack` (highest TPR at the lowest measurable FPR, ties to the higher AUC).
+    The level is ``none`` unless the TPR interval lies above the FPR's upper
+    Clopper-Pearson bound (the FPR is measured on the same non-members) or the AUC interval
+    lies above 0.5; then ``high`` from 10 times a random guess (or AUC >= 0.8), ``moderate``
+    from 2 times (or AUC >= 0.6), else ``low``.
+    """
+    from miaudit.metrics import clopper_pearson, needed_non_members
+    from miaudit.orchestration.exposures import strongest_attack
+
+    attacks = summary.get("attacks") or {}
+    exposure = summary.get("exposure", "?")
+    if not attacks:
+        return Verdict("none", LEVELS["none"], f"Under exposure '{exposure}' no attack ran.",
+                       None, None)
+    fprs = _fprs(summary)
+    best = strongest_attack(attacks, fprs)
+    e = attacks[best]
+    decisive = next((f for f in sorted(fprs, key=float)
+                     if any(a["tpr_at_fpr"].get(f) is not None for a in attacks.values())),
+                    None)
+    alpha = summary.get("settings", {}).get("alpha", 0.05)
+    auc, auc_ci = e["auc"], e.get("auc_ci")
+    auc_text = f"AUC {format_figure(auc)}"
+    significant = bool(auc_ci and auc_ci[0] > 0.5)
+    ratio = 0.0
+    if decisive is None:
+        n_out = e.get("n_non_members")
+        top = max(fprs, key=float)
+        sentence = (f"Under exposure '{exposure}' the strongest attack ({best}) reaches "
+                    f"{auc_text}; its true-positive rate at low FPR is not measurable with "
+                    f"{n_out if n_out is not None else 'so few'} non-members (at least "
+                    f"{needed_non_members(float(top)):,} are needed for a {fpr_text(top)} "
+                    "FPR).")
+    else:
+        tpr = e["tpr_at_fpr"].get(decisive) or 0.0
+        ci = (e.get("tpr_at_fpr_ci") or {}).get(decisive)
+        f = float(decisive)
+        ratio = tpr / f
+        # the TPR interval must clear the FPR's own upper bound: the FPR is measured on
+        # the same non-members (floor(f * n) false positives at most)
+        n_out = int(e.get("n_non_members") or 0)
+        fpr_hi = clopper_pearson(math.floor(f * n_out + 1e-9), n_out, alpha)[1] if n_out else f
+        significant = significant or bool(ci and ci[0] > fpr_hi)
+        if tpr == 0:
+            sentence = (f"Under exposure '{exposure}' no attack identifies any member at a "
+                        f"{fpr_text(f)} false-positive rate; the strongest ({best}) reaches "
+                        f"{auc_text}.")
+        else:
+            sentence = (f"Under exposure '{exposure}' the strongest attack ({best}) "
+                        f"identifies {format_figure(tpr, 'pct')} of members at a "
+                        f"{fpr_text(f)} false-positive rate, {_times(ratio)} times a random "
+                        f"guess ({auc_text}).")
+    if not significant:
+        level = "none"
+        sentence += (" This is within the uncertainty of a random guess "
+                     f"({round(100 * (1 - alpha))}% intervals).")
+    elif ratio >= 10 or auc >= 0.8:
+        level = "high"
+    elif ratio >= 2 or auc >= 0.6:
+        level = "moderate"
+    else:
+        level = "low"
+    return Verdict(level, LEVELS[level], sentence, best, decisive)
+
+
+def _key_figures(summary: dict, v: Verdict, fprs: list[str]) -> list[tuple[str, str, str, str]]:
+    if v.attack is None:
+        return []
+    e = summary["attacks"][v.attack]
+    rows = [("AUC", format_figure(e["auc"]), format_interval(e.get("auc_ci")),
+             "chance that a random member scores above a random non-member (0.5 = guess)")]
+    for f in fprs:
+        val = e["tpr_at_fpr"].get(f)
+        reason = e.get("undefined", {}).get(f"tpr_at_fpr.{f}", "")
+        meaning = (f"members flagged when {fpr_text(f)} of non-members are wrongly flagged "
+                   f"(a random guess flags {fpr_text(f)})")
+        rows.append((f"TPR at {fpr_text(f)} FPR", format_figure(val, "pct"),
+                     format_interval((e.get("tpr_at_fpr_ci") or {}).get(f), "pct"),
+                     meaning if val is not None else reason))
+    if v.fpr is not None:
+        ppv = (e.get("ppv_at_fpr") or {}).get(v.fpr)
+        rows.append((f"PPV at {fpr_text(v.fpr)} FPR", format_figure(ppv, "pct"), "",
+                     f"share of flagged records that are members, at a membership prior of "
+                     f"{e.get('prior', summary.get('settings', {}).get('prior', 0.5)):g}"))
+    rows.append(("Balanced accuracy", format_figure(e.get("balanced_accuracy"), "acc"), "",
+                 "best (TPR + TNR) / 2 over thresholds"))
+    rows.append(("Advantage", format_figure(e.get("advantage"), "acc"), "",
+                 "best TPR - FPR over thresholds"))
+    eps = e.get("epsilon_lower_bound")
+    rows.append(("Epsilon lower bound", format_figure(eps, "eps"), "",
+                 "no (eps, delta)-DP training could show this attack's error rates with a "
+                 "smaller eps" if eps is not None
+                 else e.get("undefined", {}).get("epsilon_lower_bound", "")))
+    return rows
+
+
+def _identity(summary: dict) -> list[tuple[str, str, bool]]:
+    d, t, s = summary.get("data", {}), summary.get("target", {}), summary.get("settings", {})
+    items: list[tuple[str, str, bool]] = []
+    what = "texts" if summary.get("task") == "language model" else "records"
+    parts = [f"{d.get('n_records', '?')} {what}"]
+    if d.get("n_classes"):
+        parts.append(f"{d['n_classes']} classes")
+    if d.get("n_features"):
+        parts.append(f"{d['n_features']} features")
+    items.append(("Data", f"{d.get('name', '?')} ({', '.join(parts)})", False))
+    if d.get("source"):
+        items.append(("Source", str(d["source"]), False))
+    items.append(("Data fingerprint", str(d.get("fingerprint") or "none (not computed)"),
+                  True))
+    items.append(("Target model", str(t.get("description") or t.get("model", "?")), False))
+    if t.get("recipe"):
+        items.append(("Recipe", json.dumps(t["recipe"], sort_keys=True), True))
+    if "train_accuracy" in t:
+        items.append(("Accuracy", f"train {format_figure(t.get('train_accuracy'), 'acc')}, "
+                                  f"test {format_figure(t.get('test_accuracy'), 'acc')}", False))
+    elif "member_mean_nll" in t:
+        items.append(("Mean NLL per token", f"members {t['member_mean_nll']:.3f}, "
+                                            f"non-members {t['non_member_mean_nll']:.3f}",
+                      False))
+    items.append(("Members / non-members",
+                  f"{t.get('n_members', '?')} / {t.get('n_non_members', '?')}"
+                  + (f" per target, {t['targets']} targets pooled" if t.get("targets") else ""),
+                  False))
+    if t.get("references"):
+        items.append(("Reference models", f"{t['references']} per target "
+                                          f"({t.get('reference_mode', 'online')})", False))
+    seeds = f"audit seed {s.get('seed', '?')}"
+    if t.get("seed") is not None:
+        seeds += f", target seed {t['seed']}"
+    items.append(("Seeds", seeds, False))
+    items.append(("Exposure", str(summary.get("exposure", "?")), False))
+    alpha = s.get("alpha", 0.05)
+    items.append(("Intervals", f"{round(100 * (1 - alpha))}% (alpha {alpha:g}); membership "
+                               f"prior {s.get('prior', 0.5):g}; delta {s.get('delta', 1e-5):g}",
+                  False))
+    items.append(("miaudit version", str(summary.get("miaudit_version", "?")), False))
+    return items
+
+
+def _exposure_description(summary: dict) -> str:
+    exposure = str(summary.get("exposure", ""))
+    if summary.get("task") == "language model":
+        return "the log-probability the model gives to every token of each text"
+    for row in (summary.get("exposures") or {}).get("table", []):
+        if row.get("exposure") == exposure and row.get("description"):
+            return str(row["description"])
+    try:
+        from miaudit.signals import parse_exposure
+
+        return parse_exposure(exposure).description
+    except Exception:  # an unknown setting: name it as it is
+        return f"the outputs released under '{exposure}'"
+
+
+def _threat(summary: dict) -> list[str]:
+    from miaudit.attacks import ATTACKS
+
+    t = summary.get("target", {})
+    attacks = summary.get("attacks") or {}
+    lm = summary.get("task") == "language model"
+    items = [f"Sees: for each record it tests, {_exposure_description(summary)}."]
+    queriers = [a for a in attacks if a in ATTACKS and ATTACKS[a].needs_queries]
+    if queriers:
+        sent = max((attacks[a].get("queries_to_target") or 0) for a in queriers)
+        items.append(f"Queries: the label-only attacks ({', '.join(queriers)}) also query the "
+                     f"target on perturbed copies of each record (up to {sent:,} queries per "
+                     "attack).")
+    if str(summary.get("exposure", "")).split(":")[0] in ("temperature", "noise", "memguard"):
+        items.append("Knows the output defence and applies it to its own reference models.")
+    items.append(f"Knows the {'texts' if lm else 'records'} it tests (their "
+                 f"{'content' if lm else 'content and true label'}): the question is only "
+                 "whether each was in the training set.")
+    refs = t.get("references") or summary.get("settings", {}).get("references") or 0
+    if refs:
+        mode = t.get("reference_mode", "online")
+        how = ("on random halves of the audited records, so about half of them trained on "
+               "each record" if mode == "online" else
+               "on separate population data, so none of them saw an audited record")
+        kind = "reference language models" if lm else "reference models of the target's recipe"
+        items.append(f"Trains {refs} {kind} {how} (the attacks that use them: "
+                     + ", ".join(a for a in attacks if _uses_references(a)) + ").")
+    else:
+        items.append("Has no reference models: only reference-free attacks ran (attacks with "
+                      "reference models are usually much stronger at low FPR).")
+    pop = [a for a in attacks if a in _POPULATION_ATTACKS]
+    if pop:
+        items.append(f"Has population data from the same distribution ({', '.join(pop)}): "
+                     "the target's non-members serve as records the target never saw.")
+    calibrated = [a for a, e in attacks.items() if e.get("calibration")]
+    if calibrated:
+        items.append(f"Knows the membership of other records ({', '.join(calibrated)}: "
+                     "per-class thresholds cross-fitted on records of known membership), a "
+                     "strong assumption.")
+    if "reference" in attacks and lm:
+        items.append("Has a second language model (reference) to calibrate each text's "
+                     "difficulty.")
+    if "shokri" in attacks:
+        items.append("Trains an attack classifier on its reference models' outputs (shokri).")
+    prior = summary.get("settings", {}).get("prior", 0.5)
+    items.append(f"Membership prior {prior:g}: the PPV assumes this share of members among "
+                 "the records the attacker tests.")
+    return items
+
+
+def _uses_references(name: str) -> bool:
+    from miaudit.attacks import ATTACKS
+
+    if name in ATTACKS:
+        return ATTACKS[name].min_references > 0
+    return name.startswith("lira-")
+
+
+def records_at_risk(scores: pd.DataFrame, attack: str, *, top: int = TOP_RECORDS
+                    ) -> tuple[pd.DataFrame, int, int]:
+    """The members the attack exposes most (risk = share of non-members scored lower,
+    per target; see :func:`~miaudit.orchestration.exposures.record_risk`).
+
+    Returns
+    -------
+    records : pandas.DataFrame
+        Up to ``top`` member rows (``record_id``, ``target``, ``fingerprint``, ``risk``,
+        ``score`` and any raw-content column), highest risk first (ties: higher score).
+    exposed : int
+        Members caught at :data:`EXPOSED_FPR` (risk >= 1 - EXPOSED_FPR).
+    members : int
+        Member rows (over all targets).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from miaudit.orchestration.exposures import record_risk
+
+    parts = []
+    keep = ["record_id", "target", "fingerprint", *[c for c in RAW_COLUMNS
+                                                    if c in scores.columns]]
+    table = scores if "target" in scores.columns else scores.assign(target=0)
+    for _, rows in table.groupby("target", sort=True):
+        rows = rows[rows[attack].notna()]
+        member = rows["is_member"].to_numpy(bool)
+        risk = record_risk(rows[attack].to_numpy(np.float64), member)
+        parts.append(rows.assign(risk=risk, score=rows[attack])[member])
+    members = pd.concat(parts, ignore_index=True)
+    exposed = int((members["risk"] >= 1 - EXPOSED_FPR - 1e-12).sum())
+    ordered = members.sort_values(["risk", "score"], ascending=False, kind="stable")
+    return ordered.head(top)[[*keep, "risk", "score"]].reset_index(drop=True), exposed, len(
+        members)
+
+
+def _method(summary: dict, signals_info: str | None) -> list[str]:
+    d, t, s = summary.get("data", {}), summary.get("target", {}), summary.get("settings", {})
+    lm = summary.get("task") == "language model"
+    n_mem, n_out = t.get("n_members", "?"), t.get("n_non_members", "?")
+    items = []
+    if lm:
+        if t.get("recipe"):
+            items.append(f"The target ({t.get('description', t.get('model'))}) was trained on "
+                         f"a seeded random half (seed {t.get('seed')}) of the "
+                         f"{d.get('n_records', '?')} texts; the other half are non-members "
+                         f"({n_mem} members vs {n_out} non-members). Empty and duplicate "
+                         "texts were dropped first.")
+        else:
+            items.append(f"The members are the texts the user marked as training texts of "
+                         f"the model ({n_mem} members vs {n_out} non-members).")
+    elif t.get("model") == "precomputed outputs":
+        items.append(f"Outputs, labels and membership were read from {d.get('source', '?')} "
+                     f"({n_mem} members vs {n_out} non-members); nothing was trained or "
+                     "queried, so how the members were drawn is up to the file's author.")
+    elif t.get("recipe"):
+        n_game = d.get("n_records_in_game", d.get("n_records", "?"))
+        items.append(f"The target was trained on a seeded random half (seed {t.get('seed')}) "
+                     f"of the {n_game} records in the game; the other half are its "
+                     f"non-members ({n_mem} members vs {n_out} non-members).")
+        dup = d.get("n_duplicates_left_out")
+        if dup:
+            items.append(f"{dup} duplicate record(s) were left out so that no record is both "
+                         "member and non-member.")
+    else:
+        items.append(f"The members were named by the user (the records the model was "
+                     f"trained on); every other record is a non-member ({n_mem} members vs "
+                     f"{n_out} non-members).")
+    refs = t.get("references")
+    if refs and not lm:
+        if t.get("reference_mode", "online") == "offline":
+            items.append(f"Offline references: {d.get('n_population_records', 'half of the')} "
+                         f"population records were set aside; {refs} reference models "
+                         "trained on random halves of them and never saw an audited record.")
+        else:
+            items.append(f"Online references: {refs + 2} models trained on random halves in "
+                         "complementary pairs; each target's references are all models but "
+                         f"itself and its complement ({refs}), so every record is IN for "
+                         "exactly half of them.")
+    elif refs:
+        items.append(f"{refs} reference language models, each fine-tuned on a random half.")
+    targets = t.get("targets") or s.get("targets") or 1
+    if targets > 1:
+        items.append(f"{targets} models took the target's role in turn; the figures pool the "
+                     f"{targets} targets' records.")
+    conf = round(100 * (1 - s.get("alpha", 0.05)))
+    items.append(f"Intervals ({conf}%): DeLong for the AUC; Clopper-Pearson on the members "
+                 "for each TPR (at the threshold chosen on the same data; the uncertainty of "
+                 "the FPR itself is not included). The epsilon lower bound uses one-sided "
+                 f"Clopper-Pearson bounds with delta {s.get('delta', 1e-5):g}, the threshold "
+                 "chosen on one half of the records and the bound computed on the other.")
+    n_att = len(summary.get("attacks") or {})
+    items.append(f"The strongest attack is picked after the fact among {n_att} attack(s): the "
+                 "highest TPR at the lowest measurable FPR, ties to the higher AUC; the best "
+                 "of many attacks is slightly optimistic.")
+    items.append("Verdict: 'no measurable leakage' unless the strongest attack's TPR interval "
+                 "lies above the upper bound of the FPR (itself measured on the non-members) "
+                 "or its AUC interval above 0.5; then 'high' from 10 times "
+                 "a random guess (or AUC >= 0.8), 'moderate' from 2 times (or AUC >= 0.6), "
+                 "else 'low'.")
+    if signals_info:
+        items.append(signals_info)
+    return items
+
+
+_FIGURE_NAMES = {"tpr_at_fpr": "TPR", "tpr_at_fpr_ci": "TPR interval", "ppv_at_fpr": "PPV",
+                 "epsilon_lower_bound": "epsilon lower bound", "auc": "AUC",
+                 "auc_ci": "AUC interval"}
+
+
+def _undefined(summary: dict) -> list[tuple[str, list[str]]]:
+    """Each distinct reason a figure is not measurable, with the figures ("TPR, TPR
+    interval, PPV at 0.1% FPR") and the attacks concerned ("every attack" when all)."""
+    attacks = summary.get("attacks") or {}
+    figures: dict[str, dict[str, list[str]]] = {}  # reason -> level -> figure names
+    names: dict[str, list[str]] = {}
+    for name, e in attacks.items():
+        for key, reason in (e.get("undefined") or {}).items():
+            base, _, level = key.partition(".")
+            fig = _FIGURE_NAMES.get(base, base.replace("_", " "))
+            levels = figures.setdefault(reason, {})
+            if fig not in levels.setdefault(level, []):
+                levels[level].append(fig)
+            if name not in names.setdefault(reason, []):
+                names[reason].append(name)
+    out = []
+    for reason in sorted(figures):
+        figs = "; ".join(", ".join(f) + (f" at {fpr_text(level)} FPR" if level else "")
+                         for level, f in figures[reason].items())
+        who = ("every attack" if len(names[reason]) == len(attacks) > 1
+               else ", ".join(names[reason]))
+        out.append((reason, [figs, who]))
+    return out
+
+
+def _sweep(summary: dict, fprs: list[str]) -> dict | None:
+    """The ``sweep`` section normalised: parameter, FPR key and rows with a ``tpr``."""
+    raw = summary.get("sweep")
+    if not raw:
+        return None
+    rows = raw.get("rows", []) if isinstance(raw, dict) else list(raw)
+    if not rows:
+        return None
+    parameter = str(raw.get("parameter", "setting")) if isinstance(raw, dict) else "setting"
+    dicts = [r["tpr_at_fpr"] for r in rows if isinstance(r.get("tpr_at_fpr"), dict)]
+    key = None
+    if dicts:
+        keys = sorted({k for dct in dicts for k in dct}, key=float)
+        preferred = [k for k in keys if float(k) == 0.001]
+        measurable = [k for k in keys if any(dct.get(k) is not None for dct in dicts)]
+        key = next((k for k in preferred if k in measurable), None) or (
+            measurable[0] if measurable else keys[0])
+    elif isinstance(raw, dict) and raw.get("fpr") is not None:
+        key = str(raw["fpr"])
+    out = []
+    for r in rows:
+        tpr = r.get("tpr_at_fpr")
+        out.append({**r, "tpr": tpr.get(key) if isinstance(tpr, dict) else tpr})
+    label = f"TPR at {fpr_text(key)} FPR" if key else "TPR at low FPR"
+    return {"parameter": parameter, "fpr": key, "tpr_label": label, "rows": out}
+
+
+def first_exposure_scores(summary: dict, scores: pd.DataFrame) -> pd.DataFrame:
+    """The score rows of the summary's first exposure (all rows when there is one)."""
+    if "exposure" in scores.columns and summary.get("exposure") is not None:
+        mine = scores[scores["exposure"].astype(str) == str(summary["exposure"])]
+        if len(mine):
+            return mine.reset_index(drop=True)
+    return scores
+
+
+def build_content(summary: dict, scores: pd.DataFrame, *, show_records: bool = False,
+                  signals_info: str | None = None, source: str | None = None
+                  ) -> ReportContent:
+    """Compute what the report says from a summary and its score table.
+
+    Parameters
+    ----------
+    summary : dict
+        The content of ``summary.json``.
+    scores : pandas.DataFrame
+        The content of ``scores.parquet``.
+    show_records : bool, default False
+        Show the raw content of the records at risk where the score table stores it.
+    signals_info : str, optional
+        One line on ``signals.npz`` for the method section.
+    source : str, optional
+        Where the run came from (the run folder's name), for the footer.
+    """
+    if not isinstance(summary, Mapping) or "attacks" not in summary:
+        raise DataError("The summary has no 'attacks' section: not a miaudit summary.json.")
+    lm = summary.get("task") == "language model"
+    fprs = _fprs(summary)
+    v = verdict(summary)
+    first = first_exposure_scores(summary, scores)
+    records, exposed, members, note = None, 0, 0, ""
+    raw = [c for c in RAW_COLUMNS if c in first.columns]
+    if v.attack is not None and v.attack in first.columns and "is_member" in first.columns:
+        records, exposed, members = records_at_risk(first, v.attack)
+        pooled = "target" in first.columns and first["target"].nunique() > 1
+        note = (f"{exposed} of {members} member{'s' if members != 1 else ''}"
+                f"{' (over all targets)' if pooled else ''}"
+                f" are flagged by {v.attack} at {fpr_text(EXPOSED_FPR)} FPR "
+                f"(risk >= {1 - EXPOSED_FPR:g}). Risk = share of non-members the attack "
+                "scores lower; 1 - risk is the FPR of the threshold that just flags the "
+                "record.")
+    alpha = summary.get("settings", {}).get("alpha", 0.05)
+    return ReportContent(
+        summary=dict(summary), scores=first, is_lm=lm,
+        exposure=str(summary.get("exposure", "?")), fprs=fprs,
+        confidence=round(100 * (1 - alpha)), verdict=v,
+        key_figures=_key_figures(summary, v, fprs), identity=_identity(summary),
+        threat=_threat(summary), records=records, records_note=note, raw_columns=raw,
+        show_records=show_records, method=_method(summary, signals_info),
+        undefined=_undefined(summary), warnings=[str(w) for w in summary.get("warnings", [])],
+        sweep=_sweep(summary, fprs), signals_info=signals_info, source=source,
+    )
+
+
+def raw_values_note(c: ReportContent) -> str:
+    """What the records table says about raw values (never shown unless asked for and
+    stored)."""
+    what = "texts" if c.is_lm else "feature values"
+    if not c.raw_columns:
+        return (f"Raw values not stored: the run folder holds no raw {what}, only record IDs "
+                "and fingerprints (SHA-256 of each record's canonical content).")
+    if c.show_records:
+        return f"Raw {what} are shown because the report was asked for them (show_records)."
+    return (f"Raw {what} hidden; ask for them with --show-records (show_records=True).")
+
+
+# -- loading -------------------------------------------------------------------------------
+
+def load_run(run_dir: str | os.PathLike) -> tuple[dict, pd.DataFrame, str | None]:
+    """Read ``summary.json``, ``scores.parquet`` and (a description of) ``signals.npz``."""
+    import numpy as np
+    import pandas as pd
+
+    from miaudit.orchestration.result import SCORES_FILE, SIGNALS_FILE, SUMMARY_FILE
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ConfigError(f"The run folder {run} does not exist or is not a folder; give the "
+                          "folder that 'miaudit run' wrote.")
+    path = run / SUMMARY_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run} is not a miaudit run folder: it has no {SUMMARY_FILE}.")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot read {path}: {exc}.") from None
+    if not isinstance(summary, dict):
+        raise DataError(f"{path} does not hold a JSON object: not a miaudit summary.")
+    spath = run / SCORES_FILE
+    if not spath.is_file():
+        raise DataError(f"{run} has no {SCORES_FILE}: the report needs the per-record scores.")
+    try:
+        scores = pd.read_parquet(spath)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataError(f"Cannot read {spath}: {exc}.") from None
+    info = None
+    npz = run / SIGNALS_FILE
+    if npz.is_file():
+        try:
+            with np.load(npz, allow_pickle=False) as z:
+                info = describe_signals({k: z[k] for k in z.files if k == "membership"})
+        except (OSError, ValueError):
+            info = f"{SIGNALS_FILE} could not be read."
+    return summary, scores, info
+
+
+def describe_signals(signals: Mapping[str, Any] | None) -> str | None:
+    """One line on ``signals.npz`` (models and records of its membership design) for the
+    method section; None without a ``membership`` array."""
+    if not signals or "membership" not in signals:
+        return None
+    shape = getattr(signals["membership"], "shape", ())
+    if len(shape) != 2:
+        return None
+    return (f"signals.npz holds the raw outputs of {shape[0]} model(s) on {shape[1]} records "
+            "and their membership, from which every attack can be recomputed.")
+
+
+# -- HTML ----------------------------------------------------------------------------------
+
+_CSS = """
+:root { --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --soft: #f6f8fa;
+  --high: #b42318; --moderate: #b54708; --low: #1d4ed8; --none: #027a48; }
+* { box-sizing: border-box; }
+html { -webkit-text-size-adjust: 100%; }
+body { margin: 0; color: var(--fg); background: #fff; line-height: 1.45; font-size: 15px;
+  font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-serif; }
+main { max-width: 1080px; margin: 0 auto; padding: 24px 28px 48px; }
+h1 { font-size: 1.55em; margin: 0 0 2px; }
+h2 { font-size: 1.2em; border-bottom: 1px solid var(--line); padding-bottom: 4px;
+  margin: 2.2em 0 .6em; }
+h3 { font-size: 1.02em; margin: 1.4em 0 .4em; }
+p, ul { margin: .5em 0; }
+li { margin: .2em 0; }
+.sub { color: var(--muted); margin: 0; }
+.verdict { border-left: 6px solid var(--none); background: var(--soft); padding: 12px 16px;
+  margin: 18px 0 8px; border-radius: 4px; }
+.verdict .badge { display: inline-block; color: #fff; background: var(--none);
+  font-weight: 700; font-size: .78em; letter-spacing: .05em; text-transform: uppercase;
+  padding: 2px 9px; border-radius: 10px; }
+.verdict.high { border-color: var(--high); } .verdict.high .badge { background: var(--high); }
+.verdict.moderate { border-color: var(--moderate); }
+.verdict.moderate .badge { background: var(--moderate); }
+.verdict.low { border-color: var(--low); } .verdict.low .badge { background: var(--low); }
+.headline { font-size: 1.18em; margin: 8px 0 2px; }
+.alert { border: 2px solid var(--high); background: #fef3f2; padding: 10px 16px;
+  border-radius: 4px; margin: 14px 0; }
+.alert strong { color: var(--high); }
+table { border-collapse: collapse; min-width: 50%; font-size: .88em; margin: 6px 0 14px; }
+#attack-table, #exposures-table, #key-figures-table, table.attacks-described { width: 100%; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left;
+  vertical-align: top; }
+thead th { border-bottom: 2px solid var(--line); background: var(--soft); }
+.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.ci { display: block; color: var(--muted); font-size: .86em; }
+tr.strongest > * { background: #fff7e0; }
+code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
+  font-size: .88em; overflow-wrap: anywhere; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 3px 18px;
+  margin: 8px 0; font-size: .93em; }
+dl.facts dt { color: var(--muted); font-weight: 600; }
+dl.facts dd { margin: 0; overflow-wrap: anywhere; }
+.cols { display: grid; grid-template-columns: 1fr 1fr; gap: 8px 32px; }
+figure { margin: 14px 0 22px; }
+figcaption { color: var(--muted); font-size: .88em; margin-top: 4px; }
+svg.plot { display: block; width: 100%; height: auto; margin: 0 auto; }
+svg.plot * { stroke-linejoin: round; stroke-linecap: butt; }
+nav.toc { font-size: .9em; color: var(--muted); margin: 10px 0 0; }
+nav.toc a { color: var(--low); text-decoration: none; margin-right: 12px; white-space: nowrap; }
+.note { color: var(--muted); font-size: .9em; }
+footer { margin-top: 3em; padding-top: 8px; border-top: 1px solid var(--line);
+  color: var(--muted); font-size: .85em; }
+@media (max-width: 760px) { .cols { grid-template-columns: 1fr; } main { padding: 14px; } }
+@page { margin: 14mm; }
+@media print {
+  body { font-size: 10pt; }
+  main { max-width: none; padding: 0; }
+  nav.toc { display: none; }
+  h2 { break-after: avoid; }
+  figure, .verdict, .alert, tr, dl.facts { break-inside: avoid; }
+  .cols { grid-template-columns: 1fr 1fr; }
+  .verdict, .verdict .badge, .alert, tr.strongest > *, thead th {
+    -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+}
+"""
+
+#: No network, no script, no frame: the page is inert whatever it contains.
+_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'")
+
+
+def _e(value: Any) -> str:
+    return escape(str(value), quote=True)
+
+
+def _figure_cell(value: float | None, ci, kind: str, key: str) -> str:
+    inner = _e(format_figure(value, kind))
+    if ci:
+        inner += f'<span class="ci">{_e(format_interval(ci, kind))}</span>'
+    return f'<td class="num" data-figure="{_e(key)}">{inner}</td>'
+
+
+def _attack_table(c: ReportContent) -> str:
+    heads = ["attack", "AUC", *[f"TPR at {fpr_text(f)} FPR" for f in c.fprs],
+             "bal. acc.", "advantage", "eps lower bound"]
+    head = "".join(f'<th scope="col"{"" if i == 0 else " class=num"}>{_e(h)}</th>'
+                   for i, h in enumerate(heads))
+    rows = []
+    for name, m in c.summary["attacks"].items():
+        cls = ' class="strongest"' if name == c.verdict.attack else ""
+        cells = [_figure_cell(m["auc"], m.get("auc_ci"), "auc", "auc")]
+        for f in c.fprs:
+            cells.append(_figure_cell(m["tpr_at_fpr"].get(f),
+                                      (m.get("tpr_at_fpr_ci") or {}).get(f), "pct",
+                                      f"tpr@{f}"))
+        cells.append(_figure_cell(m.get("balanced_accuracy"), None, "acc",
+                                  "balanced_accuracy"))
+        cells.append(_figure_cell(m.get("advantage"), None, "acc", "advantage"))
+        cells.append(_figure_cell(m.get("epsilon_lower_bound"), None, "eps",
+                                  "epsilon_lower_bound"))
+        rows.append(f'<tr data-attack="{_e(name)}"{cls}><th scope="row">{_e(name)}</th>'
+                    + "".join(cells) + "</tr>")
+    return (f'<table id="attack-table"><thead><tr>{head}</tr></thead><tbody>'
+            + "\n".join(rows) + "</tbody></table>")
+
+
+def _attack_list(c: ReportContent) -> str:
+    items = []
+    for name, m in c.summary["attacks"].items():
+        desc = m.get("description")
+        ref = m.get("reference")
+        if desc or ref:
+            items.append(f"<tr><th scope=row>{_e(name)}</th><td>{_e(desc or '')}</td>"
+                         f"<td>{_e(ref or '')}</td></tr>")
+    if not items:
+        return ""
+    return ('<table class="attacks-described"><thead><tr><th scope=col>attack</th>'
+            '<th scope=col>score (higher = member)</th><th scope=col>paper</th></tr></thead>'
+            "<tbody>" + "".join(items) + "</tbody></table>")
+
+
+def _facts(items: list[tuple[str, str, bool]]) -> str:
+    parts = []
+    for label, value, mono in items:
+        v = f'<code>{_e(value)}</code>' if mono else _e(value)
+        parts.append(f"<dt>{_e(label)}</dt><dd>{v}</dd>")
+    return '<dl class="facts">' + "".join(parts) + "</dl>"
+
+
+def _ul(items: list[str], cls: str = "") -> str:
+    attr = f' class="{cls}"' if cls else ""
+    return f"<ul{attr}>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
+
+
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
+
+
+def _plots(c: ReportContent) -> list[str]:
+    """The figures of the first exposure: ROC curves (all, and each with its band), score
+    histograms, TPR per class."""
+    import numpy as np
+
+    from miaudit.metrics import needed_non_members
+    from miaudit.report import plots
+
+    s = c.scores
+    out: list[str] = []
+    if "is_member" not in s.columns:
+        return out
+    alpha = c.summary.get("settings", {}).get("alpha", 0.05)
+    curves = {}
+    for name in c.summary["attacks"]:
+        if name not in s.columns:
+            continue
+        rows = s[s[name].notna()]
+        member = rows["is_member"].to_numpy(bool)
+        if member.all() or not member.any():
+            continue
+        curves[name] = plots.roc_points(rows[name].to_numpy(np.float64), member, alpha=alpha)
+    if not curves:
+        return out
+    pooled = (f", pooled over {s['target'].nunique()} targets"
+              if "target" in s.columns and s["target"].nunique() > 1 else "")
+    out.append(_figure(plots.roc_svg(curves, strongest=c.verdict.attack),
+                       f"ROC curves under exposure '{c.exposure}'{pooled}, log-log axes; "
+                       f"dashed: random guess (TPR = FPR). The strongest attack "
+                       f"({c.verdict.attack}) is drawn thicker with its {c.confidence}% "
+                       "Clopper-Pearson band on the TPR. Curves start at one false positive; "
+                       "a TPR of 0 is drawn at the bottom edge."))
+    out.append(_figure(plots.roc_bands_svg(curves, alpha=alpha),
+                       f"Each attack's ROC curve with its {c.confidence}% Clopper-Pearson "
+                       "band on the TPR at each FPR (the band does not include the "
+                       "uncertainty of the FPR)."))
+    panels = {}
+    loss = "lm-loss" if c.is_lm else "loss"
+    for name in (c.verdict.attack, loss):
+        if name in curves and name not in panels:
+            rows = s[s[name].notna()]
+            panels[name] = (rows[name].to_numpy(np.float64), rows["is_member"].to_numpy(bool))
+    if panels:
+        out.append(_figure(plots.histograms_svg(panels),
+                           "Score distributions of members and non-members (strongest attack"
+                           + (" and LOSS" if len(panels) > 1 else "") + "); where they "
+                           "separate, membership leaks. The outer 0.5% of scores on each side "
+                           "are counted in the outer bins."))
+    best = c.verdict.attack
+    n_out = int((~s["is_member"].astype(bool)).sum())
+    if ("label" in s.columns and best in curves
+            and n_out >= needed_non_members(EXPOSED_FPR)):
+        rows = s[s[best].notna()]
+        table, overall = plots.per_class_tpr(rows[best].to_numpy(np.float64),
+                                             rows["is_member"].to_numpy(bool),
+                                             rows["label"].to_numpy(), fpr=EXPOSED_FPR,
+                                             alpha=alpha)
+        out.append(_figure(plots.per_class_svg(table, fpr=EXPOSED_FPR, overall=overall,
+                                               attack=best),
+                           f"Members of each class flagged by {best} at one global threshold "
+                           f"(FPR {fpr_text(EXPOSED_FPR)} over all records), with "
+                           f"{c.confidence}% Clopper-Pearson intervals: classes above the "
+                           "line are more exposed than the average member."))
+    return out
+
+
+def _records_html(c: ReportContent) -> str:
+    parts = [f'<p>{_e(c.records_note)}</p>' if c.records_note else ""]
+    if c.records is None or not len(c.records):
+        parts.append('<p class="note">No per-record scores for the strongest attack.</p>')
+        return "".join(parts)
+    many = c.records["target"].nunique() > 1 or c.summary.get("target", {}).get("targets")
+    raw = c.raw_columns if c.show_records else []
+    heads = ["#", "record ID", *(["target"] if many else []), "fingerprint", "risk",
+             "flagged at FPR", *raw]
+    head = "".join(f"<th scope=col>{_e(h)}</th>" for h in heads)
+    rows = []
+    for i, r in enumerate(c.records.to_dict("records"), 1):
+        fp = r.get("fingerprint")
+        fp_text = str(fp)[:12] if isinstance(fp, str) and fp else "none"
+        cells = [f'<td class="num">{i}</td>', f"<td><code>{_e(r['record_id'])}</code></td>"]
+        if many:
+            cells.append(f'<td class="num">{_e(r["target"])}</td>')
+        cells += [f"<td><code>{_e(fp_text)}</code></td>",
+                  f'<td class="num">{_e(format_figure(r["risk"], "risk"))}</td>',
+                  f'<td class="num">{_e(format_figure(1 - r["risk"], "fpr"))}</td>']
+        cells += [f"<td>{_e(r.get(col, ''))}</td>" for col in raw]
+        rows.append(f'<tr class="record">{"".join(cells)}</tr>')
+    parts.append(f'<table id="records-table"><thead><tr>{head}</tr></thead><tbody>'
+                 + "\n".join(rows) + "</tbody></table>")
+    parts.append(f'<p class="note">{_e(raw_values_note(c))}</p>')
+    return "".join(parts)
+
+
+def _exposures_html(c: ReportContent) -> str:
+    from miaudit.report import plots
+
+    section = c.summary.get("exposures")
+    if not section or not section.get("table"):
+        return ""
+    fprs = c.fprs
+    heads = ["exposure", "strongest attack", "AUC", *[f"TPR at {fpr_text(f)} FPR" for f in fprs],
+             "test acc.", "members exposed", "queries"]
+    head = "".join(f"<th scope=col>{_e(h)}</th>" for h in heads)
+    rows = []
+    for r in section["table"]:
+        cells = [f'<th scope="row">{_e(r["exposure"])}<span class="ci">'
+                 f'{_e(r.get("description", ""))}</span></th>',
+                 f"<td>{_e(r.get('strongest_attack', ''))}</td>",
+                 _figure_cell(r.get("auc"), r.get("auc_ci"), "auc", "auc")]
+        for f in fprs:
+            cells.append(_figure_cell((r.get("tpr_at_fpr") or {}).get(f),
+                                      (r.get("tpr_at_fpr_ci") or {}).get(f), "pct", f"tpr@{f}"))
+        cells.append(_figure_cell(r.get("test_accuracy"), None, "acc", "test_accuracy"))
+        cells.append(f'<td class="num">{_e(r.get("members_exposed", "?"))}/'
+                     f'{_e(r.get("members", "?"))}</td>')
+        q = r.get("queries_to_target")
+        cells.append(f'<td class="num">{_e(format_figure(q, "int"))}</td>')
+        rows.append(f'<tr data-exposure="{_e(r["exposure"])}">' + "".join(cells) + "</tr>")
+    key = _comparison_fpr(section["table"], fprs)
+    parts = [
+        '<section id="exposures"><h2>Exposure settings compared</h2>',
+        f"<p>{_e(_capital(section.get('criterion', '')))}. "
+        f"{_e(section.get('utility_note', ''))}</p>",
+        f'<table id="exposures-table"><thead><tr>{head}</tr></thead><tbody>'
+        + "\n".join(rows) + "</tbody></table>",
+        _figure(plots.exposures_svg(section["table"], fpr_key=key),
+                f"The strongest attack under each exposure: AUC and TPR at {fpr_text(key)} "
+                f"FPR with {c.confidence}% intervals; dashed lines: a random guess."),
+        f'<p class="note">{_e(section.get("risk_note", ""))}</p>',
+    ]
+    every = section.get("exposed_under_every_exposure") or {}
+    if every:
+        ids = ", ".join(str(x.get("record_id")) for x in every.get("examples", []))
+        parts.append(f"<p><strong>Exposed under every exposure:</strong> "
+                     f"{_e(every.get('count', 0))} member(s)"
+                     + (f": <code>{_e(ids)}</code>" if ids else "") + "</p>")
+    per = section.get("records_at_risk") or {}
+    if per:
+        items = []
+        for name, recs in per.items():
+            shown = ", ".join(f"{r.get('record_id')} ({format_figure(r.get('risk'), 'risk')})"
+                              for r in recs[:5])
+            items.append(f"<li><strong>{_e(name)}</strong>: <code>{_e(shown)}</code></li>")
+        parts.append("<h3>Most exposed records under each setting (ID, risk)</h3><ul>"
+                     + "".join(items) + "</ul>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _comparison_fpr(rows: list[dict], fprs: list[str]) -> str:
+    """The FPR level of the exposure chart: 0.1% where any exposure measures it, else the
+    lowest level measured, else the first."""
+    def measured(f: str) -> bool:
+        return any((r.get("tpr_at_fpr") or {}).get(f) is not None for r in rows)
+
+    preferred = [f for f in fprs if float(f) == 0.001 and measured(f)]
+    if preferred:
+        return preferred[0]
+    return next((f for f in sorted(fprs, key=float) if measured(f)), fprs[0])
+
+
+def _sweep_html(c: ReportContent) -> str:
+    from miaudit.report import plots
+
+    sw = c.sweep
+    if not sw:
+        return ""
+    head = "".join(f"<th scope=col>{_e(h)}</th>" for h in
+                   (sw["parameter"], "test acc.", "AUC", sw["tpr_label"]))
+    rows = "".join(
+        f'<tr data-value="{_e(r.get("value"))}"><th scope=row>{_e(r.get("value"))}</th>'
+        + _figure_cell(r.get("test_accuracy"), None, "acc", "test_accuracy")
+        + _figure_cell(r.get("auc"), r.get("auc_ci"), "auc", "auc")
+        + _figure_cell(r.get("tpr"), None, "pct", "tpr") + "</tr>"
+        for r in sw["rows"])
+    svg = plots.sweep_svg(sw["rows"], parameter=sw["parameter"], tpr_label=sw["tpr_label"])
+    return ('<section id="sweep"><h2>Privacy-utility trade-off</h2>'
+            f'<table id="sweep-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+            "</table>"
+            + _figure(svg, f"Each setting of {sw['parameter']}: test accuracy against "
+                           f"{sw['tpr_label']} (left), and AUC and accuracy by setting "
+                           "(right).")
+            + "</section>")
+
+
+def _lm_html(c: ReportContent) -> str:
+    blind = c.summary.get("blind_baseline")
+    canaries = c.summary.get("canaries")
+    if not c.is_lm and not blind and not canaries:
+        return ""
+    parts = ['<section id="language-model"><h2>Language-model checks</h2>']
+    if blind:
+        parts.append(
+            "<h3>Blind baseline (texts only, no model)</h3>"
+            "<p>A model-free classifier cross-fitted to tell members from non-members from "
+            "the text alone: when it does about as well as the attacks, the attacks measure "
+            "a distribution shift between member and non-member texts, not memorisation.</p>"
+            '<table id="blind-table"><thead><tr><th scope=col>classifier</th>'
+            "<th scope=col class=num>AUC</th></tr></thead><tbody>"
+            f"<tr><th scope=row>blind baseline</th>"
+            f"{_figure_cell(blind.get('auc'), blind.get('auc_ci'), 'auc', 'blind_auc')}</tr>"
+            f"<tr><th scope=row>best attack</th>"
+            f"{_figure_cell(blind.get('best_attack_auc'), None, 'auc', 'best_attack_auc')}"
+            "</tr></tbody></table>")
+        if blind.get("features"):
+            feats = blind["features"]
+            text = ", ".join(map(str, feats)) if isinstance(feats, list) else str(feats)
+            parts.append(f'<p class="note">Features: {_e(text)}</p>')
+    if canaries:
+        rows = []
+        for r in canaries:
+            copies = r.get("repetitions")
+            rows.append(
+                f"<tr><td><code>{_e(r.get('secret', ''))}</code></td>"
+                f'<td class="num">{_e(copies)}</td>'
+                f'<td class="num" data-figure="exposure">{_e(_bits(r.get("exposure")))}</td>'
+                f'<td class="num">{_e(_bits(r.get("exposure_sampled")))}</td>'
+                f'<td class="num">{_e(_bits(r.get("max_exposure")))}</td>'
+                f'<td class="num">{_e(_rank(r.get("rank_estimate")))}</td></tr>')
+        parts.append(
+            "<h3>Canary exposure</h3><p>Secrets inserted into the training texts a given "
+            "number of times; exposure = log2 of the number of possible secrets minus log2 "
+            "of the canary's rank among them by the model's likelihood (Carlini et al. 2019)."
+            " An exposure near the maximum means the model gives the secret away.</p>"
+            '<table id="canary-table"><thead><tr><th scope=col>canary</th>'
+            "<th scope=col class=num>copies</th><th scope=col class=num>exposure (bits)</th>"
+            "<th scope=col class=num>sampled estimate</th><th scope=col class=num>maximum</th>"
+            "<th scope=col class=num>rank estimate</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _bits(v: float | None) -> str:
+    return "n/a" if v is None else f"{float(v):.1f}"
+
+
+def _rank(v: float | None) -> str:
+    return "n/a" if v is None else f"{float(v):,.0f}"
+
+
+def _blind_alert(c: ReportContent) -> str:
+    blind = c.summary.get("blind_baseline") or {}
+    if not blind.get("warning"):
+        return ""
+    return ('<div class="alert" id="blind-warning" role="alert"><strong>Warning: the '
+            "attacks may not measure memorisation.</strong> "
+            f"{_e(blind['warning'])} (blind baseline AUC "
+            f"{_e(format_figure(blind.get('auc')))} vs best attack "
+            f"{_e(format_figure(blind.get('best_attack_auc')))}).</div>")
+
+
+def _method_html(c: ReportContent) -> str:
+    parts = ['<section id="method"><h2>Method and caveats</h2>', _ul(c.method)]
+    if c.undefined:
+        items = [f"{reason}: {figs} ({who})." for reason, (figs, who) in c.undefined]
+        parts.append("<h3>Not measurable at this sample size</h3>"
+                     "<p>Reported as n/a, never as 0:</p>" + _ul(items, "undefined"))
+    parts.append("<h3>Warnings of the run</h3>")
+    parts.append(_ul(c.warnings, "warnings") if c.warnings
+                 else '<p class="note">None.</p>')
+    parts.append("<h3>The attacks</h3>" + _attack_list(c))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_html_from(summary: dict, scores: pd.DataFrame, *, show_records: bool = False,
+                     signals_info: str | None = None, source: str | None = None) -> str:
+    """The report page of a summary and its score table (in memory).
+
+    Parameters
+    ----------
+    summary : dict
+        The content of ``summary.json`` (``AuditResult.summary()``).
+    scores : pandas.DataFrame
+        The content of ``scores.parquet`` (``AuditResult.scores``).
+    show_records : bool, default False
+        Show the raw content of the records at risk where the score table stores it.
+    signals_info, source : str, optional
+        A line on ``signals.npz`` and the run folder's name, for the method and footer.
+
+    Returns
+    -------
+    str
+        One self-contained HTML document: no script, no external resource.
+    """
+    c = build_content(summary, scores, show_records=show_records, signals_info=signals_info,
+                      source=source)
+    s = c.summary
+    d, t = s.get("data", {}), s.get("target", {})
+    title = f"Membership-inference audit: {d.get('name', '?')}, {t.get('model', '?')}"
+    v = c.verdict
+    key_rows = "".join(
+        f"<tr><th scope=row>{_e(name)}</th><td class=num>{_e(val)}"
+        + (f'<span class="ci">{_e(ci)}</span>' if ci else "")
+        + f"</td><td class=note>{_e(meaning)}</td></tr>"
+        for name, val, ci, meaning in c.key_figures)
+    key_table = (f'<table id="key-figures-table"><thead><tr><th scope=col>figure '
+                 f"({_e(v.attack)})</th><th scope=col class=num>value "
+                 f"[{c.confidence}% interval]</th><th scope=col>meaning</th></tr></thead>"
+                 f"<tbody>{key_rows}</tbody></table>") if c.key_figures else ""
+    plots_html = "".join(_plots(c))
+    toc = [("verdict", "Verdict"), ("attacks", "Attacks"), ("plots", "Plots")]
+    if s.get("exposures"):
+        toc.append(("exposures", "Exposures"))
+    if c.sweep:
+        toc.append(("sweep", "Privacy-utility"))
+    toc.append(("records", "Records at risk"))
+    if c.is_lm or s.get("blind_baseline") or s.get("canaries"):
+        toc.append(("language-model", "Language model"))
+    toc.append(("method", "Method and caveats"))
+    nav = "".join(f'<a href="#{k}">{_e(label)}</a>' for k, label in toc)
+    footer = (f"Generated by miaudit {_e(s.get('miaudit_version', '?'))}"
+              + (f" from the run folder <code>{_e(c.source)}</code>" if c.source else "")
+              + ". Self-contained page: no script, no external resource; print it or attach "
+              "it as it is.")
+    body = [
+        "<header>",
+        f"<h1>Membership-inference audit</h1><p class=sub>{_e(d.get('name', '?'))} &middot; "
+        f"{_e(t.get('description') or t.get('model', '?'))} &middot; exposure "
+        f"{_e(c.exposure)}</p>",
+        f'<nav class="toc" aria-label="contents">{nav}</nav>',
+        "</header>",
+        _blind_alert(c),
+        f'<section id="verdict" class="verdict {_e(v.level)}">'
+        f'<span class="badge">{_e(v.label)}</span>'
+        f'<p class="headline" id="headline">{_e(v.sentence)}</p></section>',
+        '<section id="key-figures"><h2>Key figures of the strongest attack</h2>'
+        f"{key_table}</section>",
+        '<div class="cols"><section id="identity"><h2>Data and model</h2>'
+        f"{_facts(c.identity)}</section>"
+        '<section id="threat-model"><h2>Threat model</h2><p>What the attacker sees and '
+        f"knows:</p>{_ul(c.threat)}</section></div>",
+        f'<section id="attacks"><h2>Every attack under exposure {_e(c.exposure)}</h2>'
+        f"<p class=note>{c.confidence}% intervals under each figure; n/a: not measurable "
+        "(see Method and caveats). The strongest attack is highlighted.</p>"
+        f"{_attack_table(c)}</section>",
+        f'<section id="plots"><h2>Plots</h2>{plots_html or "<p class=note>No scores.</p>"}'
+        "</section>",
+        _exposures_html(c),
+        _sweep_html(c),
+        f'<section id="records"><h2>Records at risk</h2>{_records_html(c)}</section>',
+        _lm_html(c),
+        _method_html(c),
+        f"<footer>{footer}</footer>",
+    ]
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            '<meta name="referrer" content="no-referrer">\n'
+            f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
+            + "\n".join(part for part in body if part)
+            + "\n</main>\n</body>\n</html>\n")
+
+
+def render_html(run_dir: str | os.PathLike, *, show_records: bool = False) -> str:
+    """The report page of a run folder (``summary.json``, ``scores.parquet``,
+    ``signals.npz``); see :func:`render_html_from`.
+
+    Example
+    -------
+    >>> import miaudit                                             # doctest: +SKIP
+    >>> miaudit.audit(data="wine", model="logistic").save("runs/w")  # doctest: +SKIP
+    >>> "<svg" in render_html("runs/w")                            # doctest: +SKIP
+    True
+    """
+    summary, scores, info = load_run(run_dir)
+    return render_html_from(summary, scores, show_records=show_records, signals_info=info,
+                            source=Path(run_dir).resolve().name)
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    md = "md"
+
+
+def write_report(run_dir: str | os.PathLike, *, format: str = "html",
+                 show_records: bool = False, out: str | os.PathLike | None = None) -> Path:
+    """Write ``report.html`` (or ``report.md``) into the run folder, atomically.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run folder written by ``miaudit run`` / ``AuditResult.save``.
+    format : {"html", "md"}, default "html"
+    show_records : bool, default False
+        Show raw record content where the run folder stores it.
+    out : path, optional
+        Write here instead of ``run_dir / "report.<format>"``.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    if format not in ("html", "md"):
+        raise ConfigError(f"The report format {format!r} is unknown; use html or md.")
+    if format == "html":
+        text = render_html(run_dir, show_records=show_records)
+    else:
+        from miaudit.report.markdown import render_markdown
+
+        text = render_markdown(run_dir, show_records=show_records)
+    path = Path(out) if out is not None else Path(run_dir) / f"report.{format}"
+    if path.is_dir():
+        raise ConfigError(f"The report path {path} is a folder; give a file name.")
+    if not path.parent.is_dir():
+        raise ConfigError(f"Cannot write {path}: the folder {path.parent} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``report`` command to a typer app (the ``miaudit`` command line)."""
+    from miaudit.cli import _friendly, err_console, out_console
+
+    @app.command(
+        "report",
+        epilog=("Examples:\n\n"
+                "  miaudit report runs/digits\n\n"
+                "  miaudit report runs/digits --format md\n\n"
+                "  miaudit report runs/digits --out /tmp/audit.html"),
+    )
+    @_friendly
+    def report(
+        run_dir: Annotated[Path, typer.Argument(
+            help="A run folder written by 'miaudit run' (summary.json, scores.parquet).",
+            show_default=False)],
+        format: Annotated[ReportFormat, typer.Option(
+            "--format", help="html: one self-contained page with plots; md: the same "
+            "tables and verdict as Markdown.")] = ReportFormat.html,
+        show_records: Annotated[bool, typer.Option(
+            "--show-records", help="Show the raw content of the records at risk where the "
+            "run folder stores it (IDs and fingerprints are always shown).")] = False,
+        out: Annotated[Path | None, typer.Option(
+            "--out", help="File to write; default: report.html / report.md in RUN_DIR.")
+        ] = None,
+    ) -> None:
+        """Write the audit report of a run folder: verdict, key figures with intervals,
+        plots, records at risk, method and caveats."""
+        path = write_report(run_dir, format=format.value, show_records=show_records, out=out)
+        out_console.print(str(path), highlight=False, soft_wrap=True)
+        err_console.print(f"[dim]report written ({path.stat().st_size:,} bytes)[/]")
