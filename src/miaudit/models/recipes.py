@@ -58,9 +58,11 @@ class Recipe:
         return d
 
     def describe(self) -> str:
-        arch = "-".join(str(h) for h in self.hidden) or "linear"
+        # a model without hidden layers has no activation to name
+        arch = ("-".join(str(h) for h in self.hidden) + f", {self.activation}"
+                if self.hidden else "linear")
         return (
-            f"{self.name} ({arch}, {self.activation}, {self.optimizer} lr={self.lr:g}, "
+            f"{self.name} ({arch}, {self.optimizer} lr={self.lr:g}, "
             f"wd={self.weight_decay:g}, {self.epochs} epochs, batch {self.batch_size})"
         )
 
