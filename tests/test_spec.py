@@ -315,8 +315,8 @@ def test_run_spec_stores_the_spec_and_rerun_reproduces_it(tmp_path):
     assert summary["spec_source"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert summary["spec_source"]["path"] == str(path.resolve())
     assert summary["spec_source"]["text"] == path.read_text()
-    assert sorted(p.name for p in saved.iterdir()) == ["scores.parquet", "signals.npz",
-                                                       "summary.json"]
+    assert sorted(p.name for p in saved.iterdir()) == ["report.html", "scores.parquet",
+                                                       "signals.npz", "summary.json"]
 
     again, saved2 = rerun(saved, tmp_path / "again")
     _assert_same_figures(summary, again.summary())
