@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -207,3 +208,26 @@ def test_run_with_a_spec_file(tmp_path):
     assert summary["spec"]["data"]["source"] == "wine" and summary["exposure"] == "probabilities"
     res = runner.invoke(app, ["run", "--spec", str(spec), "--seed", "3"])
     assert res.exit_code == 1 and "remove --seed" in res.output
+
+
+def test_runs_are_recorded_and_found_by_id(tmp_path):
+    url = f"sqlite:///{tmp_path}/reg.db"
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", "--data", "wine", "--model", "logistic", "-p", "epochs=3",
+                              "--out", str(out), "--registry", url, "--no-cache"])
+    assert res.exit_code == 0, res.output
+    match = re.search(r"run ID (\S+)", res.output)
+    assert match, res.output
+    run_id = match.group(1)
+    shown = runner.invoke(app, ["show", run_id, "--registry", url, "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["run_dir"] == str(out.resolve())
+    # commands that take a RUN resolve the ID through the (default) registry
+    policy = tmp_path / "p.toml"
+    policy.write_text('[[rule]]\nmetric = "auc"\nmax = 0.99\n')
+    gated = runner.invoke(app, ["gate", run_id, "--policy", str(policy)],
+                          env={"MIAUDIT_REGISTRY": url})
+    assert gated.exit_code == 0, gated.output
+    res = runner.invoke(app, ["run", "--data", "wine", "--model", "logistic", "-p",
+                              "epochs=3", "--out", str(tmp_path / "r2"), "--no-registry"])
+    assert res.exit_code == 0 and "run ID" not in res.output

@@ -89,6 +89,25 @@ def _default_out(data: str | None, model: str) -> Path:
     return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{stem}-{model}"
 
 
+def _record(result, saved: Path, registry_url: str | None, no_registry: bool) -> None:
+    """Record a saved run in the registry (default: $MIAUDIT_REGISTRY or a SQLite file) and
+    say its ID; a registry that cannot be written is reported, the run folder stays."""
+    if no_registry:
+        return
+    from miaudit.errors import MiauditError
+    from miaudit.registry import Registry
+
+    try:
+        with Registry(registry_url) as reg:
+            run_id = reg.record_run(result.summary(), result.scores, saved)
+    except MiauditError as exc:
+        err_console.print(f"[yellow]warning[/] the run was not recorded in the registry: "
+                          f"{exc}", highlight=False)
+        return
+    err_console.print(f"[bold]run ID[/] {run_id} (registry: miaudit show {run_id})",
+                      highlight=False)
+
+
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
                     no_cache: bool, **settings):
     """Check the run folder first, audit (warnings go to the summary, not stderr), save."""
@@ -208,10 +227,17 @@ def run(
         "--format", help="text: a table on stdout; json: summary.json on stdout."
     )] = OutputFormat.text,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    registry: Annotated[str | None, typer.Option(
+        help="Registry URL to record the run in (default: $MIAUDIT_REGISTRY or a SQLite "
+        "file under ~/.local/share/miaudit; postgresql://... works too)."
+    )] = None,
+    no_registry: Annotated[bool, typer.Option("--no-registry", help="Record nothing.")
+                           ] = False,
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
     given = {k: v for k, v in locals().items()
-             if k not in ("spec", "out", "overwrite", "format", "quiet")
+             if k not in ("spec", "out", "overwrite", "format", "quiet", "registry",
+                          "no_registry")
              and v != inspect.signature(run).parameters[k].default}
     from miaudit.report import print_summary
 
@@ -227,6 +253,7 @@ def run(
                               "it in the spec).")
         result, saved = run_spec(load_spec(spec), out, overwrite,
                                  progress=not quiet and sys.stderr.isatty())
+        _record(result, saved, registry, no_registry)
         if format is OutputFormat.json:
             print(json.dumps(result.summary(), indent=2))
             return
@@ -244,6 +271,7 @@ def run(
         workers=workers, ray_address=ray_address, models_per_batch=models_per_batch,
         augment=augment, query_budget=query_budget, alpha=alpha, prior=prior, device=device,
     )
+    _record(result, saved, registry, no_registry)
     if format is OutputFormat.json:
         print(json.dumps(result.summary(), indent=2))
         return
@@ -301,6 +329,12 @@ def compare_exposures(
         "--format", help="text: tables on stdout; json: exposures.json on stdout."
     )] = OutputFormat.text,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    registry: Annotated[str | None, typer.Option(
+        help="Registry URL to record the run in (default: $MIAUDIT_REGISTRY or a SQLite "
+        "file under ~/.local/share/miaudit; postgresql://... works too)."
+    )] = None,
+    no_registry: Annotated[bool, typer.Option("--no-registry", help="Record nothing.")
+                           ] = False,
 ) -> None:
     """Which exposure is safe to ship? Run every attack each exposure setting allows on the
     same models and compare: strongest attack, TPR at low FPR, utility kept, and the
@@ -320,6 +354,7 @@ def compare_exposures(
         references=references, reference_mode=reference_mode, targets=targets,
         query_budget=query_budget, seed=seed, device=device,
     )
+    _record(result, saved, registry, no_registry)
     if format is OutputFormat.json:
         print(json.dumps(result.summary()["exposures"], indent=2))
         return
@@ -379,6 +414,12 @@ def run_lm(
         "--format", help="text: a table on stdout; json: summary.json on stdout."
     )] = OutputFormat.text,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+    registry: Annotated[str | None, typer.Option(
+        help="Registry URL to record the run in (default: $MIAUDIT_REGISTRY or a SQLite "
+        "file under ~/.local/share/miaudit; postgresql://... works too)."
+    )] = None,
+    no_registry: Annotated[bool, typer.Option("--no-registry", help="Record nothing.")
+                           ] = False,
 ) -> None:
     """Audit a causal language model: LOSS, zlib, lowercase, reference, Min-K%, Min-K%++,
     text LiRA, canary exposure, and a blind baseline that checks the evaluation itself."""
@@ -401,6 +442,7 @@ def run_lm(
             seed=seed, device=device, batch_size=batch_size,
             progress=not quiet and sys.stderr.isatty())
     saved = result.save(out_dir, overwrite=overwrite)
+    _record(result, saved, registry, no_registry)
     if format is OutputFormat.json:
         print(json.dumps(result.summary(), indent=2))
         return
@@ -473,13 +515,21 @@ def list_recipes() -> None:
 def _register_commands() -> None:
     """Commands that live beside the layer they drive (specs, governance, registry,
     reports); each package adds its own to the app."""
+    from miaudit.governance import set_run_resolver as governance_resolver
     from miaudit.governance.cli import register as register_governance
+    from miaudit.registry import register as register_registry
+    from miaudit.registry import resolve_run_dir
     from miaudit.report.html import register as register_report
     from miaudit.spec.cli import register as register_spec
+    from miaudit.spec.cli import set_run_resolver as spec_resolver
 
     register_spec(app)
     register_governance(app)
     register_report(app)
+    register_registry(app)
+    # commands that take a RUN accept a run ID of the registry too
+    spec_resolver(resolve_run_dir)
+    governance_resolver(resolve_run_dir)
 
 
 _register_commands()
