@@ -528,8 +528,23 @@ def _register_commands() -> None:
     register_report(app)
     register_registry(app)
     # commands that take a RUN accept a run ID of the registry too
-    spec_resolver(resolve_run_dir)
-    governance_resolver(resolve_run_dir)
+    spec_resolver(_run_id_resolver(resolve_run_dir))
+    governance_resolver(_run_id_resolver(resolve_run_dir))
+
+
+def _run_id_resolver(lookup: Callable[[str], Path]) -> Callable[[str], Path]:
+    """Look RUN up in the registry only when it reads as a run ID; a missing folder
+    written as a path gets the plain 'not found' error."""
+
+    def resolve(run: str) -> Path:
+        if "/" in run or os.sep in run or run.startswith("."):
+            from miaudit.errors import DataError
+
+            raise DataError(f"Run folder not found: {run} (give the folder a 'miaudit run "
+                            "--out' wrote, or a run ID from 'miaudit runs').")
+        return lookup(run)
+
+    return resolve
 
 
 _register_commands()
