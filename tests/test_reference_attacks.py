@@ -251,3 +251,34 @@ def test_augmented_queries_average_over_variants():
     marginal = 0.5 * ((p_r * m).sum(0) / m.sum(0) + (p_r * ~m).sum(0) / (~m).sum(0))
     np.testing.assert_allclose(ATTACKS["rmia-online"].score(augmented),
                                rmia_scores(p_t, marginal, ~membership[0], 1.0))
+
+
+def test_existing_model_with_offline_references_trained_locally():
+    """A black-box target: half of its non-members become the attacker's population data,
+    on which offline references of a recipe train; no reference sees an audited record."""
+    from miaudit import audit
+    from miaudit.data import load_dataset
+    from miaudit.errors import ConfigError
+    from miaudit.models import make_recipe, train
+
+    ds = load_dataset("digits")
+    members = np.arange(ds.n_records) % 2 == 0
+    target = train(make_recipe("mlp", {"epochs": 10}), ds.X[members], ds.y[members],
+                   n_classes=ds.n_classes, seed=1)
+    result = audit(data=ds, model=target.module, members=members, references=2,
+                   reference_mode="offline", model_params={"epochs": 10}, seed=0)
+    s = result.summary()
+    assert s["target"]["references"] == 2 and s["target"]["reference_mode"] == "offline"
+    assert {"lira-offline", "rmia-offline"} <= set(s["attacks"])
+    assert "lira-online" not in s["attacks"]
+    n_pop = s["data"]["n_population_records"]
+    assert n_pop == int((~members).sum()) // 2
+    assert s["data"]["n_records_in_game"] == ds.n_records - n_pop
+    assert s["attacks"]["rmia-offline"]["auc"] > 0.5
+    sig = result.signals
+    assert not sig["membership"][1:].any()  # references never trained on an audited record
+    with pytest.raises(ConfigError, match="offline"):
+        audit(data=ds, model=target.module, members=members, references=2)
+    with pytest.raises(ConfigError, match="lira-offline"):
+        audit(data=ds, model=target.module, members=members, references=2,
+              reference_mode="offline", attacks=["lira-online"])

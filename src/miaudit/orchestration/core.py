@@ -126,6 +126,7 @@ def audit(
     models_per_batch: int = DEFAULT_CHUNK,
     augment: bool | None = None,
     query_budget: int | None = None,
+    reference_recipe: str | Recipe = "mlp",
     progress: bool = False,
 ) -> AuditResult:
     """Audit a model for membership-inference leakage.
@@ -219,6 +220,11 @@ def audit(
         Query every model on augmented copies of each record too (horizontal flip, shifts
         of 2 pixels; image recipes), and let LiRA and RMIA use them. Default: on for the
         ``cnn`` recipe with references.
+    reference_recipe : str or Recipe, default "mlp"
+        With an existing model and ``references``: the recipe (with ``model_params``) of
+        the offline reference models the attacker trains locally on population data (half
+        of the target's non-members, set aside), for LiRA and RMIA against a black-box
+        target.
     query_budget : int, optional
         Most queries each label-only attack may send to each target model (on perturbed
         copies of the records); the default numbers of queries per record are lowered to
@@ -242,6 +248,8 @@ def audit(
     effective = references + references % 2 if reference_mode == "online" else references
     plan_by_exposure = _choose_attacks(attacks, exposures, effective,
                                        can_query=outputs is None)
+    if reference_mode == "offline" and references:
+        plan_by_exposure = _offline_only(plan_by_exposure, explicit=attacks is not None)
     options = {
         "lira-online": {"variance": lira_variance},
         "lira-offline": {"variance": lira_variance},
@@ -265,7 +273,7 @@ def audit(
                 "chunk": models_per_batch, "augment": augment,
             }
             game = _play(data, model, model_params, members, outputs, references, targets,
-                         reference_mode, seed, device, bar, training)
+                         reference_mode, seed, device, bar, training, reference_recipe)
             if game.target_info.get("labels_only") and any(
                     e.fields != frozenset({"predicted"}) for e in exposures):
                 raise ConfigError(
@@ -379,6 +387,22 @@ def _choose_attacks(names, exposures: list[Exposure], n_references: int, *,
         if not chosen[e]:
             raise ConfigError(f"None of the named attacks runs under the exposure '{e}'.")
     return chosen
+
+
+def _offline_only(plan: dict[Exposure, list[Attack]], *, explicit: bool
+                  ) -> dict[Exposure, list[Attack]]:
+    """Offline references never train on an audited record: attacks that need references
+    trained with each record (online LiRA and RMIA) are left out of the defaults, and
+    refused, before anything is trained, when named."""
+    for e, chosen in plan.items():
+        online = [a for a in chosen if "in" in a.reference_sides]
+        if online and explicit:
+            raise ConfigError(f"The attack {online[0].name!r} needs references trained on each "
+                              "record; offline references never are. Use --reference-mode "
+                              "online (recipe targets), or an offline attack such as "
+                              f"{online[0].name.replace('online', 'offline')}.")
+        plan[e] = [a for a in chosen if a not in online]
+    return plan
 
 
 def _released_accuracy(game: _Game, e: Exposure, targets: int, seed: int) -> dict:
@@ -651,7 +675,8 @@ def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, ta
 
 
 def _play(data: Dataset | None, model, model_params, members, outputs, references, targets,
-          reference_mode, seed, device, bar, training: dict) -> _Game:
+          reference_mode, seed, device, bar, training: dict,
+          reference_recipe: str | Recipe = "mlp") -> _Game:
     if outputs is not None:
         if data is not None:
             raise ConfigError("Give either data (to query a model) or outputs "
@@ -677,12 +702,21 @@ def _play(data: Dataset | None, model, model_params, members, outputs, reference
             recipe = make_recipe(model, model_params)
         return _game_from_recipe(ds, recipe, references, targets, reference_mode, seed,
                                  device, bar, training)
-    if references:
-        raise ConfigError("Reference models are trained from a recipe: audit an existing "
-                          "model with references in a later version, or pass --model RECIPE.")
     if members is None:
         raise ConfigError("Auditing an existing model needs 'members': a boolean mask or "
                           "the IDs of the records it was trained on.")
+    if targets != 1:
+        raise ConfigError("An existing model is the one target: leave targets at 1.")
+    if references:
+        if reference_mode != "offline":
+            raise ConfigError("An existing model cannot be retrained with and without each "
+                              "record: its references are offline (reference_mode='offline'"
+                              ", --reference-mode offline).")
+        recipe = (reference_recipe if isinstance(reference_recipe, Recipe)
+                  else make_recipe(reference_recipe, model_params))
+        check_recipe(recipe)
+        return _game_from_model_offline(ds, model, members, recipe, references, seed, device,
+                                        bar, training)
     return _game_from_model(ds, model, members)
 
 
@@ -802,6 +836,10 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     if targets > 1:
         target_info["targets"] = targets
     target_info["training"] = train_stats
+    # --- issue 8 (DP-SGD): the accountant's epsilon of the target(s) at the top level ---
+    if "dp_epsilon_accountant" in train_stats:
+        target_info["dp_epsilon_accountant"] = train_stats["dp_epsilon_accountant"]
+    # --- end issue 8 ---
     data_info = _data_info(ds, n_duplicates_left_out=n_dup, n_records_in_game=len(audited),
                            **({"n_population_records": int(n - len(audited))}
                               if len(audited) < n else {}))
@@ -887,6 +925,64 @@ def _game_from_model(ds: Dataset, model: object, members) -> _Game:
         target_info["labels_only"] = True
     return _Game(ds.ids, ds.fingerprints, ds.y, is_member[None, :], [out], _data_info(ds),
                  target_info, query=[target.outputs], features=ds.X)
+
+
+def _game_from_model_offline(ds: Dataset, model: object, members, recipe: Recipe,
+                             references: int, seed: int, device: str, bar,
+                             training: dict) -> _Game:
+    """An existing (black-box) target with offline references trained locally.
+
+    The target cannot be retrained, so a seeded half of its non-members becomes the
+    attacker's population data: the references train on random halves of it (never on an
+    audited record), the target is queried on it (RMIA's ``z``), and the audited records
+    are the members and the other half of the non-members.
+    """
+    is_member = _member_mask(ds, members)
+    _check_sides(is_member, ds.fingerprints)
+    rng = np.random.default_rng([seed, 5])
+    outs = rng.permutation(np.flatnonzero(~is_member))
+    population = np.sort(outs[: len(outs) // 2])
+    if len(population) < 4 or len(outs) - len(population) < 2:
+        raise MembershipError(f"{int((~is_member).sum())} non-member(s): too few to set half "
+                              "aside as the references' population data.")
+    audited = np.sort(np.concatenate([np.flatnonzero(is_member), outs[len(outs) // 2 :]]))
+    base = _game_from_model(ds.subset(audited), model, is_member[audited])
+    pool = ds.subset(np.concatenate([audited, population]))
+    n_aud = len(audited)
+    design = np.zeros((references, pool.n_records), dtype=bool)
+    n_pop = len(population) - len(population) % 2
+    design[:, n_aud : n_aud + n_pop] = independent_halves(n_pop, references, seed=seed + 1)
+    training = dict(training)
+    training.pop("augment", None)
+    logits, _, train_stats, weights = train_pool_models(
+        recipe, pool.X, pool.y, design, n_classes=ds.n_classes, seed=seed,
+        data_fingerprint=pool.fingerprint, device=device, bar=bar, **training)
+    target_on_pop = base.query[0](ds.X[population])
+    target_logits = (target_on_pop.values if target_on_pop.kind == "logits"
+                     else target_on_pop.log_probs())
+    ref_accs = [_accuracies(z[n_aud:], pool.y[n_aud:], design[m, n_aud:])
+                for m, z in enumerate(logits)]
+    base.target_info.update({
+        "references": references, "reference_mode": "offline",
+        "reference_recipe": recipe.to_dict(),
+        "reference_train_accuracy": float(np.mean([a["train_accuracy"] for a in ref_accs])),
+        "reference_test_accuracy": float(np.mean([a["test_accuracy"] for a in ref_accs])),
+        "training": train_stats,
+    })
+    base.data_info["n_population_records"] = len(population)
+    base.data_info["n_records_in_game"] = int(n_aud)
+    ref_queries = _recipe_queries(recipe, weights, ds.n_features, ds.n_classes, device)
+    return _Game(
+        base.ids, base.fingerprints, base.labels,
+        np.vstack([base.membership, design[:, :n_aud]]),
+        [base.outputs[0], *(ModelOutputs("logits", z[:n_aud]) for z in logits)],
+        base.data_info, base.target_info,
+        reference_rows=[list(range(1, references + 1))],
+        population=(np.concatenate([target_logits[None], logits[:, n_aud:]]),
+                    np.vstack([np.zeros((1, len(population)), dtype=bool), design[:, n_aud:]]),
+                    pool.y[n_aud:]),
+        query=[base.query[0], *ref_queries], features=base.features,
+        population_features=pool.X[n_aud:])
 
 
 def _game_from_outputs(outputs) -> _Game:
