@@ -108,6 +108,45 @@ def _record(result, saved: Path, registry_url: str | None, no_registry: bool) ->
                       highlight=False)
 
 
+def _default_cache() -> Path:
+    from miaudit.orchestration.cache import default_cache_dir
+
+    return default_cache_dir()
+
+
+def _http_target(url, members, data, label_column, id_column, n_records, seed, exposure, *,
+                 explicit_exposure, model, references, auth_env, budget, batch_size,
+                 concurrency, rate_limit, cache_dir):
+    """The endpoint as a target: the data loaded here (to probe it), the members read from
+    their ID file, and the exposure detected from its answers unless one was given."""
+    import numpy as np
+
+    from miaudit.data import load_dataset
+    from miaudit.errors import ConfigError
+    from miaudit.governance.forget import load_id_list
+    from miaudit.models.http import HTTPTarget, detect_exposure
+
+    if data is None or members is None:
+        raise ConfigError("--target needs --data (the records) and --members (the IDs of "
+                          "the records the model was trained on, one per line).")
+    if model != "mlp" and not references:
+        raise ConfigError("--model names the reference recipe with --target; add "
+                          "--references K, or leave --model out.")
+    ds = load_dataset(data, label_column=label_column, id_column=id_column,
+                      n_records=n_records, seed=seed)
+    endpoint = HTTPTarget(url, auth_env=auth_env, budget=budget, batch_size=batch_size,
+                          concurrency=concurrency, rate_limit=rate_limit,
+                          cache_dir=None if cache_dir is None else Path(cache_dir) / "http",
+                          n_classes=ds.n_classes, classes=ds.classes)
+    if not explicit_exposure:
+        probe = np.random.default_rng(seed).permutation(ds.n_records)[:100]
+        found = detect_exposure(endpoint, ds.X[probe])
+        err_console.print(f"[bold]exposure detected[/] {found.setting}: {found.explanation}",
+                          highlight=False)
+        exposure = found.setting
+    return ds, {"model": endpoint, "members": load_id_list(members)}, exposure
+
+
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
                     no_cache: bool, **settings):
     """Check the run folder first, audit (warnings go to the summary, not stderr), save."""
@@ -162,6 +201,27 @@ def run(
     outputs: Annotated[Path | None, typer.Option(
         help="Precomputed outputs (.npz with logits or probs, y, is_member) instead of "
         "training a model."
+    )] = None,
+    target: Annotated[str | None, typer.Option(
+        help="Audit a model behind an HTTP endpoint (http(s)://HOST/predict) instead of "
+        "training one; needs --members. With --references, --model names the recipe of "
+        "the offline references trained locally."
+    )] = None,
+    members: Annotated[Path | None, typer.Option(
+        help="With --target: the IDs of the records the model was trained on, one per line."
+    )] = None,
+    target_auth_env: Annotated[str | None, typer.Option(
+        help="Environment variable holding the endpoint's Authorization header value "
+        "(never written anywhere)."
+    )] = None,
+    target_budget: Annotated[int | None, typer.Option(
+        help="Hard cap on rows sent to the endpoint, all attacks together (a partial audit, "
+        "marked as such, when it runs out)."
+    )] = None,
+    target_batch_size: Annotated[int, typer.Option(help="Rows per request.")] = 256,
+    target_concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 4,
+    target_rate_limit: Annotated[float | None, typer.Option(
+        help="Most requests per second."
     )] = None,
     attacks: Annotated[str | None, typer.Option(
         help="Comma-separated attacks (see 'miaudit attacks'); default: all the exposure allows."
@@ -260,11 +320,26 @@ def run(
         print_summary(result.summary(), out_console, run_dir=str(saved))
         err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
         return
+    target_settings = {}
+    if target is not None:
+        data, target_settings, exposure = _http_target(
+            target, members, data, label_column, id_column, n_records, seed, exposure,
+            explicit_exposure="exposure" in given, model=model, references=references,
+            auth_env=target_auth_env, budget=target_budget, batch_size=target_batch_size,
+            concurrency=target_concurrency, rate_limit=target_rate_limit,
+            cache_dir=None if no_cache else (cache_dir or _default_cache()))
+        n_records = None
+    elif members is not None:
+        from miaudit.errors import ConfigError
+
+        raise ConfigError("--members is for --target (an endpoint's training records).")
     result, saved = _audit_and_save(
         out or _default_out(data if outputs is None else str(outputs), model), overwrite,
         quiet, cache_dir, no_cache,
         data=data, label_column=label_column, id_column=id_column, n_records=n_records,
-        model=model, model_params=param, outputs=outputs, exposure=exposure,
+        model=target_settings.get("model", model), model_params=param, outputs=outputs,
+        exposure=exposure, members=target_settings.get("members"),
+        reference_recipe=model,
         attacks=_split_list(attacks), seed=seed, references=references,
         reference_mode=reference_mode, targets=targets, lira_variance=lira_variance,
         rmia_gamma=rmia_gamma, rmia_temperature=rmia_temperature, executor=executor,
@@ -517,6 +592,7 @@ def _register_commands() -> None:
     reports); each package adds its own to the app."""
     from miaudit.governance import set_run_resolver as governance_resolver
     from miaudit.governance.cli import register as register_governance
+    from miaudit.http_cli import register as register_http
     from miaudit.registry import register as register_registry
     from miaudit.registry import resolve_run_dir
     from miaudit.report.html import register as register_report
@@ -527,6 +603,7 @@ def _register_commands() -> None:
     register_governance(app)
     register_report(app)
     register_registry(app)
+    register_http(app)
     # commands that take a RUN accept a run ID of the registry too
     spec_resolver(_run_id_resolver(resolve_run_dir))
     governance_resolver(_run_id_resolver(resolve_run_dir))

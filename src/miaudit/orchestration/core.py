@@ -35,6 +35,7 @@ from miaudit.errors import (
     ExposureError,
     MembershipError,
     OutputError,
+    QueryBudgetError,
     UndefinedMetricWarning,
 )
 from miaudit.game import independent_halves, membership_design
@@ -296,6 +297,9 @@ def audit(
             metrics = runs[exp][2]
     for w in caught:  # let callers see the warnings too
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    owner = getattr(game.query[0], "__self__", None) if game.query else None
+    if owner is not None and _is_http(owner):  # every query sent, label-only ones too
+        game.target_info["http"] = owner.stats()
     settings = {
         "seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
         "fprs": [float(f) for f in fprs], "calibration_folds": calibration_folds,
@@ -909,9 +913,32 @@ def _member_mask(ds: Dataset, members) -> np.ndarray:
 def _game_from_model(ds: Dataset, model: object, members) -> _Game:
     is_member = _member_mask(ds, members)
     _check_sides(is_member, ds.fingerprints)
-    _check_labels(ds.y, is_member)
     target = as_target(model, classes=ds.classes)
-    raw = target.outputs(ds.X)
+    http = _is_http(target)
+    partial = None
+    if http:
+        if target.n_classes is None:
+            target.n_classes = ds.n_classes
+        if target.classes is None:
+            target.classes = ds.classes
+        try:
+            raw = target.outputs(ds.X, tag="outputs")
+        except QueryBudgetError as exc:
+            # the budget ran out: audit the records answered so far, marked as partial
+            answered = getattr(exc, "answered", None)
+            if answered is None or getattr(exc, "outputs", None) is None:
+                raise
+            partial = {"reason": str(exc), "records_answered": int(answered.sum()),
+                       "records": int(ds.n_records)}
+            ds, is_member, raw = ds.subset(np.flatnonzero(answered)), is_member[answered], \
+                exc.outputs
+            _check_sides(is_member, ds.fingerprints)
+            warnings.warn(f"Partial audit: the query budget ran out after "
+                          f"{partial['records_answered']} of {partial['records']} records.",
+                          DataWarning, stacklevel=3)
+    else:
+        raw = target.outputs(ds.X)
+    _check_labels(ds.y, is_member)
     if raw.n_classes < ds.n_classes:
         raise OutputError(
             f"The data has labels 0..{ds.n_classes - 1} but the model returns only "
@@ -921,8 +948,13 @@ def _game_from_model(ds: Dataset, model: object, members) -> _Game:
                         source=type(model).__name__)
     target_info = {"model": type(model).__name__, "seed": None,
                    **_accuracies(out.values, ds.y, is_member)}
-    if isinstance(target, LabelTarget):
+    if isinstance(target, LabelTarget) or (http and target.answer_form == "label"):
         target_info["labels_only"] = True
+    if http:  # the endpoint without credentials, and what was sent so far
+        target_info.update({"model": "HTTP endpoint", "endpoint": target.endpoint,
+                            "http": target.stats()})
+        if partial:
+            target_info["partial"] = partial
     return _Game(ds.ids, ds.fingerprints, ds.y, is_member[None, :], [out], _data_info(ds),
                  target_info, query=[target.outputs], features=ds.X)
 
@@ -983,6 +1015,11 @@ def _game_from_model_offline(ds: Dataset, model: object, members, recipe: Recipe
                     pool.y[n_aud:]),
         query=[base.query[0], *ref_queries], features=base.features,
         population_features=pool.X[n_aud:])
+
+
+def _is_http(target: object) -> bool:
+    """Whether the target is an HTTP endpoint (without importing httpx for others)."""
+    return type(target).__name__ == "HTTPTarget" and hasattr(target, "counting")
 
 
 def _game_from_outputs(outputs) -> _Game:
