@@ -511,11 +511,12 @@ def test_server_refuses_bad_faults_and_exposures(module):
 def test_audit_summary_names_the_endpoint_and_marks_a_partial_audit(tmp_path):
     """The summary names the endpoint (never its credentials) with the queries sent; a
     budget that runs out mid-way gives a partial audit of the records answered, marked."""
+    from sklearn.linear_model import LogisticRegression
+
     import miaudit
     from miaudit.data import load_dataset
     from miaudit.models.http import HTTPTarget
     from miaudit.serve import serve_in_thread
-    from sklearn.linear_model import LogisticRegression
 
     ds = load_dataset("digits")
     members = np.arange(ds.n_records) % 2 == 0
