@@ -40,6 +40,18 @@ from miaudit.signals import observe  # noqa: E402
 TOKEN_ENV = "MIAUDIT_TEST_HTTP_TOKEN"
 
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Single-threaded float32 matrix products round the same whatever the batch size, so
+    outputs computed by the server in batches of 256 equal the in-process ones exactly."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 @pytest.fixture(scope="module")
 def ds():
     return load_dataset("digits")
@@ -97,10 +109,11 @@ def test_audit_through_http_equals_in_process(ds, members, module, exposure):
         assert abs(a[name]["auc"] - b[name]["auc"]) <= 1e-12, name
     if exposure == "logits":  # the very same numbers travel through JSON
         pd.testing.assert_frame_equal(here.scores, there.scores)
-    else:  # log(softmax) vs log_softmax: equal to rounding
+    else:  # log(softmax) vs log_softmax: equal to float32 rounding (one record in 1797
+        # was seen 2e-7 apart under a loaded machine; the AUCs above are equal)
         for name in a:
-            np.testing.assert_allclose(there.scores[name], here.scores[name], rtol=1e-9,
-                                       atol=1e-12)
+            np.testing.assert_allclose(there.scores[name], here.scores[name], rtol=1e-6,
+                                       atol=1e-9)
 
 
 def test_label_only_audit_through_http_equals_in_process(ds, members, module):

@@ -178,7 +178,7 @@ def test_offline_references_never_see_audited_records():
 
 
 def test_online_attacks_need_in_references():
-    with pytest.raises(ConfigError, match="trained on it"):
+    with pytest.raises(ConfigError, match="references trained on each record"):
         miaudit.audit(data="wine", model="logistic", model_params={"epochs": 2}, references=2,
                       reference_mode="offline", attacks=["lira-online"])
     with pytest.raises(ConfigError, match="needs at least 2 reference"):

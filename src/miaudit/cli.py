@@ -598,12 +598,14 @@ def _register_commands() -> None:
     from miaudit.report.html import register as register_report
     from miaudit.spec.cli import register as register_spec
     from miaudit.spec.cli import set_run_resolver as spec_resolver
+    from miaudit.sweep_cli import register as register_sweep
 
     register_spec(app)
     register_governance(app)
     register_report(app)
     register_registry(app)
     register_http(app)
+    register_sweep(app)
     # commands that take a RUN accept a run ID of the registry too
     spec_resolver(_run_id_resolver(resolve_run_dir))
     governance_resolver(_run_id_resolver(resolve_run_dir))

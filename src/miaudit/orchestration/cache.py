@@ -52,13 +52,20 @@ def training_data_digest(X: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def recipe_key(recipe: Recipe) -> dict:
+    """The recipe as it enters a cache key: :meth:`Recipe.to_dict`, which leaves out the
+    training defences while they are off, so that recipes without them keep the keys (and
+    the cached models) they had before the defences existed."""
+    return recipe.to_dict()
+
+
 def model_key(*, data_fingerprint: str, training_data: str, recipe: Recipe,
               design_row: np.ndarray, seed: int, n_classes: int, device: str,
               augment: str | None = None) -> str:
     """The cache key of one model and its stored outputs (hex SHA-256)."""
     h = hashlib.sha256()
     spec = {"format": CACHE_FORMAT, "training": TRAINING_VERSION, "data": data_fingerprint,
-            "arrays": training_data, "recipe": recipe.to_dict(), "seed": int(seed),
+            "arrays": training_data, "recipe": recipe_key(recipe), "seed": int(seed),
             "n_classes": int(n_classes), "n_records": len(design_row), "augment": augment,
             "device": str(device)}
     h.update(json.dumps(spec, sort_keys=True).encode())
@@ -86,6 +93,10 @@ class ModelCache:
         variants = entry / "variants.npy"
         return (np.load(entry / "logits.npy", allow_pickle=False),
                 np.load(variants, allow_pickle=False) if variants.exists() else None)
+
+    def load_meta(self, key: str) -> dict:
+        """The entry's ``meta.json`` (recipe, seed, training facts such as DP accounting)."""
+        return json.loads((self._dir(key) / "meta.json").read_text())
 
     def load_weights(self, key: str) -> dict[str, np.ndarray]:
         from safetensors.numpy import load_file

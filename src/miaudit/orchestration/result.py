@@ -19,7 +19,7 @@ SIGNALS_FILE = "signals.npz"
 EXPOSURES_FILE = "exposures.json"
 #: The files a run folder may hold; --overwrite replaces only folders made of these.
 RUN_FILES = frozenset({SUMMARY_FILE, SCORES_FILE, SIGNALS_FILE, EXPOSURES_FILE, "report.html",
-                       "report.md", "canary_exposure.png"})
+                       "report.md", "canary_exposure.png", "sweep.png"})
 
 
 class AuditResult:

@@ -9,6 +9,13 @@ Every finished model goes into the cache at once, so an interrupted run resumes 
 stopped: models already in the cache are never trained again. For one seed and executor the
 results are identical run after run; across executors (which chunk the models differently)
 the logits agree to float32 rounding (about 1e-7).
+
+Recipes that cannot be batched (DP-SGD, trained with Opacus; see
+:func:`miaudit.models.batched.needs_one_by_one`) are trained one model after another
+inside each chunk, on any executor (the ``process`` executor still spreads the chunks
+over its workers). Each model's training facts (early stopping's best epoch, DP-SGD's
+accounting) are stored with it in the cache; the statistics returned hold the DP-SGD
+accounting (``dp``, with the accountant's ``epsilon``) and ``dp_epsilon_accountant``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,12 @@ import numpy as np
 
 from miaudit.errors import ConfigError, DependencyError
 from miaudit.models import Recipe
-from miaudit.models.batched import predict_stacked, stacked_state_dicts, train_batched
+from miaudit.models.batched import (
+    needs_one_by_one,
+    predict_stacked,
+    stacked_state_dicts,
+    train_models,
+)
 from miaudit.models.cnn import predict_stacked_cnn
 from miaudit.orchestration.cache import model_key, training_data_digest
 
@@ -58,16 +70,20 @@ class Chunk:
 
 
 def train_chunk(chunk: Chunk, threads: int | None = None
-                ) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray | None]:
-    """Train a chunk; return each model's state dict (numpy), all logits ``(k, N, C)`` and,
-    with augmented queries, the logits on the other variants ``(k, A - 1, N, C)``."""
+                ) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray | None,
+                           list[dict]]:
+    """Train a chunk; return each model's state dict (numpy), all logits ``(k, N, C)``,
+    with augmented queries the logits on the other variants ``(k, A - 1, N, C)`` (else
+    None), and each model's training facts (see
+    :class:`~miaudit.models.batched.TrainedModels`)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    params = train_batched(chunk.recipe, chunk.X, chunk.y, chunk.design,
+    trained = train_models(chunk.recipe, chunk.X, chunk.y, chunk.design,
                            n_classes=chunk.n_classes, seeds=list(chunk.seeds),
                            device=chunk.device)
+    params = trained.params
     if chunk.augment:
         queried = predict_stacked_cnn(params, chunk.X, device=chunk.device,
                                       augment=chunk.augment)
@@ -75,7 +91,7 @@ def train_chunk(chunk: Chunk, threads: int | None = None
     else:
         logits = predict_stacked(params, chunk.X, chunk.recipe.activation, device=chunk.device)
         variants = None
-    return stacked_state_dicts(params), logits, variants
+    return stacked_state_dicts(params), logits, variants, trained.info
 
 
 def train_pool_models(
@@ -105,7 +121,10 @@ def train_pool_models(
     variants : ndarray (M, A - 1, N, C) float64 or None
         With ``augment``: the logits on the augmented variants of every record.
     stats : dict
-        ``trained`` and ``cached`` model counts, the executor and the chunk size.
+        ``trained`` and ``cached`` model counts, the executor and the chunk size; with
+        early stopping ``early_stopping`` (patience, best epoch of model 0 and the range
+        over all models); with DP-SGD ``dp`` (the accounting of model 0's training set, see
+        :class:`~miaudit.models.dp.DPAccounting`) and ``dp_epsilon_accountant``.
     weights : list of dict
         Every model's state dict (numpy arrays, keyed as the recipe's ``build_module``), so
         that the models can be queried on new inputs (label-only attacks).
@@ -120,43 +139,66 @@ def train_pool_models(
     logits: list[np.ndarray | None] = [None] * n_models
     variants: list[np.ndarray | None] = [None] * n_models
     weights: list[dict[str, np.ndarray] | None] = [None] * n_models
+    info: list[dict] = [{} for _ in range(n_models)]
     if cache is not None:
         for m, key in enumerate(keys):
             if cache.has(key):
                 logits[m], variants[m] = cache.load_logits(key)
                 weights[m] = cache.load_weights(key)
+                info[m] = cache.load_meta(key).get("training_info", {})
     todo = [m for m in range(n_models) if logits[m] is None]
     task = None
     if bar is not None and todo:
         label = "training target" if n_models == 1 else f"training {len(todo)} models"
         task = bar.add_task(label, total=len(todo))
-    if executor != "inprocess" and todo:  # spread the models over the workers
+    if needs_one_by_one(recipe):  # trained one by one anyway: cache each model when done
+        chunk = 1
+    elif executor != "inprocess" and todo:  # spread the models over the workers
         n_workers = workers or os.cpu_count() or 1
         chunk = min(chunk, -(-len(todo) // n_workers))
     chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
     specs = [Chunk(recipe, X, y, design[rows], tuple(seeds[m] for m in rows), n_classes, device,
                    augment) for rows in chunks]
 
-    def done(rows: Sequence[int], states, chunk_logits, chunk_variants) -> None:
+    def done(rows: Sequence[int], states, chunk_logits, chunk_variants, chunk_info) -> None:
         for j, m in enumerate(rows):
             logits[m] = chunk_logits[j]
             weights[m] = states[j]
             variants[m] = None if chunk_variants is None else chunk_variants[j]
+            info[m] = chunk_info[j]
             if cache is not None:
                 cache.store(keys[m], weights=states[j], logits=chunk_logits[j],
                             variants=variants[m], meta={
                     "recipe": recipe.to_dict(), "seed": seeds[m], "model_index": m,
                     "data_fingerprint": data_fingerprint, "n_classes": n_classes,
-                    "n_train_records": int(design[m].sum()),
+                    "n_train_records": int(design[m].sum()), "training_info": info[m],
                 })
         if bar is not None:
             bar.advance(task, len(rows))
 
     _run(executor, specs, chunks, done, workers=workers, ray_address=ray_address)
     stats = {"trained": len(todo), "cached": n_models - len(todo), "executor": executor,
-             "models_per_batch": chunk}
+             "models_per_batch": chunk, **_training_facts(recipe, design, info)}
     stacked_variants = None if augment is None else np.stack(variants).astype(np.float64)
     return np.stack(logits).astype(np.float64), stacked_variants, stats, weights
+
+
+def _training_facts(recipe: Recipe, design: np.ndarray, info: list[dict]) -> dict:
+    """Early stopping's best epochs and DP-SGD's accounting, for the training statistics."""
+    facts: dict = {}
+    best = [i["best_epoch"] for i in info if i.get("best_epoch") is not None]
+    if recipe.early_stopping and best:
+        facts["early_stopping"] = {"patience": recipe.early_stopping,
+                                   "best_epoch": info[0].get("best_epoch"),
+                                   "best_epoch_range": [min(best), max(best)]}
+    if recipe.dp:
+        from miaudit.models.dp import dp_accounting
+
+        # every model of a game trains on as many records, so the same accounting
+        accounting = dp_accounting(recipe, int(design[0].sum())).to_dict()
+        facts["dp"] = accounting
+        facts["dp_epsilon_accountant"] = accounting["epsilon"]
+    return facts
 
 
 def _run(executor: str, specs: list[Chunk], chunks: list[list[int]],
