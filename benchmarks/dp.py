@@ -16,6 +16,7 @@ intervals), its empirical epsilon lower bound (held-out threshold, delta 1e-5) a
 accountant's epsilon.
 
     python benchmarks/dp.py [--references 8] [--epochs-dp 30] [--workers 2]
+                            [--cache-dir DIR]
 """
 
 from __future__ import annotations
@@ -65,11 +66,14 @@ def main() -> None:
     parser.add_argument("--references", type=int, default=8)
     parser.add_argument("--epochs-dp", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cache-dir", default=None,
+                        help="Model cache: a re-run after an interruption resumes (its "
+                        "timings then count only the models still to train).")
     args = parser.parse_args()
     if not LOCATION30.exists():
         raise SystemExit(f"{LOCATION30} not found")
     common = {"data": LOCATION30, "model": "mlp", "references": args.references,
-              "executor": "process", "workers": args.workers}
+              "executor": "process", "workers": args.workers, "cache_dir": args.cache_dir}
     cols = ["test acc.", "train acc.", "strongest attack", "AUC", "TPR@0.1%FPR",
             "eps lower bound", "eps accountant"]
     with warnings.catch_warnings():
