@@ -63,3 +63,89 @@ def test_design_rows_must_have_equal_sizes():
 def test_design_is_balanced_both_ways():
     d = membership_design(100, 8, seed=3)
     assert (d.sum(axis=0) == 4).all() and (d.sum(axis=1) == 50).all()
+
+
+def _sparse_data(n: int, d: int, density: float, *, binary: bool, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n, d)) < density
+    X = (mask * (1.0 if binary else rng.normal(size=(n, d)))).astype(np.float32)
+    y = (X[:, :5].sum(axis=1) > X[:, 5:10].sum(axis=1)).astype(int) + (X[:, 10] != 0)
+    return X, y
+
+
+def test_sparse_rows_rebuild_the_dense_minibatch():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from miaudit.models.batched import SparseRows
+
+    X, _ = _sparse_data(40, 33, 0.1, binary=False)
+    X[3] = 0  # a record without any non-zero input
+    rows = SparseRows(X)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(1, 4), st.integers(1, 12), st.integers(0, 2**31))
+    def check(k, b, seed):
+        idx = torch.as_tensor(np.random.default_rng(seed).integers(0, len(X), size=(k, b)))
+        batch = rows.batch(idx)
+        dense = torch.zeros(k * b, k * X.shape[1])
+        dense[batch.bags.long(), batch.indices.long()] = batch.weights
+        expected = torch.as_tensor(X)[idx.reshape(-1)]
+        for m in range(k):  # model m's records use model m's block of features
+            block = dense[m * b:(m + 1) * b, m * X.shape[1]:(m + 1) * X.shape[1]]
+            torch.testing.assert_close(block, expected[m * b:(m + 1) * b], atol=0, rtol=0)
+        assert dense.count_nonzero() == expected.count_nonzero()
+        assert batch.offsets.tolist() == [0, *np.cumsum(
+            (expected != 0).sum(dim=1).numpy())[:-1].tolist()]
+
+    check()
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_sparse_first_layer_forward_and_gradients_match_dense(binary):
+    from miaudit.models.batched import SparseRows, forward_stacked, init_stacked
+
+    X, _ = _sparse_data(60, 40, 0.08, binary=binary)
+    rows = SparseRows(X)
+    assert (rows.values is None) == binary
+    recipe = make_recipe("mlp", {"hidden": (16, 8)})
+    idx = torch.as_tensor(np.random.default_rng(1).integers(0, 60, size=(3, 10)))
+    weights = torch.randn(3, 10, 4, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for x in (rows.batch(idx), torch.as_tensor(X)[idx]):
+        params = init_stacked(recipe, 40, 4, [0, 1, 2])
+        out = forward_stacked(params, x, "tanh", training=True)
+        (out * weights).sum().backward()
+        grads.append((out.detach(), [p.grad for p in params]))
+    (sparse_out, sparse_grads), (dense_out, dense_grads) = grads
+    torch.testing.assert_close(sparse_out, dense_out, atol=1e-5, rtol=1e-5)
+    for gs, gd in zip(sparse_grads, dense_grads, strict=True):
+        torch.testing.assert_close(gs, gd, atol=1e-5, rtol=1e-5)
+    assert dense_grads[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_sparse_and_dense_training_give_the_same_models(binary):
+    X, y = _sparse_data(300, 64, 0.04, binary=binary)
+    recipe = make_recipe("mlp", {"hidden": (32, 16), "epochs": 3, "batch_size": 32,
+                                 "lr": 0.01, "dropout": 0.1})
+    design = membership_design(300, 4, seed=0)
+    runs = [train_batched(recipe, X, y, design, n_classes=3, seeds=[1, 2, 3, 4], sparse=s)
+            for s in (True, False)]
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    # and the default picks the sparse layer for these inputs (4% non-zero)
+    default = train_batched(recipe, X, y, design, n_classes=3, seeds=[1, 2, 3, 4])
+    for a, b in zip(default, runs[0], strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_sparse_first_layer_rule():
+    from miaudit.models.batched import SPARSE_DENSITY, sparse_first_layer
+
+    X, _ = _sparse_data(100, 64, SPARSE_DENSITY / 2, binary=True)
+    assert sparse_first_layer(X)
+    assert not sparse_first_layer(X, "cuda")
+    assert not sparse_first_layer(X[:, :16])  # too few features to gain anything
+    assert not sparse_first_layer(np.ones_like(X))
+    assert not sparse_first_layer(np.zeros((0, 64)))

@@ -8,6 +8,12 @@ so a batched step equals K separate steps. Model ``m`` trained here matches
 ``train(recipe, X[design[m]], y[design[m]], seed=seeds[m])`` up to floating-point
 rounding.
 
+Sparse inputs (one-hot and bag-of-features tables, where most entries are zero) can skip
+the zeros in the first layer: its forward pass
+sums the rows of ``W1`` picked by each record's non-zero features (``embedding_bag``) and
+its weight gradient sums the rows of the output gradient per feature, instead of two dense
+matrix products over mostly zero inputs (see :func:`sparse_first_layer`).
+
 The ``cnn`` recipe is trained the same way by :mod:`miaudit.models.cnn` (grouped
 convolutions): :func:`train_batched` then returns a :class:`~miaudit.models.cnn.StackedCNN`,
 which :func:`predict_stacked` and :func:`stacked_state_dicts` recognise.
@@ -28,6 +34,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,6 +51,9 @@ from miaudit.models.recipes import (
     make_optimizer,
     train,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[int],
@@ -65,6 +75,127 @@ def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[in
             stacked = torch.stack([pm[layer][part] for pm in per_model]).to(device)
             params.append(stacked.requires_grad_(True))
     return params
+
+
+#: inputs with at most this share of non-zero entries train with a sparse first layer by
+#: default. Measured on 2 CPU cores, 16 or 17 models: 1.7x faster for 2,000 features at 3%
+#: non-zero and 6,000 at 1%, 1.15-1.2x on Location30 (446 features, 12%), even at 25%;
+#: 4 or 8 models at 12% run about 3% slower than dense.
+SPARSE_DENSITY = 0.15
+
+
+def sparse_first_layer(X: np.ndarray, device: str = "cpu") -> bool:
+    """Whether :func:`train_batched` trains on ``X`` with a sparse first layer by default:
+    on CPU, for at least 32 features of which at most :data:`SPARSE_DENSITY` are non-zero."""
+    if str(device) != "cpu" or X.ndim != 2 or X.shape[1] < 32 or X.size == 0:
+        return False
+    return np.count_nonzero(X) <= SPARSE_DENSITY * X.size
+
+
+@dataclass
+class SparseBatch:
+    """A minibatch of ``K`` models x ``B`` records as flat lists of non-zero entries.
+
+    Attributes
+    ----------
+    indices : tensor (nnz,)
+        ``model * n_features + feature`` of each entry: a row of the flattened ``W1``.
+    offsets : tensor (K * B,)
+        Where each (model, record) bag starts in ``indices``.
+    bags : tensor (nnz,)
+        ``model * B + record`` of each entry.
+    weights : tensor (nnz,) or None
+        The entries' values; None when every non-zero input is 1.
+    shape : (K, B)
+    """
+
+    indices: torch.Tensor
+    offsets: torch.Tensor
+    bags: torch.Tensor
+    weights: torch.Tensor | None
+    shape: tuple[int, int]
+
+
+class SparseRows:
+    """The non-zero entries of a fixed input matrix (CSR), cut into :class:`SparseBatch`."""
+
+    def __init__(self, X: np.ndarray, device: str = "cpu"):
+        torch = _torch()
+        rows, cols = np.nonzero(X)  # row-major: sorted by record, then feature
+        values = np.asarray(X[rows, cols], dtype=np.float32)
+        # 32-bit indices (embedding_bag, sort and gathers run faster) while every index fits:
+        # entries, and model * n_features + feature (K <= records, so below X.size)
+        self.dtype = torch.int32 if X.size < 2**31 - 1 else torch.int64
+        as_index = functools.partial(torch.as_tensor, dtype=self.dtype, device=device)
+        self.n_features = X.shape[1]
+        row_nnz = np.bincount(rows, minlength=len(X))
+        self.row_nnz = as_index(row_nnz)
+        self.row_start = as_index(np.concatenate([[0], np.cumsum(row_nnz)[:-1]]))
+        self.cols = as_index(cols)
+        self.values = None if np.all(values == 1) else torch.as_tensor(values, device=device)
+        self._arange = as_index(np.arange(0))
+
+    def _range(self, n: int):
+        """``arange(n)``, sliced from a cached one."""
+        if len(self._arange) < n:
+            self._arange = _torch().arange(2 * n, dtype=self.dtype, device=self._arange.device)
+        return self._arange[:n]
+
+    def batch(self, idx) -> SparseBatch:
+        """The entries of records ``idx: (K, B)`` (model ``m`` reads rows ``idx[m]``)."""
+        torch = _torch()
+        k, b = idx.shape
+        rows = idx.reshape(-1)
+        lengths = torch.index_select(self.row_nnz, 0, rows)
+        starts = torch.zeros(k * b + 1, dtype=self.dtype, device=rows.device)
+        torch.cumsum(lengths, 0, out=starts[1:])
+        total = int(starts[-1])
+        def spread(per_row):  # one value per (model, record) -> one per entry
+            return torch.repeat_interleave(per_row, lengths, output_size=total)
+        bags = spread(self._range(k * b))
+        # position of each entry in the CSR arrays: its row's start plus its rank in the row
+        pos = spread(torch.index_select(self.row_start, 0, rows) - starts[:-1])
+        pos += self._range(total)
+        indices = torch.index_select(self.cols, 0, pos)
+        indices += spread(self._range(k).repeat_interleave(b) * self.n_features)
+        weights = None if self.values is None else torch.index_select(self.values, 0, pos)
+        return SparseBatch(indices, starts[:-1], bags, weights, (k, b))
+
+
+@functools.cache
+def _sparse_linear():
+    """``x @ W + b`` for a :class:`SparseBatch` ``x``, through ``embedding_bag``.
+
+    Forward: row ``(m, r)`` of the output sums the rows ``W[m, f]`` of the record's
+    non-zero features ``f`` (times their values). Backward: the weight gradient
+    ``x^T grad`` sums, for each (model, feature), the output-gradient rows of the records
+    that have the feature; the entries are sorted by feature once per step so that this is
+    an ``embedding_bag`` too. No input gradient (the first layer's input is data).
+    """
+    torch = _torch()
+    bag = torch.nn.functional.embedding_bag
+
+    class SparseLinear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, weight, bias, x):
+            k, d, h = weight.shape
+            ctx.x, ctx.shape = x, (k, d, h)
+            out = bag(x.indices, weight.reshape(k * d, h), x.offsets, mode="sum",
+                      per_sample_weights=x.weights)
+            return torch.add(out.view(*x.shape, h), bias)  # a new tensor, not a view
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, (k, d, h) = ctx.x, ctx.shape
+            keys, order = torch.sort(x.indices, stable=True)
+            starts = torch.zeros(k * d, dtype=keys.dtype, device=keys.device)
+            torch.cumsum(torch.bincount(keys, minlength=k * d)[:-1], 0, out=starts[1:])
+            weights = None if x.weights is None else torch.index_select(x.weights, 0, order)
+            grad_w = bag(torch.index_select(x.bags, 0, order), grad.reshape(-1, h), starts,
+                         mode="sum", per_sample_weights=weights)
+            return grad_w.view(k, d, h), grad.sum(dim=1, keepdim=True), None
+
+    return SparseLinear.apply
 
 
 @functools.cache
@@ -96,7 +227,8 @@ def _training_tanh():
 
 def forward_stacked(params: list, x, activation: str, *, training: bool = False,
                     dropout: float = 0.0, generators: list | None = None):
-    """Logits ``(K, B, C)`` of the stacked models on inputs ``x: (K, B, D)``.
+    """Logits ``(K, B, C)`` of the stacked models on inputs ``x: (K, B, D)`` (or a
+    :class:`SparseBatch` of them, while training).
 
     ``training=True`` uses the fast in-place ``tanh`` of :func:`_training_tanh` and, with
     ``dropout > 0``, multiplies each hidden activation by a dropout mask drawn for model
@@ -112,7 +244,10 @@ def forward_stacked(params: list, x, activation: str, *, training: bool = False,
     h = x
     n_layers = len(params) // 2
     for i in range(n_layers):
-        h = torch.baddbmm(params[2 * i + 1], h, params[2 * i])
+        if isinstance(h, SparseBatch):
+            h = _sparse_linear()(params[2 * i], params[2 * i + 1], h)
+        else:
+            h = torch.baddbmm(params[2 * i + 1], h, params[2 * i])
         if i < n_layers - 1:
             h = act(h)
             if training and dropout:
@@ -132,6 +267,7 @@ def train_batched(
     seeds: list[int],
     device: str = "cpu",
     on_epoch: Callable[[int], None] | None = None,
+    sparse: bool | None = None,
 ) -> list | StackedCNN:
     """Train ``K = len(design)`` models together; model ``m`` on records ``design[m]``.
 
@@ -142,6 +278,9 @@ def train_batched(
     seeds : list of int
         One seed per model (initialisation ``seed``, minibatch order ``seed + 1``, dropout
         ``seed + 2``).
+    sparse : bool, optional
+        Train the first layer on the non-zero inputs only (same result up to rounding);
+        default :func:`sparse_first_layer`. Ignored by the ``cnn`` recipe.
 
     Returns
     -------
@@ -154,10 +293,10 @@ def train_batched(
         one.
     """
     return _train_batched(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
-                          device=device, on_epoch=on_epoch)[0]
+                          device=device, on_epoch=on_epoch, sparse=sparse)[0]
 
 
-def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch
+def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, sparse=None
                    ) -> tuple[list | StackedCNN, list[int] | None]:
     """:func:`train_batched`, and each model's best epoch with early stopping (else None)."""
     if needs_one_by_one(recipe):
@@ -173,6 +312,9 @@ def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch
     params = init_stacked(recipe, X.shape[1], n_classes, seeds, device)
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=dev)
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=dev)
+    if sparse is None:
+        sparse = sparse_first_layer(X, device)
+    rows = SparseRows(X, device) if sparse else None
     gens = [torch.Generator().manual_seed(s + 2) for s in seeds] if recipe.dropout else None
     stoppers = val_idx = best = None
     if recipe.early_stopping:
@@ -193,13 +335,17 @@ def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch
         for start in range(0, n, recipe.batch_size):
             idx = order[:, start : start + recipe.batch_size]
             opt.zero_grad(set_to_none=True)
-            # index_select gathers whole rows, several times faster than Xt[idx]
-            xb = torch.index_select(Xt, 0, idx.reshape(-1)).view(*idx.shape, -1)
+            if rows is not None:
+                xb = rows.batch(idx)
+            else:
+                # index_select gathers whole rows, several times faster than Xt[idx]
+                xb = torch.index_select(Xt, 0, idx.reshape(-1)).view(*idx.shape, -1)
             logits = forward_stacked(params, xb, recipe.activation, training=True,
                                      dropout=recipe.dropout, generators=gens)
             # mean over each model's batch, summed over models: independent gradients
             loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, n_classes), yt[idx].reshape(-1), reduction="sum",
+                logits.reshape(-1, n_classes), torch.index_select(yt, 0, idx.reshape(-1)),
+                reduction="sum",
                 label_smoothing=recipe.label_smoothing,
             ) / idx.shape[1]
             loss.backward()
