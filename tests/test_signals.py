@@ -130,13 +130,18 @@ def test_top_k_loss_is_exact_inside_and_imputed_outside():
 def test_rounded_exposure_rounds_and_bounds_zero():
     out, y = _outputs()
     obs = observe(out, y, "rounded:1")
-    assert np.allclose(obs.probs, np.round(out.probs(), 1))
-    assert np.isfinite(obs.loss).all()
-    assert obs.loss[0] == pytest.approx(-np.log(np.round(out.probs()[0, 0], 1)))
-    # record 2's true class 2 has p = 0.87 -> 0.9; class 3 of record 0 rounds to 0
+    rounded = np.round(out.probs(), 1)
+    # the attacker's estimate: zeros at 0.025 (the middle of [0, 0.05)), rows renormalised
+    estimate = np.maximum(rounded, 0.025)
+    estimate /= estimate.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(obs.probs, estimate, rtol=1e-12)
+    np.testing.assert_array_equal(obs.predicted, np.argmax(rounded, axis=1))
+    assert np.isfinite(obs.loss).all() and np.isfinite(obs.phi).all()
+    assert obs.loss[0] == pytest.approx(-np.log(estimate[0, 0]))
+    # class 3 of record 0 rounds to 0
     zero = observe(out, np.array([3, 3, 3]), "rounded:1")
-    assert np.round(out.probs()[0, 3], 1) == 0.0
-    assert zero.loss[0] == pytest.approx(-np.log(0.025))
+    assert rounded[0, 3] == 0.0
+    assert zero.loss[0] == pytest.approx(-np.log(0.025 / np.maximum(rounded[0], 0.025).sum()))
 
 
 def test_logits_exposure_needs_logits():

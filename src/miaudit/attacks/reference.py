@@ -15,7 +15,7 @@ from scipy.stats import rankdata
 from miaudit.attacks.base import Attack, AttackInput, References, register_attack
 from miaudit.errors import MiauditWarning
 from miaudit.metrics import auc_with_ci
-from miaudit.signals.exposure import Observation
+from miaudit.signals.exposure import PHI_MAX, Observation
 from miaudit.signals.transforms import (
     logit_scaled_confidence,
     logit_scaled_confidence_from_loss,
@@ -27,15 +27,12 @@ GLOBAL_VARIANCE_BELOW = 64
 _MIN_STD = 1e-6
 
 
-#: phi of a record whose released true-class probability is exactly 1 (loss 0): beyond
-#: any finite phi of float64 (whose largest is about 745), so the order is kept.
-PHI_MAX = 800.0
-
-
 def observed_phi(t: Observation) -> np.ndarray:
-    """Logit-scaled confidence of an observation: from logits when released, else from the
-    loss (a released probability of exactly 1, as output defences can give, maps to
-    :data:`PHI_MAX` instead of infinity)."""
+    """Logit-scaled confidence of an observation: as :func:`~miaudit.signals.exposure.observe`
+    computed it (by the references' rule); for a hand-built observation from logits when
+    given, else from the loss (a loss of exactly 0 maps to :data:`PHI_MAX`)."""
+    if t.phi is not None:
+        return t.phi
     if t.logits is not None:
         return logit_scaled_confidence(t.logits, t.labels)
     return np.minimum(logit_scaled_confidence_from_loss(t.loss), PHI_MAX)

@@ -60,7 +60,7 @@ from miaudit.orchestration.querying import Query, QueryPlan, collect_label_queri
 from miaudit.orchestration.result import AuditResult
 from miaudit.orchestration.training import DEFAULT_CHUNK, check_training, train_pool_models
 from miaudit.signals import Exposure, observe, parse_exposure
-from miaudit.signals.defences import apply_defence
+from miaudit.signals.exposure import released_logits
 
 DEFAULT_FPRS = (0.01, 0.001, 0.0001)
 LIRA_VARIANCES = ("auto", "global", "per-example")
@@ -295,8 +295,12 @@ def audit(
                            for a in plan_by_exposure[e]}
                 runs[e] = (per_target, scores, metrics, queries)
             metrics = runs[exp][2]
-    for w in caught:  # let callers see the warnings too
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    seen = set()
+    for w in caught:  # let callers see the warnings too, each once
+        key = (w.category, str(w.message))
+        if key not in seen:
+            seen.add(key)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     owner = getattr(game.query[0], "__self__", None) if game.query else None
     if owner is not None and _is_http(owner):  # every query sent, label-only ones too
         game.target_info["http"] = owner.stats()
@@ -481,13 +485,14 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
                 # a population record (an all-OUT model the attacker may query)
                 pl, pm, py = game.population
                 rows = [*others, t]
-                shadow = References(_released_logits(pl[rows], exp, seed, rows), pm[rows], py)
+                shadow = References(_released_logits(pl[rows], exp, seed, rows, py), pm[rows],
+                                    py)
             variants = None if game.variants is None else np.stack(
-                [_released_logits(game.variants[m], exp, seed, [m] * game.variants.shape[1])
-                 for m in others])
+                [_released_logits(game.variants[m], exp, seed, [m] * game.variants.shape[1],
+                                  game.labels) for m in others])
             refs = References(
                 _released_logits(np.stack([game.outputs[m].values for m in others]), exp, seed,
-                                 others),
+                                 others, game.labels),
                 game.membership[others], game.labels, shadow, variants)
             _check_reference_coverage(chosen, refs)
         target_variants = () if game.variants is None else tuple(
@@ -522,22 +527,19 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
     return per_target, scores, queries
 
 
-def _released_logits(logits: np.ndarray, exp: Exposure, seed: int, models: list[int]
-                     ) -> np.ndarray:
+def _released_logits(logits: np.ndarray, exp: Exposure, seed: int, models: list[int],
+                     labels: np.ndarray) -> np.ndarray:
     """The attacker's own models' logits ``(K, N, C)`` as the deployed model would release
-    them: unchanged, or, under an output defence, the log of the defended probabilities
-    (the attacker knows the defence and applies it to its references too)."""
-    if not exp.is_defence:
+    them (:func:`~miaudit.signals.exposure.released_logits`: the attacker knows how the
+    target's outputs are released, rounding and defences included, and treats its
+    references alike)."""
+    if exp.kind in ("logits", "label"):
         return logits
     out = np.empty_like(logits, dtype=np.float64)
     for i, (z, m) in enumerate(zip(logits, models, strict=True)):
         rng = np.random.default_rng([seed, m, 13, i])
-        log_probs = apply_defence(check_outputs(z, "logits"), exp, rng=rng).log_probs()
-        out[i] = np.maximum(log_probs, _LOG_FLOOR)  # a probability of 0 stays finite
+        out[i] = released_logits(check_outputs(z, "logits"), labels, exp, rng=rng)
     return out
-
-
-_LOG_FLOOR = float(np.log(1e-300))
 
 
 def _label_queries(game: _Game, t: int, chosen: list[Attack], exp: Exposure, plan: QueryPlan,
@@ -688,6 +690,9 @@ def _play(data: Dataset | None, model, model_params, members, outputs, reference
         if references:
             raise ConfigError("Reference models need a recipe to train; precomputed "
                               "outputs are audited with reference-free attacks.")
+        if model_params or not (isinstance(model, str) and model == "mlp"):
+            raise ConfigError("A model and its parameters do not apply to precomputed "
+                              "outputs (nothing is trained); leave --model and -p out.")
         return _game_from_outputs(outputs)
     if data is None:
         raise ConfigError("No data: give a data set (a built-in name or a file path).")

@@ -35,7 +35,18 @@ import numpy as np
 from miaudit.errors import ExposureError
 from miaudit.models.outputs import ModelOutputs
 from miaudit.signals.defences import DEFENCES, apply_defence
-from miaudit.signals.transforms import true_class_loss
+from miaudit.signals.transforms import (
+    logit_scaled_confidence,
+    logit_scaled_confidence_from_loss,
+    true_class_loss,
+)
+
+#: phi of a record whose released true-class probability is exactly 1 (loss 0) under the
+#: ``loss`` and ``top-k`` exposures: beyond any finite phi of float64 (whose largest is
+#: about 745), so the order is kept. The references are released the same way
+#: (:func:`released_logits`), so a saturated target meets saturated references.
+PHI_MAX = 800.0
+_LOG_FLOOR = float(np.log(1e-300))
 
 EXPOSURE_KINDS: dict[str, str] = {
     "logits": "raw logits",
@@ -233,12 +244,17 @@ class Observation:
         True labels (the attacker knows the record it asks about).
     logits : ndarray (N, C) or None
     probs : ndarray (N, C) or None
-        Probability vector as released (rounded for ``rounded:D``, after the defence for
-        ``temperature:T``, ``noise:SIGMA`` and ``memguard:EPS``).
+        Probability vector as released: after the defence for ``temperature:T``,
+        ``noise:SIGMA`` and ``memguard:EPS``; for ``rounded:D`` the attacker's estimate
+        from the rounded vector (see :func:`observe`).
     loss : ndarray (N,) or None
         ``-log p_y`` as the attacker can compute it from what is released.
     predicted : ndarray (N,) int or None
         Predicted label.
+    phi : ndarray (N,) or None
+        LiRA's ``log(p_y / (1 - p_y))`` as computed from what is released, by the same
+        rule as the references' (:func:`released_logits`); None for ``label``, and for
+        observations built by hand (attacks then derive it from logits or the loss).
     """
 
     labels: np.ndarray
@@ -246,6 +262,7 @@ class Observation:
     probs: np.ndarray | None = None
     loss: np.ndarray | None = None
     predicted: np.ndarray | None = None
+    phi: np.ndarray | None = None
 
     @property
     def fields(self) -> frozenset[str]:
@@ -271,9 +288,15 @@ def observe(
 
     For ``top-k:K``, the loss of a record whose true class is not among the K released
     classes uses ``p_y ~= min(p_K, (1 - sum of top-K) / (C - K))``: the leftover mass
-    spread evenly, capped by the smallest released probability. For ``rounded:D``, a
-    true-class probability that rounds to 0 is taken as ``0.25 * 10**-D`` (the middle of
-    the interval that rounds to 0).
+    spread evenly, capped by the smallest released probability. For ``rounded:D``, the
+    attacker works on an estimate of the vector: each probability that rounds to 0 is taken
+    as ``0.25 * 10**-D`` (the middle of the interval that rounds to 0) and the row is
+    renormalised; ``probs``, the loss and ``phi`` come from it.
+
+    ``phi`` is ``log p_y - log(sum of the others)`` on the released vector (entries floored
+    at ``1e-300``); under ``loss`` and ``top-k`` it comes from the loss, capped at
+    :data:`PHI_MAX`. :func:`released_logits` gives the attacker's references the same
+    signals.
     """
     exposure = parse_exposure(exposure)
     labels = np.asarray(labels)
@@ -296,27 +319,77 @@ def observe(
             probs=probs,
             loss=true_class_loss(log_probs, labels),
             predicted=predicted,
+            phi=logit_scaled_confidence(outputs.values, labels),
         )
     if kind == "probabilities":
         return Observation(
-            labels, probs=probs, loss=true_class_loss(log_probs, labels), predicted=predicted
+            labels, probs=probs, loss=true_class_loss(log_probs, labels), predicted=predicted,
+            phi=logit_scaled_confidence(np.maximum(log_probs, _LOG_FLOOR), labels),
         )
     if kind == "rounded":
-        d = int(exposure.param or 0)
-        rounded = probs if d > 300 else np.round(probs, d)
-        floor = 0.25 * 10.0 ** (-d)
-        p_y = np.maximum(rounded[np.arange(len(labels)), labels], floor)
+        rounded, floor = _rounded(probs, exposure)
+        # the attacker's estimate of the vector: a 0 stands for [0, 0.5 * 10**-D), taken at
+        # its middle, and the row renormalised (rounded rows need not sum to 1)
+        estimate = np.maximum(rounded, floor)
+        estimate /= estimate.sum(axis=1, keepdims=True)
+        log_estimate = np.log(estimate)
         return Observation(
-            labels, probs=rounded, loss=-np.log(p_y), predicted=np.argmax(rounded, axis=1)
+            labels, probs=estimate, loss=-log_estimate[np.arange(len(labels)), labels],
+            predicted=np.argmax(rounded, axis=1),
+            phi=logit_scaled_confidence(log_estimate, labels),
         )
     if kind == "top-k":
         k = min(int(exposure.param or 1), outputs.n_classes)
-        return Observation(labels, loss=_top_k_loss(probs, labels, k), predicted=predicted)
+        loss = _top_k_loss(probs, labels, k)
+        return Observation(labels, loss=loss, predicted=predicted, phi=_phi_from_loss(loss))
     if kind == "label":
         return Observation(labels, predicted=predicted)
     if kind == "loss":
-        return Observation(labels, loss=true_class_loss(log_probs, labels))
+        loss = true_class_loss(log_probs, labels)
+        return Observation(labels, loss=loss, phi=_phi_from_loss(loss))
     raise AssertionError(f"unhandled exposure {kind}")  # parse_exposure rejects others
+
+
+def _rounded(probs: np.ndarray, exposure: Exposure) -> tuple[np.ndarray, float]:
+    """The probabilities rounded to ``D`` decimals, and the value taken for a 0."""
+    d = int(exposure.param or 0)
+    return (probs if d > 300 else np.round(probs, d)), 0.25 * 10.0 ** (-d)
+
+
+def _phi_from_loss(loss: np.ndarray) -> np.ndarray:
+    return np.minimum(logit_scaled_confidence_from_loss(loss), PHI_MAX)
+
+
+def released_logits(
+    outputs: ModelOutputs,
+    labels: np.ndarray,
+    exposure: Exposure | str,
+    *,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Logits ``(N, C)`` of one of the attacker's own (reference) models, as the exposure
+    would release them, so that its signals are computed by the same rule as the target's.
+
+    The attacker knows how the target's outputs are released and treats its references
+    alike: their ``phi`` (LiRA), loss (Attack-R) and ``Pr(x | model)`` (RMIA) then equal
+    what :func:`observe` gives on the same outputs. Full logits for ``logits`` and
+    ``label``; the floored log of the released vector for ``probabilities``, ``rounded:D``
+    and the defences; for ``loss`` and ``top-k:K`` (one number per record) the logits
+    ``phi`` on the true class and ``-log(C - 1)`` on the others, whose true-class
+    probability and ``phi`` are the released ones.
+    """
+    exposure = parse_exposure(exposure)
+    if exposure.kind in ("logits", "label") and outputs.kind == "logits":
+        return np.asarray(outputs.values, dtype=np.float64)
+    seen = observe(outputs, labels, exposure, rng=rng)
+    if seen.phi is None:  # label exposure of a model that returns probabilities
+        return outputs.log_probs()
+    if seen.probs is not None:
+        return np.maximum(np.log(np.maximum(seen.probs, 1e-300)), _LOG_FLOOR)
+    n_classes = outputs.n_classes
+    out = np.full((len(labels), n_classes), -np.log(max(n_classes - 1, 1)))
+    out[np.arange(len(labels)), labels] = seen.phi
+    return out
 
 
 def _top_k_loss(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -61,13 +61,17 @@ def logit_scaled_confidence_from_probs(probs: np.ndarray, labels: np.ndarray) ->
 
 def one_minus(probs: np.ndarray) -> np.ndarray:
     """``1 - p_i`` for every entry, exact where it matters: for the largest entry of each row
-    (the only one that can be close to 1) it is the sum of the others, not ``1 - p``."""
+    (the only one that can be close to 1) it is the sum of the others, not ``1 - p``, when
+    the row sums to 1 (a released vector that does not, such as a rounded one, keeps
+    ``1 - p``: there the others' sum says nothing exact about ``p``)."""
     out = 1.0 - probs
     rows = np.arange(len(probs))
     top = np.argmax(probs, axis=1)
     others = probs.copy()
     others[rows, top] = 0.0
-    out[rows, top] = others.sum(axis=1)
+    rest = others.sum(axis=1)
+    normalised = np.abs(rest + probs[rows, top] - 1.0) <= 1e-9
+    out[rows, top] = np.where(normalised, rest, out[rows, top])
     return out
 
 
