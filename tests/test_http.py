@@ -577,3 +577,34 @@ def test_cli_run_against_an_endpoint_detects_the_exposure(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["exposure"] == "top-k:1" and summary["target"]["endpoint"] == url
     assert "entropy" not in summary["attacks"]  # top-1 releases no probability vector
+
+
+def test_cli_endpoint_run_on_a_subset_with_the_default_folder(tmp_path, monkeypatch):
+    """--n-records keeps the members that are in the subset, and the run folder's default
+    name comes from --data (the README's example has no --out)."""
+    from sklearn.linear_model import LogisticRegression
+    from typer.testing import CliRunner
+
+    from miaudit.cli import app
+    from miaudit.data import load_dataset
+    from miaudit.serve import serve_in_thread
+
+    ds = load_dataset("wine")
+    members = np.arange(ds.n_records) % 2 == 0
+    model = LogisticRegression(max_iter=300).fit(ds.X[members], ds.y[members])
+    ids = tmp_path / "members.txt"
+    ids.write_text("\ufeff" + "\n".join(ds.ids[members].astype(str)))  # with a BOM
+    monkeypatch.chdir(tmp_path)
+    url, stop = serve_in_thread(model.predict_proba, "probabilities")
+    try:
+        res = CliRunner().invoke(app, ["run", "--target", url, "--data", "wine", "--members",
+                                       str(ids), "--n-records", "60", "--no-cache",
+                                       "--no-registry", "--format", "json"])
+    finally:
+        stop()
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["data"]["n_records"] == 60
+    t = summary["target"]
+    assert 0 < t["n_members"] < 60 and t["n_members"] + t["n_non_members"] == 60
+    assert len(list((tmp_path / "runs").iterdir())) == 1

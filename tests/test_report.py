@@ -406,7 +406,7 @@ def test_cli_report(digits_run, tmp_path):
     assert result.exit_code == 0 and "--show-records" in result.output
     result = runner.invoke(_app(), ["report", str(tmp_path / "missing")])
     assert result.exit_code == 1
-    assert "error:" in result.output and "does not exist" in result.output
+    assert "error:" in result.output and "Run folder not found" in result.output
     assert "Traceback" not in result.output
 
 

@@ -21,6 +21,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from miaudit import __version__
@@ -50,7 +51,8 @@ def _friendly(fn: F) -> F:
         except MiauditError as exc:
             if os.environ.get("MIAUDIT_DEBUG"):
                 raise
-            err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[red]interrupted[/]: nothing was written.")
@@ -102,7 +104,7 @@ def _record(result, saved: Path, registry_url: str | None, no_registry: bool) ->
             run_id = reg.record_run(result.summary(), result.scores, saved)
     except MiauditError as exc:
         err_console.print(f"[yellow]warning[/] the run was not recorded in the registry: "
-                          f"{exc}", highlight=False)
+                          f"{escape(str(exc))}", highlight=False)
         return
     err_console.print(f"[bold]run ID[/] {run_id} (registry: miaudit show {run_id})",
                       highlight=False)
@@ -141,10 +143,15 @@ def _http_target(url, members, data, label_column, id_column, n_records, seed, e
     if not explicit_exposure:
         probe = np.random.default_rng(seed).permutation(ds.n_records)[:100]
         found = detect_exposure(endpoint, ds.X[probe])
-        err_console.print(f"[bold]exposure detected[/] {found.setting}: {found.explanation}",
+        err_console.print(f"[bold]exposure detected[/] {found.setting}: "
+                          f"{escape(found.explanation)}",
                           highlight=False)
         exposure = found.setting
-    return ds, {"model": endpoint, "members": load_id_list(members)}, exposure
+    member_ids = load_id_list(members)
+    if n_records is not None:  # the members file lists the whole training set
+        kept = set(map(str, ds.ids))
+        member_ids = [m for m in member_ids if m in kept]
+    return ds, {"model": endpoint, "members": member_ids}, exposure
 
 
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
@@ -297,9 +304,8 @@ def run(
     """Train (or load) a target model and audit it with membership-inference attacks."""
     given = {k: v for k, v in locals().items()
              if k not in ("spec", "out", "overwrite", "format", "quiet", "registry",
-                          "no_registry")
+                          "no_registry", "cache_dir", "no_cache")
              and v != inspect.signature(run).parameters[k].default}
-    from miaudit.report import print_summary
 
     started = time.perf_counter()
     if spec is not None:
@@ -311,17 +317,21 @@ def run(
             first = next(iter(given)).replace("_", "-")
             raise ConfigError(f"--spec describes the whole audit; remove --{first} (or put "
                               "it in the spec).")
-        result, saved = run_spec(load_spec(spec), out, overwrite,
-                                 progress=not quiet and sys.stderr.isatty())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
+            result, saved = run_spec(load_spec(spec), out, overwrite,
+                                     progress=not quiet and sys.stderr.isatty(),
+                                     cache_dir=None if no_cache else (cache_dir or
+                                                                      _default_cache()))
         _record(result, saved, registry, no_registry)
-        if format is OutputFormat.json:
-            print(json.dumps(result.summary(), indent=2))
-            return
-        print_summary(result.summary(), out_console, run_dir=str(saved))
-        err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
+        _print_run(result, saved, format, started)
         return
+    out_dir = out or _default_out(data if outputs is None else str(outputs), model)
     target_settings = {}
     if target is not None:
+        from miaudit.orchestration.result import check_out_dir
+
+        check_out_dir(out_dir, overwrite=overwrite)  # before any query is sent
         data, target_settings, exposure = _http_target(
             target, members, data, label_column, id_column, n_records, seed, exposure,
             explicit_exposure="exposure" in given, model=model, references=references,
@@ -334,8 +344,7 @@ def run(
 
         raise ConfigError("--members is for --target (an endpoint's training records).")
     result, saved = _audit_and_save(
-        out or _default_out(data if outputs is None else str(outputs), model), overwrite,
-        quiet, cache_dir, no_cache,
+        out_dir, overwrite, quiet, cache_dir, no_cache,
         data=data, label_column=label_column, id_column=id_column, n_records=n_records,
         model=target_settings.get("model", model), model_params=param, outputs=outputs,
         exposure=exposure, members=target_settings.get("members"),
@@ -347,13 +356,18 @@ def run(
         augment=augment, query_budget=query_budget, alpha=alpha, prior=prior, device=device,
     )
     _record(result, saved, registry, no_registry)
+    _print_run(result, saved, format, started)
+
+
+def _print_run(result, saved: Path, format: OutputFormat, started: float) -> None:
+    """The summary as JSON on stdout, or the terminal tables (and the exposure comparison)."""
+    from miaudit.report import print_exposures, print_summary
+
     if format is OutputFormat.json:
         print(json.dumps(result.summary(), indent=2))
         return
     print_summary(result.summary(), out_console, run_dir=str(saved))
     if "exposures" in result.summary():
-        from miaudit.report import print_exposures
-
         print_exposures(result.summary(), out_console)
     err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
 

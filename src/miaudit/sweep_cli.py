@@ -72,8 +72,10 @@ def _one_run_table(summary: dict):
     acc = summary["dp_epsilon_accountant"]
     table.add_row("eps accountant", "inf (no DP-SGD)" if acc is None else
                   f"{acc:.3f} (RDP, delta {t['privacy']['delta']:g})")
+    held = t["held_out_accuracy"]
     table.add_row("accuracy", f"train {t['train_accuracy']:.3f}, held-out canaries "
-                              f"{t['held_out_accuracy']:.3f}")
+                              + ("n/a (every canary included)" if held is None
+                                 else f"{held:.3f}"))
     return table
 
 
@@ -87,6 +89,8 @@ def _ints(text: str | None) -> int | list[int] | None:
     except ValueError:
         raise ConfigError(f"Expected a whole number or a comma-separated list, got "
                           f"{text!r}.") from None
+    if not parts:
+        raise ConfigError(f"Expected a whole number or a comma-separated list, got {text!r}.")
     return parts[0] if len(parts) == 1 else parts
 
 
@@ -154,6 +158,8 @@ def register(app: typer.Typer) -> None:
         """Privacy-utility sweep: audit the recipe once per value of one parameter (DP
         epsilon, weight decay, dropout, ...) and compare accuracy, AUC, TPR at 0.1% FPR,
         the empirical epsilon lower bound and the accountant's epsilon."""
+        from rich.markup import escape
+
         from miaudit.cli import _default_out, _split_list
         from miaudit.errors import MiauditWarning
         from miaudit.orchestration.cache import default_cache_dir
@@ -185,7 +191,8 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(result.section(), indent=2))
             return
         out_console.print(_sweep_table(result.section()))
-        err_console.print(f"[bold]run folder[/] {saved} (report.html shows the sweep)",
+        err_console.print(f"[bold]run folder[/] {escape(str(saved))} (report.html shows the "
+                          "sweep)",
                           highlight=False)
         err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
 

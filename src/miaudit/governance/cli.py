@@ -173,14 +173,32 @@ def register(app: typer.Typer) -> None:
 
         if top_records < 0:
             raise ConfigError(f"--top-records must be >= 0, got {top_records}.")
-        summary, scores = load_run(resolve_run(run))
+        import tempfile
+
+        from miaudit.orchestration.result import RUN_FILES
+
+        run_dir = resolve_run(run)
+        summary, scores = load_run(run_dir)
         text = model_card_section(summary, scores, top_records=top_records)
         if out is None:
             typer.echo(text, nl=False)
             return
+        if out.is_dir():
+            raise ConfigError(f"Cannot write {out}: it is a folder; give a file name such "
+                              "as model_card.md.")
         if not out.parent.is_dir():
             raise ConfigError(f"Cannot write {out}: the folder {out.parent} does not exist.")
-        out.write_text(text, encoding="utf-8")
+        if out.name in RUN_FILES and out.parent.resolve() == Path(run_dir).resolve():
+            raise ConfigError(f"Refusing to write over the run's own {out.name}; choose "
+                              "another --out, such as model_card.md.")
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, out)  # atomic: a reader never sees half a card
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         err_console.print(f"wrote {escape(str(out))}", highlight=False)
 
     @app.command(

@@ -191,7 +191,7 @@ def load_id_list(path: str | Path) -> list[str]:
     if not p.is_file():
         raise DataError(f"ID list not found: {p}")
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = p.read_text(encoding="utf-8-sig").splitlines()  # a BOM is no ID
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"Cannot read the ID list {p}: {exc}") from None
     ids = [line.split("#", 1)[0].strip() for line in lines]
@@ -323,10 +323,11 @@ def verify_forget(
     Returns
     -------
     ForgetResult
-        The verdict (F :data:`STILL_MEMBERS` when the strongest attack's AUC interval lies
-        above 0.5, :data:`INDISTINGUISHABLE` when it contains 0.5, :data:`LESS_MEMBER_LIKE`
-        when an attack's interval lies below 0.5), both models' AUCs and TPR at 1% FPR with
-        intervals, and the AUC drop from original to new.
+        The verdict (F :data:`STILL_MEMBERS` when an attack's AUC interval lies above
+        0.5, reported with the strongest such attack; :data:`LESS_MEMBER_LIKE` when none
+        does and an attack's interval lies below 0.5; else :data:`INDISTINGUISHABLE`),
+        both models' AUCs and TPR at 1% FPR with intervals, and the AUC drop from original
+        to new.
     """
     names = list(attacks)
     if not names:
@@ -352,7 +353,12 @@ def verify_forget(
     old = None if original is None else _figures(original, sub, forget_ids, is_member,
                                                  exposure, names, seed, level)
     best = new.strongest_attack
-    if new.attacks[best]["auc_ci"][0] > 0.5:
+    # each interval has level 1 - alpha/k, so any one of them above 0.5 is evidence at
+    # level alpha (union bound), not only the highest AUC's
+    above = [a for a, e in new.attacks.items() if e["auc_ci"][0] > 0.5]
+    if above:
+        if best not in above:
+            best = max(above, key=lambda a: (new.attacks[a]["auc"], new.attacks[a]["auc_ci"][0]))
         verdict = STILL_MEMBERS
     elif any(e["auc_ci"][1] < 0.5 for e in new.attacks.values()):
         verdict = LESS_MEMBER_LIKE

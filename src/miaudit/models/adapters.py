@@ -269,5 +269,5 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
                             f"({len(y)},), one entry per record.")
     return PrecomputedOutputs(
         outputs, y.astype(np.int64), member.astype(bool), ids,
-        None if fps is None else fps.astype(str), str(p),
+        None if fps is None else fps.astype(str), str(p.resolve()),
     )

@@ -419,7 +419,9 @@ def audit_one_run(
     from scipy.special import log_softmax
 
     from miaudit.models import train
+    from miaudit.orchestration.core import _check_device
 
+    _check_device(device)
     if not isinstance(data, Dataset):
         data = load_dataset(data, label_column=label_column, id_column=id_column,
                             n_records=n_records, seed=seed)
@@ -466,8 +468,9 @@ def audit_one_run(
                    "n_train_records": len(y_train),
                    "train_accuracy": float(np.mean(predicted[base] == pool.y[base])),
                    # never trained on: the excluded canaries, with their true labels
-                   "held_out_accuracy": float(np.mean(predicted[idx][~included]
-                                                      == true_labels[~included])),
+                   "held_out_accuracy": (float(np.mean(predicted[idx][~included]
+                                                       == true_labels[~included]))
+                                         if (~included).any() else None),
                    "privacy": trained.privacy},
         "canaries": {"n": canaries, "mislabelled": mislabel,
                      "n_included": int(included.sum()), "attack": "loss",

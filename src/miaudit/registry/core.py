@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import os
 import random
 import re
@@ -125,6 +127,24 @@ def _retryable(error: exc.DBAPIError) -> bool:
     text = str(error.orig).lower()
     return any(s in text for s in ("database is locked", "database table is locked", "busy",
                                    "deadlock", "could not serialize", "could not obtain lock"))
+
+
+def _same_run(a: dict, b: dict) -> bool:
+    """Whether two summaries describe the same run: the same settings, data and attack
+    figures (a folder written over by another run differs in at least one)."""
+    def auc(summary: dict) -> dict:
+        return {k: v.get("auc") for k, v in (summary.get("attacks") or {}).items()}
+
+    def close(x, y) -> bool:
+        if isinstance(x, float) and isinstance(y, float):
+            return math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15)
+        return x == y
+
+    fa, fb = auc(a), auc(b)
+    return (json.dumps(a.get("settings"), sort_keys=True, default=str)
+            == json.dumps(b.get("settings"), sort_keys=True, default=str)
+            and (a.get("data") or {}).get("fingerprint") == (b.get("data") or {}).get("fingerprint")
+            and fa.keys() == fb.keys() and all(close(fa[k], fb[k]) for k in fa))
 
 
 class Registry:
@@ -563,9 +583,20 @@ class Registry:
         """The folder of a run (ID or unique prefix)."""
         full = self.resolve(run_id)
         with self._read() as conn:
-            path = conn.scalar(select(Run.run_dir).where(Run.id == full))
+            path, summary = conn.execute(
+                select(Run.run_dir, Run.summary).where(Run.id == full)).one()
         if not path:
             raise ConfigError(f"Run {full} was recorded without a run folder.")
+        saved = Path(path) / "summary.json"
+        try:
+            current = json.loads(saved.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            current = None  # a moved or damaged folder: the caller's error says so
+        if current is not None and summary is not None and not _same_run(current, summary):
+            raise ConfigError(
+                f"Run {full} was recorded from {path}, but that folder now holds another "
+                "run (written over with --overwrite?); give the folder itself, or re-record "
+                f"it with 'miaudit record {path}'.")
         return Path(path)
 
     def show(self, run_id: str) -> dict:

@@ -1245,9 +1245,9 @@ def register(app: typer.Typer) -> None:
     )
     @_friendly
     def report(
-        run_dir: Annotated[Path, typer.Argument(
-            help="A run folder written by 'miaudit run' (summary.json, scores.parquet).",
-            show_default=False)],
+        run_dir: Annotated[str, typer.Argument(
+            help="A run folder written by 'miaudit run' (summary.json, scores.parquet), or "
+            "a run ID, with a registry.", show_default=False)],
         format: Annotated[ReportFormat, typer.Option(
             "--format", help="html: one self-contained page with plots; md: the same "
             "tables and verdict as Markdown.")] = ReportFormat.html,
@@ -1260,6 +1260,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write the audit report of a run folder: verdict, key figures with intervals,
         plots, records at risk, method and caveats."""
-        path = write_report(run_dir, format=format.value, show_records=show_records, out=out)
-        out_console.print(str(path), highlight=False, soft_wrap=True)
+        from miaudit.governance.runs import resolve_run
+
+        path = write_report(resolve_run(run_dir), format=format.value,
+                            show_records=show_records, out=out)
+        out_console.print(str(path), highlight=False, soft_wrap=True, markup=False)
         err_console.print(f"[dim]report written ({path.stat().st_size:,} bytes)[/]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -22,7 +23,7 @@ def summary_table(summary: dict) -> Table:
     advantage and the epsilon lower bound."""
     fprs = [str(f) for f in summary["settings"]["fprs"]]
     conf = round(100 * (1 - summary["settings"]["alpha"]))
-    table = Table(title=f"Membership inference, exposure '{summary['exposure']}' "
+    table = Table(title=f"Membership inference, exposure '{escape(summary['exposure'])}' "
                         f"({conf}% intervals)", title_justify="left")
     table.add_column("attack", style="bold")
     table.add_column("AUC", justify="right")
@@ -49,7 +50,7 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
     d, t = summary["data"], summary["target"]
     what = "texts" if summary.get("task") == "language model" else "records"
     console.print(
-        f"[bold]data[/] {d['name']}: {d['n_records']} {what}"
+        f"[bold]data[/] {escape(str(d['name']))}: {d['n_records']} {what}"
         + (f", {d['n_classes']} classes" if d.get("n_classes") else "")
         + (f", fingerprint {d['fingerprint'][:12]}" if d.get("fingerprint") else "")
     )
@@ -60,7 +61,7 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         quality = (f"mean NLL per token {t['member_mean_nll']:.3f} on members, "
                    f"{t['non_member_mean_nll']:.3f} on non-members")
     console.print(
-        f"[bold]target[/] {t.get('description', t['model'])}: {quality}; "
+        f"[bold]target[/] {escape(str(t.get('description', t['model'])))}: {quality}; "
         f"{t['n_members']} members vs {t['n_non_members']} non-members"
     )
     if t.get("references"):
@@ -82,7 +83,7 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         console.print(f"[bold]blind baseline[/] (texts only, no model): AUC {blind['auc']:.3f} "
                       f"[{lo:.3f}, {hi:.3f}] vs best attack {blind['best_attack_auc']:.3f}")
         if blind.get("warning"):
-            console.print(f"[bold red]WARNING[/] {blind['warning']}")
+            console.print(f"[bold red]WARNING[/] {escape(blind['warning'])}")
     for c in summary.get("canaries") or []:
         copies = "1 copy" if c["repetitions"] == 1 else f"{c['repetitions']} copies"
         console.print(f"[bold]canary[/] {copies}: exposure {c['exposure']:.1f} of "
@@ -92,11 +93,11 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
     reasons = sorted({r for m in summary["attacks"].values()
                       for key, r in m["undefined"].items() if key.startswith(shown)})
     for r in reasons:
-        console.print(f"[dim]n/a: {r}[/]")
+        console.print(f"[dim]n/a: {escape(r)}[/]")
     for w in summary.get("warnings", []):
-        console.print(f"[yellow]warning[/] {w}")
+        console.print(f"[yellow]warning[/] {escape(w)}")
     if run_dir:
-        console.print(f"[bold]run folder[/] {run_dir}")
+        console.print(f"[bold]run folder[/] {escape(str(run_dir))}")
 
 
 def exposures_table(summary: dict) -> Table:
@@ -115,7 +116,7 @@ def exposures_table(summary: dict) -> Table:
     table.add_column("members exposed", justify="right")
     table.add_column("queries", justify="right")
     for row in section["table"]:
-        cells = [row["exposure"], row["strongest_attack"],
+        cells = [escape(row["exposure"]), row["strongest_attack"],
                  f"{row['auc']:.3f}{_ci(row['auc_ci'], pct=False)}"]
         for f in fprs:
             cells.append(_pct(row["tpr_at_fpr"][f]) + _ci(row["tpr_at_fpr_ci"][f]))
@@ -133,14 +134,14 @@ def print_exposures(summary: dict, console: Console | None = None,
     console = console or Console()
     section = summary["exposures"]
     console.print(exposures_table(summary))
-    console.print(f"[dim]{section['criterion']}. {section['utility_note']}[/]")
-    console.print(f"[dim]{section['risk_note']}[/]")
+    console.print(f"[dim]{escape(section['criterion'])}. {escape(section['utility_note'])}[/]")
+    console.print(f"[dim]{escape(section['risk_note'])}[/]")
     for name, records in section["records_at_risk"].items():
-        shown = ", ".join(f"{r['record_id']} ({r['risk']:.4f})" for r in records[:5])
+        shown = escape(", ".join(f"{r['record_id']} ({r['risk']:.4f})" for r in records[:5]))
         console.print(f"[bold]most exposed under {name}[/]: {shown}", highlight=False)
     every = section["exposed_under_every_exposure"]
     console.print(f"[bold]exposed under every exposure[/]: {every['count']} member(s)"
-                  + (": " + ", ".join(e["record_id"] for e in every["examples"])
+                  + (": " + escape(", ".join(e["record_id"] for e in every["examples"]))
                      if every["examples"] else ""), highlight=False)
     if run_dir:
-        console.print(f"[bold]run folder[/] {run_dir} (exposures.json)")
+        console.print(f"[bold]run folder[/] {escape(str(run_dir))} (exposures.json)")

@@ -162,18 +162,14 @@ class AuditSection(BaseModel):
     @field_validator("exposure")
     @classmethod
     def _known_exposure(cls, value: str | list[str]) -> str | list[str]:
-        from miaudit.signals import parse_exposure
+        from miaudit.orchestration.core import _parse_exposures
 
-        items = value if isinstance(value, list) else [value]
-        if not items:
+        if isinstance(value, str) and not value.strip():
             raise ValueError("name at least one exposure (for example logits)")
-        for item in items:
-            for part in item.split(","):
-                if part.strip():
-                    try:
-                        parse_exposure(part.strip())
-                    except MiauditError as exc:
-                        raise ValueError(str(exc)) from None
+        try:  # exactly as the audit will read it
+            _parse_exposures(value)
+        except MiauditError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
 
@@ -182,7 +178,7 @@ class TrainingSection(BaseModel):
 
     model_config = _STRICT
 
-    device: str = "cpu"
+    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
     executor: Literal["inprocess", "process", "ray"] = "inprocess"
     workers: Annotated[int, Field(ge=1)] | None = None
     ray_address: str | None = None
@@ -417,8 +413,28 @@ def _conflicts(spec: AuditSpec) -> Iterator[tuple[tuple, str]]:
                                              "precomputed outputs are audited without them")
     elif spec.data is None:
         yield ("data",), "missing section: give [data] source (or target.outputs)"
+    if t.outputs is None:
+        from miaudit.orchestration.core import online_models
+
+        if not a.references:
+            most, why = 1, "without audit.references"
+        else:
+            most = online_models(a.references) if a.reference_mode == "online" else 64
+            why = (f"with {a.references} references ({a.reference_mode})")
+        if not 1 <= a.targets <= most:
+            yield ("audit", "targets"), f"must lie between 1 and {most} {why}"
     if spec.data is not None:
         d = spec.data
+        from miaudit.data.dataset import MIN_RECORDS
+        from miaudit.data.loaders import BUILTIN_DATASETS
+
+        if d.n_records is not None and d.n_records < MIN_RECORDS:
+            yield ("data", "n_records"), f"must be >= {MIN_RECORDS} for a classification audit"
+        if d.source in BUILTIN_DATASETS:
+            for key in ("label_column", "id_column"):
+                if getattr(d, key) is not None:
+                    yield ("data", key), (f"applies to CSV/parquet files only, not to the "
+                                          f"built-in data set {d.source!r}")
         for key in ("text_column", "member_column"):
             if getattr(d, key) is not None:
                 yield ("data", key), "for language-model audits only (target.task = 'lm')"
