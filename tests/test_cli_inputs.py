@@ -148,3 +148,16 @@ def test_one_run_audit_bad_lists_and_all_canaries_included(tmp_path):
     summary = json.loads(res.stdout)
     if summary["canaries"]["n_included"] == 2:
         assert summary["target"]["held_out_accuracy"] is None
+
+
+def test_a_saved_pandas_index_column_is_flagged(tmp_path):
+    import pandas as pd
+
+    from miaudit.data import load_dataset
+    from miaudit.errors import DataWarning
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=50), "label": rng.integers(0, 2, 50)})
+    frame.to_csv(tmp_path / "t.csv")  # with the index, as pandas writes it by default
+    with pytest.warns(DataWarning, match="numbers the rows"):
+        load_dataset(tmp_path / "t.csv", label_column="label")

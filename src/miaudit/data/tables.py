@@ -89,6 +89,12 @@ def _encode_column(
             row = int(np.flatnonzero(~missing)[np.argmax(bad)])
             raise DataError(f"Column {name!r} holds {int(bad.sum())} infinite value(s) "
                             f"(first at record {row}); replace them or mark them missing.")
+        unnamed = not name.strip() or name.startswith("Unnamed:")
+        if unnamed and not missing.any() and len(parsed) > 20 and np.array_equal(
+                np.sort(parsed), np.arange(len(parsed)) + parsed.min()):
+            warnings.warn(f"Column {name!r} numbers the rows (a saved pandas index?); it is "
+                          f"used as a feature: pass --id-column {name!r} or remove it.",
+                          DataWarning, stacklevel=3)
         scaled, mean, std = zscore(parsed.reshape(-1, 1))
         block = np.zeros((len(values), 1), dtype=np.float64)
         block[~missing, 0] = scaled[:, 0]

@@ -210,7 +210,7 @@ def _positions(ds: Dataset, ids: Sequence, name: str) -> np.ndarray:
     missing = [i for i in wanted.tolist() if i not in index]
     if missing:
         raise MembershipError(f"{len(missing)} record ID(s) of '{name}' are not in the data "
-                              f"{ds.name} (first: {missing[0]!r}).")
+                              f"{ds.name} (first: {str(missing[0])!r}).")
     return np.array([index[i] for i in wanted.tolist()], dtype=np.intp)
 
 
@@ -344,7 +344,7 @@ def verify_forget(
     shared = np.intersect1d(pos_f, pos_n)
     if len(shared):
         raise MembershipError(f"{len(shared)} record(s) are in both 'forget' and 'fresh' "
-                              f"(first: {ds.ids[shared[0]]!r}); fresh records must be others.")
+                              f"(first: {str(ds.ids[shared[0]])!r}); fresh records must be others.")
     sub = ds.subset(np.concatenate([pos_f, pos_n]))
     is_member = np.arange(sub.n_records) < len(pos_f)
     forget_ids = sub.ids[is_member]

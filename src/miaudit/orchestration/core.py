@@ -911,7 +911,7 @@ def _member_mask(ds: Dataset, members) -> np.ndarray:
     unknown = [i for i in wanted.tolist() if i not in known]
     if unknown:
         raise MembershipError(f"{len(unknown)} member ID(s) are not in the data "
-                              f"(first: {unknown[0]!r}).")
+                              f"(first: {str(unknown[0])!r}).")
     return np.isin(ds.ids.astype(str), wanted)
 
 
