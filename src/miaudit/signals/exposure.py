@@ -41,11 +41,12 @@ from miaudit.signals.transforms import (
     true_class_loss,
 )
 
-#: phi of a record whose released true-class probability is exactly 1 (loss 0) under the
-#: ``loss`` and ``top-k`` exposures: beyond any finite phi of float64 (whose largest is
-#: about 745), so the order is kept. The references are released the same way
-#: (:func:`released_logits`), so a saturated target meets saturated references.
-PHI_MAX = 800.0
+#: Cap of a phi computed from a loss (``loss`` and ``top-k`` exposures), i.e. ``1 - p_y``
+#: down to 4e-18: below about 1e-16 a float64 log-softmax returns a loss of exactly 0, so a
+#: loss carries no finer information. Capping (rather than sending a loss of 0 to a far
+#: value) keeps the order and keeps saturated records from inflating LiRA's variances;
+#: the references are released the same way (:func:`released_logits`).
+PHI_MAX = 40.0
 _LOG_FLOOR = float(np.log(1e-300))
 
 EXPOSURE_KINDS: dict[str, str] = {
