@@ -224,11 +224,12 @@ def test_budget_stops_before_the_batch_that_would_exceed_it(ds, module, local, t
         np.testing.assert_array_equal(err.value.outputs.values,
                                       local.values[err.value.answered])
         # a resumed run with the rest of the budget sends exactly the missing rows
-        with HTTPTarget(url, batch_size=256, budget=ds.n_records - 768,
+        # (and 8 cached rows asked again, to check that the endpoint still answers alike)
+        with HTTPTarget(url, batch_size=256, budget=ds.n_records - 768 + 8,
                         cache_dir=cache) as t2:
             out = t2.outputs(ds.X)
-        assert t2.queries == ds.n_records - 768 and t2.cache_hits == 768
-        assert stats.rows_received == ds.n_records
+        assert t2.queries == ds.n_records - 768 + 8 and t2.cache_hits == 768
+        assert stats.rows_received == ds.n_records + 8 and not t2.cache_dropped
     np.testing.assert_array_equal(out.values, local.values)
 
 
@@ -240,7 +241,7 @@ def test_budget_counts_retries(ds, module):
     assert t.queries <= 400 and stats.rows_received <= 400
 
 
-def test_rerun_with_cache_sends_nothing(ds, module, local, tmp_path):
+def test_rerun_with_cache_sends_only_the_check_rows(ds, module, local, tmp_path):
     with serving(TorchTarget(module), "logits") as (url, stats):
         with HTTPTarget(url, cache_dir=tmp_path) as t:
             first = t.outputs(ds.X)
@@ -254,10 +255,10 @@ def test_rerun_with_cache_sends_nothing(ds, module, local, tmp_path):
     np.testing.assert_array_equal(first.values, local.values)
     np.testing.assert_array_equal(again.values, local.values)
     assert before["requests"] == 1 + (ds.n_records - 1) // 256
-    assert after["requests"] == before["requests"] + 1
-    assert after["rows_received"] == before["rows_received"] + 3
-    assert count.queries == 0 and count.cache_hits == ds.n_records
-    assert t2.queries == 3 and t2.cache_hits == ds.n_records + 10
+    assert after["requests"] == before["requests"] + 2  # the check, then the 3 new rows
+    assert after["rows_received"] == before["rows_received"] + 8 + 3
+    assert count.queries == 8 and count.cache_hits == ds.n_records
+    assert t2.queries == 8 + 3 and t2.cache_hits == ds.n_records + 10
     np.testing.assert_array_equal(doubled.values[:5], doubled.values[5:10])
 
 
@@ -276,6 +277,44 @@ def test_queries_are_attributed_to_tags(ds, module):
 
 def _all_bytes(folder: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file())
+
+
+def test_a_new_model_behind_the_same_url_is_not_answered_from_the_cache(ds, tmp_path):
+    """The cache is checked against the endpoint before its first use: answers of the
+    previous model are dropped (a CI gate re-auditing a new version at the same URL)."""
+    import socket
+
+    from miaudit.errors import MiauditWarning
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    n = 40
+
+    def constant(p):
+        return lambda X: np.tile(p, (len(X), 1))
+
+    old, new = np.array([0.2, 0.5, 0.3]), np.array([0.7, 0.1, 0.2])
+    for probs, expect_dropped in ((old, False), (new, True)):
+        url, stop = serve_in_thread(constant(probs), "probabilities", port=port)
+        try:
+            with HTTPTarget(url, cache_dir=tmp_path, n_classes=3) as t:
+                if expect_dropped:
+                    with pytest.warns(MiauditWarning, match="answers differently"):
+                        got = t.outputs(ds.X[:n])
+                else:
+                    got = t.outputs(ds.X[:n])
+                np.testing.assert_allclose(got.values, np.tile(probs, (n, 1)), atol=1e-9)
+                assert t.cache_dropped == expect_dropped
+        finally:
+            stop()
+
+
+def test_only_whole_words_of_parameter_names_are_secrets():
+    url = ("https://api.example.com/p?api_key=A&design=d&signal=s&max_tokens=9&"
+           "access_token=B&X-Amz-Signature=C&sessionId=D&author=e")
+    assert public_url(url) == ("https://api.example.com/p?design=d&signal=s&max_tokens=9&"
+                               "author=e")
 
 
 def test_auth_reaches_the_server_and_is_written_nowhere(ds, module, tmp_path, monkeypatch):

@@ -66,6 +66,11 @@ def test_blind_baseline_and_canaries_are_reported(trained, tmp_path):
     assert (out / "canary_exposure.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "summary.json").read_text())["canaries"] == json.loads(
         json.dumps(rows))
+    from miaudit.registry import Registry  # language-model runs are recorded too
+
+    with Registry(f"sqlite:///{tmp_path / 'reg.db'}") as reg:
+        run_id = reg.record_run_dir(out)
+        assert reg.show(run_id)["exposure"] == "token log-probabilities"
 
 
 def test_blind_baseline_warns_when_the_texts_differ(tmp_path):

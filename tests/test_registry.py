@@ -162,6 +162,27 @@ def test_same_run_twice_reuses_data_set_and_model(wine_runs, sqlite_url):
     assert len(models) == 1 and sorted(models[0]["runs"]) == sorted(ids)
 
 
+def test_models_not_built_from_a_recipe_are_told_apart_by_their_outputs(sqlite_url, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from miaudit import audit
+    from miaudit.data import load_dataset
+
+    ds = load_dataset("breast_cancer")
+    members = np.arange(ds.n_records) % 2 == 0
+    reg = Registry(sqlite_url)
+    ids = []
+    for i, c in enumerate((1e-3, 1e-3, 1e4)):
+        model = LogisticRegression(C=c, max_iter=2000).fit(ds.X[members], ds.y[members])
+        result = audit(data=ds, model=model, members=members, attacks=["loss"],
+                       exposure="probabilities")
+        saved = result.save(tmp_path / f"r{i}")
+        ids.append(reg.record_run(result.summary(), result.scores, saved))
+    models = reg.models()
+    assert len(models) == 2  # the two C=1e-3 models are one; C=1e4 is another
+    assert sorted(len(m["runs"]) for m in models) == [1, 2]
+
+
 def test_unknown_and_ambiguous_run_ids(wine_runs, sqlite_url):
     reg = Registry(sqlite_url)
     a = reg.record_run_dir(wine_runs[0])

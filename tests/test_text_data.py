@@ -148,6 +148,13 @@ def test_empty_and_duplicate_texts_dropped_with_warning(tmp_path):
     assert ds.info["n_empty_dropped"] == 2
     assert ds.info["n_duplicates_dropped"] == 2
     assert ds.info["n_duplicate_label_conflicts"] == 1
+    # the model trained on it under some copy: a member whichever copy comes first
+    path = _jsonl(tmp_path / "e.jsonl", [{"text": "rain", "m": False}, {"text": "sun", "m": False},
+                                          {"text": "rain", "m": True}, {"text": "fog", "m": True}])
+    with pytest.warns(DataWarning, match="counts as a member"):
+        ds = load_texts(path, member_column="m")
+    assert dict(zip(ds.texts, ds.is_member.tolist(), strict=True)) == {
+        "rain": True, "sun": False, "fog": True}
 
 
 def test_duplicate_counts_and_conflicts(tmp_path):
@@ -155,9 +162,10 @@ def test_duplicate_counts_and_conflicts(tmp_path):
         {"text": "a", "m": 1}, {"text": "b", "m": 0}, {"text": "a", "m": 0},
         {"text": "a", "m": 1}, {"text": "c", "m": 0},
     ])
-    with pytest.warns(DataWarning, match=r"different membership label"):
+    with pytest.warns(DataWarning, match=r"the text counts as a member"):
         ds = load_texts(path, member_column="m")
     assert ds.texts == ["a", "b", "c"]
+    assert ds.is_member.tolist() == [True, False, False]
     assert ds.info["n_duplicates_dropped"] == 2
     assert ds.info["n_duplicate_label_conflicts"] == 1
     assert len(set(ds.fingerprints.tolist())) == len(ds)

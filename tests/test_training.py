@@ -47,6 +47,29 @@ def test_cache_is_filled_then_used(tmp_path, plain):
     _same(first, plain)
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_cache_entry_is_set_aside_and_retrained(tmp_path, damage):
+    from miaudit.errors import MiauditWarning
+
+    args = {**ARGS, "references": 1, "targets": 1, "attacks": ["loss"]}
+    first = miaudit.audit(**args, cache_dir=tmp_path)
+    logits = sorted(tmp_path.glob("*/*/logits.npy"))[0]
+    data = bytearray(logits.read_bytes())
+    if damage == "truncate":
+        data = data[:40]
+    else:  # a flipped bit in the values: still a valid .npy file
+        data[-3] ^= 0x10
+    logits.write_bytes(bytes(data))
+    with pytest.warns(MiauditWarning, match="damaged"):
+        again = miaudit.audit(**args, cache_dir=tmp_path)
+    assert again.summary()["target"]["training"]["trained"] == 1
+    # retrained alone, not batched with the other model: the same up to rounding
+    np.testing.assert_allclose(first.signals["logits"], again.signals["logits"], atol=1e-5)
+    assert len(list(tmp_path.glob("*/.damaged-*"))) == 1
+    third = miaudit.audit(**args, cache_dir=tmp_path)  # the retrained entry is sound
+    assert third.summary()["target"]["training"]["trained"] == 0
+
+
 def test_cached_weights_load_into_the_recipe_module(tmp_path):
     import torch
 

@@ -378,10 +378,12 @@ def load_texts(
     if raw.members is not None:
         member_all = _parse_members(raw.members, keep, raw.record_ids, raw.member_label, path)
         if n_dup:
+            # a text the model trained on under any of its copies is a member
             _, inverse = np.unique(fps_all, return_inverse=True)
-            kept_label = np.empty(len(fps_all), dtype=bool)
-            kept_label[inverse[first]] = member_all[first]
-            n_conflicts = int((member_all != kept_label[inverse]).sum())
+            any_member = np.zeros(inverse.max() + 1, dtype=bool)
+            np.logical_or.at(any_member, inverse, member_all)
+            n_conflicts = int((member_all != any_member[inverse]).sum())
+            member_all = any_member[inverse]
     kept = keep[first]
     fps = fps_all[first]
     if len(kept) == 0:
@@ -411,8 +413,8 @@ def load_texts(
         if n_empty:
             parts.append(f"{n_empty} empty text(s)")
         if n_dup:
-            conflict = (f"; {n_conflicts} of them had a different membership label than the "
-                        f"kept one" if n_conflicts else "")
+            conflict = (f"; {n_conflicts} copies were labelled non-member while another copy "
+                        "is a member: the text counts as a member" if n_conflicts else "")
             parts.append(f"{n_dup} duplicate text(s) (kept the first of each{conflict})")
         warnings.warn(f"Dropped {' and '.join(parts)} of {n_read} record(s) in {path.name}.",
                       DataWarning, stacklevel=2)

@@ -66,6 +66,7 @@ import re
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ from miaudit.errors import (
     ConfigError,
     DataError,
     DependencyError,
+    MiauditWarning,
     OutputError,
     QueryBudgetError,
 )
@@ -96,12 +98,17 @@ _ITEM_KEYS = (("probabilities", "p"), ("probs", "p"), ("logits", "z"), ("top_k",
               ("label", "l"))
 _BATCH_KEYS = (("predictions", None), ("probabilities", "p"), ("probs", "p"),
                ("logits", "z"), ("top_k", "k"), ("labels", "l"), ("label", "l"))
-_SECRET_PARAM = re.compile(r"key|token|secret|pass|auth|sig|credential|session", re.I)
+#: a query parameter is a secret when one of the words of its name (split at ``_``, ``-``
+#: and ``.``, case-insensitive) is one of these: ``api_key``, ``access_token``,
+#: ``X-Amz-Signature`` or ``sessionId`` are; ``design``, ``signal`` or ``max_tokens`` not
+_SECRET_WORD = re.compile(r"(api)?key|(access|auth|id|refresh)?token|secret|pass(word|wd)?|"
+                          r"auth(orization)?|sig(nature)?|credentials?|session(id)?", re.I)
+_CACHE_CHECK_ROWS = 8
 _MESSAGE_CHARS = 300
 _MAX_RETRY_AFTER = 600.0
 _PROB_TOLERANCE = 1e-3
 _MAX_ROUNDED_DECIMALS = 6
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 def public_url(url: str) -> str:
@@ -117,8 +124,12 @@ def public_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                       if not _SECRET_PARAM.search(k)])
+                       if not _is_secret_param(k)])
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _is_secret_param(name: str) -> bool:
+    return any(_SECRET_WORD.fullmatch(w) for w in re.split(r"[_\-.]", name) if w)
 
 
 def _url_secrets(url: str) -> list[str]:
@@ -131,7 +142,7 @@ def _url_secrets(url: str) -> list[str]:
         found += [parts.password, unquote(parts.password), pair, unquote(pair),
                   base64.b64encode(unquote(pair).encode()).decode()]
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if _SECRET_PARAM.search(key) and value:
+        if _is_secret_param(key) and value:
             found += [value, quote(value, safe=""), quote_plus(value)]
     return found
 
@@ -191,9 +202,12 @@ class HTTPTarget:
         batches in flight have finished (and been cached).
     cache_dir : str or Path, optional
         Folder of the answer cache (one SQLite file). Each row's answer is stored under a
-        SHA-256 of the public URL and the request body that row alone would have; cached
-        rows are not sent and not counted as queries. The cache assumes the endpoint
-        answers the same row the same way (leave it off for randomised endpoints).
+        SHA-256 of the endpoint (full URL and credential, digested) and the request body
+        that row alone would have; cached rows are not sent and not counted as queries.
+        Before the first cached answer is used, up to 8 cached rows are asked again (and
+        counted): if the endpoint answers any differently, every cached answer of this
+        endpoint is dropped (``cache_dropped``). The cache assumes the endpoint answers the
+        same row the same way (leave it off for randomised endpoints).
     n_classes : int, optional
         Number of classes, needed when the endpoint returns top-k lists or labels
         (default: ``len(classes)``, else the largest label seen + 1).
@@ -296,6 +310,9 @@ class HTTPTarget:
         self.n_classes = n_classes
         self.queries = 0
         self.cache_hits = 0
+        self.cache_dropped = False  # cached answers found stale and dropped this run
+        self._cache_checked = False
+        self._identity: str | None = None
         self.requests = 0
         self.retries_made = 0
         self.answer_form: str | None = None
@@ -398,7 +415,8 @@ class HTTPTarget:
     def stats(self) -> dict:
         """Counters for a report: endpoint, queries, cache hits, requests, retries, budget."""
         return {"endpoint": self.endpoint, "queries": self.queries,
-                "cache_hits": self.cache_hits, "requests": self.requests,
+                "cache_hits": self.cache_hits, "cache_dropped": self.cache_dropped,
+                "requests": self.requests,
                 "retries": self.retries_made, "budget": self.budget,
                 "queries_by_tag": self.queries_by_tag}
 
@@ -450,6 +468,13 @@ class HTTPTarget:
         if self.cache_dir is not None:
             keys = [self._row_key(X[i : i + 1]) for i in range(n)]
             cached = self._open_cache().get_many(set(keys))
+            if cached and not self._cache_checked:
+                try:
+                    cached = self._check_cache(X, keys, cached, count)
+                except QueryBudgetError as exc:  # nothing of this call answered yet
+                    exc.answered = np.zeros(n, dtype=bool)  # type: ignore[attr-defined]
+                    exc.partial_answers = []  # type: ignore[attr-defined]
+                    raise
             todo_keys: dict[str, list[int]] = {}
             for i, key in enumerate(keys):
                 if key in cached:
@@ -478,7 +503,8 @@ class HTTPTarget:
                         answers[i] = answer
                 if send_keys is not None:
                     self._open_cache().put_many(
-                        zip(send_keys[start : start + len(got)], got, strict=True))
+                        zip(send_keys[start : start + len(got)], got, strict=True),
+                        self._cache_identity())
         except QueryBudgetError as exc:
             # what was answered before the budget ran out, for partial results
             exc.answered = np.array([a is not None for a in answers])  # type: ignore[attr-defined]
@@ -564,10 +590,56 @@ class HTTPTarget:
             raise ConfigError(f"The request body for {self.endpoint} cannot be written as "
                               f"JSON ({exc}).") from None
 
+    def _cache_identity(self) -> str:
+        """SHA-256 of what decides the answers besides the row: the full URL (credentials
+        included: another key may reach another model) and the credential, and how answers
+        are read. Only this digest is stored."""
+        if self._identity is None:
+            h = hashlib.sha256(f"miaudit-http-endpoint {_CACHE_FORMAT}\n".encode())
+            for part in (self._url, self._secret() or "", repr(self.response)):
+                h.update(part.encode() + b"\n")
+            self._identity = h.hexdigest()
+        return self._identity
+
     def _row_key(self, row: np.ndarray) -> str:
-        h = hashlib.sha256(f"miaudit-http-cache {_CACHE_FORMAT}\n{self.endpoint}\n".encode())
+        h = hashlib.sha256(f"miaudit-http-cache {_CACHE_FORMAT}\n".encode())
+        h.update(self._cache_identity().encode())
         h.update(self._body(row))
         return h.hexdigest()
+
+    def _check_cache(self, X: np.ndarray, keys: list[str], cached: dict[str, list],
+                     count: QueryCount | None) -> dict[str, list]:
+        """Before the first answer is taken from the cache, ask the endpoint again for a
+        few cached rows: if it now answers differently (a new model behind the same URL),
+        drop every cached answer of this endpoint. Costs at most 8 queries per target (as
+        many as the budget leaves)."""
+        most = _CACHE_CHECK_ROWS
+        if self.budget is not None:
+            most = min(most, max(self.budget - self.queries, 0))
+        self._cache_checked = True
+        if most == 0:
+            warnings.warn(f"The cached answers of {self.endpoint} were used without checking "
+                          "them against the endpoint: the query budget has no row left.",
+                          MiauditWarning, stacklevel=4)
+            return cached
+        rows, seen = [], set()
+        for i, key in enumerate(keys):
+            if key in cached and key not in seen:
+                seen.add(key)
+                rows.append(i)
+            if len(rows) == most:
+                break
+        batches = [rows[b : b + self.batch_size] for b in range(0, len(rows), self.batch_size)]
+        fresh = [a for _, got in sorted(self._run_batches(X, batches, count)) for a in got]
+        if all(_same_answer(a, cached[keys[i]]) for a, i in zip(fresh, rows, strict=True)):
+            return cached
+        self._open_cache().forget(self._cache_identity())
+        self.cache_dropped = True
+        warnings.warn(f"{self.endpoint} now answers differently from its cached answers "
+                      f"(in {self.cache_dir}): the model behind it changed; the cached "
+                      "answers were dropped and every row is asked again.",
+                      MiauditWarning, stacklevel=4)
+        return {}
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -1068,6 +1140,19 @@ class _TokenBucket:
             time.sleep(start - now)
 
 
+_TABLE = f"answers_v{_CACHE_FORMAT}"  # answers of earlier formats are never read
+
+
+def _same_answer(a, b, tol: float = 1e-9) -> bool:
+    """Whether two cached answers ``[code, payload]`` agree (numbers to ``tol``)."""
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same_answer(x, y, tol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(
+            a, bool) and not isinstance(b, bool):
+        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+    return a == b
+
+
 class _AnswerCache:
     """Answers by row key in one SQLite file (each batch written in one transaction)."""
 
@@ -1081,8 +1166,10 @@ class _AnswerCache:
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             with self._db:
                 self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("CREATE TABLE IF NOT EXISTS answers "
-                                 "(key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {_TABLE} (key TEXT PRIMARY "
+                                 "KEY, endpoint TEXT NOT NULL, answer TEXT NOT NULL)")
+                self._db.execute(f"CREATE INDEX IF NOT EXISTS {_TABLE}_endpoint "
+                                 f"ON {_TABLE} (endpoint)")
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"Cannot open the answer cache {self.path}: {exc}.") from None
 
@@ -1094,14 +1181,19 @@ class _AnswerCache:
                 chunk = items[s : s + 500]
                 marks = ",".join("?" * len(chunk))
                 for key, answer in self._db.execute(
-                        f"SELECT key, answer FROM answers WHERE key IN ({marks})", chunk):
+                        f"SELECT key, answer FROM {_TABLE} WHERE key IN ({marks})", chunk):
                     out[key] = json.loads(answer)
         return out
 
-    def put_many(self, items) -> None:
-        rows = [(k, json.dumps(a, separators=(",", ":"))) for k, a in items]
+    def put_many(self, items, endpoint: str) -> None:
+        rows = [(k, endpoint, json.dumps(a, separators=(",", ":"))) for k, a in items]
         with self._lock, self._db:
-            self._db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?)", rows)
+            self._db.executemany(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?, ?)", rows)
+
+    def forget(self, endpoint: str) -> None:
+        """Drop every answer of one endpoint (by its identity digest)."""
+        with self._lock, self._db:
+            self._db.execute(f"DELETE FROM {_TABLE} WHERE endpoint = ?", (endpoint,))
 
     def close(self) -> None:
         with self._lock:

@@ -7,18 +7,22 @@ the membership design, its seed, the device, the augmented queries, and the vers
 cache format and of the training code. An entry holds ``weights.safetensors`` (the
 state dict of the recipe's module, never a pickle), ``logits.npy`` (its logits on every
 record of the pool), ``variants.npy`` (logits on augmented queries, image recipes) and
-``meta.json``. Entries are
-written into a temporary folder and renamed into place, so a run killed mid-write leaves
-no corrupt entry, and a re-run skips every model already stored.
+``meta.json`` (with the SHA-256 of every other file). Entries are written into a
+temporary folder, flushed to disk and renamed into place, so a run killed mid-write leaves
+no corrupt entry, and a re-run skips every model already stored. An entry damaged later
+(a truncated or altered file) fails its checksums when read: it is set aside and the model
+trained again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +31,7 @@ from miaudit import __version__
 from miaudit.errors import ConfigError
 from miaudit.models import Recipe
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Bump whenever training changes what a recipe, seed and data produce (optimizer, init,
 #: minibatch order), so that stale entries are not reused.
 TRAINING_VERSION = 2
@@ -73,6 +77,38 @@ def model_key(*, data_fingerprint: str, training_data: str, recipe: Recipe,
     return h.hexdigest()
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a folder to disk (folders where the system allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class CachedModel:
+    """One cache entry, read and checked."""
+
+    logits: np.ndarray
+    variants: np.ndarray | None
+    weights: dict[str, np.ndarray]
+    meta: dict
+
+
 class ModelCache:
     """Models on disk under ``root`` (see the module docstring)."""
 
@@ -87,21 +123,53 @@ class ModelCache:
     def has(self, key: str) -> bool:
         return (self._dir(key) / "meta.json").exists()
 
-    def load_logits(self, key: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """The stored logits ``(N, C)`` and, if any, the variants' logits ``(A, N, C)``."""
+    def load(self, key: str) -> CachedModel | None:
+        """The entry of ``key``, or None when there is none or it is damaged (then it is
+        moved aside, so that the model is trained and stored again)."""
         entry = self._dir(key)
-        variants = entry / "variants.npy"
-        return (np.load(entry / "logits.npy", allow_pickle=False),
-                np.load(variants, allow_pickle=False) if variants.exists() else None)
+        if not (entry / "meta.json").exists():
+            return None
+        try:
+            return self._read(entry)
+        except Exception as exc:  # any unreadable entry is set aside and retrained
+            self._set_aside(entry, exc)
+            return None
 
-    def load_meta(self, key: str) -> dict:
-        """The entry's ``meta.json`` (recipe, seed, training facts such as DP accounting)."""
-        return json.loads((self._dir(key) / "meta.json").read_text())
-
-    def load_weights(self, key: str) -> dict[str, np.ndarray]:
+    def _read(self, entry: Path) -> CachedModel:
         from safetensors.numpy import load_file
 
-        return load_file(str(self._dir(key) / "weights.safetensors"))
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        files = meta.get("files")
+        if not isinstance(files, dict) or "logits.npy" not in files:
+            raise ValueError("meta.json lists no checksums")
+        for name, digest in files.items():
+            if _sha256(entry / name) != digest:
+                raise ValueError(f"{name} does not match its checksum")
+        logits = np.load(entry / "logits.npy", allow_pickle=False)
+        variants = (np.load(entry / "variants.npy", allow_pickle=False)
+                    if "variants.npy" in files else None)
+        if logits.ndim != 2 or (variants is not None and variants.ndim != 3):
+            raise ValueError("stored logits of the wrong shape")
+        return CachedModel(logits, variants, load_file(str(entry / "weights.safetensors")),
+                           meta)
+
+    def _set_aside(self, entry: Path, exc: Exception) -> None:
+        import warnings
+
+        from miaudit.errors import MiauditWarning
+
+        bad = entry.with_name(f".damaged-{entry.name}-{os.getpid()}")
+        with contextlib.suppress(OSError):  # another process may have moved it first
+            entry.rename(bad)
+        warnings.warn(f"The cached model {entry.name[:12]} was damaged ({exc}); it was moved "
+                      f"to {bad.name} and the model is trained again.", MiauditWarning,
+                      stacklevel=4)
+
+    def load_weights(self, key: str) -> dict[str, np.ndarray]:
+        entry = self.load(key)
+        if entry is None:
+            raise ConfigError(f"No usable cache entry for {key[:12]}.")
+        return entry.weights
 
     def store(self, key: str, *, weights: dict[str, np.ndarray], logits: np.ndarray,
               meta: dict, variants: np.ndarray | None = None) -> None:
@@ -119,10 +187,16 @@ class ModelCache:
             np.save(tmp / "logits.npy", np.asarray(logits, dtype=np.float32))
             if variants is not None:
                 np.save(tmp / "variants.npy", np.asarray(variants, dtype=np.float32))
+            files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
             (tmp / "meta.json").write_text(json.dumps(
-                {**meta, "miaudit_version": __version__, "format": CACHE_FORMAT}, indent=2))
+                {**meta, "miaudit_version": __version__, "format": CACHE_FORMAT,
+                 "files": files}, indent=2))
+            for p in tmp.iterdir():  # on disk before the entry appears under its name
+                _fsync(p)
+            _fsync(tmp)
             try:
                 tmp.rename(final)
+                _fsync(final.parent)
             except OSError:  # another process stored the same model first
                 if not self.has(key):
                     raise

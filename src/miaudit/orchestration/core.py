@@ -952,6 +952,7 @@ def _game_from_model(ds: Dataset, model: object, members) -> _Game:
     out = check_outputs(raw.values, raw.kind, n_records=ds.n_records, n_classes=ds.n_classes,
                         source=type(model).__name__)
     target_info = {"model": type(model).__name__, "seed": None,
+                   "outputs_sha256": _outputs_digest(out.values),
                    **_accuracies(out.values, ds.y, is_member)}
     if isinstance(target, LabelTarget) or (http and target.answer_form == "label"):
         target_info["labels_only"] = True
@@ -962,6 +963,14 @@ def _game_from_model(ds: Dataset, model: object, members) -> _Game:
             target_info["partial"] = partial
     return _Game(ds.ids, ds.fingerprints, ds.y, is_member[None, :], [out], _data_info(ds),
                  target_info, query=[target.outputs], features=ds.X)
+
+
+def _outputs_digest(values: np.ndarray) -> str:
+    """SHA-256 of a model's outputs on the audited records: what tells two models that are
+    not built from a recipe apart (the registry keys them by it)."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
 
 
 def _game_from_model_offline(ds: Dataset, model: object, members, recipe: Recipe,
@@ -1052,6 +1061,7 @@ def _game_from_outputs(outputs) -> _Game:
                  "record_fingerprints": "from the file" if pre.fingerprints is not None
                  else "none (the file has no 'fingerprints' array)"}
     target_info = {"model": "precomputed outputs", "seed": None,
+                   "outputs_sha256": _outputs_digest(pre.outputs.values),
                    **_accuracies(pre.outputs.values, pre.labels, pre.is_member)}
     return _Game(pre.ids, fps, pre.labels, pre.is_member[None, :], [pre.outputs], data_info,
                  target_info)

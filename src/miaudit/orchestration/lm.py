@@ -220,6 +220,7 @@ def audit_lm(
     if canary_info is not None:
         summary["canaries"], artifacts = canary_info
     table = pd.DataFrame({
+        "exposure": summary["exposure"],
         "target": np.zeros(len(texts), dtype=np.int64),
         "record_id": ds.ids.astype(str), "fingerprint": ds.fingerprints,
         "is_member": is_member, "n_tokens": scores_target.n_tokens, **scores})

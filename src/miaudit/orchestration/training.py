@@ -142,10 +142,10 @@ def train_pool_models(
     info: list[dict] = [{} for _ in range(n_models)]
     if cache is not None:
         for m, key in enumerate(keys):
-            if cache.has(key):
-                logits[m], variants[m] = cache.load_logits(key)
-                weights[m] = cache.load_weights(key)
-                info[m] = cache.load_meta(key).get("training_info", {})
+            entry = cache.load(key)  # None when absent or damaged: trained again
+            if entry is not None:
+                logits[m], variants[m], weights[m] = entry.logits, entry.variants, entry.weights
+                info[m] = entry.meta.get("training_info", {})
     todo = [m for m in range(n_models) if logits[m] is None]
     task = None
     if bar is not None and todo:

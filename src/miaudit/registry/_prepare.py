@@ -207,7 +207,10 @@ def prepare(summary: dict, scores: pd.DataFrame, run_dir: Path | None,
     head = {"dataset_fingerprint": dataset_fp, "name": _text(name, 200),
             "recipe": recipe, "seed": seed,
             "description": _text(target.get("description"), 2000),
-            "identity": recipe if recipe is not None else {"model": name}}
+            # a model not built from a recipe is known by its outputs (and endpoint)
+            "identity": recipe if recipe is not None else {
+                "model": name, "endpoint": target.get("endpoint"),
+                "outputs": target.get("outputs_sha256")}}
     models = []
     for t, rows in first.groupby("target", sort=True):
         member = rows["is_member"].to_numpy(dtype=bool)
