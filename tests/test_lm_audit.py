@@ -52,6 +52,8 @@ def test_members_score_higher_under_every_attack(trained):
     assert s["target"]["member_mean_nll"] < s["target"]["non_member_mean_nll"]
     scores = trained.scores
     assert len(scores) == 80 and scores["is_member"].sum() == 40
+    # every text has one reference LM trained with it and one without
+    assert (trained.signals["reference_membership"].sum(axis=0) == 1).all()
     assert (scores["n_tokens"] > 0).all()
 
 

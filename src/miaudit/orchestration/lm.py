@@ -22,7 +22,7 @@ from miaudit.attacks.blind import blind_baseline, blind_warning
 from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
 from miaudit.data.text import TextDataset, load_texts, split_texts
 from miaudit.errors import ConfigError, MembershipError, MiauditWarning
-from miaudit.game import independent_halves
+from miaudit.game import membership_design
 from miaudit.metrics import evaluate
 from miaudit.orchestration.core import DEFAULT_FPRS
 from miaudit.orchestration.result import AuditResult
@@ -313,8 +313,10 @@ def _train_target(lm, recipe, texts, is_member, canaries, seed, device, progress
 def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, batch_size,
                     max_length, stride) -> tuple[np.ndarray, np.ndarray]:
     """K reference LMs, each trained on a seeded random half of all the texts (the
-    attacker's own), and their per-text NLL."""
-    membership = independent_halves(len(texts), k, seed=seed + 7)
+    attacker's own), and their per-text NLL. The halves come in complementary pairs
+    (:func:`~miaudit.game.membership_design`), so with K >= 2 every text has references
+    trained with and without it."""
+    membership = membership_design(len(texts), k, seed=seed + 7)
     nll = np.empty((k, len(texts)))
     for j in range(k):
         train = [t for t, m in zip(texts, membership[j], strict=True) if m]
