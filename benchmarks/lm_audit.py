@@ -60,7 +60,8 @@ def main() -> None:
         f"{s['data']['n_records']} AG News texts (title. description), half members; "
         f"{tgt['description']}; mean NLL per token {tgt['member_mean_nll']:.3f} on members, "
         f"{tgt['non_member_mean_nll']:.3f} on non-members; {args.references} reference LMs "
-        f"(text LiRA), each trained on a random half; {args.canaries} canaries "
+        "(text LiRA), each trained on a random half, in complementary pairs; "
+        f"{args.canaries} canaries "
         f"(\"my PIN is d d d d d d\"). Whole audit: {elapsed:.0f} s.\n\n"
         + table(rows, list(rows[0]))
         + "\n\nCanary exposure (log2 of 10^6 candidates minus log2 of the estimated rank; "
