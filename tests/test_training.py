@@ -159,6 +159,8 @@ def test_recipe_objects_are_validated():
         miaudit.audit(data="wine", model=Recipe("mlp", hidden=(8,), optimizer="bogus"))
     with pytest.raises(miaudit.errors.ConfigError, match="batch_size must be >= 1"):
         miaudit.audit(data="wine", model=Recipe("mlp", hidden=(8,), batch_size=0))
+    with pytest.raises(miaudit.errors.ConfigError, match="needs at least one hidden layer"):
+        miaudit.audit(data="wine", model="mlp", model_params=["hidden="])
 
 
 def test_unknown_executor():

@@ -257,6 +257,9 @@ def check_recipe(r: Recipe) -> None:
         problems.append(f"hidden sizes must be >= 1, got {list(r.hidden)}")
     if r.name == "logistic" and r.hidden:
         problems.append("the logistic recipe has no hidden layers; use --model mlp")
+    if r.name == "mlp" and not r.hidden:
+        problems.append("the mlp recipe needs at least one hidden layer (e.g. hidden=64); "
+                        "for a linear model use --model logistic")
     if r.name == "cnn" and len(r.hidden) < 2:
         problems.append(f"the cnn recipe's hidden sizes are the conv widths then the dense "
                         f"width (at least two, e.g. 16,32,64,128), got {list(r.hidden)}")
