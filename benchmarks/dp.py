@@ -30,19 +30,12 @@ from pathlib import Path
 from _results import table, write_section
 
 from miaudit.orchestration.sweep import audit_one_run, sweep
+from miaudit.report.terminal import figure
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 LOCATION30 = SHARED / "location30.npz"
 
 
-def fmt(v, ci=None, pct=False) -> str:
-    if v is None:
-        return "n/a"
-    text = f"{100 * v:.1f}%" if pct else f"{v:.3f}"
-    if ci:
-        text += (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if pct
-                 else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
-    return text
 
 
 def sweep_rows(res, name: str) -> list[dict]:
@@ -52,10 +45,10 @@ def sweep_rows(res, name: str) -> list[dict]:
         rows.append({
             name: r["value"], "test acc.": f"{r['test_accuracy']:.3f}",
             "train acc.": f"{r['train_accuracy']:.3f}", "strongest attack": r["attack"],
-            "AUC": fmt(r["auc"], r["auc_ci"]),
-            "TPR@0.1%FPR": fmt(r["tpr_at_fpr"]["0.001"], (r["tpr_at_fpr_ci"] or {})["0.001"],
+            "AUC": figure(r["auc"], r["auc_ci"]),
+            "TPR@0.1%FPR": figure(r["tpr_at_fpr"]["0.001"], (r["tpr_at_fpr_ci"] or {})["0.001"],
                                pct=True),
-            "eps lower bound": fmt(r["epsilon_lower_bound"]),
+            "eps lower bound": figure(r["epsilon_lower_bound"]),
             "eps accountant": "inf" if acc is None else f"{acc:.2f}",
         })
     return rows

@@ -132,6 +132,10 @@ def test_model_card_out_is_a_file_written_atomically(tmp_path):
     res = _invoke("model-card", out, "--out", folder / "card.md")
     assert res.exit_code == 0, res.output
     assert (folder / "card.md").read_text().startswith("#")
+    import os  # the usual permissions, not a temporary file's 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / "card.md").stat().st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in folder.iterdir()] == ["card.md"]  # no temporary file left
 
 

@@ -20,13 +20,9 @@ __all__ = ["register"]
 
 
 def _fmt(v, pct: bool = False, ci=None) -> str:
-    if v is None:
-        return "n/a"
-    text = f"{100 * v:.2f}%" if pct else f"{v:.3f}"
-    if ci:
-        text += (f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]" if pct
-                 else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
-    return text
+    from miaudit.report.terminal import figure
+
+    return figure(v, ci, pct=pct, decimals=2 if pct else 3)
 
 
 def _sweep_table(section: dict):

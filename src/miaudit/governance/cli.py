@@ -73,13 +73,9 @@ def _gate_table(result):
 
 
 def _ci(e: dict, key: str, pct: bool) -> str:
-    v, ci = e.get(key), e.get(f"{key}_ci")
-    if v is None:
-        return "n/a"
-    if pct:
-        return f"{100 * v:.1f}%" + ("" if ci is None else
-                                    f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
-    return f"{v:.3f}" + ("" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
+    from miaudit.report.terminal import figure
+
+    return figure(e.get(key), e.get(f"{key}_ci"), pct=pct)
 
 
 def _forget_table(result):
@@ -170,12 +166,11 @@ def register(app: typer.Typer) -> None:
         from miaudit.errors import ConfigError
         from miaudit.governance.model_card import model_card_section
         from miaudit.governance.runs import load_run
+        from miaudit.orchestration.result import RUN_FILES
+        from miaudit.report.html import write_text_file
 
         if top_records < 0:
             raise ConfigError(f"--top-records must be >= 0, got {top_records}.")
-        import tempfile
-
-        from miaudit.orchestration.result import RUN_FILES
 
         run_dir = resolve_run(run)
         summary, scores = load_run(run_dir)
@@ -183,22 +178,10 @@ def register(app: typer.Typer) -> None:
         if out is None:
             typer.echo(text, nl=False)
             return
-        if out.is_dir():
-            raise ConfigError(f"Cannot write {out}: it is a folder; give a file name such "
-                              "as model_card.md.")
-        if not out.parent.is_dir():
-            raise ConfigError(f"Cannot write {out}: the folder {out.parent} does not exist.")
         if out.name in RUN_FILES and out.parent.resolve() == Path(run_dir).resolve():
             raise ConfigError(f"Refusing to write over the run's own {out.name}; choose "
                               "another --out, such as model_card.md.")
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, out)  # atomic: a reader never sees half a card
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_file(out, text)
         err_console.print(f"wrote {escape(str(out))}", highlight=False)
 
     @app.command(

@@ -79,8 +79,8 @@ def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[in
 
 #: inputs with at most this share of non-zero entries train with a sparse first layer by
 #: default. Measured on 2 CPU cores, 16 or 17 models: 1.7x faster for 2,000 features at 3%
-#: non-zero and 6,000 at 1%, 1.15-1.2x on Location30 (446 features, 12%), even at 25%;
-#: 4 or 8 models at 12% run about 3% slower than dense.
+#: non-zero and 6,000 at 1%, 1.15-1.2x on Location30 (446 features, 12%), as fast as dense
+#: at 25%; 4 or 8 models at 12% run about 3% slower than dense.
 SPARSE_DENSITY = 0.15
 
 

@@ -1209,9 +1209,16 @@ def write_report(run_dir: str | os.PathLike, *, format: str = "html",
         from miaudit.report.markdown import render_markdown
 
         text = render_markdown(run_dir, show_records=show_records)
-    path = Path(out) if out is not None else Path(run_dir) / f"report.{format}"
+    return write_text_file(Path(out) if out is not None else Path(run_dir) / f"report.{format}",
+                           text)
+
+
+def write_text_file(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to the file ``path`` atomically (a reader never sees half of it),
+    with the usual permissions; a folder or a missing parent folder is refused."""
+    path = Path(path)
     if path.is_dir():
-        raise ConfigError(f"The report path {path} is a folder; give a file name.")
+        raise ConfigError(f"Cannot write {path}: it is a folder; give a file name.")
     if not path.parent.is_dir():
         raise ConfigError(f"Cannot write {path}: the folder {path.parent} does not exist.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

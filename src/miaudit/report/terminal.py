@@ -7,15 +7,19 @@ from rich.markup import escape
 from rich.table import Table
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def _ci(ci: list | None, pct: bool = True) -> str:
-    if ci is None:
-        return ""
-    lo, hi = ci
-    return f" [{100 * lo:.1f}, {100 * hi:.1f}]" if pct else f" [{lo:.3f}, {hi:.3f}]"
+def figure(value: float | None, ci=None, *, pct: bool = False,
+           decimals: int | None = None) -> str:
+    """A figure and its interval as the tables print it: ``0.912 [0.901, 0.923]``, or with
+    ``pct`` ``12.3% [10.1, 14.6]``; ``n/a`` when it is not measurable. Decimals: 3, or 1
+    for percentages."""
+    if value is None:
+        return "n/a"
+    d = decimals if decimals is not None else (1 if pct else 3)
+    scale, unit = (100.0, "%") if pct else (1.0, "")
+    text = f"{scale * value:.{d}f}{unit}"
+    if ci and None not in tuple(ci):
+        text += f" [{scale * ci[0]:.{d}f}, {scale * ci[1]:.{d}f}]"
+    return text
 
 
 def summary_table(summary: dict) -> Table:
@@ -33,9 +37,9 @@ def summary_table(summary: dict) -> Table:
     table.add_column("advantage", justify="right")
     table.add_column("eps LB", justify="right")
     for name, m in summary["attacks"].items():
-        cells = [name, f"{m['auc']:.3f}{_ci(m['auc_ci'], pct=False)}"]
+        cells = [name, figure(m["auc"], m["auc_ci"])]
         for f in fprs:
-            cells.append(_pct(m["tpr_at_fpr"][f]) + _ci(m["tpr_at_fpr_ci"][f]))
+            cells.append(figure(m["tpr_at_fpr"][f], m["tpr_at_fpr_ci"][f], pct=True))
         eps = m["epsilon_lower_bound"]
         cells += [f"{m['balanced_accuracy']:.3f}", f"{m['advantage']:.3f}",
                   "n/a" if eps is None else f"{eps:.2f}"]
@@ -117,9 +121,9 @@ def exposures_table(summary: dict) -> Table:
     table.add_column("queries", justify="right")
     for row in section["table"]:
         cells = [escape(row["exposure"]), row["strongest_attack"],
-                 f"{row['auc']:.3f}{_ci(row['auc_ci'], pct=False)}"]
+                 figure(row["auc"], row["auc_ci"])]
         for f in fprs:
-            cells.append(_pct(row["tpr_at_fpr"][f]) + _ci(row["tpr_at_fpr_ci"][f]))
+            cells.append(figure(row["tpr_at_fpr"][f], row["tpr_at_fpr_ci"][f], pct=True))
         acc = row.get("test_accuracy")
         cells += ["n/a" if acc is None else f"{acc:.3f}",
                   f"{row['members_exposed']}/{row['members']}",
