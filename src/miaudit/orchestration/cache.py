@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -136,21 +137,26 @@ class ModelCache:
             return None
 
     def _read(self, entry: Path) -> CachedModel:
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load as load_safetensors
 
         meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         files = meta.get("files")
         if not isinstance(files, dict) or "logits.npy" not in files:
             raise ValueError("meta.json lists no checksums")
+        content = {}  # each file read once: checked, then parsed from the same bytes
         for name, digest in files.items():
-            if _sha256(entry / name) != digest:
+            content[name] = (entry / name).read_bytes()
+            if hashlib.sha256(content[name]).hexdigest() != digest:
                 raise ValueError(f"{name} does not match its checksum")
-        logits = np.load(entry / "logits.npy", allow_pickle=False)
-        variants = (np.load(entry / "variants.npy", allow_pickle=False)
-                    if "variants.npy" in files else None)
+
+        def array(name: str) -> np.ndarray:
+            return np.load(io.BytesIO(content[name]), allow_pickle=False)
+
+        logits = array("logits.npy")
+        variants = array("variants.npy") if "variants.npy" in files else None
         if logits.ndim != 2 or (variants is not None and variants.ndim != 3):
             raise ValueError("stored logits of the wrong shape")
-        return CachedModel(logits, variants, load_file(str(entry / "weights.safetensors")),
+        return CachedModel(logits, variants, load_safetensors(content["weights.safetensors"]),
                            meta)
 
     def _set_aside(self, entry: Path, exc: Exception) -> None:
