@@ -90,6 +90,14 @@ def _ints(text: str | None) -> int | list[int] | None:
     return parts[0] if len(parts) == 1 else parts
 
 
+# options both commands take
+DataOpt = Annotated[str, typer.Option(help="Built-in name or a data file.")]
+LabelColumnOpt = Annotated[str | None, typer.Option(help="Label column of a table.")]
+IdColumnOpt = Annotated[str | None, typer.Option(help="Record-ID column of a table.")]
+NRecordsOpt = Annotated[int | None, typer.Option(help="Stratified subset size.")]
+ModelOpt = Annotated[str, typer.Option(help="Recipe: mlp, logistic or cnn.")]
+
+
 def register(app: typer.Typer) -> None:
     """Add ``sweep`` and ``audit-one-run`` to the ``miaudit`` typer app."""
     from miaudit.cli import OutputFormat, _friendly, err_console, out_console
@@ -110,13 +118,11 @@ def register(app: typer.Typer) -> None:
             "--param", help="The swept recipe parameter and its values: NAME=V1,V2,... "
             "(';' between values that hold commas, e.g. hidden=64,32;128)."
         )],
-        data: Annotated[str, typer.Option(help="Built-in name or a data file.")],
-        label_column: Annotated[str | None, typer.Option(help="Label column of a table.")
-                                ] = None,
-        id_column: Annotated[str | None, typer.Option(help="Record-ID column of a table.")
-                             ] = None,
-        n_records: Annotated[int | None, typer.Option(help="Stratified subset size.")] = None,
-        model: Annotated[str, typer.Option(help="Recipe: mlp, logistic or cnn.")] = "mlp",
+        data: DataOpt,
+        label_column: LabelColumnOpt = None,
+        id_column: IdColumnOpt = None,
+        n_records: NRecordsOpt = None,
+        model: ModelOpt = "mlp",
         set_: Annotated[list[str] | None, typer.Option(
             "--set", "-s", help="Fixed recipe parameter key=value, repeatable."
         )] = None,
@@ -204,13 +210,11 @@ def register(app: typer.Typer) -> None:
     )
     @_friendly
     def one_run_command(
-        data: Annotated[str, typer.Option(help="Built-in name or a data file.")],
-        label_column: Annotated[str | None, typer.Option(help="Label column of a table.")
-                                ] = None,
-        id_column: Annotated[str | None, typer.Option(help="Record-ID column of a table.")
-                             ] = None,
-        n_records: Annotated[int | None, typer.Option(help="Stratified subset size.")] = None,
-        model: Annotated[str, typer.Option(help="Recipe: mlp, logistic or cnn.")] = "mlp",
+        data: DataOpt,
+        label_column: LabelColumnOpt = None,
+        id_column: IdColumnOpt = None,
+        n_records: NRecordsOpt = None,
+        model: ModelOpt = "mlp",
         param: Annotated[list[str] | None, typer.Option(
             "--param", "-p", help="Recipe key=value, repeatable (e.g. -p dp_epsilon=4)."
         )] = None,
