@@ -78,9 +78,10 @@ def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[in
 
 
 #: inputs with at most this share of non-zero entries train with a sparse first layer by
-#: default. Measured on 2 CPU cores, 16 or 17 models: 1.7x faster for 2,000 features at 3%
-#: non-zero and 6,000 at 1%, 1.15-1.2x on Location30 (446 features, 12%), as fast as dense
-#: at 25%; 4 or 8 models at 12% run about 3% slower than dense.
+#: default. Measured on 2 CPU cores, 16 models (benchmarks/batched_training.py): 1.74x
+#: faster for 2,000 features at 3% non-zero, 1.59x for 6,000 at 1%, 1.2x on Location30 (446
+#: features, 12%); in one-off runs as fast as dense at 25%, and about 3% slower than dense
+#: for 4 or 8 models at 12%.
 SPARSE_DENSITY = 0.15
 
 
