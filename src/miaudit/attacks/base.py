@@ -99,6 +99,46 @@ class References:
         return np.stack([loss_from_logits(z, self.labels) for z in self.logits])
 
 
+#: What an attacker may know besides the target's release (``Attack.knowledge``):
+#: ``references``: reference models it trained itself, with their membership;
+#: ``population``: records set aside from the audit that the target never trained on, and
+#: the target's (and references') outputs on them;
+#: ``known-members``: the membership of other audited records (an oracle: off by default);
+#: ``queries``: query access to the target on new, perturbed inputs.
+KNOWLEDGE = {
+    "references": "reference models trained by the attacker, with their membership",
+    "population": "records set aside that the target never trained on",
+    "known-members": "the membership of other audited records (oracle knowledge)",
+    "queries": "queries to the target on new, perturbed inputs",
+}
+
+
+@dataclass(frozen=True)
+class Population:
+    """Population data: records set aside from the audit, never in the target's training
+    set (RMIA's ``z``, Attack-P's reference distribution). Never the audited records'
+    non-members.
+
+    Attributes
+    ----------
+    target : Observation
+        The target's release on the ``Z`` population records (same exposure).
+    reference_logits : ndarray (K, Z, C) or None
+        The reference models' logits on them, released the way the target is.
+    reference_membership : ndarray (K, Z) bool or None
+        Whether population record ``z`` was in reference ``k``'s training set (offline
+        references train on the population; online ones never do).
+    """
+
+    target: Observation
+    reference_logits: np.ndarray | None = None
+    reference_membership: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return int(len(self.target.labels))
+
+
 @dataclass(frozen=True)
 class AttackInput:
     """Everything an attack may use.
@@ -111,10 +151,9 @@ class AttackInput:
         Records of known membership for cross-fitted thresholds.
     references : References or None
         Reference models on the same records (for LiRA, RMIA, Attack-R, Shokri).
-    population : ndarray (N,) bool or None
-        Records the attacker may use as population data (never in the target's training
-        set): the ``z`` of RMIA and Attack-P. The audit passes the target's non-members; with
-        offline references none of the references saw them either.
+    population : Population or None
+        Population data set aside from the audit (the ``z`` of RMIA and Attack-P); None
+        when the audit has none.
     target_variants : tuple of Observation
         The target queried with augmented variants of each record (same order as
         ``References.variant_logits``); empty when no augmentation is used.
@@ -125,7 +164,7 @@ class AttackInput:
     target: Observation
     calibration: Calibration | None = None
     references: References | None = None
-    population: np.ndarray | None = None
+    population: Population | None = None
     target_variants: tuple[Observation, ...] = ()
     label_queries: LabelQueries | None = None
 
@@ -202,6 +241,9 @@ class Attack:
     needs_queries : bool
         Whether it queries the target on new (perturbed) inputs, which a model object
         allows and precomputed outputs do not.
+    knowledge : frozenset of str
+        What the attacker knows besides the target's release, drawn from
+        :data:`KNOWLEDGE`; empty for an attack on the target's outputs alone.
     """
 
     name: str
@@ -213,6 +255,7 @@ class Attack:
     min_references: int = 0
     reference_sides: frozenset[str] = frozenset()
     needs_queries: bool = False
+    knowledge: frozenset[str] = frozenset()
 
     def allowed_by(self, exposure: Exposure) -> bool:
         return self.needs <= exposure.fields
