@@ -255,10 +255,9 @@ def run(
     lira_variance: Annotated[str, typer.Option(
         help="LiRA variance: auto (global below 64 references), global or per-example."
     )] = "auto",
-    rmia_gamma: Annotated[float, typer.Option(help="RMIA's pairwise threshold gamma.")] = 1.0,
-    rmia_temperature: Annotated[float, typer.Option(
-        help="Softmax temperature of RMIA's Pr(x|model)."
-    )] = 2.0,
+    rmia_temperature: Annotated[float | None, typer.Option(
+        help="Softmax temperature of RMIA's Pr(x|model) (default: tuned on the references)."
+    )] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, training and folds.")] = 0,
     out: Annotated[Path | None, typer.Option(
         help="Run folder (default: runs/<time>-<data>-<model>)."
@@ -351,7 +350,7 @@ def run(
         reference_recipe=model,
         attacks=_split_list(attacks), seed=seed, references=references,
         reference_mode=reference_mode, targets=targets, lira_variance=lira_variance,
-        rmia_gamma=rmia_gamma, rmia_temperature=rmia_temperature, executor=executor,
+        rmia_temperature=rmia_temperature, executor=executor,
         workers=workers, ray_address=ray_address, models_per_batch=models_per_batch,
         augment=augment, query_budget=query_budget, alpha=alpha, prior=prior, device=device,
     )

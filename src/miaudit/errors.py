@@ -49,3 +49,8 @@ class UndefinedMetricWarning(MiauditWarning):
 
 class DataWarning(MiauditWarning):
     """Something in the data was changed or dropped (duplicates, missing values)."""
+
+
+class DegenerateResultWarning(MiauditWarning):
+    """A result that is measurable but means little: constant scores, references unlike
+    the target, a target at chance accuracy."""

@@ -27,11 +27,12 @@ from miaudit.attacks import (
     attacks_allowed,
     resolve_attacks,
 )
-from miaudit.attacks.reference import RMIA_TEMPERATURE
+from miaudit.attacks.base import KNOWLEDGE, Population
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
     ConfigError,
     DataWarning,
+    DegenerateResultWarning,
     ExposureError,
     MembershipError,
     OutputError,
@@ -59,10 +60,13 @@ from miaudit.orchestration.exposures import compare_exposures_section
 from miaudit.orchestration.querying import Query, QueryPlan, collect_label_queries
 from miaudit.orchestration.result import AuditResult
 from miaudit.orchestration.training import DEFAULT_CHUNK, check_training, train_pool_models
+from miaudit.orchestration.verdict import audit_verdict
 from miaudit.signals import Exposure, observe, parse_exposure
 from miaudit.signals.exposure import released_logits
 
 DEFAULT_FPRS = (0.01, 0.001, 0.0001)
+#: Share of a recipe game's pool set aside as population data (see ``population_fraction``).
+POPULATION_FRACTION = 0.1
 LIRA_VARIANCES = ("auto", "global", "per-example")
 
 
@@ -78,9 +82,12 @@ class _Game:
     data_info: dict
     target_info: dict
     reference_rows: list[list[int]] = field(default_factory=list)  # per target
-    # offline references: (logits (M, P, C), membership (M, P), labels (P,)) of every model
-    # on the population records the references were trained from
+    # population records set aside from the audit, which no target trained on:
+    # (logits (M, P, C), membership (M, P), labels (P,)) of every model on them
     population: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    # whether the references trained on the population records (offline references),
+    # so that the attacker knows IN and OUT models there (tuning, learned attacks)
+    references_train_on_population: bool = False
     # logits of every model on augmented queries of the audited records: (M, A, N, C)
     variants: np.ndarray | None = None
     # query access for label-only attacks: one function per model (X -> outputs), the
@@ -111,8 +118,8 @@ def audit(
     reference_mode: str = "online",
     targets: int = 1,
     lira_variance: str = "auto",
-    rmia_gamma: float = 1.0,
-    rmia_temperature: float = RMIA_TEMPERATURE,
+    rmia_temperature: float | None = None,
+    population_fraction: float = POPULATION_FRACTION,
     seed: int = 0,
     fprs: Sequence[float] = DEFAULT_FPRS,
     alpha: float = 0.05,
@@ -185,10 +192,14 @@ def audit(
         are pooled over them (and averaged, with per-target figures).
     lira_variance : {"auto", "global", "per-example"}
         LiRA's Gaussian variance; ``auto`` is global below 64 references.
-    rmia_gamma : float, default 1.0
-        RMIA's pairwise threshold gamma.
-    rmia_temperature : float, default 2.0
-        Softmax temperature of RMIA's ``Pr(x | model)`` (needs the probability vector).
+    rmia_temperature : float, optional
+        Softmax temperature of RMIA's ``Pr(x | model)`` (needs the probability vector);
+        default: tuned, with RMIA's offline ``a``, on the references (a reference model
+        plays the target), never on the target. Both are recorded in ``summary.json``.
+    population_fraction : float, default 0.1
+        Share of the pool a recipe game sets aside as population data (records no model
+        trains on, never audited) when an attack uses population data (``attack-p``,
+        ``rmia-*``); offline references use their own pool instead.
     seed : int, default 0
         Seeds the split, the training and the cross-fitting folds.
     fprs : sequence of float
@@ -243,7 +254,8 @@ def audit(
     exposures = _parse_exposures(exposure)
     exp = exposures[0]
     _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references,
-                    reference_mode, targets, lira_variance, rmia_gamma, rmia_temperature)
+                    reference_mode, targets, lira_variance, rmia_temperature,
+                    population_fraction)
     _check_device(device)
     check_training(executor, workers, models_per_batch)
     effective = references + references % 2 if reference_mode == "online" else references
@@ -251,11 +263,20 @@ def audit(
                                        can_query=outputs is None)
     if reference_mode == "offline" and references:
         plan_by_exposure = _offline_only(plan_by_exposure, explicit=attacks is not None)
+    recipe_game = outputs is None and isinstance(model, str | Recipe)
+    has_population = bool(outputs is None and references and reference_mode == "offline") or (
+        recipe_game and population_fraction > 0)
+    granted = threat_model(references=effective > 0, population=has_population,
+                           queries=outputs is None)
+    plan_by_exposure = _grant(plan_by_exposure, granted, explicit=attacks is not None)
+    needs_population = any("population" in a.knowledge
+                           for chosen in plan_by_exposure.values() for a in chosen)
+    rmia = {} if rmia_temperature is None else {"temperature": rmia_temperature}
     options = {
         "lira-online": {"variance": lira_variance},
         "lira-offline": {"variance": lira_variance},
-        "rmia-online": {"gamma": rmia_gamma, "temperature": rmia_temperature},
-        "rmia-offline": {"gamma": rmia_gamma, "temperature": rmia_temperature},
+        "rmia-online": dict(rmia),
+        "rmia-offline": dict(rmia),
         "shokri": {"seed": seed},
         "label-augment-learned": {"seed": seed},
     }
@@ -274,7 +295,8 @@ def audit(
                 "chunk": models_per_batch, "augment": augment,
             }
             game = _play(data, model, model_params, members, outputs, references, targets,
-                         reference_mode, seed, device, bar, training, reference_recipe)
+                         reference_mode, seed, device, bar, training, reference_recipe,
+                         population_fraction if needs_population else 0.0)
             if game.target_info.get("labels_only") and any(
                     e.fields != frozenset({"predicted"}) for e in exposures):
                 raise ConfigError(
@@ -308,8 +330,9 @@ def audit(
         "seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
         "fprs": [float(f) for f in fprs], "calibration_folds": calibration_folds,
         "references": game.reference_models, "reference_mode": reference_mode,
-        "targets": targets, "lira_variance": lira_variance, "rmia_gamma": rmia_gamma,
-        "rmia_temperature": rmia_temperature, "device": device,
+        "targets": targets, "lira_variance": lira_variance,
+        "rmia_temperature": rmia_temperature, "population_fraction": population_fraction,
+        "device": device,
         "query_budget": query_budget,
     }
 
@@ -325,14 +348,32 @@ def audit(
                 for a in plan_by_exposure[e]}
 
     entries = entries_of(exp)
+    flags = _degenerate_flags(game, entries, runs[exp][1], targets)
+    for text in flags:
+        warnings.warn(text, DegenerateResultWarning, stacklevel=2)
+    granted = threat_model(references=game.reference_models > 0,
+                           population=game.population is not None, queries=outputs is None)
+    clusters = np.tile(np.arange(len(game.labels)), targets) if targets > 1 else None
+
+    def verdict_of(e: Exposure, es: dict) -> dict:
+        pooled = {a.name: np.concatenate([s[a.name] for s in runs[e][1]])
+                  for a in plan_by_exposure[e]}
+        return audit_verdict(es, pooled, is_member, exposure=str(e),
+                             fprs=[str(float(f)) for f in fprs], alpha=alpha,
+                             clusters=clusters)
+
     summary = {
         "miaudit_version": __version__,
         "data": game.data_info,
         "target": game.target_info,
         "exposure": str(exp),
+        "threat_model": {"knowledge": sorted(granted),
+                         "description": [KNOWLEDGE[k] for k in sorted(granted)]},
+        "verdict": verdict_of(exp, entries),
         "attacks": entries,
         "settings": settings,
-        "warnings": _unique_messages(caught),
+        "flags": flags,
+        "warnings": _unique_messages(caught) + [f"DegenerateResultWarning: {t}" for t in flags],
         "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
     tables = [_score_table(game, runs[e][1], targets, e) for e in exposures]
@@ -413,6 +454,88 @@ def _offline_only(plan: dict[Exposure, list[Attack]], *, explicit: bool
     return plan
 
 
+def threat_model(*, references: bool, population: bool, queries: bool) -> frozenset[str]:
+    """What the audit's attacker knows besides the target's release (the knowledge keys of
+    :data:`~miaudit.attacks.base.KNOWLEDGE`); never ``known-members``, which only an attack
+    named explicitly gets (and the verdict never uses)."""
+    return frozenset(k for k, on in (("references", references), ("population", population),
+                                      ("queries", queries)) if on)
+
+
+def _grant(plan: dict[Exposure, list[Attack]], granted: frozenset[str], *, explicit: bool
+           ) -> dict[Exposure, list[Attack]]:
+    """Leave out of the defaults the attacks whose knowledge the threat model does not
+    grant; refuse a named attack that needs data the audit does not have (a named
+    ``known-members`` attack runs, labelled as oracle knowledge)."""
+    for e, chosen in plan.items():
+        kept = []
+        for a in chosen:
+            missing = set(a.knowledge) - granted - {"known-members"}
+            if missing and explicit:
+                raise ConfigError(
+                    f"The attack {a.name!r} needs {' and '.join(sorted(missing))} data, which "
+                    "this audit does not have: " + "; ".join(
+                        _MISSING_HINT[k] for k in sorted(missing)) + ".")
+            if not missing and (explicit or "known-members" not in a.knowledge):
+                kept.append(a)
+        if not kept:
+            raise ConfigError(f"None of the attacks can run under the exposure '{e}' with "
+                              "what this audit's attacker knows.")
+        plan[e] = kept
+    return plan
+
+
+_MISSING_HINT = {
+    "population": "population records are set aside by recipe games (population_fraction "
+                  "> 0) and by offline references",
+    "references": "add reference models (--references K)",
+    "queries": "it queries the model, which precomputed outputs cannot answer",
+}
+
+
+#: A score whose most frequent value holds this share of the records is "nearly constant".
+NEARLY_CONSTANT = 0.9
+#: References whose accuracy differs from the target's by more than this are flagged.
+ACCURACY_GAP = 0.1
+
+
+def _degenerate_flags(game: _Game, entries: dict, scores: list[dict[str, np.ndarray]],
+                      targets: int) -> list[str]:
+    """Results that are measurable but mean little: constant or nearly constant attack
+    scores (marked in their entries too), references whose accuracy is far from the
+    target's (reference-based attacks then compare unlike models) and a target at chance
+    accuracy (no learning, so nothing to leak: the audit measures noise)."""
+    flags = []
+    for name, entry in entries.items():
+        s = np.concatenate([sc[name] for sc in scores])
+        _, counts = np.unique(s, return_counts=True)
+        top = counts.max() / len(s)
+        if len(counts) == 1 or top >= NEARLY_CONSTANT:
+            why = ("constant scores" if len(counts) == 1 else
+                   f"nearly constant scores ({top:.0%} of records share one value)")
+            entry["degenerate"] = why
+            flags.append(f"The attack {name!r} gives {why}: it cannot rank records, and its "
+                         "figures say nothing about the others'.")
+    info = game.target_info
+    tr, te = info.get("train_accuracy"), info.get("test_accuracy")
+    rtr, rte = info.get("reference_train_accuracy"), info.get("reference_test_accuracy")
+    if None not in (tr, te, rtr, rte) and max(abs(tr - rtr), abs(te - rte)) > ACCURACY_GAP:
+        flags.append(f"The reference models' accuracy (train {rtr:.3f}, test {rte:.3f}) is "
+                     f"far from the target's (train {tr:.3f}, test {te:.3f}): attacks that "
+                     "calibrate on references compare unlike models; train the references "
+                     "with the target's recipe.")
+    if te is not None:
+        labels = game.labels[~game.membership[0]]
+        chance = np.bincount(labels).max() / max(len(labels), 1)
+        n = len(labels)
+        margin = 2.0 * np.sqrt(chance * (1 - chance) / max(n, 1))
+        if te <= chance + margin:
+            flags.append(f"The target's accuracy on non-members ({te:.3f}) is at chance (the "
+                         f"most frequent class is {chance:.3f} of them): the model has not "
+                         "learnt the task, so the audit measures noise.")
+    return flags
+
+
 def _released_accuracy(game: _Game, e: Exposure, targets: int, seed: int) -> dict:
     """Accuracy of the labels released under ``e`` (post-processing that keeps the argmax
     leaves it unchanged; noise may not), mean over targets."""
@@ -480,7 +603,7 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
         if game.reference_models:
             others = game.reference_rows[t]
             shadow = None
-            if game.population is not None:
+            if game.population is not None and game.references_train_on_population:
                 # the references on their own pool, plus the target, which never saw
                 # a population record (an all-OUT model the attacker may query)
                 pl, pm, py = game.population
@@ -499,12 +622,14 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
             observe(check_outputs(v, "logits"), game.labels, exp,
                     rng=np.random.default_rng([seed, t, 12, a]))
             for a, v in enumerate(game.variants[t]))
+        known = any("known-members" in a.knowledge for a in chosen)
         inputs = AttackInput(
             target=observe(game.outputs[t], game.labels, exp,
                            rng=np.random.default_rng([seed, t, 11])),
-            calibration=Calibration(is_member, _folds(is_member, folds, seed + t)),
+            calibration=Calibration(is_member, _folds(is_member, folds, seed + t))
+            if known else None,
             references=refs,
-            population=~is_member,
+            population=_population(game, t, exp, seed),
             target_variants=target_variants,
             label_queries=_label_queries(game, t, chosen, exp, plan, seed) if queries else None,
         )
@@ -525,6 +650,20 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
             if bar:
                 bar.advance(task)
     return per_target, scores, queries
+
+
+def _population(game: _Game, t: int, exp: Exposure, seed: int) -> Population | None:
+    """Target ``t``'s (and its references') release on the population records set aside
+    from the audit, or None when the audit has none."""
+    if game.population is None:
+        return None
+    pl, pm, py = game.population
+    target = observe(check_outputs(pl[t], "logits"), py, exp,
+                     rng=np.random.default_rng([seed, t, 14]))
+    if not game.reference_models:
+        return Population(target)
+    others = game.reference_rows[t]
+    return Population(target, _released_logits(pl[others], exp, seed, others, py), pm[others])
 
 
 def _released_logits(logits: np.ndarray, exp: Exposure, seed: int, models: list[int],
@@ -553,7 +692,8 @@ def _label_queries(game: _Game, t: int, chosen: list[Attack], exp: Exposure, pla
     if any(a.name == "label-augment-learned" for a in chosen) and game.reference_models:
         others = game.reference_rows[t]
         ref_query = [game.query[m] for m in others]
-        if game.population is not None and game.population_features is not None:
+        if (game.population is not None and game.population_features is not None
+                and game.references_train_on_population):
             _, pm, py = game.population
             ref_records = (game.population_features, py, pm[others])
         else:
@@ -590,7 +730,8 @@ _VARIANT_ATTACKS = frozenset({"lira-online", "lira-offline", "rmia-online", "rmi
 def _attack_entry(a: Attack, pooled: AttackMetrics, per_target: list, targets: int,
                   folds: int, options: dict | None, alpha: float, queries: int) -> dict:
     entry = {**pooled.to_dict(), "needs": sorted(a.needs), "description": a.description,
-             "reference": a.reference, "queries_to_target": int(queries)}
+             "reference": a.reference, "knowledge": sorted(a.knowledge),
+             "queries_to_target": int(queries)}
     if a.uses_calibration:
         entry["calibration"] = (f"cross-fitted on {folds} folds of records with known "
                                 "membership")
@@ -646,7 +787,7 @@ def _check_device(device: str) -> None:
 
 
 def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, targets,
-                    variance, gamma, temperature) -> None:
+                    variance, temperature, population_fraction) -> None:
     if seed < 0:
         raise ConfigError(f"seed must be >= 0, got {seed}.")
     if not fprs or any(not 0 < f < 1 for f in fprs):
@@ -674,15 +815,16 @@ def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, ta
     if variance not in LIRA_VARIANCES:
         raise ConfigError(f"lira_variance must be one of {', '.join(LIRA_VARIANCES)}, "
                           f"got {variance!r}.")
-    if not gamma > 0:
-        raise ConfigError(f"rmia_gamma must be > 0, got {gamma}.")
-    if not temperature > 0:
+    if temperature is not None and not temperature > 0:
         raise ConfigError(f"rmia_temperature must be > 0, got {temperature}.")
+    if not 0 <= population_fraction <= 0.5:
+        raise ConfigError("population_fraction must lie in [0, 0.5], got "
+                          f"{population_fraction}.")
 
 
 def _play(data: Dataset | None, model, model_params, members, outputs, references, targets,
           reference_mode, seed, device, bar, training: dict,
-          reference_recipe: str | Recipe = "mlp") -> _Game:
+          reference_recipe: str | Recipe = "mlp", population_fraction: float = 0.0) -> _Game:
     if outputs is not None:
         if data is not None:
             raise ConfigError("Give either data (to query a model) or outputs "
@@ -710,7 +852,7 @@ def _play(data: Dataset | None, model, model_params, members, outputs, reference
         else:
             recipe = make_recipe(model, model_params)
         return _game_from_recipe(ds, recipe, references, targets, reference_mode, seed,
-                                 device, bar, training)
+                                 device, bar, training, population_fraction)
     if members is None:
         raise ConfigError("Auditing an existing model needs 'members': a boolean mask or "
                           "the IDs of the records it was trained on.")
@@ -753,7 +895,8 @@ def online_models(references: int) -> int:
 
 
 def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int,
-                      mode: str, seed: int, device: str, bar, training: dict) -> _Game:
+                      mode: str, seed: int, device: str, bar, training: dict,
+                      population_fraction: float = 0.0) -> _Game:
     """Train the target(s) and references of a recipe and collect their outputs.
 
     ``online``: ``references + 2`` models (``references`` rounded up to an even number)
@@ -765,6 +908,10 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     untrained model.) ``offline``: the pool is split into audited records and population
     records; the targets train on random halves of the audited records, the references on
     random halves of the population, so no reference ever saw an audited record.
+
+    Population data for the attacks that use it (RMIA's ``z``, Attack-P) is never the
+    audited non-members: offline, it is the references' pool; otherwise a seeded
+    ``population_fraction`` of the pool is set aside, and no model trains on it.
     """
     dup = ds.duplicate_mask()
     n_dup = int(dup.sum())
@@ -777,13 +924,16 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     keep = np.flatnonzero(~dup)
     rng = np.random.default_rng([seed, 1])
     # every model trains on exactly the same number of records (batched training)
-    multiple = 4 if mode == "offline" and references else 2
-    drop = len(keep) % multiple
+    offline = mode == "offline" and bool(references)
+    multiple = 4 if offline else 2
+    n_aside = 0 if offline else round(population_fraction * len(keep))
+    drop = (len(keep) - n_aside) % multiple
     if drop:
         keep = np.delete(keep, rng.choice(len(keep), drop, replace=False))
     pool = ds.subset(keep)
     n = pool.n_records
-    if mode == "offline" and references:
+    aside = np.sort(rng.permutation(n)[:n_aside]) if n_aside else np.zeros(0, dtype=np.int64)
+    if offline:
         order = rng.permutation(n)
         audited, population = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
         design = np.zeros((targets + references, n), dtype=bool)
@@ -792,14 +942,16 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
                                                           seed=seed + 1)
         reference_rows = [list(range(targets, targets + references))] * targets
     elif references:
-        audited = np.arange(n)
+        audited = np.setdiff1d(np.arange(n), aside)
         n_models = online_models(references)
-        design = membership_design(n, n_models, seed=seed)
+        design = np.zeros((n_models, n), dtype=bool)
+        design[:, audited] = membership_design(len(audited), n_models, seed=seed)
         reference_rows = [[m for m in range(n_models) if m not in (t, t ^ 1)]
                           for t in range(targets)]
     else:
-        audited = np.arange(n)
-        design = membership_design(n, 1, seed=seed)
+        audited = np.setdiff1d(np.arange(n), aside)
+        design = np.zeros((1, n), dtype=bool)
+        design[:, audited] = membership_design(len(audited), 1, seed=seed)
         reference_rows = []
     members0 = design[0, audited]
     if ds.n_classes < 2 or len(np.unique(pool.y[audited][members0])) < 2:
@@ -859,7 +1011,7 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         population_features = pool.X[on_pop]
     return _Game(pool.ids[audited], pool.fingerprints[audited], labels, design[:, audited],
                  outputs, data_info, target_info, reference_rows=reference_rows,
-                 population=population_view,
+                 population=population_view, references_train_on_population=offline,
                  variants=None if variants is None else variants[:, :, audited],
                  query=_recipe_queries(recipe, weights, ds.n_features, ds.n_classes, device),
                  features=pool.X[audited], population_features=population_features,
@@ -1023,7 +1175,7 @@ def _game_from_model_offline(ds: Dataset, model: object, members, recipe: Recipe
         np.vstack([base.membership, design[:, :n_aud]]),
         [base.outputs[0], *(ModelOutputs("logits", z[:n_aud]) for z in logits)],
         base.data_info, base.target_info,
-        reference_rows=[list(range(1, references + 1))],
+        reference_rows=[list(range(1, references + 1))], references_train_on_population=True,
         population=(np.concatenate([target_logits[None], logits[:, n_aud:]]),
                     np.vstack([np.zeros((1, len(population)), dtype=bool), design[:, n_aud:]]),
                     pool.y[n_aud:]),

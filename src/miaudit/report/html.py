@@ -164,8 +164,13 @@ def _fprs(summary: dict) -> list[str]:
 def verdict(summary: dict) -> Verdict:
     """The headline verdict of a summary (see :class:`Verdict`).
 
-    The strongest attack is the one of :func:`~miaudit.orchestration.exposures.
-    strongest_attack` (highest TPR at the lowest measurable FPR, ties to the higher AUC).
+    An audit's summary carries its own verdict (``summary["verdict"]``, from
+    :func:`~miaudit.orchestration.verdict.audit_verdict`: oracle attacks left out, every
+    attack tested at a Bonferroni-corrected level); that one is used. For summaries
+    without it (older runs, language-model audits) the rule below applies, without a
+    correction for choosing the strongest attack. The strongest attack is the one of
+    :func:`~miaudit.orchestration.exposures.strongest_attack` (highest TPR at the lowest
+    measurable FPR, ties to the higher AUC).
     The level is ``none`` unless the TPR interval lies above the FPR's upper
     Clopper-Pearson bound (the FPR is measured on the same non-members) or the AUC interval
     lies above 0.5; then ``high`` from 10 times a random guess (or AUC >= 0.8), ``moderate``
@@ -176,6 +181,11 @@ def verdict(summary: dict) -> Verdict:
 
     attacks = summary.get("attacks") or {}
     exposure = summary.get("exposure", "?")
+    recorded = summary.get("verdict")
+    if isinstance(recorded, dict) and recorded.get("level") in LEVELS:
+        # the audit's own verdict, corrected for choosing the strongest attack
+        return Verdict(recorded["level"], LEVELS[recorded["level"]], recorded["sentence"],
+                       recorded.get("strongest_attack"), recorded.get("fpr"))
     if not attacks:
         return Verdict("none", LEVELS["none"], f"Under exposure '{exposure}' no attack ran.",
                        None, None)
@@ -350,15 +360,23 @@ def _threat(summary: dict) -> list[str]:
     else:
         items.append("Has no reference models: only reference-free attacks ran (attacks with "
                       "reference models are usually much stronger at low FPR).")
-    pop = [a for a in attacks if a in _POPULATION_ATTACKS]
+    knows = {a: e.get("knowledge") for a, e in attacks.items()}
+    declared = all(k is not None for k in knows.values())
+    pop = ([a for a, k in knows.items() if "population" in k] if declared
+           else [a for a in attacks if a in _POPULATION_ATTACKS])
     if pop:
+        n_pop = summary.get("data", {}).get("n_population_records")
+        where = (f"{n_pop:,} records set aside from the audit, which the target never "
+                 "trained on" if n_pop else "records the target never saw")
         items.append(f"Has population data from the same distribution ({', '.join(pop)}): "
-                     "the target's non-members serve as records the target never saw.")
-    calibrated = [a for a, e in attacks.items() if e.get("calibration")]
+                     f"{where}.")
+    calibrated = ([a for a, k in knows.items() if "known-members" in k] if declared
+                  else [a for a, e in attacks.items() if e.get("calibration")])
     if calibrated:
-        items.append(f"Knows the membership of other records ({', '.join(calibrated)}: "
-                     "per-class thresholds cross-fitted on records of known membership), a "
-                     "strong assumption.")
+        items.append(f"ORACLE: knows the membership of other audited records "
+                     f"({', '.join(calibrated)}: cross-fitted on records of known "
+                     "membership). No real attacker has this; these attacks are left out of "
+                     "the verdict.")
     if "reference" in attacks and lm:
         items.append("Has a second language model (reference) to calibrate each text's "
                      "difficulty.")
@@ -473,11 +491,19 @@ def _method(summary: dict, signals_info: str | None) -> list[str]:
     items.append(f"The strongest attack is picked after the fact among {n_att} attack(s): the "
                  "highest TPR at the lowest measurable FPR, ties to the higher AUC; the best "
                  "of many attacks is slightly optimistic.")
-    items.append("Verdict: 'no measurable leakage' unless the strongest attack's TPR interval "
-                 "lies above the upper bound of the FPR (itself measured on the non-members) "
-                 "or its AUC interval above 0.5; then 'high' from 10 times "
-                 "a random guess (or AUC >= 0.8), 'moderate' from 2 times (or AUC >= 0.6), "
-                 "else 'low'.")
+    v = summary.get("verdict")
+    if isinstance(v, dict) and v.get("correction"):
+        items.append("Verdict: 'no measurable leakage' unless some attack within the threat "
+                     "model (oracle attacks excluded) has its AUC interval above 0.5 or its TPR "
+                     "interval above the FPR, with intervals corrected for choosing the "
+                     f"strongest ({v['correction']}); then 'high' from 10 times a random guess "
+                     "(or AUC >= 0.8), 'moderate' from 2 times (or AUC >= 0.6), else 'low'.")
+    else:
+        items.append("Verdict: 'no measurable leakage' unless the strongest attack's TPR "
+                     "interval lies above the upper bound of the FPR (itself measured on the "
+                     "non-members) or its AUC interval above 0.5; then 'high' from 10 times "
+                     "a random guess (or AUC >= 0.8), 'moderate' from 2 times (or AUC >= "
+                     "0.6), else 'low'. (This run records no corrected verdict.)")
     if signals_info:
         items.append(signals_info)
     return items
@@ -770,17 +796,21 @@ def _attack_table(c: ReportContent) -> str:
 
 
 def _attack_list(c: ReportContent) -> str:
+    from miaudit.report.terminal import knowledge_text
+
     items = []
     for name, m in c.summary["attacks"].items():
         desc = m.get("description")
         ref = m.get("reference")
         if desc or ref:
             items.append(f"<tr><th scope=row>{_e(name)}</th><td>{_e(desc or '')}</td>"
+                         f"<td>{_e(knowledge_text(m.get('knowledge')))}</td>"
                          f"<td>{_e(ref or '')}</td></tr>")
     if not items:
         return ""
     return ('<table class="attacks-described"><thead><tr><th scope=col>attack</th>'
-            '<th scope=col>score (higher = member)</th><th scope=col>paper</th></tr></thead>'
+            '<th scope=col>score (higher = member)</th><th scope=col>attacker knows</th>'
+            '<th scope=col>paper</th></tr></thead>'
             "<tbody>" + "".join(items) + "</tbody></table>")
 
 

@@ -36,15 +36,27 @@ def summary_table(summary: dict) -> Table:
     table.add_column("bal. acc.", justify="right")
     table.add_column("advantage", justify="right")
     table.add_column("eps LB", justify="right")
+    table.add_column("knows", style="dim")
     for name, m in summary["attacks"].items():
         cells = [name, figure(m["auc"], m["auc_ci"])]
         for f in fprs:
             cells.append(figure(m["tpr_at_fpr"][f], m["tpr_at_fpr_ci"][f], pct=True))
         eps = m["epsilon_lower_bound"]
         cells += [f"{m['balanced_accuracy']:.3f}", f"{m['advantage']:.3f}",
-                  "n/a" if eps is None else f"{eps:.2f}"]
+                  "n/a" if eps is None else f"{eps:.2f}", knowledge_text(m.get("knowledge"))]
         table.add_row(*cells)
     return table
+
+
+def knowledge_text(knowledge: list[str] | None) -> str:
+    """What an attack knows besides the target's release, in a table cell; known-members
+    (oracle) attacks are marked."""
+    if knowledge is None:
+        return "?"
+    if not knowledge:
+        return "outputs only"
+    return ", ".join("ORACLE: known members" if k == "known-members" else k
+                     for k in knowledge)
 
 
 def print_summary(summary: dict, console: Console | None = None, run_dir: str | None = None
@@ -81,6 +93,13 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         console.print(f"[bold]models[/] {training['trained']} trained, {training['cached']} "
                       "loaded from the cache")
     console.print(summary_table(summary))
+    v = summary.get("verdict")
+    if v:
+        color = {"none": "green", "low": "yellow", "moderate": "dark_orange",
+                 "high": "red"}.get(v["level"], "white")
+        console.print(f"[bold {color}]verdict: {v['level']}[/] {escape(v['sentence'])}")
+        if v.get("correction"):
+            console.print(f"[dim]{escape(v['correction'])}[/]")
     blind = summary.get("blind_baseline")
     if blind:
         lo, hi = blind["auc_ci"]

@@ -11,7 +11,7 @@ A run made otherwise (``miaudit run``, :func:`miaudit.audit` + ``save``) is rebu
 ``label_column``, ``id_column`` and the ``n_records`` subset), the recipe (``target.recipe``:
 name and every parameter), the exposure(s), the attacks run (left to the default when they
 are the default), every entry of ``settings`` (seed, alpha, prior, delta, fprs,
-calibration folds, references, reference mode, targets, LiRA variance, RMIA gamma and
+calibration folds, references, reference mode, targets, LiRA variance, RMIA
 temperature, device, query budget) and augmented queries (``target.training``).
 
 It cannot rebuild, and refuses clearly:
@@ -299,9 +299,11 @@ def _spec_data(summary: dict, where: str) -> dict:
                           "miaudit.audit(model=..., members=...).")
     audit: dict[str, Any] = {}
     for key in ("seed", "alpha", "prior", "delta", "fprs", "calibration_folds",
-                "references", "reference_mode", "targets", "lira_variance", "rmia_gamma",
-                "rmia_temperature"):
+                "references", "reference_mode", "targets", "lira_variance"):
         audit[key] = _need(settings, key, where, f"setting {key!r}")
+    # runs before RMIA's temperature was tuned on references recorded a fixed one
+    if settings.get("rmia_temperature") is not None:
+        audit["rmia_temperature"] = settings["rmia_temperature"]
     if settings.get("query_budget") is not None:
         audit["query_budget"] = settings["query_budget"]
     exposures = _exposures(summary, where)

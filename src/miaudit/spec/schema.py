@@ -24,7 +24,6 @@ __all__ = ["AuditSection", "AuditSpec", "DataSection", "LMSection", "SpecError",
 #: Defaults shared with :func:`miaudit.audit` (a test checks that they agree).
 DEFAULT_FPRS = (0.01, 0.001, 0.0001)
 DEFAULT_MODELS_PER_BATCH = 32
-DEFAULT_RMIA_TEMPERATURE = 2.0
 DEFAULT_RECIPE = "mlp"
 LM_RECIPE = "gpt2"
 
@@ -148,8 +147,7 @@ class AuditSection(BaseModel):
     reference_mode: Literal["online", "offline"] = "online"
     targets: Annotated[int, Field(ge=1)] = 1
     lira_variance: Literal["auto", "global", "per-example"] = "auto"
-    rmia_gamma: _Positive = 1.0
-    rmia_temperature: _Positive = DEFAULT_RMIA_TEMPERATURE
+    rmia_temperature: _Positive | None = None
     seed: Annotated[int, Field(ge=0)] = 0
     fprs: Annotated[list[_Prob], Field(min_length=1)] = Field(
         default_factory=lambda: list(DEFAULT_FPRS))
@@ -203,7 +201,7 @@ class LMSection(BaseModel):
 
 #: Keys of [audit] and [training] that a language-model audit does not use.
 _CLASSIFICATION_ONLY = {
-    "audit": ("exposure", "reference_mode", "targets", "lira_variance", "rmia_gamma",
+    "audit": ("exposure", "reference_mode", "targets", "lira_variance",
               "rmia_temperature", "calibration_folds", "query_budget"),
     "training": ("executor", "workers", "ray_address", "models_per_batch", "augment"),
 }
@@ -327,7 +325,7 @@ class AuditSpec(BaseModel):
             exposure=list(a.exposure) if isinstance(a.exposure, list) else a.exposure,
             attacks=None if a.attacks is None else list(a.attacks),
             references=a.references, reference_mode=a.reference_mode, targets=a.targets,
-            lira_variance=a.lira_variance, rmia_gamma=a.rmia_gamma,
+            lira_variance=a.lira_variance,
             rmia_temperature=a.rmia_temperature, seed=a.seed, fprs=list(a.fprs),
             alpha=a.alpha, prior=a.prior, delta=a.delta,
             calibration_folds=a.calibration_folds, device=tr.device, executor=tr.executor,

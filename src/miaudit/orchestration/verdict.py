@@ -1,0 +1,142 @@
+"""The audit's verdict: is there measurable leakage, corrected for picking the strongest?
+
+An audit runs many attacks and the headline quotes the strongest. Testing that attack with
+its own 95% interval would let chance win about once per attack on a model that cannot
+leak, so the verdict tests every eligible attack at a Bonferroni-corrected level: with
+``k`` attacks each gets two-sided intervals at ``1 - alpha / k``, and claims leakage when
+the lower end of its AUC interval exceeds 0.5 or the lower end of its TPR interval at the
+decisive FPR ``f`` exceeds ``f``. Each lower end is a one-sided test at ``alpha / (2k)``,
+so on a null model the chance that any of the ``2k`` tests fires is at most ``alpha``.
+
+Eligible attacks are those whose knowledge the audit's threat model grants: never an
+attack that reads the membership of other audited records (``known-members``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+
+from miaudit.errors import UndefinedMetricWarning
+from miaudit.metrics import evaluate
+from miaudit.orchestration.exposures import strongest_attack
+
+#: The verdict levels, from "cannot tell members apart" to "identifies many members".
+LEVEL_NAMES = ("none", "low", "moderate", "high")
+#: A TPR this many times the FPR (or this AUC) makes the exposure high / moderate.
+HIGH_RATIO, HIGH_AUC = 10.0, 0.8
+MODERATE_RATIO, MODERATE_AUC = 2.0, 0.6
+
+
+def _pct(x: float) -> str:
+    v = 100 * x
+    return f"{v:.3g}%" if v < 10 else f"{v:.1f}%"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}"
+
+
+def decisive_fpr(entries: Mapping[str, dict], fprs: list[str]) -> str | None:
+    """The lowest FPR level at which some attack's TPR is measurable."""
+    return next((f for f in sorted(fprs, key=float)
+                 if any(e["tpr_at_fpr"].get(f) is not None for e in entries.values())), None)
+
+
+def audit_verdict(entries: Mapping[str, dict], scores: Mapping[str, np.ndarray],
+                  is_member: np.ndarray, *, exposure: str, fprs: list[str], alpha: float,
+                  clusters: np.ndarray | None = None) -> dict:
+    """The verdict of an audit: ``level``, ``strongest_attack``, ``sentence`` and how it
+    was corrected.
+
+    Parameters
+    ----------
+    entries : dict of attack name to summary entry
+        The attacks' summary entries (with ``knowledge``, ``auc``, ``tpr_at_fpr``).
+    scores : dict of attack name to ndarray (n,)
+        Each attack's scores (pooled over targets), higher = member.
+    is_member : bool ndarray (n,)
+    exposure : str
+    fprs : list of str
+        The FPR levels (summary keys).
+    alpha : float
+        Error rate of the verdict.
+    clusters : int ndarray (n,), optional
+        Record index of each score when targets are pooled.
+
+    Returns
+    -------
+    dict
+        ``level`` (one of :data:`LEVEL_NAMES`), ``strongest_attack`` (None when no attack is
+        eligible), ``sentence``, ``fpr`` (the decisive level), ``attacks_considered``,
+        ``attacks_excluded`` (name -> reason), ``correction`` and ``corrected_alpha``,
+        ``significant`` (attacks whose corrected intervals exclude chance) and
+        ``corrected_ci`` of the strongest attack (``auc`` and ``tpr``).
+    """
+    eligible = {n: e for n, e in entries.items() if "known-members" not in e.get("knowledge", [])}
+    excluded = {n: "uses the membership of other audited records (oracle knowledge)"
+                for n in entries if n not in eligible}
+    base = {"attacks_considered": sorted(eligible), "attacks_excluded": excluded,
+            "alpha": alpha}
+    if not eligible:
+        return {**base, "level": "none", "strongest_attack": None, "fpr": None,
+                "sentence": f"Under exposure '{exposure}' no attack within the threat model "
+                            "ran.", "significant": [], "corrected_alpha": None,
+                "correction": None, "corrected_ci": None}
+    k = len(eligible)
+    alpha_c = alpha / k
+    decisive = decisive_fpr(eligible, fprs)
+    significant, cis = [], {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for name in eligible:
+            extra = {} if clusters is None else {"clusters": clusters}
+            m = evaluate(scores[name], is_member, fprs=[float(f) for f in fprs],
+                         alpha=alpha_c, **extra).to_dict()
+            tpr_ci = m["tpr_at_fpr_ci"].get(decisive) if decisive else None
+            cis[name] = {"auc": m["auc_ci"], "tpr": tpr_ci}
+            if (m["auc_ci"] and m["auc_ci"][0] > 0.5) or (
+                    tpr_ci and tpr_ci[0] > float(decisive)):
+                significant.append(name)
+    best = strongest_attack(eligible, fprs)
+    # the headline attack: the strongest one whose leakage is established, if any
+    if significant and best not in significant:
+        best = strongest_attack({n: eligible[n] for n in significant}, fprs)
+    e = eligible[best]
+    auc = float(e["auc"])
+    tpr = e["tpr_at_fpr"].get(decisive) if decisive else None
+    tpr_beyond = bool(cis[best]["tpr"] and decisive and cis[best]["tpr"][0] > float(decisive))
+    ratio = (tpr / float(decisive)) if (tpr is not None and decisive) else 0.0
+    conf = f"{100 * (1 - alpha):g}%"
+    correction = (f"Bonferroni over {k} attack(s) and 2 figures each (AUC, TPR at the "
+                  f"lowest measurable FPR): intervals at {100 * (1 - alpha_c):.4g}%, so "
+                  f"the verdict errs on a null model with probability <= {alpha:g}")
+    if best not in significant:
+        level = "none"
+        sentence = (f"Under exposure '{exposure}' no attack tells members from non-members "
+                    f"beyond chance: every one of the {k} attack(s) stays within its "
+                    f"{conf} interval corrected for choosing the strongest (the strongest, "
+                    f"{best}, has AUC {auc:.3f}).")
+    else:
+        if (ratio >= HIGH_RATIO and tpr_beyond) or auc >= HIGH_AUC:
+            level = "high"
+        elif (ratio >= MODERATE_RATIO and tpr_beyond) or auc >= MODERATE_AUC:
+            level = "moderate"
+        else:
+            level = "low"
+        if tpr_beyond and tpr:
+            sentence = (f"Under exposure '{exposure}' the strongest attack ({best}) "
+                        f"identifies {_pct(tpr)} of members at a {_pct(float(decisive))} "
+                        f"false-positive rate, {_times(ratio)} times a random guess "
+                        f"(AUC {auc:.3f}).")
+        else:
+            sentence = (f"Under exposure '{exposure}' the strongest attack ({best}) tells "
+                        f"members from non-members better than chance (AUC {auc:.3f}); at "
+                        "low false-positive rates it is not distinguishable from a random "
+                        "guess.")
+    return {**base, "level": level, "strongest_attack": best, "fpr": decisive,
+            "sentence": sentence, "significant": sorted(significant),
+            "corrected_alpha": alpha_c, "correction": correction,
+            "corrected_ci": cis[best]}
