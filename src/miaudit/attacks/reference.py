@@ -1,20 +1,28 @@
 """Attacks that compare the target with reference models (and population data).
 
 Every score is "higher = more likely a member". The reference models are the attacker's
-own: it knows which records each was trained on (``References.membership``).
+own: it knows which records each was trained on (``References.membership``). Population
+data (:class:`~miaudit.attacks.base.Population`) are records set aside from the audit that
+the target never trained on. No attack here reads the audited records' membership.
+
+Knowledge (``Attack.knowledge``): LiRA and Attack-R, ``references``; Attack-P,
+``population``; RMIA, ``references`` (it also reads the population when the audit has one,
+which rescales its score without changing its ranking: see :func:`rmia_scores`).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_ndtr
+from scipy.special import log_ndtr, logsumexp
 from scipy.stats import rankdata
 
 from miaudit.attacks.base import Attack, AttackInput, References, register_attack
-from miaudit.errors import MiauditWarning
-from miaudit.metrics import auc_with_ci
+from miaudit.errors import ConfigError, MiauditWarning
+from miaudit.metrics import auc_delong, tpr_at_fpr
 from miaudit.signals.exposure import PHI_MAX, Observation
 from miaudit.signals.transforms import (
     logit_scaled_confidence,
@@ -26,6 +34,9 @@ from miaudit.signals.transforms import (
 GLOBAL_VARIANCE_BELOW = 64
 _MIN_STD = 1e-6
 
+REFERENCES = frozenset({"references"})
+POPULATION = frozenset({"population"})
+
 
 def observed_phi(t: Observation) -> np.ndarray:
     """Logit-scaled confidence of an observation: as :func:`~miaudit.signals.exposure.observe`
@@ -36,6 +47,30 @@ def observed_phi(t: Observation) -> np.ndarray:
     if t.logits is not None:
         return logit_scaled_confidence(t.logits, t.labels)
     return np.minimum(logit_scaled_confidence_from_loss(t.loss), PHI_MAX)
+
+
+def _unscored(attack: str, refs: References, sides: frozenset[str] | set[str]) -> np.ndarray:
+    """Records without a reference on one of ``sides`` (``in``: trained with the record,
+    ``out``: without), which ``attack`` cannot score: warns naming how many, and returns
+    the mask. The audit refuses such designs; this is for direct callers."""
+    m = refs.membership
+    missing = np.zeros(m.shape[1], dtype=bool)
+    if "in" in sides:
+        missing |= ~m.any(axis=0)
+    if "out" in sides:
+        missing |= m.all(axis=0)
+    n = int(missing.sum())
+    if n:
+        what = " and ".join(w for s, w in (("in", "one trained with it (IN)"),
+                                           ("out", "one trained without it (OUT)"))
+                            if s in sides)
+        warnings.warn(
+            f"{attack}: {n} of {len(missing)} record(s) have no reference model of the kind "
+            f"it needs ({what}); their score is NaN. Train more references, or in "
+            "complementary pairs, so that every record has them.",
+            MiauditWarning, stacklevel=3,
+        )
+    return missing
 
 
 def _gaussian_fit(values: np.ndarray, mask: np.ndarray, per_example: bool):
@@ -69,17 +104,12 @@ def _variance_mode(variance: str, n_refs: int) -> bool:
 
 
 def _lira(phi: np.ndarray, refs: References, per_example: bool, online: bool) -> np.ndarray:
-    mu_out, s_out, n_out = _gaussian_fit(refs.phi, ~refs.membership, per_example)
-    offline = np.where(n_out > 0, log_ndtr((phi - mu_out) / s_out), 0.0)
+    mu_out, s_out, _ = _gaussian_fit(refs.phi, ~refs.membership, per_example)
     if not online:
-        return offline
-    mu_in, s_in, n_in = _gaussian_fit(refs.phi, refs.membership, per_example)
-    score = (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
-             + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
-    # A record with no IN (or no OUT) reference cannot be scored online: the audit refuses
-    # such designs; this keeps the arithmetic finite for direct callers.
-    score = np.where(n_in == 0, offline, score)
-    return np.where(n_out == 0, -0.5 * ((phi - mu_in) / s_in) ** 2, score)
+        return log_ndtr((phi - mu_out) / s_out)
+    mu_in, s_in, _ = _gaussian_fit(refs.phi, refs.membership, per_example)
+    return (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
+            + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
 
 
 def lira_online(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
@@ -87,81 +117,216 @@ def lira_online(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
     mu_out, s_out^2)``, Gaussians fitted per record on references trained with (IN) and
     without (OUT) it; with augmented queries, the mean of the scores over the variants
     (one Gaussian per variant). ``variance``: ``"global"`` (pooled; default below 64
-    references), ``"per-example"`` or ``"auto"``. Higher = member."""
+    references), ``"per-example"`` or ``"auto"``. Higher = member.
+
+    Knowledge: ``references``. A record without an IN or without an OUT reference is
+    scored NaN, with a :class:`~miaudit.errors.MiauditWarning` naming how many."""
+    missing = _unscored("lira-online", inputs.references, {"in", "out"})
     per_example = _variance_mode(variance, inputs.references.n_models)
-    return np.mean([_lira(observed_phi(t), refs, per_example, online=True)
-                    for t, refs in inputs.query_pairs()], axis=0)
+    score = np.mean([_lira(observed_phi(t), refs, per_example, online=True)
+                     for t, refs in inputs.query_pairs()], axis=0)
+    return np.where(missing, np.nan, score)
 
 
 def lira_offline(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
     """Offline LiRA: ``log Phi((phi - mu_out) / s_out)``, a one-sided test against the
-    references trained without the record (mean over augmented variants). Higher = member."""
+    references trained without the record (mean over augmented variants). Higher = member.
+
+    Knowledge: ``references``. A record without an OUT reference is scored NaN, with a
+    :class:`~miaudit.errors.MiauditWarning` naming how many."""
+    missing = _unscored("lira-offline", inputs.references, {"out"})
     per_example = _variance_mode(variance, inputs.references.n_models)
-    return np.mean([_lira(observed_phi(t), refs, per_example, online=False)
-                    for t, refs in inputs.query_pairs()], axis=0)
+    score = np.mean([_lira(observed_phi(t), refs, per_example, online=False)
+                     for t, refs in inputs.query_pairs()], axis=0)
+    return np.where(missing, np.nan, score)
+
+
+#: Silverman's rule of thumb for a Gaussian kernel: bandwidth = (4/3)^(1/5) sd m^(-1/5).
+_SILVERMAN = (4.0 / 3.0) ** 0.2
 
 
 def attack_r(inputs: AttackInput) -> np.ndarray:
-    """Attack-R (Ye et al., CCS 2022): fraction of OUT reference models whose loss on the
-    record is at least the target's. Higher = member."""
+    """Attack-R (Ye et al., CCS 2022): the percentile of the target's loss on the record
+    among the OUT reference models' losses on it, as a continuous score.
+
+    Ye et al. threshold each record at a percentile of its OUT references' losses; the
+    plain count ("fraction of OUT references whose loss is at least the target's") takes
+    only ``K_out + 1`` values, so every record whose target loss lies below all its
+    references' ties at the top, exactly where the TPR at low FPR is read. Here the
+    empirical distribution of the references' losses is smoothed with a Gaussian kernel,
+    on the logit scale ``phi = log(p_y / (1 - p_y))`` (a decreasing function of the loss,
+    on which per-record distributions are close to Gaussian, Carlini et al. 2022):
+
+        S(x) = mean_k Phi((phi_target(x) - phi_k(x)) / h),
+
+    the smoothed fraction of OUT references with a loss at least the target's, with one
+    bandwidth ``h = (4/3) ** (1/5) * s * m ** (-1/5)`` per record (Silverman's rule,
+    ``(4/3) ** (1/5) = 1.06``; ``s`` the
+    within-record spread of the OUT references' ``phi`` pooled over records, ``m`` the
+    record's OUT references). As ``h -> 0`` it is the plain fraction (ties counted half);
+    beyond the references it keeps decreasing, so records are ordered by how far the
+    target's loss sits beyond theirs. Linear interpolation of the empirical CDF (Ye et
+    al.'s implementation) is continuous only between the references' losses and still
+    saturates beyond them; a single fitted Gaussian instead would be offline LiRA.
+
+    Returns
+    -------
+    scores : ndarray (N,)
+        ``log(S / (1 - S))``, the log-odds of the smoothed percentile (``expit`` gives
+        ``S`` back), computed from both tails in log space so that records far beyond every
+        reference stay apart in floating point. Higher = member. NaN (with a
+        :class:`~miaudit.errors.MiauditWarning`) for a record without an OUT reference.
+
+    Knowledge: ``references``.
+    """
     refs = inputs.references
+    missing = _unscored("attack-r", refs, {"out"})
     out = ~refs.membership
-    ge = (refs.loss >= inputs.target.loss[None, :]) & out
-    return ge.sum(axis=0) / np.maximum(out.sum(axis=0), 1)
+    _, spread, n_out = _gaussian_fit(refs.phi, out, per_example=False)
+    h = _SILVERMAN * spread * np.maximum(n_out, 1) ** -0.2
+    d = (observed_phi(inputs.target)[None, :] - refs.phi) / h[None, :]
+    at_least = logsumexp(np.where(out, log_ndtr(d), -np.inf), axis=0)
+    below = logsumexp(np.where(out, log_ndtr(-d), -np.inf), axis=0)
+    with np.errstate(invalid="ignore"):
+        return np.where(missing, np.nan, at_least - below)
 
 
 def attack_p(inputs: AttackInput) -> np.ndarray:
     """Attack-P (Ye et al., CCS 2022): fraction of population records whose target loss is
-    at least the record's loss. A non-decreasing function of the loss, so its ROC is the
-    LOSS attack's up to ties between population steps; the score reads as a calibrated
-    p-value. Higher = member."""
-    pop = np.sort(inputs.target.loss[inputs.population])
+    at least the record's loss (``inputs.population.target.loss``). A non-decreasing
+    function of the loss, so its ROC is the LOSS attack's up to ties between population
+    steps; the score reads as a calibrated p-value. Higher = member.
+
+    Knowledge: ``population`` (records set aside from the audit that the target never
+    trained on); without population data it raises :class:`~miaudit.errors.ConfigError`."""
+    if inputs.population is None:
+        raise ConfigError("attack-p compares each record's loss with the target's losses on "
+                          "population data (records set aside from the audit); this audit "
+                          "has none. Set population records aside, or leave attack-p out.")
+    pop = np.sort(inputs.population.target.loss)
     below = np.searchsorted(pop, inputs.target.loss, side="left")
     return (len(pop) - below) / len(pop)
 
 
-def rmia_scores(p_target: np.ndarray, p_marginal: np.ndarray, population: np.ndarray,
-                gamma: float) -> np.ndarray:
+# --- RMIA --------------------------------------------------------------------------------
+
+#: Offline ``a`` values tuned over (Zarifzadeh et al., Sec. 4): 0, 0.1, ..., 1.
+A_GRID = tuple(float(a) for a in np.round(np.linspace(0.0, 1.0, 11), 2))
+#: Softmax temperatures of ``Pr(x | model)`` tuned over when the exposure releases the
+#: probability vector (or logits); overconfident models put members' probabilities at 1,
+#: where ratios lose the target's signal, and a temperature above 1 keeps it.
+TEMPERATURE_GRID = (1.0, 2.0, 4.0)
+#: FPR levels RMIA is tuned for; the lowest measurable one on the stand-ins is used.
+TUNING_FPRS = (1e-2, 1e-3, 1e-4)
+#: A level ``f`` is measurable when the stand-ins hold at least this many non-members per
+#: ``1/f`` (about this many false positives at the tuned threshold), and each stand-in at
+#: least ``1/f``.
+TUNING_FALSE_POSITIVES = 10
+#: Reference models that play the target in turn while tuning (the objective is their mean).
+MAX_STAND_INS = 4
+
+#: Deprecated: RMIA's temperature is tuned on the references (:func:`tune_rmia`). Kept only
+#: while ``orchestration.core`` imports it as a default; remove with that import.
+RMIA_TEMPERATURE = 2.0
+
+
+def temperature_grid(fields) -> tuple[float, ...]:
+    """The temperatures RMIA may tune over when the exposure releases ``fields``
+    (``Exposure.fields`` or ``Observation.fields``): :data:`TEMPERATURE_GRID` when the
+    probability vector or the logits are released, else ``(1.0,)`` (a loss or a top-k
+    vector cannot be re-tempered).
+
+    >>> temperature_grid(frozenset({"probs", "loss", "predicted"}))
+    (1.0, 2.0, 4.0)
+    >>> temperature_grid(frozenset({"loss"}))
+    (1.0,)
+    """
+    return TEMPERATURE_GRID if {"logits", "probs"} & set(fields) else (1.0,)
+
+
+def rmia_scores(ratio: np.ndarray, population_ratio: np.ndarray | None = None) -> np.ndarray:
     """RMIA's pairwise score (Zarifzadeh et al., ICML 2024): for each record x, the fraction
-    of population records z with ``r(x) / r(z) >= gamma``, ``r = p_target / p_marginal``.
+    of population records z with ``r(z) <= r(x)``, ties between records with the same
+    fraction broken by ``r(x)``.
+
+    **RMIA ranks records exactly as its likelihood ratio r(x) does.** The fraction is a
+    non-decreasing function of ``r(x)``, and the tie-break ``u(x)``, the rank of ``r(x)``
+    among the scored records scaled into [0, 1), is strictly increasing in it; so the score
+    ``(count(x) + u(x)) / |Z|`` is a strictly increasing function of ``r(x)`` whatever the
+    population, and every figure of the ROC (AUC, TPR at any FPR, epsilon bounds) is the
+    one of ``r(x)`` itself. The population only puts the score on the paper's scale: its
+    integer part over ``|Z|`` is the fraction of population records that ``x`` dominates.
+    The same argument makes the paper's threshold ``gamma`` (count ``r(x) / r(z) >=
+    gamma``) irrelevant to every reported figure, which is why it is not a parameter.
+
+    Without population data (``population_ratio`` None), the scored records themselves
+    play ``z`` (their membership is never read): the score is then the rank transform of
+    ``r(x)``, with the same ROC.
 
     Sorting ``r(z)`` once and binary-searching gives O((N + Z) log Z) time and O(N + Z)
     memory; no N x Z matrix is formed.
 
-    The fraction is a step function of ``r(x)`` that saturates at 1 for every record beyond
-    the largest ``r(z)``, which would tie the most exposed members with each other and with
-    the top population records and blur the TPR at low FPR. Records with the same count are
-    therefore ordered by ``r(x)`` itself, which the count already follows: the score is
-    ``(count + u) / |Z|`` with ``u`` in [0, 1) the rank of ``r(x)`` scaled to below one step,
-    so it lies in [0, (|Z| + 1) / |Z|) and its integer part over ``|Z|`` is the fraction.
+    Parameters
+    ----------
+    ratio : ndarray (N,)
+        ``r(x) = Pr(x | target) / Pr(x)``, or any increasing function of it (RMIA passes
+        ``log r``); NaN for a record that cannot be scored (it stays NaN).
+    population_ratio : ndarray (Z,) or None
+        ``r(z)`` of the population records, by the same function; NaN entries are left out.
+
+    Returns
+    -------
+    scores : ndarray (N,)
+        In ``[0, (|Z| + 1) / |Z|)``. Higher = member.
+
+    Example
+    -------
+    >>> s = rmia_scores(np.log([1.0, 4.0, 2.0]), np.log([0.5, 1.5, 3.0]))
+    >>> np.round(s, 4).tolist()
+    [0.3333, 1.2222, 0.7778]
     """
-    ratio = p_target / np.maximum(p_marginal, 1e-300)
-    rz = np.sort(ratio[population])
-    count = np.searchsorted(rz, ratio / gamma, side="right")
-    tie_break = (rankdata(ratio, method="average") - 1.0) / len(ratio)
-    return (count + tie_break) / len(rz)
-
-
-#: Default softmax temperature of RMIA's ``Pr(x | model)``. Overconfident models put
-#: members' probabilities at 1, where ratios lose the target's signal; a temperature of 2
-#: keeps it (Location30, 16 references: TPR@0.1%FPR 22.9% at 2, 12.9% at 1 and 12.5% at 4;
-#: benchmarks/rmia_temperature.py).
-RMIA_TEMPERATURE = 2.0
+    ratio = np.asarray(ratio, dtype=np.float64)
+    scored = ~np.isnan(ratio)
+    r = ratio[scored]
+    rz = r
+    if population_ratio is not None:
+        pz = np.asarray(population_ratio, dtype=np.float64)
+        if (~np.isnan(pz)).any():
+            rz = pz[~np.isnan(pz)]
+    rz = np.sort(rz)
+    out = np.full(ratio.shape, np.nan)
+    if r.size:
+        count = np.searchsorted(rz, r, side="right")
+        tie_break = (rankdata(r, method="average") - 1.0) / r.size
+        out[scored] = (count + tie_break) / rz.size
+    return out
 
 
 def observed_p_true(t: Observation, temperature: float) -> np.ndarray:
     """``Pr(x | model)`` from an observation: the tempered probability of the true label
     when the probability vector is released, else ``exp(-loss)`` (temperature 1)."""
+    return np.exp(_log_p_true(t, temperature))
+
+
+def _log_p_true(t: Observation, temperature: float) -> np.ndarray:
+    """``log Pr(x | model)`` of an observation (see :func:`observed_p_true`)."""
     if temperature != 1.0:
         if t.logits is not None:
-            return np.exp(-loss_from_logits(t.logits / temperature, t.labels))
+            return -loss_from_logits(t.logits / temperature, t.labels)
         if t.probs is not None:
             log_p = np.log(np.maximum(t.probs, 1e-300)) / temperature
-            return np.exp(-loss_from_logits(log_p, t.labels))
-    return np.exp(-t.loss)
+            return -loss_from_logits(log_p, t.labels)
+    return -t.loss
+
+
+def _log_p_refs(refs: References, temperature: float) -> np.ndarray:
+    """``log Pr(x | reference)`` (K, N), by the rule of :meth:`References.p_true_at`."""
+    return -np.stack([loss_from_logits(z / temperature, refs.labels) for z in refs.logits])
 
 
 def _effective_temperature(inputs: AttackInput, temperature: float) -> float:
+    if not temperature > 0:
+        raise ConfigError(f"RMIA's temperature must be > 0, got {temperature}.")
     t = inputs.target
     if temperature != 1.0 and t.logits is None and t.probs is None:
         warnings.warn(
@@ -173,107 +338,327 @@ def _effective_temperature(inputs: AttackInput, temperature: float) -> float:
     return temperature
 
 
-def _rmia_probabilities(inputs: AttackInput, temperature: float):
-    """Target and reference ``Pr(x | model)``, averaged over the augmented variants."""
-    temp = _effective_temperature(inputs, temperature)
+def _log_means(log_p: np.ndarray, membership: np.ndarray):
+    """``log`` of the IN and of the OUT references' mean ``Pr(x | model)`` (NaN where a
+    side has none), and the numbers of IN and OUT references."""
+    out = []
+    for side in (membership, ~membership):
+        n = side.sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = logsumexp(np.where(side, log_p, -np.inf), axis=0) - np.log(np.maximum(n, 1))
+        out += [np.where(n > 0, s, np.nan), n]
+    return tuple(out)
+
+
+def _log_marginal(means, mode: str, a: float | None) -> np.ndarray:
+    """``log P(x)``. Online: the mean of the IN and OUT references' averages (balanced
+    even when their numbers differ), one side's average where the other has none.
+    Offline: ``(1 + a)/2 * mean_OUT + (1 - a)/2`` (NaN without an OUT reference)."""
+    log_in, n_in, log_out, n_out = means
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if mode == "online":
+            both = np.logaddexp(log_in, log_out) - math.log(2.0)
+            return np.where((n_in > 0) & (n_out > 0), both,
+                            np.where(n_in > 0, log_in, log_out))
+        shrink = math.log((1.0 - a) / 2.0) if a < 1.0 else -np.inf
+        return np.logaddexp(math.log((1.0 + a) / 2.0) + log_out, shrink)
+
+
+def _log_ratios(inputs: AttackInput, mode: str, a: float | None, temperature: float):
+    """``log r(x)`` of the audited records (averaged over augmented queries) and ``log
+    r(z)`` of the population records (None without population data or its references'
+    outputs), ``P`` by the same rule on both sides."""
     pairs = inputs.query_pairs()
-    p_target = np.mean([observed_p_true(t, temp) for t, _ in pairs], axis=0)
-    p_refs = np.mean([refs.p_true_at(temp) for _, refs in pairs], axis=0)
-    return p_target, p_refs, temp
+    lp_target = logsumexp([_log_p_true(t, temperature) for t, _ in pairs], axis=0)
+    lp_refs = logsumexp([_log_p_refs(refs, temperature) for _, refs in pairs], axis=0)
+    log_n = math.log(len(pairs))
+    means = _log_means(lp_refs - log_n, inputs.references.membership)
+    log_r_x = lp_target - log_n - _log_marginal(means, mode, a)
+    pop = inputs.population
+    if pop is None or pop.reference_logits is None:
+        return log_r_x, None
+    membership = (np.zeros(pop.reference_logits.shape[:2], dtype=bool)
+                  if pop.reference_membership is None else pop.reference_membership)
+    pop_refs = References(pop.reference_logits, membership, pop.target.labels)
+    means_z = _log_means(_log_p_refs(pop_refs, temperature), membership)
+    return log_r_x, _log_p_true(pop.target, temperature) - _log_marginal(means_z, mode, a)
 
 
-def _mean_in_out(p: np.ndarray, membership: np.ndarray):
-    n_in, n_out = membership.sum(axis=0), (~membership).sum(axis=0)
-    mean_in = np.where(membership, p, 0).sum(axis=0) / np.maximum(n_in, 1)
-    mean_out = np.where(~membership, p, 0).sum(axis=0) / np.maximum(n_out, 1)
-    return mean_in, mean_out, n_in, n_out
+@dataclass(frozen=True)
+class RmiaTuning:
+    """RMIA's settings chosen on the references, never on the target (:func:`tune_rmia`).
+
+    Attributes
+    ----------
+    a : float or None
+        Offline ``a``; None for online RMIA.
+    temperature : float
+        Softmax temperature of ``Pr(x | model)``.
+    fpr : float or None
+        The FPR level whose TPR was maximised, the lowest measurable of
+        :data:`TUNING_FPRS`; None when none was measurable (AUC was maximised) or nothing
+        could be tuned.
+    objective : float or None
+        At the chosen values, the stand-ins' mean TPR at ``fpr`` (their mean AUC when
+        ``fpr`` is None); None when nothing could be tuned (too few references: then the
+        grid's untuned ends, ``a = 1`` and temperature 1, are used).
+    auc : float or None
+        The stand-ins' mean AUC at the chosen values (the tie-break of ``objective``).
+    stand_ins : tuple of int
+        The models of ``References.tuning`` that played the target.
+    """
+
+    a: float | None
+    temperature: float
+    fpr: float | None
+    objective: float | None
+    auc: float | None
+    stand_ins: tuple[int, ...]
+
+    @property
+    def tuned(self) -> bool:
+        return self.objective is not None
+
+    def to_dict(self) -> dict:
+        """For ``summary.json``."""
+        if not self.tuned:
+            criterion = "not tuned (too few reference models to play the target)"
+        elif self.fpr is None:
+            criterion = "AUC (no FPR level measurable on the stand-ins)"
+        else:
+            criterion = f"TPR at FPR {self.fpr:g}, ties broken by AUC"
+        return {"a": self.a, "temperature": self.temperature, "criterion": criterion,
+                "fpr": self.fpr, "objective": self.objective, "auc": self.auc,
+                "stand_ins": list(self.stand_ins)}
 
 
-def _marginal_online(p: np.ndarray, membership: np.ndarray) -> np.ndarray:
-    """``P(x)``: the mean of the IN and OUT references' averages (balanced even when the
-    numbers of IN and OUT references differ by one)."""
-    mean_in, mean_out, n_in, n_out = _mean_in_out(p, membership)
-    both = (n_in > 0) & (n_out > 0)
-    return np.where(both, 0.5 * (mean_in + mean_out), np.where(n_in > 0, mean_in, mean_out))
+def _stand_in_games(membership: np.ndarray, mode: str, max_stand_ins: int):
+    """Up to ``max_stand_ins`` reference models ``k`` to play the target, each with its own
+    references (every other model but ``k``'s complement, the model whose membership is the
+    exact negation of ``k``'s, if any: in the online game the target's complement is never
+    among its references either) and the records usable for it (OUT references among them;
+    online, IN ones too). One stand-in per complementary pair first; a stand-in needs
+    members and non-members among its usable records."""
+    m = np.asarray(membership, dtype=bool)
+    rows = {m[j].tobytes(): j for j in range(len(m))}
+    complement = [rows.get((~m[k]).tobytes()) for k in range(len(m))]
+    games: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for new_pairs_only in (True, False):
+        for k in range(len(m)):
+            chosen = [g[0] for g in games]
+            if len(games) >= max_stand_ins or k in chosen:
+                continue
+            if new_pairs_only and complement[k] is not None and complement[k] in chosen:
+                continue
+            others = np.array([j for j in range(len(m)) if j not in (k, complement[k])],
+                              dtype=int)
+            if others.size == 0:
+                continue
+            om = m[others]
+            usable = (~om).any(axis=0)
+            if mode == "online":
+                usable &= om.any(axis=0)
+            members = m[k, usable]
+            if members.any() and not members.all():
+                games.append((k, others, usable))
+    return games
 
 
-def rmia_online(inputs: AttackInput, *, gamma: float = 1.0,
-                temperature: float = RMIA_TEMPERATURE) -> np.ndarray:
-    """Online RMIA: ``P(x)`` averaged over IN and OUT references. Higher = member."""
-    p_target, p_refs, _ = _rmia_probabilities(inputs, temperature)
-    marginal = _marginal_online(p_refs, inputs.references.membership)
-    return rmia_scores(p_target, marginal, inputs.population, gamma)
+def _better(key: tuple[float, float], best: tuple[float, float] | None) -> bool:
+    if best is None:
+        return True
+    if key[0] > best[0] + 1e-12:
+        return True
+    return abs(key[0] - best[0]) <= 1e-12 and key[1] > best[1] + 1e-12
 
 
-A_GRID = np.round(np.linspace(0.0, 1.0, 11), 2)
+def tune_rmia(references: References, *, mode: str = "offline",
+              temperatures=TEMPERATURE_GRID, a_grid=A_GRID, fprs=TUNING_FPRS,
+              max_stand_ins: int = MAX_STAND_INS) -> RmiaTuning:
+    """Choose RMIA's offline ``a`` and temperature on the references alone, for the TPR at
+    the lowest measurable FPR (Zarifzadeh et al., ICML 2024, Sec. 4 tune ``a`` on a
+    reference model as stand-in target).
 
+    Up to ``max_stand_ins`` models of ``references.tuning`` (the references on their own
+    training pool) play the target in turn; each one's references are the other models
+    minus its complement (see :func:`_stand_in_games`), its records those of that pool.
+    Each grid point is scored by the stand-ins' mean TPR at the FPR level ``f``: the
+    lowest of ``fprs`` at which the stand-ins hold at least
+    :data:`TUNING_FALSE_POSITIVES` / ``f`` non-members together (so the figure rests on
+    about that many false positives) and each at least ``1 / f``; ties are broken by the
+    mean AUC, and with no measurable level the AUC decides. RMIA ranks like its
+    likelihood ratio (see :func:`rmia_scores`), so the ratio is scored directly and no
+    population data is needed. The target is never read.
 
-def tune_offline_a(references, temperature: float = 1.0) -> float:
-    """Tune RMIA's offline ``a`` (Zarifzadeh et al., Sec. 4): reference model 0 plays the
-    target and the other models give its OUT average; the ``a`` of the grid 0, 0.1, ...,
-    1 with the highest AUC wins, on the records where the stand-in has both members and
-    non-members and at least one other model is OUT. Returns 1.0 (no shrinkage) when
-    that cannot be measured."""
+    Parameters
+    ----------
+    references : References
+        The target's reference models (their ``tuning`` view is used).
+    mode : {"offline", "online"}, default "offline"
+        Offline tunes ``a`` and the temperature; online (``P(x)`` from IN and OUT
+        references) the temperature only.
+    temperatures : sequence of float, default TEMPERATURE_GRID
+        Use :func:`temperature_grid` of the exposure's fields: ``(1.0,)`` when it releases
+        neither probabilities nor logits.
+    a_grid : sequence of float, default A_GRID (0, 0.1, ..., 1)
+    fprs : sequence of float, default TUNING_FPRS (1e-2, 1e-3, 1e-4)
+    max_stand_ins : int, default 4
+
+    Returns
+    -------
+    RmiaTuning
+        The chosen ``a`` (None online) and temperature, the objective and the stand-ins.
+        With too few references to play a target (fewer than 2 offline, 3 online without
+        a complementary pair among them): ``a`` the grid's last value (1, no shrinkage),
+        the first temperature (1), ``objective`` None.
+    """
+    if mode not in ("online", "offline"):
+        raise ConfigError(f"RMIA's mode must be 'online' or 'offline', got {mode!r}.")
     refs = references.tuning
-    if refs.n_models < 2:
-        return 1.0
-    p, m = refs.p_true_at(temperature), refs.membership
-    usable = (~m[1:]).any(axis=0)
-    members = m[0, usable]
-    if members.all() or not members.any():
-        return 1.0
-    stand_in = p[0, usable]
-    _, mean_out, _, _ = _mean_in_out(p[1:, usable], m[1:, usable])
-    best_a, best_auc = 1.0, -1.0
-    for a in A_GRID:
-        marginal = 0.5 * (1 + a) * mean_out + 0.5 * (1 - a)
-        scores = rmia_scores(stand_in, marginal, ~members, 1.0)
-        auc, _ = auc_with_ci(scores, members)
-        if auc > best_auc + 1e-12:
-            best_a, best_auc = float(a), auc
-    return best_a
+    m = np.asarray(refs.membership, dtype=bool)
+    a_values = tuple(float(a) for a in a_grid) if mode == "offline" else (None,)
+    temperatures = tuple(float(t) for t in temperatures)
+    games = _stand_in_games(m, mode, max_stand_ins)
+    if not games:
+        return RmiaTuning(a_values[-1], temperatures[0], None, None, None, ())
+    n_neg = [int((~m[k, usable]).sum()) for k, _, usable in games]
+    fpr = next((f for f in sorted(fprs) if sum(n_neg) * f >= TUNING_FALSE_POSITIVES
+                and min(n_neg) * f >= 1.0 - 1e-9), None)
+    best_key, best = None, None
+    for temperature in temperatures:
+        log_p = _log_p_refs(refs, temperature)
+        parts = [(log_p[k, usable], m[k, usable],
+                  _log_means(log_p[np.ix_(others, usable)], m[np.ix_(others, usable)]))
+                 for k, others, usable in games]
+        for a in a_values:
+            tprs, aucs = [], []
+            for log_p_k, members, means in parts:
+                score = log_p_k - _log_marginal(means, mode, a)
+                aucs.append(auc_delong(score, members)[0])
+                if fpr is not None:
+                    tprs.append(tpr_at_fpr(score, members, fpr).value)
+            auc = float(np.mean(aucs))
+            key = (float(np.mean(tprs)) if fpr is not None else auc, auc)
+            if _better(key, best_key):
+                best_key, best = key, (a, temperature)
+    return RmiaTuning(best[0], best[1], fpr, best_key[0], best_key[1],
+                      tuple(g[0] for g in games))
 
 
-def rmia_offline(inputs: AttackInput, *, gamma: float = 1.0, a: float | None = None,
-                 temperature: float = RMIA_TEMPERATURE) -> np.ndarray:
-    """Offline RMIA: ``P(x) = (1 + a)/2 * mean_OUT + (1 - a)/2``, with ``a`` tuned on a
-    reference model as stand-in target unless given. Higher = member."""
+def rmia_online(inputs: AttackInput, *, temperature: float | None = None) -> np.ndarray:
+    """Online RMIA (Zarifzadeh et al., ICML 2024): ``r(x) = Pr(x | target) / P(x)`` with
+    ``P(x)`` the mean of the IN and the OUT references' average ``Pr(x | model)``; the score
+    is the fraction of population records ``z`` with ``r(z) <= r(x)`` (``P(z)`` by the same
+    rule from ``inputs.population.reference_logits``), see :func:`rmia_scores`.
+
+    RMIA's ranking equals the ranking by its likelihood ratio ``r(x)``: every figure of its
+    ROC is that of ``r(x)``, and without population data the score is the rank transform of
+    ``r(x)`` (the same ROC).
+
+    Parameters
+    ----------
+    inputs : AttackInput
+    temperature : float, optional
+        Softmax temperature of ``Pr(x | model)``; None tunes it on the references
+        (:func:`tune_rmia`, ``mode="online"``), never on the target.
+
+    Returns
+    -------
+    scores : ndarray (N,)
+        Higher = member.
+
+    Knowledge: ``references`` (the population, when given, only rescales the score).
+    """
     refs = inputs.references
-    p_target, p_refs, temp = _rmia_probabilities(inputs, temperature)
-    if a is None:
-        a = tune_offline_a(refs, temp)
-    _, mean_out, _, _ = _mean_in_out(p_refs, refs.membership)
-    marginal = 0.5 * (1 + a) * mean_out + 0.5 * (1 - a)
-    return rmia_scores(p_target, marginal, inputs.population, gamma)
+    if temperature is None:
+        temperature = tune_rmia(refs, mode="online",
+                                temperatures=temperature_grid(inputs.target.fields)).temperature
+    temperature = _effective_temperature(inputs, temperature)
+    return rmia_scores(*_log_ratios(inputs, "online", None, temperature))
+
+
+def rmia_offline(inputs: AttackInput, *, a: float | None = None,
+                 temperature: float | None = None) -> np.ndarray:
+    """Offline RMIA (Zarifzadeh et al., ICML 2024): ``r(x) = Pr(x | target) / P(x)`` with
+    ``P(x) = (1 + a)/2 * mean_OUT + (1 - a)/2`` from the references trained without ``x``
+    (the linear approximation of the IN references' average); the score is the fraction of
+    population records ``z`` with ``r(z) <= r(x)`` (``P(z)`` by the same formula), see
+    :func:`rmia_scores`.
+
+    RMIA's ranking equals the ranking by its likelihood ratio ``r(x)``: every figure of its
+    ROC is that of ``r(x)``, and without population data the score is the rank transform of
+    ``r(x)`` (the same ROC).
+
+    Parameters
+    ----------
+    inputs : AttackInput
+    a : float in [0, 1], optional
+        None tunes it on the references (:func:`tune_rmia`), never on the target.
+    temperature : float, optional
+        Softmax temperature of ``Pr(x | model)``; None tunes it with ``a``.
+
+    Returns
+    -------
+    scores : ndarray (N,)
+        Higher = member. NaN (with a :class:`~miaudit.errors.MiauditWarning`) for a record
+        without an OUT reference; population records without one are left out of ``z``.
+
+    Knowledge: ``references`` (the population, when given, only rescales the score).
+    """
+    refs = inputs.references
+    if a is not None and not 0.0 <= a <= 1.0:
+        raise ConfigError(f"RMIA's offline a must lie in [0, 1], got {a}.")
+    _unscored("rmia-offline", refs, {"out"})
+    if a is None or temperature is None:
+        tuning = tune_rmia(
+            refs, mode="offline",
+            temperatures=(temperature_grid(inputs.target.fields) if temperature is None
+                          else (temperature,)),
+            a_grid=A_GRID if a is None else (a,))
+        a, temperature = tuning.a, tuning.temperature
+    temperature = _effective_temperature(inputs, temperature)
+    return rmia_scores(*_log_ratios(inputs, "offline", a, temperature))
 
 
 register_attack(Attack(
+    # knowledge: the target's losses on population data only
     "attack-p", attack_p, frozenset({"loss"}),
     "fraction of population records with a higher target loss", "Ye et al., CCS 2022",
+    knowledge=POPULATION,
 ))
 register_attack(Attack(
+    # knowledge: reference models (their OUT losses on each record)
     "attack-r", attack_r, frozenset({"loss"}),
-    "fraction of OUT references with a higher loss on the record", "Ye et al., CCS 2022",
-    min_references=1, reference_sides=frozenset({"out"}),
+    "smoothed percentile of the target's loss among OUT references' losses",
+    "Ye et al., CCS 2022", min_references=1, reference_sides=frozenset({"out"}),
+    knowledge=REFERENCES,
 ))
 register_attack(Attack(
+    # knowledge: reference models trained with and without each record
     "lira-online", lira_online, frozenset({"loss"}),
     "likelihood ratio of IN vs OUT Gaussians of logit-scaled confidence",
     "Carlini et al., S&P 2022", min_references=2, reference_sides=frozenset({"in", "out"}),
+    knowledge=REFERENCES,
 ))
 register_attack(Attack(
+    # knowledge: reference models trained without each record
     "lira-offline", lira_offline, frozenset({"loss"}),
     "one-sided test against OUT Gaussians of logit-scaled confidence",
     "Carlini et al., S&P 2022", min_references=1, reference_sides=frozenset({"out"}),
+    knowledge=REFERENCES,
 ))
 register_attack(Attack(
+    # knowledge: reference models; the population, when the audit has one, only rescales
+    # the score (RMIA ranks as its likelihood ratio r(x) does, see rmia_scores)
     "rmia-online", rmia_online, frozenset({"loss"}),
-    "pairwise likelihood ratio against population records, IN+OUT references",
+    "likelihood ratio to IN+OUT references, ranked against population records",
     "Zarifzadeh et al., ICML 2024", min_references=2,
-    reference_sides=frozenset({"in", "out"}),
+    reference_sides=frozenset({"in", "out"}), knowledge=REFERENCES,
 ))
 register_attack(Attack(
+    # knowledge: as rmia-online, with references trained without each record
     "rmia-offline", rmia_offline, frozenset({"loss"}),
-    "pairwise likelihood ratio against population records, OUT references only",
+    "likelihood ratio to OUT references, ranked against population records",
     "Zarifzadeh et al., ICML 2024", min_references=1, reference_sides=frozenset({"out"}),
+    knowledge=REFERENCES,
 ))
