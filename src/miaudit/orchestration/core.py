@@ -28,6 +28,7 @@ from miaudit.attacks import (
     resolve_attacks,
 )
 from miaudit.attacks.base import KNOWLEDGE, Population
+from miaudit.attacks.reference import temperature_grid, tune_rmia
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
     ConfigError,
@@ -309,13 +310,13 @@ def audit(
             is_member = np.concatenate([game.membership[t] for t in range(targets)])
             runs = {}
             for e in exposures:
-                per_target, scores, queries = _attack_targets(
+                per_target, scores, queries, tuned = _attack_targets(
                     game, plan_by_exposure[e], e, targets, options, calibration_folds,
                     measure, bar, query_plan)
                 metrics = {a.name: evaluate(np.concatenate([s[a.name] for s in scores]),
                                             is_member, **measure)
                            for a in plan_by_exposure[e]}
-                runs[e] = (per_target, scores, metrics, queries)
+                runs[e] = (per_target, scores, metrics, queries, tuned)
             metrics = runs[exp][2]
     seen = set()
     for w in caught:  # let callers see the warnings too, each once
@@ -337,15 +338,18 @@ def audit(
     }
 
     def entries_of(e: Exposure) -> dict:
-        pt, _, mt, queries = runs[e]
+        pt, _, mt, queries, tuned = runs[e]
         # one query per record and target; augmented copies add theirs; label-only
         # attacks as counted by their oracles
         copies = 1 + (0 if game.variants is None else game.variants.shape[1])
-        return {a.name: _attack_entry(
-                    a, mt[a.name], pt, targets, calibration_folds, options.get(a.name), alpha,
-                    queries.get(a.name, targets * len(game.labels)
-                                * (copies if a.name in _VARIANT_ATTACKS else 1)))
-                for a in plan_by_exposure[e]}
+        out = {a.name: _attack_entry(
+                   a, mt[a.name], pt, targets, calibration_folds, options.get(a.name), alpha,
+                   queries.get(a.name, targets * len(game.labels)
+                               * (copies if a.name in _VARIANT_ATTACKS else 1)))
+               for a in plan_by_exposure[e]}
+        for name, per in tuned.items():  # chosen on references, never on the target
+            out[name]["tuning"] = per[0] if len(per) == 1 else per
+        return out
 
     entries = entries_of(exp)
     flags = _degenerate_flags(game, entries, runs[exp][1], targets)
@@ -589,13 +593,15 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
                     options: dict, folds: int, measure: dict, bar, plan: QueryPlan):
     """Score every attack with each of the first ``targets`` models as the target.
 
-    Returns the per-target metrics, the per-target scores and the queries each label-only
-    attack sent (all targets together).
+    Returns the per-target metrics, the per-target scores, the queries each label-only
+    attack sent (all targets together) and RMIA's settings tuned on each target's
+    references.
     """
     seed = measure["seed"]
     per_target: list[dict[str, AttackMetrics]] = []
     scores: list[dict[str, np.ndarray]] = []
     queries: dict[str, int] = {a.name: 0 for a in chosen if a.needs_queries}
+    tuned: dict[str, list[dict]] = {}
     task = bar.add_task(f"attacks ({exp})", total=len(chosen) * targets) if bar else None
     for t in range(targets):
         is_member = game.membership[t]
@@ -641,7 +647,16 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
         scores.append({})
         per_target.append({})
         for a in chosen:
-            s = _finite(a.score(inputs, **options.get(a.name, {})), a.name)
+            opts = dict(options.get(a.name, {}))
+            if a.name in _RMIA_MODES and refs is not None:
+                tuning = tune_rmia(refs, mode=_RMIA_MODES[a.name], temperatures=(
+                    (opts["temperature"],) if "temperature" in opts
+                    else temperature_grid(inputs.target.fields)))
+                opts["temperature"] = tuning.temperature
+                if tuning.a is not None:
+                    opts["a"] = tuning.a
+                tuned.setdefault(a.name, []).append(tuning.to_dict())
+            s = _finite(a.score(inputs, **opts), a.name)
             scores[t][a.name] = s
             if targets > 1:
                 with warnings.catch_warnings():
@@ -649,7 +664,12 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
                     per_target[t][a.name] = evaluate(s, is_member, **measure)
             if bar:
                 bar.advance(task)
-    return per_target, scores, queries
+    return per_target, scores, queries, tuned
+
+
+#: RMIA's attacks and the mode in which :func:`~miaudit.attacks.reference.tune_rmia` tunes
+#: their settings on the references.
+_RMIA_MODES = {"rmia-online": "online", "rmia-offline": "offline"}
 
 
 def _population(game: _Game, t: int, exp: Exposure, seed: int) -> Population | None:

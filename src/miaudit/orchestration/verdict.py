@@ -3,10 +3,13 @@
 An audit runs many attacks and the headline quotes the strongest. Testing that attack with
 its own 95% interval would let chance win about once per attack on a model that cannot
 leak, so the verdict tests every eligible attack at a Bonferroni-corrected level: with
-``k`` attacks each gets two-sided intervals at ``1 - alpha / k``, and claims leakage when
-the lower end of its AUC interval exceeds 0.5 or the lower end of its TPR interval at the
-decisive FPR ``f`` exceeds ``f``. Each lower end is a one-sided test at ``alpha / (2k)``,
-so on a null model the chance that any of the ``2k`` tests fires is at most ``alpha``.
+``k`` attacks and ``L`` measurable FPR levels, each attack gets two-sided intervals at
+``1 - alpha_c`` with ``alpha_c = 2 alpha / (k (1 + L))``, and shows leakage when the lower
+end of its AUC interval exceeds 0.5 or the lower end of its TPR interval at some level
+``f`` exceeds ``f``. Each lower end is a one-sided test at ``alpha_c / 2``, so on a null
+model the chance that any of the ``k (1 + L)`` tests fires is at most ``alpha``. The
+headline quotes "N times a random guess" only at a level whose corrected interval
+excludes chance (the lowest such level).
 
 Eligible attacks are those whose knowledge the audit's threat model grants: never an
 attack that reads the membership of other audited records (``known-members``).
@@ -39,12 +42,6 @@ def _times(ratio: float) -> str:
     return f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}"
 
 
-def decisive_fpr(entries: Mapping[str, dict], fprs: list[str]) -> str | None:
-    """The lowest FPR level at which some attack's TPR is measurable."""
-    return next((f for f in sorted(fprs, key=float)
-                 if any(e["tpr_at_fpr"].get(f) is not None for e in entries.values())), None)
-
-
 def audit_verdict(entries: Mapping[str, dict], scores: Mapping[str, np.ndarray],
                   is_member: np.ndarray, *, exposure: str, fprs: list[str], alpha: float,
                   clusters: np.ndarray | None = None) -> dict:
@@ -70,10 +67,10 @@ def audit_verdict(entries: Mapping[str, dict], scores: Mapping[str, np.ndarray],
     -------
     dict
         ``level`` (one of :data:`LEVEL_NAMES`), ``strongest_attack`` (None when no attack is
-        eligible), ``sentence``, ``fpr`` (the decisive level), ``attacks_considered``,
+        eligible), ``sentence``, ``fpr`` (the level it quotes), ``attacks_considered``,
         ``attacks_excluded`` (name -> reason), ``correction`` and ``corrected_alpha``,
         ``significant`` (attacks whose corrected intervals exclude chance) and
-        ``corrected_ci`` of the strongest attack (``auc`` and ``tpr``).
+        ``corrected_ci`` of the strongest attack (``auc``, and ``tpr`` per level).
     """
     eligible = {n: e for n, e in entries.items() if "known-members" not in e.get("knowledge", [])}
     excluded = {n: "uses the membership of other audited records (oracle knowledge)"
@@ -86,19 +83,21 @@ def audit_verdict(entries: Mapping[str, dict], scores: Mapping[str, np.ndarray],
                             "ran.", "significant": [], "corrected_alpha": None,
                 "correction": None, "corrected_ci": None}
     k = len(eligible)
-    alpha_c = alpha / k
-    decisive = decisive_fpr(eligible, fprs)
-    significant, cis = [], {}
+    measurable = [f for f in sorted(fprs, key=float)
+                  if any(e["tpr_at_fpr"].get(f) is not None for e in eligible.values())]
+    alpha_c = 2 * alpha / (k * (1 + len(measurable)))
+    significant, cis, beyond = [], {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         for name in eligible:
             extra = {} if clusters is None else {"clusters": clusters}
-            m = evaluate(scores[name], is_member, fprs=[float(f) for f in fprs],
-                         alpha=alpha_c, **extra).to_dict()
-            tpr_ci = m["tpr_at_fpr_ci"].get(decisive) if decisive else None
-            cis[name] = {"auc": m["auc_ci"], "tpr": tpr_ci}
-            if (m["auc_ci"] and m["auc_ci"][0] > 0.5) or (
-                    tpr_ci and tpr_ci[0] > float(decisive)):
+            m = evaluate(scores[name], is_member, fprs=[float(f) for f in measurable] or
+                         [float(f) for f in fprs], alpha=alpha_c, **extra).to_dict()
+            tpr_cis = {f: m["tpr_at_fpr_ci"].get(f) for f in measurable}
+            beyond[name] = [f for f in measurable
+                            if tpr_cis[f] and tpr_cis[f][0] > float(f)]
+            cis[name] = {"auc": m["auc_ci"], "tpr": tpr_cis}
+            if (m["auc_ci"] and m["auc_ci"][0] > 0.5) or beyond[name]:
                 significant.append(name)
     best = strongest_attack(eligible, fprs)
     # the headline attack: the strongest one whose leakage is established, if any
@@ -106,13 +105,17 @@ def audit_verdict(entries: Mapping[str, dict], scores: Mapping[str, np.ndarray],
         best = strongest_attack({n: eligible[n] for n in significant}, fprs)
     e = eligible[best]
     auc = float(e["auc"])
-    tpr = e["tpr_at_fpr"].get(decisive) if decisive else None
-    tpr_beyond = bool(cis[best]["tpr"] and decisive and cis[best]["tpr"][0] > float(decisive))
-    ratio = (tpr / float(decisive)) if (tpr is not None and decisive) else 0.0
+    # the level quoted: the lowest whose corrected interval excludes chance, else the
+    # lowest measurable one
+    quoted = beyond[best][0] if beyond[best] else (measurable[0] if measurable else None)
+    tpr_beyond = bool(beyond[best])
+    tpr = e["tpr_at_fpr"].get(quoted) if quoted else None
+    ratio = (tpr / float(quoted)) if (tpr is not None and quoted) else 0.0
     conf = f"{100 * (1 - alpha):g}%"
-    correction = (f"Bonferroni over {k} attack(s) and 2 figures each (AUC, TPR at the "
-                  f"lowest measurable FPR): intervals at {100 * (1 - alpha_c):.4g}%, so "
-                  f"the verdict errs on a null model with probability <= {alpha:g}")
+    correction = (f"Bonferroni over {k} attack(s) and {1 + len(measurable)} figures each "
+                  f"(AUC and the TPR at each measurable FPR): intervals at "
+                  f"{100 * (1 - alpha_c):.4g}%, so the verdict errs on a null model with "
+                  f"probability <= {alpha:g}")
     if best not in significant:
         level = "none"
         sentence = (f"Under exposure '{exposure}' no attack tells members from non-members "
@@ -128,7 +131,7 @@ def audit_verdict(entries: Mapping[str, dict], scores: Mapping[str, np.ndarray],
             level = "low"
         if tpr_beyond and tpr:
             sentence = (f"Under exposure '{exposure}' the strongest attack ({best}) "
-                        f"identifies {_pct(tpr)} of members at a {_pct(float(decisive))} "
+                        f"identifies {_pct(tpr)} of members at a {_pct(float(quoted))} "
                         f"false-positive rate, {_times(ratio)} times a random guess "
                         f"(AUC {auc:.3f}).")
         else:
@@ -136,7 +139,7 @@ def audit_verdict(entries: Mapping[str, dict], scores: Mapping[str, np.ndarray],
                         f"members from non-members better than chance (AUC {auc:.3f}); at "
                         "low false-positive rates it is not distinguishable from a random "
                         "guess.")
-    return {**base, "level": level, "strongest_attack": best, "fpr": decisive,
+    return {**base, "level": level, "strongest_attack": best, "fpr": quoted,
             "sentence": sentence, "significant": sorted(significant),
             "corrected_alpha": alpha_c, "correction": correction,
             "corrected_ci": cis[best]}
