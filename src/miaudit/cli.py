@@ -258,6 +258,9 @@ def run(
     rmia_temperature: Annotated[float | None, typer.Option(
         help="Softmax temperature of RMIA's Pr(x|model) (default: tuned on the references)."
     )] = None,
+    population_fraction: Annotated[float, typer.Option(
+        help="Share of the pool set aside as population data (attack-p, RMIA)."
+    )] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the split, training and folds.")] = 0,
     out: Annotated[Path | None, typer.Option(
         help="Run folder (default: runs/<time>-<data>-<model>)."
@@ -350,7 +353,8 @@ def run(
         reference_recipe=model,
         attacks=_split_list(attacks), seed=seed, references=references,
         reference_mode=reference_mode, targets=targets, lira_variance=lira_variance,
-        rmia_temperature=rmia_temperature, executor=executor,
+        rmia_temperature=rmia_temperature,
+        population_fraction=population_fraction, executor=executor,
         workers=workers, ray_address=ray_address, models_per_batch=models_per_batch,
         augment=augment, query_budget=query_budget, alpha=alpha, prior=prior, device=device,
     )

@@ -148,6 +148,7 @@ class AuditSection(BaseModel):
     targets: Annotated[int, Field(ge=1)] = 1
     lira_variance: Literal["auto", "global", "per-example"] = "auto"
     rmia_temperature: _Positive | None = None
+    population_fraction: Annotated[float, Field(ge=0, le=0.5, allow_inf_nan=False)] = 0.1
     seed: Annotated[int, Field(ge=0)] = 0
     fprs: Annotated[list[_Prob], Field(min_length=1)] = Field(
         default_factory=lambda: list(DEFAULT_FPRS))
@@ -202,7 +203,7 @@ class LMSection(BaseModel):
 #: Keys of [audit] and [training] that a language-model audit does not use.
 _CLASSIFICATION_ONLY = {
     "audit": ("exposure", "reference_mode", "targets", "lira_variance",
-              "rmia_temperature", "calibration_folds", "query_budget"),
+              "rmia_temperature", "population_fraction", "calibration_folds", "query_budget"),
     "training": ("executor", "workers", "ray_address", "models_per_batch", "augment"),
 }
 
@@ -326,7 +327,8 @@ class AuditSpec(BaseModel):
             attacks=None if a.attacks is None else list(a.attacks),
             references=a.references, reference_mode=a.reference_mode, targets=a.targets,
             lira_variance=a.lira_variance,
-            rmia_temperature=a.rmia_temperature, seed=a.seed, fprs=list(a.fprs),
+            rmia_temperature=a.rmia_temperature,
+            population_fraction=a.population_fraction, seed=a.seed, fprs=list(a.fprs),
             alpha=a.alpha, prior=a.prior, delta=a.delta,
             calibration_folds=a.calibration_folds, device=tr.device, executor=tr.executor,
             workers=tr.workers, ray_address=tr.ray_address,
