@@ -35,6 +35,10 @@ def test_registered_as_label_only_query_attacks():
         a = ATTACKS[name]
         assert a.needs_queries and a.needs == frozenset({"predicted"})
     assert ATTACKS["label-augment-learned"].min_references == 1
+    # what they know: query answers; the learned one also its own references' answers
+    assert ATTACKS["label-augment"].knowledge == ATTACKS["label-boundary"].knowledge == {
+        "queries"}
+    assert ATTACKS["label-augment-learned"].knowledge == {"queries", "references"}
 
 
 def test_augment_and_boundary_scores_point_at_members():

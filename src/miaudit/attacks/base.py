@@ -2,15 +2,16 @@
 
 An attack is a function ``score(inputs: AttackInput, **params) -> ndarray (N,)`` whose
 output is "higher means more likely a member". It is registered once, with the
-observation fields it needs, so that the audit can refuse attacks that the exposure does
-not allow.
+observation fields it needs and the knowledge it assumes (:data:`KNOWLEDGE`), so that the
+audit can refuse attacks that the exposure does not allow and keep attacks that assume
+more than the threat model grants out of its defaults.
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +137,7 @@ class Population:
 
     @property
     def size(self) -> int:
-        return int(len(self.target.labels))
+        return len(self.target.labels)
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,9 @@ class LabelQueries:
 
 ScoreFn = Callable[..., np.ndarray]
 
+#: Knowledge no real attacker has: attacks that need it run only when named, labelled.
+ORACLE_KNOWLEDGE = frozenset({"known-members"})
+
 
 @dataclass(frozen=True)
 class Attack:
@@ -232,18 +236,23 @@ class Attack:
     reference : str
         The paper.
     uses_calibration : bool
-        Whether it fits on records of known membership (cross-fitted).
+        Whether it fits on records of known membership (cross-fitted); such an attack
+        declares ``known-members``.
     min_references : int
-        Reference models it needs (0 for reference-free attacks).
+        Reference models it needs (0 for reference-free attacks); more than 0 if and only
+        if it declares ``references``.
     reference_sides : frozenset of {"in", "out"}
         Which references it needs for every record: trained with it ("in", online
         attacks) and/or without it ("out").
     needs_queries : bool
         Whether it queries the target on new (perturbed) inputs, which a model object
-        allows and precomputed outputs do not.
+        allows and precomputed outputs do not; such an attack declares ``queries``.
     knowledge : frozenset of str
         What the attacker knows besides the target's release, drawn from
-        :data:`KNOWLEDGE`; empty for an attack on the target's outputs alone.
+        :data:`KNOWLEDGE`; empty for an attack on the target's outputs alone. The fields
+        of :class:`AttackInput` it reads follow from it: ``references`` (and
+        ``LabelQueries.reference_*``), ``population``, ``calibration`` (``known-members``)
+        and ``label_queries`` (``queries``); the target's release is always there.
     """
 
     name: str
@@ -260,14 +269,71 @@ class Attack:
     def allowed_by(self, exposure: Exposure) -> bool:
         return self.needs <= exposure.fields
 
+    @property
+    def oracle(self) -> bool:
+        """Whether it uses knowledge no real attacker has (:data:`ORACLE_KNOWLEDGE`)."""
+        return bool(self.knowledge & ORACLE_KNOWLEDGE)
+
+    def describe_knowledge(self) -> list[str]:
+        """Its knowledge keys, sorted (``[]``: the target's release alone), for
+        ``summary.json`` and the report.
+
+        Examples
+        --------
+        >>> from miaudit.attacks import get_attack
+        >>> get_attack("loss").describe_knowledge()
+        []
+        >>> get_attack("label-augment-learned").describe_knowledge()
+        ['queries', 'references']
+        """
+        return sorted(self.knowledge)
+
+
+def knowledge_table(attacks: Iterable[Attack] | None = None) -> dict[str, list[str]]:
+    """``{attack name: sorted knowledge keys}`` for ``attacks`` (default: every registered
+    attack, in registry order)."""
+    chosen = ATTACKS.values() if attacks is None else attacks
+    return {a.name: a.describe_knowledge() for a in chosen}
+
 
 ATTACKS: dict[str, Attack] = {}
 
 
+def _check_knowledge(attack: Attack) -> None:
+    """Refuse knowledge keys that are unknown or contradict the attack's other fields."""
+    name = attack.name
+    if not isinstance(attack.knowledge, frozenset):
+        raise ConfigError(f"The attack {name!r} declares knowledge as a "
+                          f"{type(attack.knowledge).__name__}; give a frozenset of keys of "
+                          f"KNOWLEDGE ({', '.join(KNOWLEDGE)}).")
+    unknown = sorted(attack.knowledge - set(KNOWLEDGE))
+    if unknown:
+        raise ConfigError(f"The attack {name!r} declares unknown knowledge {unknown}; known "
+                          f"keys: {', '.join(KNOWLEDGE)}.")
+    rules = (
+        ("references", attack.min_references > 0,
+         f"min_references={attack.min_references}"),
+        ("known-members", attack.uses_calibration,
+         f"uses_calibration={attack.uses_calibration}"),
+        ("queries", attack.needs_queries, f"needs_queries={attack.needs_queries}"),
+    )
+    for key, flagged, flag in rules:
+        if flagged != (key in attack.knowledge):
+            have = "declares" if key in attack.knowledge else "does not declare"
+            raise ConfigError(f"The attack {name!r} {have} the knowledge {key!r} but has "
+                              f"{flag}: the two must agree.")
+    if attack.reference_sides and "references" not in attack.knowledge:
+        raise ConfigError(f"The attack {name!r} needs reference sides "
+                          f"{sorted(attack.reference_sides)} but does not declare the "
+                          "knowledge 'references'.")
+
+
 def register_attack(attack: Attack) -> Attack:
-    """Add an attack to the registry (names are unique)."""
+    """Add an attack to the registry (names are unique; knowledge checked, see
+    :class:`Attack`)."""
     if attack.name in ATTACKS:
         raise ConfigError(f"An attack named {attack.name!r} is already registered.")
+    _check_knowledge(attack)
     ATTACKS[attack.name] = attack
     return attack
 
@@ -284,31 +350,121 @@ def get_attack(name: str) -> Attack:
     )
 
 
-def attacks_allowed(exposure: Exposure, n_references: int = 0, *, queries: bool = False
-                    ) -> list[str]:
-    """Names of the registered attacks that ``exposure`` and the number of reference
-    models allow, in registry order; label-only query attacks only with ``queries``."""
-    return [a.name for a in ATTACKS.values()
-            if a.allowed_by(exposure) and a.min_references <= n_references
-            and (queries or not a.needs_queries)]
+def threat_model(*, references: bool = False, population: bool = False,
+                 queries: bool = False, known_members: bool = False) -> frozenset[str]:
+    """The knowledge an audit grants its attacks by default: what its data allow, and the
+    membership of other audited records only when asked for (oracle knowledge).
+
+    Parameters
+    ----------
+    references : bool, default False
+        The audit has reference models.
+    population : bool, default False
+        The audit has population data (:class:`Population`).
+    queries : bool, default False
+        The audit can query the target on new inputs (a model, not precomputed outputs).
+    known_members : bool, default False
+        Grant the oracle knowledge ``known-members`` to the defaults too.
+
+    Returns
+    -------
+    knowledge : frozenset of str
+        Keys of :data:`KNOWLEDGE`.
+
+    Examples
+    --------
+    >>> sorted(threat_model(references=True, queries=True))
+    ['queries', 'references']
+    """
+    return frozenset(k for k, on in (("references", references), ("population", population),
+                                      ("queries", queries), ("known-members", known_members))
+                     if on)
 
 
-def default_attacks(exposure: Exposure, n_references: int = 0, *, can_query: bool = False
-                    ) -> list[Attack]:
-    """What runs when no attack is named: every allowed attack; the label-only query
-    attacks (which send many queries) only when the exposure releases nothing but labels."""
-    queries = can_query and exposure.fields == frozenset({"predicted"})
-    return [ATTACKS[n] for n in attacks_allowed(exposure, n_references, queries=queries)]
+def _granted(knowledge: Collection[str] | None, n_references: int, queries: bool
+             ) -> frozenset[str]:
+    """``knowledge`` checked, or (None) the threat model the older arguments describe:
+    references when there are any, queries when allowed, and population data (the
+    behaviour of callers from before ``knowledge``)."""
+    if knowledge is None:
+        return threat_model(references=n_references > 0, population=True, queries=queries)
+    granted = frozenset(knowledge)
+    unknown = sorted(granted - set(KNOWLEDGE))
+    if unknown:
+        raise ConfigError(f"Unknown knowledge {unknown} in the threat model; known keys: "
+                          f"{', '.join(KNOWLEDGE)}.")
+    return granted
+
+
+def _runs_with(attack: Attack, exposure: Exposure, n_references: int,
+               granted: frozenset[str]) -> bool:
+    return (attack.allowed_by(exposure) and attack.min_references <= n_references
+            and attack.knowledge <= granted)
+
+
+def attacks_allowed(exposure: Exposure, n_references: int = 0, *, queries: bool = False,
+                    knowledge: Collection[str] | None = None) -> list[str]:
+    """Names of the registered attacks that ``exposure``, the number of reference models
+    and the granted ``knowledge`` allow, in registry order.
+
+    Parameters
+    ----------
+    exposure : Exposure
+    n_references : int, default 0
+    queries : bool, default False
+        Only when ``knowledge`` is None: whether label-only query attacks may run.
+    knowledge : collection of str, optional
+        The threat model (see :func:`threat_model`); an attack runs when its knowledge is a
+        subset. None: references when ``n_references > 0``, queries when ``queries``, and
+        population data, never ``known-members``.
+    """
+    granted = _granted(knowledge, n_references, queries)
+    return [a.name for a in ATTACKS.values() if _runs_with(a, exposure, n_references, granted)]
+
+
+def default_attacks(exposure: Exposure, n_references: int = 0, *, can_query: bool = False,
+                    knowledge: Collection[str] | None = None) -> list[Attack]:
+    """What runs when no attack is named: every attack the exposure, the references and
+    the granted ``knowledge`` allow (see :func:`attacks_allowed`; ``can_query`` stands for
+    ``queries`` when ``knowledge`` is None), except the label-only query attacks (which
+    send many queries) when the exposure releases more than labels. Oracle knowledge
+    (``known-members``) is in no default threat model, so its attacks run only when named
+    or granted explicitly."""
+    granted = _granted(knowledge, n_references, can_query)
+    label_only = exposure.fields == frozenset({"predicted"})
+    return [a for a in ATTACKS.values() if _runs_with(a, exposure, n_references, granted)
+            and (label_only or not a.needs_queries)]
+
+
+#: What to do when an audit lacks what an attack's knowledge needs.
+_MISSING = {
+    "references": "reference models, which this threat model does not grant",
+    "population": "population data (records set aside from the audit that the target never "
+                  "trained on), which this audit has none of: set population records aside "
+                  "(a recipe game's population_fraction > 0, or offline references)",
+    "queries": "queries to the model on perturbed inputs, which precomputed outputs cannot "
+               "answer: audit a recipe (--model mlp) or a model object instead",
+}
 
 
 def resolve_attacks(names: list[str] | None, exposure: Exposure, n_references: int = 0,
-                    *, can_query: bool = False) -> list[Attack]:
-    """Turn requested names (None = :func:`default_attacks`) into attacks, refusing the
-    ones the exposure, the references or the access (``can_query``) do not allow."""
+                    *, can_query: bool = False, knowledge: Collection[str] | None = None
+                    ) -> list[Attack]:
+    """Turn requested names (None = :func:`default_attacks`) into attacks.
+
+    A named attack is refused when the exposure does not release what it reads, when there
+    are fewer reference models than it needs, or when it needs knowledge outside
+    ``knowledge`` other than ``known-members``: an attack named explicitly may use the
+    membership of other audited records (which the audit knows; it is labelled as
+    oracle knowledge, :attr:`Attack.oracle`), but not data the audit does not have.
+    ``knowledge`` and ``can_query`` as in :func:`default_attacks`.
+    """
+    granted = _granted(knowledge, n_references, can_query)
     if names is None:
-        return default_attacks(exposure, n_references, can_query=can_query)
+        return default_attacks(exposure, n_references, knowledge=granted)
     if not names:
         raise ConfigError("No attack requested: give at least one attack name.")
+    available = granted | ORACLE_KNOWLEDGE
     resolved: list[Attack] = []
     for name in names:
         attack = get_attack(name)
@@ -316,7 +472,7 @@ def resolve_attacks(names: list[str] | None, exposure: Exposure, n_references: i
             missing = sorted(attack.needs - exposure.fields)
             what = " and ".join(FIELD_DESCRIPTIONS[m] for m in missing)
             allowed = ", ".join(attacks_allowed(exposure, n_references,
-                                                  queries=can_query)) or "none"
+                                                  knowledge=available)) or "none"
             raise ExposureError(
                 f"The attack {attack.name!r} needs {what}, which the exposure "
                 f"'{exposure}' does not release. Attacks allowed under '{exposure}': "
@@ -328,12 +484,10 @@ def resolve_attacks(names: list[str] | None, exposure: Exposure, n_references: i
                 f"reference model(s); got {n_references}. Add --references K (for "
                 f"example --references 8)."
             )
-        if attack.needs_queries and not can_query:
-            raise ConfigError(
-                f"The attack {attack.name!r} queries the model on perturbed inputs, which "
-                "precomputed outputs cannot answer: audit a recipe (--model mlp) or a "
-                "model object instead."
-            )
+        missing = sorted(attack.knowledge - available)
+        if missing:
+            raise ConfigError(f"The attack {attack.name!r} needs "
+                              + "; and ".join(_MISSING[k] for k in missing) + ".")
         if attack not in resolved:
             resolved.append(attack)
     return resolved

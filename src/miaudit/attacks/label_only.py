@@ -63,15 +63,16 @@ _PAPERS = "Choquette-Choo et al., ICML 2021; Li & Zhang, CCS 2021"
 register_attack(Attack(
     "label-augment", label_augment, frozenset({"predicted"}),
     "fraction of perturbed copies still labelled correctly (label only)", _PAPERS,
-    needs_queries=True,
+    needs_queries=True, knowledge=frozenset({"queries"}),
 ))
 register_attack(Attack(
     "label-boundary", label_boundary, frozenset({"predicted"}),
     "distance to the decision boundary along random directions (label only)", _PAPERS,
-    needs_queries=True,
+    needs_queries=True, knowledge=frozenset({"queries"}),
 ))
 register_attack(Attack(
     "label-augment-learned", label_augment_learned, frozenset({"predicted"}),
     "logistic regression over augmentation results, fitted on reference models",
     "Choquette-Choo et al., ICML 2021", min_references=1, needs_queries=True,
+    knowledge=frozenset({"queries", "references"}),
 ))

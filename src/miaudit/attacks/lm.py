@@ -526,6 +526,10 @@ class LMAttack:
         One line for listings.
     reference : str
         The paper.
+    knowledge : frozenset of str
+        What the attacker knows besides the target's token scores on the texts, keys of
+        :data:`miaudit.attacks.base.KNOWLEDGE`: ``queries`` (the target on other inputs,
+        the lowercased texts) and ``references`` (a reference language model).
     """
 
     name: str
@@ -533,6 +537,7 @@ class LMAttack:
     needs: frozenset[str]
     description: str
     reference: str
+    knowledge: frozenset[str] = frozenset()
 
 
 #: The language-model attacks by name, in listing order (cheapest first).
@@ -551,10 +556,11 @@ LM_ATTACKS: dict[str, LMAttack] = {
                  "Zhang et al., 2024 (Min-K%++)"),
         LMAttack("lowercase", lowercase_attack, frozenset({"lowercase"}),
                  "minus NLL(text) / NLL(lowercased text)",
-                 "Carlini et al., USENIX Security 2021"),
+                 "Carlini et al., USENIX Security 2021", knowledge=frozenset({"queries"})),
         LMAttack("reference", reference_attack, frozenset({"reference"}),
                  "NLL of a reference model minus NLL of the target",
-                 "Carlini et al., USENIX Security 2021; Mireshghallah et al., EMNLP 2022"),
+                 "Carlini et al., USENIX Security 2021; Mireshghallah et al., EMNLP 2022",
+                 knowledge=frozenset({"references"})),
     )
 }
 

@@ -1,6 +1,7 @@
 """Attacks that need only the target model's outputs (no reference models).
 
-Each returns a score per record, higher meaning "more likely a member".
+Each returns a score per record, higher meaning "more likely a member". They read the
+target's release alone: their knowledge (``Attack.knowledge``) is empty.
 """
 
 from __future__ import annotations

@@ -63,5 +63,5 @@ def shokri(inputs: AttackInput, *, seed: int = 0) -> np.ndarray:
 register_attack(Attack(
     "shokri", shokri, frozenset({"probs"}),
     "per-class attack classifiers trained on reference models' sorted outputs",
-    "Shokri et al., IEEE S&P 2017", min_references=1,
+    "Shokri et al., IEEE S&P 2017", min_references=1, knowledge=frozenset({"references"}),
 ))
