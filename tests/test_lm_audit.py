@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 pytest.importorskip("transformers")
 
 from miaudit.cli import app
+from miaudit.data.text import text_fingerprints
 from miaudit.errors import ConfigError, MembershipError
+from miaudit.models.lm import tokenizer_fingerprint, train_tokenizer
 from miaudit.orchestration.lm import audit_lm
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "n_positions": 64, "block_size": 64,
@@ -51,7 +53,11 @@ def test_members_score_higher_under_every_attack(trained):
         assert s["attacks"][name]["auc"] > 0.7, (name, s["attacks"][name]["auc"])
     assert s["target"]["member_mean_nll"] < s["target"]["non_member_mean_nll"]
     scores = trained.scores
-    assert len(scores) == 80 and scores["is_member"].sum() == 40
+    # 10% of the 80 texts train the tokenizer and take no part in the game
+    assert s["data"]["n_records"] == 80 and s["data"]["n_tokenizer_records"] == 8
+    assert s["target"]["tokenizer"]["n_texts"] == 8
+    assert len(scores) == 72 == s["data"]["n_records_in_game"]
+    assert scores["is_member"].sum() == 36
     # every text has one reference LM trained with it and one without
     assert (trained.signals["reference_membership"].sum(axis=0) == 1).all()
     assert (scores["n_tokens"] > 0).all()
@@ -88,6 +94,103 @@ def test_blind_baseline_warns_when_the_texts_differ(tmp_path):
     assert s["blind_baseline"]["auc"] > 0.9 and s["blind_baseline"]["warning"]
 
 
+#: Words that each occur in one text only (twice there, so BPE would merge them whole).
+RARE = ("quixaph", "zorblat", "vexmuir", "plonkez", "grimbauq", "snorfax", "blivrot",
+        "xandpuq", "wuzzelk", "jorpify", "kreetch", "fumbizz")
+
+
+def _rare_corpus() -> tuple[list[str], np.ndarray]:
+    """60 texts of common words; the first 12 members each hold a rare word of their own."""
+    texts = _texts(60, 4)
+    for i, word in enumerate(RARE):
+        texts[i] = f"a {word} {texts[i]} {word}"
+    members = np.arange(60) % 2 == 0
+    members[: len(RARE)] = True
+    return texts, members
+
+
+@pytest.fixture(scope="module")
+def swapped(tmp_path_factory):
+    """The same texts audited twice with the same seed, members and non-members swapped,
+    recording every tokenizer the recipe trains and the one each LM is trained with."""
+    import miaudit.models.lm as lm
+
+    train_tokenizer, finetune_lm = lm.train_tokenizer, lm.finetune_lm
+    texts, members = _rare_corpus()
+    folder = tmp_path_factory.mktemp("swap")
+    runs = []
+    for name, labels in (("members", members), ("swapped", ~members)):
+        path = _jsonl(folder / f"{name}.jsonl", texts, labels)
+        seen: dict = {"tokenizers": [], "trained_with": []}
+
+        def spy_tokenizer(tok_texts, *, _seen=seen, **kw):
+            tok = train_tokenizer(tok_texts, **kw)
+            _seen["tokenizers"].append((list(tok_texts), tok))
+            return tok
+
+        def spy_finetune(recipe, tok, *args, _seen=seen, **kw):
+            _seen["trained_with"].append(tok)
+            return finetune_lm(recipe, tok, *args, **kw)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(lm, "train_tokenizer", spy_tokenizer)
+            mp.setattr(lm, "finetune_lm", spy_finetune)
+            result = audit_lm(data=path, id_column="id", member_column="member",
+                              recipe={**TINY, "vocab_size": 2000, "epochs": 1},
+                              references=2, attacks=["lm-loss", "lira-online"], blind=False,
+                              seed=3)
+        runs.append((result, seen))
+    return texts, runs
+
+
+def test_tokenizer_is_trained_on_texts_outside_the_audit(swapped):
+    texts, runs = swapped
+    for result, seen in runs:
+        s, scores = result.summary(), result.scores
+        [(tok_texts, tok)] = seen["tokenizers"]
+        audited = set(scores["fingerprint"])
+        assert audited.isdisjoint(text_fingerprints(tok_texts))
+        assert set(scores["record_id"]).isdisjoint(result.signals["tokenizer_record_ids"])
+        info = s["target"]["tokenizer"]
+        assert info["n_texts"] == len(tok_texts) == 6 == s["data"]["n_tokenizer_records"]
+        assert s["data"]["n_records_in_game"] + 6 == s["data"]["n_records"] == 60
+        assert info["vocabulary_fingerprint"] == tokenizer_fingerprint(tok)
+        # the target and both reference LMs are trained with that one tokenizer
+        assert len(seen["trained_with"]) == 3
+        assert all(t is tok for t in seen["trained_with"])
+        # a rare word of an audited text was never seen by the tokenizer: spelt in pieces,
+        # where a tokenizer trained on the members makes it one token
+        in_game = [w for w, t in zip(RARE, texts, strict=False) if
+                   text_fingerprints([t])[0] in audited]
+        assert len(in_game) >= 8
+        members = list(scores.loc[scores["is_member"], "fingerprint"])
+        on_members = train_tokenizer([t for t in texts if text_fingerprints([t])[0] in members],
+                                     vocab_size=2000)
+        for word in in_game:
+            member = text_fingerprints([texts[RARE.index(word)]])[0] in members
+            assert (len(on_members.tokenize(" " + word)) == 1) == member, word
+            assert len(tok.tokenize(" " + word)) > 1, word
+
+
+def test_tokenizer_does_not_depend_on_which_texts_are_members(swapped):
+    _, [(first, seen_first), (second, seen_second)] = swapped
+    assert seen_first["tokenizers"][0][0] == seen_second["tokenizers"][0][0]
+    a, b = first.summary()["target"]["tokenizer"], second.summary()["target"]["tokenizer"]
+    assert a == b
+    assert (first.scores["is_member"].to_numpy() == ~second.scores["is_member"].to_numpy()
+            ).all()
+
+
+def test_tokenizer_share_is_a_recipe_setting(tmp_path):
+    path = _jsonl(tmp_path / "t.jsonl", _texts(30, 5))
+    s = audit_lm(data=path, recipe={**TINY, "epochs": 1, "tokenizer_texts": 4},
+                 attacks=["lm-loss"], blind=False).summary()
+    assert s["data"]["n_tokenizer_records"] == 4 and s["data"]["n_records_in_game"] == 26
+    assert s["target"]["recipe"]["tokenizer_texts"] == 4
+    with pytest.raises(ConfigError, match="tokenizer_texts"):
+        audit_lm(data=path, recipe={**TINY, "tokenizer_texts": 29})
+
+
 def test_given_model_folder_with_a_reference_model(tmp_path):
     from miaudit.models.lm import LMRecipe, finetune_lm, save_lm, train_tokenizer
 
@@ -102,6 +205,8 @@ def test_given_model_folder_with_a_reference_model(tmp_path):
     s = audit_lm(data=path, member_column="member", model=tmp_path / "target",
                  reference_model=tmp_path / "ref", blind=False).summary()
     assert "reference" in s["attacks"] and s["attacks"]["lm-loss"]["auc"] > 0.7
+    assert s["data"]["n_tokenizer_records"] == 0 and len(texts) == s["data"]["n_records_in_game"]
+    assert s["target"]["tokenizer"]["trained_on"].startswith("unknown")
     with pytest.raises(MembershipError, match="member-column"):
         audit_lm(data=_jsonl(tmp_path / "u.jsonl", texts), model=tmp_path / "target")
     with pytest.raises(ConfigError, match="Canaries"):

@@ -25,6 +25,7 @@ from miaudit.models.lm import (  # noqa: E402
     save_lm,
     sliding_windows,
     token_scores,
+    tokenizer_fingerprint,
     train_tokenizer,
 )
 from miaudit.signals.tokens import TokenScores  # noqa: E402
@@ -239,6 +240,25 @@ def test_recipe_describes_itself():
     recipe = LMRecipe(seed=3)
     assert recipe.to_dict()["n_layer"] == 2 and recipe.to_dict()["seed"] == 3
     assert "2 layers" in recipe.describe() and "lr=0.001" in recipe.describe()
+
+
+def test_recipe_sets_aside_a_share_or_a_count_for_the_tokenizer():
+    assert LMRecipe().tokenizer_texts == 0.1
+    assert LMRecipe().tokenizer_count(80) == 8 and LMRecipe().tokenizer_count(3) == 1
+    assert LMRecipe(tokenizer_texts=5).tokenizer_count(80) == 5
+    assert LMRecipe(tokenizer_texts=5.0).tokenizer_count(80) == 5
+    for bad in (0, -1, 1.5, float("nan"), True, "0.1"):
+        with pytest.raises(ConfigError, match="tokenizer_texts must be a share"):
+            LMRecipe(tokenizer_texts=bad)
+    with pytest.raises(ConfigError, match="leaving fewer than two for the audit"):
+        LMRecipe(tokenizer_texts=9).tokenizer_count(10)
+
+
+def test_tokenizer_fingerprint_names_the_vocabulary(tokenizer, texts):
+    again = train_tokenizer(texts, vocab_size=300)
+    other = train_tokenizer(texts[:50], vocab_size=300)
+    assert tokenizer_fingerprint(again) == tokenizer_fingerprint(tokenizer)
+    assert tokenizer_fingerprint(other) != tokenizer_fingerprint(tokenizer)
 
 
 def test_finetuning_is_deterministic_for_a_seed(tokenizer, texts):

@@ -13,6 +13,7 @@ import pytest
 from miaudit.data.text import (
     TextDataset,
     load_texts,
+    set_aside_texts,
     split_texts,
     text_fingerprints,
 )
@@ -221,6 +222,27 @@ def test_split_texts_half_and_seeded():
     assert m.dtype == bool and m.shape == (11,) and int(m.sum()) == 5
     assert np.array_equal(m, split_texts(ds, 3))
     assert not np.array_equal(m, split_texts(ds, 4))
+
+
+def test_set_aside_texts_depends_on_contents_and_seed_only():
+    texts = [f"text number {i}" for i in range(40)]
+    members = np.arange(40) % 3 == 0
+    ds = TextDataset.from_texts(texts, is_member=members)
+    aside = set_aside_texts(ds, 7, seed=2)
+    assert aside.dtype == bool and aside.shape == (40,) and int(aside.sum()) == 7
+    assert np.array_equal(aside, set_aside_texts(ds, 7, seed=2))
+    assert not np.array_equal(aside, set_aside_texts(ds, 7, seed=3))
+    # neither membership nor IDs nor the order of the records change the choice
+    swapped = TextDataset.from_texts(texts, is_member=~members, ids=[f"x{i}" for i in range(40)])
+    assert np.array_equal(aside, set_aside_texts(swapped, 7, seed=2))
+    order = np.random.default_rng(0).permutation(40)
+    shuffled = ds.subset(order)
+    assert np.array_equal(set_aside_texts(shuffled, 7, seed=2), aside[order])
+    # a larger share keeps the smaller one (the ranking is fixed by the seed)
+    assert (set_aside_texts(ds, 12, seed=2) >= aside).all()
+    for bad in (0, 39, 2.5, True):
+        with pytest.raises(DataError, match=r"'size' must be a whole number from 1 to 38"):
+            set_aside_texts(ds, bad, seed=2)
 
 
 # --------------------------------------------------------------------------- errors

@@ -3,7 +3,9 @@
 :func:`load_texts` reads one document per record, strips surrounding whitespace, drops empty
 texts and exact duplicates (keeping the first, so that no text can be both a member and a
 non-member), and returns a :class:`TextDataset` with record IDs, content fingerprints and,
-when the file says so, each text's membership.
+when the file says so, each text's membership. :func:`split_texts` draws a seeded half
+as members; :func:`set_aside_texts` sets texts aside from the audit (the tiny recipe trains
+its tokenizer on them), chosen from their contents and a seed only.
 
 Formats (``.gz`` compressed versions of each are read too):
 
@@ -58,6 +60,7 @@ __all__ = [
     "TEXT_EXTENSIONS",
     "TextDataset",
     "load_texts",
+    "set_aside_texts",
     "split_texts",
     "text_fingerprints",
 ]
@@ -279,6 +282,50 @@ def split_texts(ds: TextDataset | int, seed: int = 0) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng(seed).permutation(n)[: n // 2]] = True
     return mask
+
+
+def set_aside_texts(ds: TextDataset, size: int, *, seed: int = 0) -> np.ndarray:
+    """Pick ``size`` texts to set aside from the audit (for example to train a tokenizer).
+
+    The choice is a seeded random one that depends only on the texts' contents and the
+    seed: each text is ranked by ``sha256(b"miaudit-set-aside-v1\\x00" + str(seed) +
+    b"\\x00" + fingerprint)`` and the ``size`` lowest are set aside. So it does not depend
+    on membership (swapping members and non-members sets aside the same texts), on the
+    record IDs or on the order of the file.
+
+    Parameters
+    ----------
+    ds : TextDataset
+        The loaded texts.
+    size : int
+        How many to set aside, ``1 <= size <= N - 2`` (the audit keeps at least two).
+    seed : int, default 0
+
+    Returns
+    -------
+    aside : ndarray of bool of shape (N,)
+        Exactly ``size`` True values.
+
+    Examples
+    --------
+    >>> ds = TextDataset.from_texts([f"text {i}" for i in range(10)])
+    >>> aside = set_aside_texts(ds, 3, seed=1)
+    >>> int(aside.sum()), bool((set_aside_texts(ds.subset(range(9, -1, -1)), 3, seed=1)
+    ...                         == aside[::-1]).all())
+    (3, True)
+    """
+    n = len(ds)
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or not (
+            1 <= size <= n - 2):
+        raise DataError(f"Cannot set {size!r} of {n} texts aside: 'size' must be a whole "
+                        f"number from 1 to {max(n - 2, 1)}, so that the audit keeps at least "
+                        "two texts; set aside fewer texts or give more.")
+    prefix = b"miaudit-set-aside-v1\x00" + str(int(seed)).encode("ascii") + b"\x00"
+    keys = [hashlib.sha256(prefix + fp.encode("ascii")).hexdigest()
+            for fp in ds.fingerprints.tolist()]
+    aside = np.zeros(n, dtype=bool)
+    aside[np.argsort(np.array(keys), kind="stable")[: int(size)]] = True
+    return aside
 
 
 def load_texts(

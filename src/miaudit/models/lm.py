@@ -14,7 +14,8 @@ Three parts, all optional (``pip install 'miaudit[lm]'``; nothing here touches a
 * **Tiny GPT-2 recipe.** :func:`train_tokenizer` (byte-level BPE trained locally),
   :class:`LMRecipe`, :func:`build_lm` (``GPT2LMHeadModel`` from a config, seeded),
   :func:`finetune_lm` and :func:`save_lm`: the same recipe trains the audited model on the
-  members and each reference model on a random half, for LiRA-style attacks on text.
+  members and each reference model on a random half, for LiRA-style attacks on text, all
+  with one tokenizer trained on texts set aside from the audit (``tokenizer_texts``).
 
 Choices
 -------
@@ -34,6 +35,13 @@ earlier window scored, so every token is predicted exactly once, from the window
 has the most context (at least ``W - stride`` tokens). The last window is moved back to end
 at the last token, so it is full (more context than a short tail window would give).
 
+**Tokenizer.** A tokenizer trained on the members would carry membership into every
+token-level score: a word seen only in members becomes one cheap token, while the same kind
+of word in a non-member is spelt out in bytes. So the recipe's tokenizer is trained on texts
+that take no part in the audit (:func:`miaudit.data.text.set_aside_texts`, a share of the
+corpus chosen from the texts' contents and the seed, never from membership), and the target
+and every reference LM share it. :func:`tokenizer_fingerprint` identifies a vocabulary.
+
 **Training blocks.** Documents are *padded*, not packed: each ``[BOS] text [EOS]`` is one
 training sequence (a longer one is cut into blocks of ``block_size`` tokens that overlap by
 one token, so every target is trained once), batches are right-padded, padding has label
@@ -46,7 +54,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import inspect
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,6 +82,7 @@ __all__ = [
     "save_lm",
     "sliding_windows",
     "token_scores",
+    "tokenizer_fingerprint",
     "train_tokenizer",
 ]
 
@@ -532,6 +543,23 @@ def train_tokenizer(texts: list[str], *, vocab_size: int = 512, min_frequency: i
         tokenizer_object=core, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN)
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """SHA-256 of a tokenizer's vocabulary: its (token, id) pairs in id order, as JSON.
+
+    Two tokenizers with the same fingerprint map every token to the same id (for BPE, whose
+    ids follow the merge order, they also merge alike).
+
+    Examples
+    --------
+    >>> tok = train_tokenizer(["a cat", "a cat sat"], vocab_size=260)
+    >>> len(tokenizer_fingerprint(tok))
+    64
+    """
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
+    text = json.dumps(vocab, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(b"miaudit-vocabulary-v1\x00" + text.encode("ascii")).hexdigest()
+
+
 @dataclass(frozen=True)
 class LMRecipe:
     """How to build and train a tiny GPT-2 (``transformers.GPT2LMHeadModel``).
@@ -556,6 +584,10 @@ class LMRecipe:
         Residual, embedding and attention dropout (0: none, the default for a tiny model).
     seed : int
         Seed of the initial weights in :func:`build_lm` when it is not given one.
+    tokenizer_texts : float or int
+        Texts set aside from the audit to train the tokenizer on (they are neither members
+        nor non-members): a share of the loaded texts when below 1 (default 0.1, rounded,
+        at least one text), else a whole number of texts.
 
     Examples
     --------
@@ -575,6 +607,7 @@ class LMRecipe:
     block_size: int = 128
     dropout: float = 0.0
     seed: int = 0
+    tokenizer_texts: float = 0.1
 
     def __post_init__(self) -> None:
         problems = []
@@ -596,11 +629,33 @@ class LMRecipe:
                             f"{self.weight_decay}")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        share = self.tokenizer_texts
+        if isinstance(share, bool) or not isinstance(share, int | float) or not (
+                math.isfinite(share) and share > 0 and (share < 1 or share == int(share))):
+            problems.append(f"tokenizer_texts must be a share in (0, 1) or a whole number "
+                            f"of texts >= 1, got {share!r}")
         if problems:
             raise ConfigError("Invalid language-model recipe: " + "; ".join(problems) + ".")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def tokenizer_count(self, n_texts: int) -> int:
+        """How many of ``n_texts`` texts :attr:`tokenizer_texts` sets aside.
+
+        Examples
+        --------
+        >>> LMRecipe().tokenizer_count(4400), LMRecipe(tokenizer_texts=250).tokenizer_count(900)
+        (440, 250)
+        """
+        share = self.tokenizer_texts
+        count = max(1, round(share * n_texts)) if share < 1 else int(share)
+        if count > n_texts - 2:
+            raise ConfigError(f"The recipe's tokenizer_texts={share!r} sets {count} of the "
+                              f"{n_texts} texts aside to train the tokenizer, leaving fewer "
+                              "than two for the audit; give more texts or a smaller "
+                              "tokenizer_texts (a share such as 0.1, or a count).")
+        return count
 
     def describe(self) -> str:
         drop = f", dropout {self.dropout:g}" if self.dropout else ""

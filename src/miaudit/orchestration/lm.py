@@ -4,6 +4,11 @@ The language-model counterpart of :func:`~miaudit.orchestration.audit`: load tex
 the tiny recipe on a seeded half (with canaries, if asked) or take the user's model and
 membership, extract per-token log-probabilities, run the language-model attacks, measure
 them, and check the evaluation itself with a model-free blind baseline.
+
+The recipe's tokenizer is trained on texts set aside from the audit
+(:func:`~miaudit.data.text.set_aside_texts`): never on the members, whose rare words would
+otherwise become single tokens and carry membership into every token-level score, and
+never on the audited non-members. The target and every reference LM share it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pandas as pd
 from miaudit import __version__
 from miaudit.attacks.blind import blind_baseline, blind_warning
 from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
-from miaudit.data.text import TextDataset, load_texts, split_texts
+from miaudit.data.text import TextDataset, load_texts, set_aside_texts, split_texts
 from miaudit.errors import ConfigError, MembershipError, MiauditWarning
 from miaudit.game import membership_design
 from miaudit.metrics import evaluate
@@ -72,7 +77,10 @@ def audit_lm(
     * ``model=None`` (default): train the tiny GPT-2 recipe
       (:class:`~miaudit.models.lm.LMRecipe`, overridable with ``recipe``) from scratch on a
       seeded random half of the texts (or the members ``member_column`` marks), with a
-      byte-level BPE tokenizer trained on the members; everything offline on CPU.
+      byte-level BPE tokenizer trained on texts set aside from the audit first (the
+      recipe's ``tokenizer_texts``, default 10% of the loaded texts, chosen from their
+      contents and ``seed`` alone; neither members nor non-members); everything offline
+      on CPU.
       ``canaries=N`` inserts N secret canaries ("my PIN is 4 8 1 9 3 7") with repetition
       counts 1, 2, 4, 8, 16 into the training texts and reports each one's exposure.
     * ``model=DIR`` (a local ``save_pretrained`` folder) or any object with
@@ -83,13 +91,14 @@ def audit_lm(
     ----------
     data : TextDataset, str or Path
         A ``.jsonl``, ``.csv``, ``.tsv`` or ``.txt`` file (see
-        :func:`~miaudit.data.text.load_texts`), or loaded texts.
+        :func:`~miaudit.data.text.load_texts`), or loaded texts. With the recipe, the
+        tokenizer's share is set aside from these (``n_records`` counts both).
     reference_model : str, Path or object, optional
         A second local model for the ``reference`` attack (Carlini et al. 2021).
     references : int, default 0
-        Reference LMs of the recipe, each fine-tuned on a seeded random half of all the
-        texts, for the text LiRA attacks (needs the recipe's tokenizer: the trained target
-        or a model folder).
+        Reference LMs of the recipe, each fine-tuned on a seeded random half of the audited
+        texts, for the text LiRA attacks, with the target's tokenizer (the one the recipe
+        trained, or a model folder's).
     attacks : list of str, optional
         Names from ``lm-loss, zlib, lowercase, reference, min-k, min-k++`` and, with
         references, ``lira-online, lira-offline``; default: all that the inputs allow.
@@ -103,7 +112,9 @@ def audit_lm(
     -------
     AuditResult
         ``summary.json`` with the same layout as a classification audit (plus
-        ``blind_baseline`` and ``canaries``), ``scores.parquet`` with one row per text.
+        ``blind_baseline``, ``canaries`` and ``target.tokenizer``: what the tokenizer was
+        trained on, how many texts, their fingerprint and the vocabulary's),
+        ``scores.parquet`` with one row per audited text.
     """
     started = time.perf_counter()
     if references < 0 or canaries < 0:
@@ -117,16 +128,22 @@ def audit_lm(
             n_records=n_records, seed=seed)
         lm = _lm_module()
         train_mode = model is None
+        loaded = ds
+        tokenizer_ds = None
+        if train_mode:
+            recipe_obj = _recipe(lm, recipe)
+            aside = set_aside_texts(ds, recipe_obj.tokenizer_count(len(ds)), seed=seed)
+            tokenizer_ds, ds = ds.subset(aside), ds.subset(~aside)
         is_member = _membership(ds, train_mode, seed)
         texts = list(ds.texts)
         canary_info = None
         if train_mode:
-            recipe_obj = _recipe(lm, recipe)
             target, tokenizer, canary_set = _train_target(
-                lm, recipe_obj, texts, is_member, canaries, seed, device, progress,
-                batch_size, max_length, stride)
+                lm, recipe_obj, tokenizer_ds.texts, texts, is_member, canaries, seed, device,
+                progress, batch_size, max_length, stride)
             target_info = {"model": "gpt2 recipe", "recipe": recipe_obj.to_dict(),
-                           "description": recipe_obj.describe(), "seed": seed}
+                           "description": recipe_obj.describe(), "seed": seed,
+                           "tokenizer": _tokenizer_info(lm, tokenizer, tokenizer_ds, seed)}
         else:
             if canaries:
                 raise ConfigError("Canaries are inserted into training text: they need the "
@@ -137,7 +154,8 @@ def audit_lm(
             tokenizer = getattr(target, "tokenizer", None)
             canary_set = []
             target_info = {"model": str(model) if isinstance(model, str | Path)
-                           else type(model).__name__, "seed": None}
+                           else type(model).__name__, "seed": None,
+                           "tokenizer": _tokenizer_info(lm, tokenizer, None, None)}
         ref_target = None if reference_model is None else _as_lm_target(
             lm, reference_model, device, batch_size, max_length, stride, progress)
         chosen, lira = _choose(attacks, reference=ref_target is not None,
@@ -202,9 +220,11 @@ def audit_lm(
     summary = {
         "miaudit_version": __version__,
         "task": "language model",
-        "data": {"name": ds.name, "n_records": len(texts), "fingerprint": ds.fingerprint,
-                 "source": ds.source, **{k_: v for k_, v in ds.info.items()
-                                         if k_ not in ("n_texts",)}},
+        "data": {"name": loaded.name, "n_records": len(loaded),
+                 "fingerprint": loaded.fingerprint, "source": loaded.source,
+                 **{k_: v for k_, v in loaded.info.items() if k_ not in ("n_texts",)},
+                 "n_records_in_game": len(texts),
+                 "n_tokenizer_records": 0 if tokenizer_ds is None else len(tokenizer_ds)},
         "target": target_info,
         "exposure": "token log-probabilities",
         "attacks": entries,
@@ -229,6 +249,8 @@ def audit_lm(
     if ref_nll is not None:
         signals["reference_nll"] = ref_nll
         signals["reference_membership"] = ref_membership
+    if tokenizer_ds is not None:
+        signals["tokenizer_record_ids"] = tokenizer_ds.ids.astype(str)
     return AuditResult(summary=summary, scores=table, metrics=metrics, signals=signals,
                        artifacts=artifacts)
 
@@ -292,22 +314,42 @@ def _choose(names, *, reference: bool, references: int):
     return (resolve_lm_attacks(rest, have=have) if rest else []), lira
 
 
-def _train_target(lm, recipe, texts, is_member, canaries, seed, device, progress,
-                  batch_size, max_length, stride):
+def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed, device,
+                  progress, batch_size, max_length, stride):
+    """The tokenizer, trained on ``tokenizer_texts`` (set aside from the audit: no member,
+    no audited non-member, no canary), then the target, trained on the members."""
     from miaudit.signals.canary import insert_canaries, make_canaries
 
+    tokenizer = lm.train_tokenizer(list(tokenizer_texts), vocab_size=recipe.vocab_size)
     members = [t for t, m in zip(texts, is_member, strict=True) if m]
     canary_set = []
     if canaries:
         canary_set = make_canaries(CANARY_TEMPLATE, n_digits=CANARY_DIGITS, count=canaries,
                                    repetitions=CANARY_REPETITIONS, seed=seed)
         members = insert_canaries(members, canary_set, seed=seed)
-    tokenizer = lm.train_tokenizer(members, vocab_size=recipe.vocab_size)
     model = lm.finetune_lm(recipe, tokenizer, members, seed=seed, device=device,
                            progress=progress)
     target = lm.CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
                                stride=stride, device=device, progress=progress)
     return target, tokenizer, canary_set
+
+
+def _tokenizer_info(lm, tokenizer, trained_on: TextDataset | None, seed: int | None
+                    ) -> dict:
+    """What ``summary.json`` says of the tokenizer: where it comes from and its vocabulary."""
+    if trained_on is not None:
+        info = {"trained_on": "texts set aside from the audit (neither members nor "
+                              "non-members), chosen from their contents and the seed",
+                "n_texts": len(trained_on), "seed": seed,
+                "records_fingerprint": trained_on.fingerprint}
+    elif tokenizer is not None:
+        info = {"trained_on": "unknown: the given model's own tokenizer"}
+    else:
+        return {"trained_on": "unknown: the model object has no tokenizer attribute"}
+    if callable(getattr(tokenizer, "get_vocab", None)):
+        info.update(vocab_size=len(tokenizer.get_vocab()),
+                    vocabulary_fingerprint=lm.tokenizer_fingerprint(tokenizer))
+    return info
 
 
 def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, batch_size,
