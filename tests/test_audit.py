@@ -31,16 +31,20 @@ def test_summary_has_the_documented_layout(digits_result, tmp_path):
     assert summary["data"]["name"] == "digits" and summary["data"]["n_classes"] == 10
     t = summary["target"]
     assert {"model", "train_accuracy", "test_accuracy", "n_members", "n_non_members"} <= t.keys()
-    assert t["n_members"] == t["n_non_members"] == 1797 // 2
+    # attack-p's population data: 10% of the pool set aside, never audited
+    n_pop = summary["data"]["n_population_records"]
+    assert n_pop == 180
+    assert t["n_members"] == t["n_non_members"] == (1797 - n_pop) // 2
     assert t["train_accuracy"] > 0.95 and t["test_accuracy"] > 0.8
-    expected = {"loss", "confidence", "entropy", "mentr", "correctness", "class-loss",
-                "class-mentr", "attack-p"}
+    # no references: the class-conditional thresholds (fitted on references) do not run,
+    # and their oracle variants only when named
+    expected = {"loss", "confidence", "entropy", "mentr", "correctness", "attack-p"}
     assert set(summary["attacks"]) == expected
     for m in summary["attacks"].values():
         assert set(m["tpr_at_fpr"]) == {"0.01", "0.001", "0.0001"}
         lo, hi = m["auc_ci"]
         assert lo <= m["auc"] <= hi
-        # 898 non-members cannot measure FPR 0.1% or 0.01%: null with a reason
+        # 808 non-members cannot measure FPR 0.1% or 0.01%: null with a reason
         assert m["tpr_at_fpr"]["0.001"] is None and m["tpr_at_fpr"]["0.0001"] is None
         assert "not measurable" in m["undefined"]["tpr_at_fpr.0.001"]
         assert m["tpr_at_fpr"]["0.01"] is not None
@@ -53,7 +57,7 @@ def test_scores_file_agrees_with_sklearn(digits_result, tmp_path):
     assert list(scores.columns[:6]) == ["exposure", "target", "record_id", "fingerprint",
                                         "is_member", "label"]
     assert (scores["exposure"] == "logits").all()
-    assert len(scores) == 2 * (1797 // 2)
+    assert len(scores) == 2 * summary["target"]["n_members"]
     assert scores["record_id"].is_unique and scores["fingerprint"].str.len().eq(64).all()
     for name, m in summary["attacks"].items():
         assert m["auc"] == pytest.approx(roc_auc_score(scores["is_member"], scores[name]))
@@ -162,7 +166,9 @@ def test_duplicates_are_left_out_of_the_game(tmp_path):
                                model_params={"epochs": 5})
     s = result.summary()
     assert s["data"]["n_duplicates_left_out"] == 10
-    assert s["target"]["n_members"] + s["target"]["n_non_members"] == 50
+    # 5 of the 50 records set aside as population data; one sits out to keep equal halves
+    assert s["data"]["n_population_records"] == 5
+    assert s["target"]["n_members"] + s["target"]["n_non_members"] == 44
     assert result.scores["fingerprint"].is_unique
 
 
@@ -216,13 +222,13 @@ def test_exact_zero_probabilities_keep_class_thresholds_working():
     mask = np.arange(ds.n_records) % 2 == 0
     tree = DecisionTreeClassifier(max_depth=6, random_state=0).fit(ds.X[mask], ds.y[mask])
     result = miaudit.audit(data=ds, model=tree, members=mask, exposure="probabilities",
-                           attacks=["loss", "class-loss"])
+                           attacks=["loss", "class-loss-known"])
     s = result.scores
-    assert np.isfinite(s["class-loss"]).all()
+    assert np.isfinite(s["class-loss-known"]).all()
     # Pure leaves give p_y in {0, 1}: the loss is binary, and the per-class threshold must
     # keep that split (it once collapsed every score to one value, AUC 0.5).
-    assert s["class-loss"].nunique() == 2
-    auc = roc_auc_score(s.is_member, s["class-loss"])
+    assert s["class-loss-known"].nunique() == 2
+    auc = roc_auc_score(s.is_member, s["class-loss-known"])
     assert auc == pytest.approx(roc_auc_score(s.is_member, s["loss"])) and auc > 0.5
 
 

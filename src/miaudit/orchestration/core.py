@@ -27,7 +27,7 @@ from miaudit.attacks import (
     attacks_allowed,
     resolve_attacks,
 )
-from miaudit.attacks.base import KNOWLEDGE, Population
+from miaudit.attacks.base import KNOWLEDGE, Population, threat_model
 from miaudit.attacks.reference import temperature_grid, tune_rmia
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
@@ -260,16 +260,14 @@ def audit(
     _check_device(device)
     check_training(executor, workers, models_per_batch)
     effective = references + references % 2 if reference_mode == "online" else references
-    plan_by_exposure = _choose_attacks(attacks, exposures, effective,
-                                       can_query=outputs is None)
-    if reference_mode == "offline" and references:
-        plan_by_exposure = _offline_only(plan_by_exposure, explicit=attacks is not None)
     recipe_game = outputs is None and isinstance(model, str | Recipe)
     has_population = bool(outputs is None and references and reference_mode == "offline") or (
         recipe_game and population_fraction > 0)
     granted = threat_model(references=effective > 0, population=has_population,
                            queries=outputs is None)
-    plan_by_exposure = _grant(plan_by_exposure, granted, explicit=attacks is not None)
+    plan_by_exposure = _choose_attacks(attacks, exposures, effective, granted)
+    if reference_mode == "offline" and references:
+        plan_by_exposure = _offline_only(plan_by_exposure, explicit=attacks is not None)
     needs_population = any("population" in a.knowledge
                            for chosen in plan_by_exposure.values() for a in chosen)
     rmia = {} if rmia_temperature is None else {"temperature": rmia_temperature}
@@ -413,25 +411,26 @@ def _parse_exposures(exposure) -> list[Exposure]:
     return parsed
 
 
-def _choose_attacks(names, exposures: list[Exposure], n_references: int, *,
-                    can_query: bool) -> dict[Exposure, list[Attack]]:
-    """The attacks to run under each exposure. One exposure: the named attacks (refusing
-    any it does not allow) or the defaults. Several: under each, every attack it allows
-    (with label-only queries) or the named ones it allows; a named attack that no
-    exposure allows is refused."""
+def _choose_attacks(names, exposures: list[Exposure], n_references: int,
+                    granted: frozenset[str]) -> dict[Exposure, list[Attack]]:
+    """The attacks to run under each exposure, within the threat model ``granted`` (see
+    :func:`~miaudit.attacks.base.resolve_attacks`: oracle attacks only by name). One
+    exposure: the named attacks (refusing any it does not allow) or the defaults.
+    Several: under each, every attack it allows (with label-only queries) or the named
+    ones it allows; a named attack that no exposure allows is refused."""
     if len(exposures) == 1:
         e = exposures[0]
         return {e: resolve_attacks(None if names is None else list(names), e, n_references,
-                                   can_query=can_query)}
+                                   knowledge=granted)}
     if names is None:
-        return {e: [ATTACKS[n] for n in attacks_allowed(e, n_references, queries=can_query)]
+        return {e: [ATTACKS[n] for n in attacks_allowed(e, n_references, knowledge=granted)]
                 for e in exposures}
     chosen: dict[Exposure, list[Attack]] = {e: [] for e in exposures}
     for name in names:
         errors = []
         for e in exposures:
             try:
-                chosen[e] += resolve_attacks([name], e, n_references, can_query=can_query)
+                chosen[e] += resolve_attacks([name], e, n_references, knowledge=granted)
             except (ConfigError, ExposureError) as exc:
                 errors.append(str(exc))
         if len(errors) == len(exposures):
@@ -456,45 +455,6 @@ def _offline_only(plan: dict[Exposure, list[Attack]], *, explicit: bool
                               f"{online[0].name.replace('online', 'offline')}.")
         plan[e] = [a for a in chosen if a not in online]
     return plan
-
-
-def threat_model(*, references: bool, population: bool, queries: bool) -> frozenset[str]:
-    """What the audit's attacker knows besides the target's release (the knowledge keys of
-    :data:`~miaudit.attacks.base.KNOWLEDGE`); never ``known-members``, which only an attack
-    named explicitly gets (and the verdict never uses)."""
-    return frozenset(k for k, on in (("references", references), ("population", population),
-                                      ("queries", queries)) if on)
-
-
-def _grant(plan: dict[Exposure, list[Attack]], granted: frozenset[str], *, explicit: bool
-           ) -> dict[Exposure, list[Attack]]:
-    """Leave out of the defaults the attacks whose knowledge the threat model does not
-    grant; refuse a named attack that needs data the audit does not have (a named
-    ``known-members`` attack runs, labelled as oracle knowledge)."""
-    for e, chosen in plan.items():
-        kept = []
-        for a in chosen:
-            missing = set(a.knowledge) - granted - {"known-members"}
-            if missing and explicit:
-                raise ConfigError(
-                    f"The attack {a.name!r} needs {' and '.join(sorted(missing))} data, which "
-                    "this audit does not have: " + "; ".join(
-                        _MISSING_HINT[k] for k in sorted(missing)) + ".")
-            if not missing and (explicit or "known-members" not in a.knowledge):
-                kept.append(a)
-        if not kept:
-            raise ConfigError(f"None of the attacks can run under the exposure '{e}' with "
-                              "what this audit's attacker knows.")
-        plan[e] = kept
-    return plan
-
-
-_MISSING_HINT = {
-    "population": "population records are set aside by recipe games (population_fraction "
-                  "> 0) and by offline references",
-    "references": "add reference models (--references K)",
-    "queries": "it queries the model, which precomputed outputs cannot answer",
-}
 
 
 #: A score whose most frequent value holds this share of the records is "nearly constant".
@@ -534,9 +494,10 @@ def _degenerate_flags(game: _Game, entries: dict, scores: list[dict[str, np.ndar
         n = len(labels)
         margin = 2.0 * np.sqrt(chance * (1 - chance) / max(n, 1))
         if te <= chance + margin:
-            flags.append(f"The target's accuracy on non-members ({te:.3f}) is at chance (the "
-                         f"most frequent class is {chance:.3f} of them): the model has not "
-                         "learnt the task, so the audit measures noise.")
+            flags.append(f"The target's accuracy on non-members ({te:.3f}) is at chance (within "
+                         f"two standard errors of the most frequent class's share, "
+                         f"{chance:.3f}): the model may not have learnt the task, and then "
+                         "the audit measures noise.")
     return flags
 
 
