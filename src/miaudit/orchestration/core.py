@@ -176,8 +176,10 @@ def audit(
         :func:`~miaudit.orchestration.exposures.compare_exposures_section`); the first
         setting gives the summary's ``attacks``.
     attacks : list of str, optional
-        Attack names; default: every attack the exposure and the references allow (the
-        label-only query attacks only under ``label``, or when comparing exposures).
+        Attack names; default: every attack the exposure, the references and the threat
+        model allow (the label-only query attacks only under ``label``, or when comparing
+        exposures; attacks that know other records' membership only when named). Each
+        entry of ``summary.json`` states its ``knowledge``.
     references : int, default 0
         Reference models per target (recipe targets only); enables LiRA, RMIA, Attack-R
         and Shokri.
@@ -212,8 +214,9 @@ def audit(
     delta : float, default 1e-5
         The delta of the epsilon lower bound.
     calibration_folds : int, default 5
-        Cross-fitting folds for attacks that fit thresholds on records of known
-        membership (``class-loss``, ``class-mentr``).
+        Cross-fitting folds of the oracle attacks that fit thresholds on the membership
+        of other audited records (``class-loss-known``, ``class-mentr-known``; run only
+        when named, and never part of the verdict).
     device : str, default "cpu"
         Torch device for training and querying.
     cache_dir : str or Path, optional
