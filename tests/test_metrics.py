@@ -31,7 +31,16 @@ from miaudit.metrics import (
     tpr_at_fpr,
 )
 from miaudit.metrics.privacy import _best_threshold, _eps_at, _split_halves
-from miaudit.metrics.roc import _roc
+from miaudit.metrics.roc import (
+    AUC_INTERVAL,
+    AUC_INTERVAL_CLUSTERED,
+    BIAS_NOTE_BELOW,
+    TPR_INTERVAL,
+    TPR_INTERVAL_CLUSTERED,
+    _bracket_counts,
+    _design_effect,
+    _roc,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -40,6 +49,8 @@ TO_DICT_KEYS = {
     "auc_ci",
     "tpr_at_fpr",
     "tpr_at_fpr_ci",
+    "tpr_at_fpr_note",
+    "interval_method",
     "ppv_at_fpr",
     "balanced_accuracy",
     "advantage",
@@ -200,6 +211,37 @@ def _tpr_at_fpr_bruteforce(s, y, f):
     return best, fpr[j], thr[j]
 
 
+def _interval_bruteforce(s, y, f, alpha=0.05):
+    """The order-statistic interval, by linear search with scipy's binomial and beta."""
+    a = alpha / 4
+    neg, pos = np.sort(s[~y])[::-1], s[y]
+    n, m = neg.size, pos.size
+    ks = np.arange(1, n + 2)
+    k = int(ks[np.argmax(stats.binom.sf(ks - 1, n, f) <= a)])
+    top = m if k > n else int((pos >= neg[k - 1]).sum())  # members >= k-th highest
+    hi = 1.0 if top == m else float(stats.beta.ppf(1 - a, top + 1, m - top))
+    js = np.flatnonzero(stats.binom.cdf(np.arange(n), n, f) <= a)
+    if not js.size:
+        return 0.0, hi
+    low = int((pos > neg[max(js)]).sum())  # members above the (j+1)-th highest
+    lo = 0.0 if low == 0 else float(stats.beta.ppf(a, low, m - low + 1))
+    return lo, hi
+
+
+@pytest.mark.parametrize("n", [1, 3, 10, 99, 100, 101, 1000, 4321])
+@pytest.mark.parametrize("f", [0.5, 0.1, 0.01, 0.001])
+def test_bracket_counts_match_scipy_binomial(n, f):
+    a = 0.0125
+    k, j = _bracket_counts(n, f, a, 1.0)
+    ks = np.arange(1, n + 2)
+    ref_k = int(ks[np.argmax(stats.binom.sf(ks - 1, n, f) <= a)])
+    js = np.flatnonzero(stats.binom.cdf(np.arange(n), n, f) <= a)
+    assert k == ref_k
+    assert j == (int(js.max()) if js.size else None)
+    if j is not None:
+        assert j <= math.floor(n * f) < k  # the point estimate lies inside
+
+
 @SETTINGS
 @given(tied_data(max_size=80), st.sampled_from([0.05, 0.1, 0.25, 0.5, 1.0]))
 def test_tpr_at_fpr_matches_bruteforce(data, f):
@@ -219,8 +261,10 @@ def test_tpr_at_fpr_matches_bruteforce(data, f):
     assert res.achieved_fpr == achieved <= f
     assert res.threshold == thr
     k = round(best * n_pos)
-    assert res.ci == clopper_pearson(k, n_pos, 0.05)
     assert ((s >= res.threshold) & y).sum() == k
+    lo, hi = _interval_bruteforce(s, y, f)
+    assert res.ci == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
+    assert res.interval_method == TPR_INTERVAL
 
 
 def test_tpr_at_fpr_continuous_matches_bruteforce():
@@ -254,17 +298,24 @@ def test_tpr_at_fpr_zero_is_a_measurement():
         warnings.simplefilter("error")
         res = tpr_at_fpr(s, y, 0.01)
     assert res.value == 0.0 and res.achieved_fpr == 0.0 and res.threshold == math.inf
-    assert res.ci == (0.0, pytest.approx(1 - 0.025 ** (1 / 100)))
+    # upper end: one-sided Clopper-Pearson at alpha / 4 of 0 members at t_lo
+    assert res.ci == (0.0, pytest.approx(1 - 0.0125 ** (1 / 100)))
     assert res.reason is None
 
 
 def test_perfect_separation_closed_forms():
     y = np.arange(20000) < 10000
     s = np.where(y, 2.0, 0.0) + np.linspace(0, 1, 20000)
-    for f in (0.01, 0.001, 0.0001):
+    for f in (0.01, 0.001):
         res = tpr_at_fpr(s, y, f)
         assert res.value == 1.0 and res.achieved_fpr == 0.0
-        assert res.ci == (pytest.approx(0.025 ** (1 / 10000)), 1.0)
+        # lower end: one-sided Clopper-Pearson at alpha / 4 of all members at t_hi
+        assert res.ci == (pytest.approx(0.0125 ** (1 / 10000)), 1.0)
+    # 10,000 non-members, none above the members, leave a 37% chance that a threshold
+    # with true FPR > 1e-4 sees no false positive: no FPR <= 1e-4 is certified
+    res = tpr_at_fpr(s, y, 0.0001)
+    assert res.value == 1.0 and res.ci == (0.0, 1.0)
+    assert "lower end 0" in res.note and "biased upward" in res.note
     assert advantage(s, y) == 1.0
     assert balanced_accuracy(s, y) == 1.0
     assert auc_with_ci(s, y)[0] == 1.0
@@ -278,6 +329,218 @@ def test_identical_scores_closed_forms():
     assert balanced_accuracy(s, y) == 0.5
     res = tpr_at_fpr(s, y, 0.01)
     assert res.value == 0.0 and res.threshold == math.inf
+
+
+# ---------------------------------------------------------------- intervals: properties
+
+
+@st.composite
+def clustered_data(draw, max_records: int = 30, levels: int = 6):
+    """Tied scores with a cluster (record) label each; both classes present."""
+    s, y = draw(tied_data(min_size=2, max_size=90, levels=levels))
+    records = draw(st.integers(1, max_records))
+    c = np.array(draw(st.lists(st.integers(0, records - 1), min_size=s.size,
+                               max_size=s.size)))
+    return s, y, c
+
+
+@SETTINGS
+@given(tied_data(max_size=120, levels=12), st.sampled_from([0.02, 0.05, 0.1, 0.3, 0.5, 1.0]),
+       st.sampled_from([0.05, 0.2, 0.5]))
+def test_tpr_interval_contains_estimate_and_lies_in_unit_interval(data, f, alpha):
+    s, y = data
+    res = _quiet(tpr_at_fpr, s, y, f, alpha)
+    assume(res.value is not None)
+    lo, hi = res.ci
+    assert 0.0 <= lo <= res.value <= hi <= 1.0
+    # no clamp is needed without clusters: the raw construction already contains it
+    assert (lo, hi) == (pytest.approx(_interval_bruteforce(s, y, f, alpha)[0], abs=1e-12),
+                        pytest.approx(_interval_bruteforce(s, y, f, alpha)[1], abs=1e-12))
+
+
+@SETTINGS
+@given(clustered_data(), st.sampled_from([0.02, 0.05, 0.1, 0.3, 1.0]))
+def test_clustered_intervals_contain_estimates_and_lie_in_unit_interval(data, f):
+    s, y, c = data
+    res = _quiet(tpr_at_fpr, s, y, f, clusters=c)
+    if res.value is not None:
+        assert 0.0 <= res.ci[0] <= res.value <= res.ci[1] <= 1.0
+        assert res.interval_method == TPR_INTERVAL_CLUSTERED
+    auc, (lo, hi) = auc_with_ci(s, y, clusters=c)
+    assert auc == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert 0.0 <= lo <= auc <= hi <= 1.0
+
+
+@SETTINGS
+@given(tied_data(min_size=6, max_size=200, levels=30), st.sampled_from([0.01, 0.05, 0.2]))
+def test_clustered_interval_is_never_narrower_than_unclustered_bracket(data, f):
+    # each record twice (scores perturbed): the design effect only widens the bracket
+    s, y = data
+    s2, y2 = np.concatenate([s, s + 0.5]), np.concatenate([y, y])
+    c = np.tile(np.arange(s.size), 2)
+    n = int((~y2).sum())
+    for deff in (1.0, 1.5, 2.0):
+        k, j = _bracket_counts(n, f, 0.0125, deff)
+        k1, j1 = _bracket_counts(n, f, 0.0125, 1.0)
+        assert k >= k1 and (j is None or (j1 is not None and j <= j1))
+    a = _quiet(tpr_at_fpr, s2, y2, f, clusters=c)
+    assume(a.value is not None)
+    assert 0.0 <= a.ci[0] <= a.value <= a.ci[1] <= 1.0
+
+
+# ---------------------------------------------------------------- clusters
+
+
+def _obuchowski_bruteforce(s, y, c):
+    """Obuchowski (1997) from the quadratic kernel matrix."""
+    x, z = s[y], s[~y]
+    psi = (x[:, None] > z[None, :]) + 0.5 * (x[:, None] == z[None, :])
+    auc = psi.mean()
+    v10, v01 = psi.mean(axis=1), psi.mean(axis=0)
+    ids = np.unique(c)
+    m, n = x.size, z.size
+    d10 = np.array([v10[c[y] == k].sum() - (c[y] == k).sum() * auc for k in ids])
+    d01 = np.array([v01[c[~y] == k].sum() - (c[~y] == k).sum() * auc for k in ids])
+    i10 = len({*c[y].tolist()})
+    i01 = len({*c[~y].tolist()})
+    i = ids.size
+    s10 = i10 / ((i10 - 1) * m) * (d10**2).sum()
+    s01 = i01 / ((i01 - 1) * n) * (d01**2).sum()
+    s11 = i / (i - 1) * (d10 * d01).sum()
+    return auc, s10 / m + s01 / n + 2 * s11 / (m * n)
+
+
+@SETTINGS
+@given(clustered_data(levels=10))
+def test_clustered_auc_variance_matches_quadratic_formula(data):
+    from miaudit.metrics.roc import _auc_obuchowski, _clusters
+
+    s, y, c = data
+    assume(len(set(c[y].tolist())) >= 2 and len(set(c[~y].tolist())) >= 2)
+    auc, var = _auc_obuchowski(_clusters(s, y, c))
+    ref_auc, ref_var = _obuchowski_bruteforce(s, y, c)
+    assert auc == pytest.approx(ref_auc, abs=1e-12)
+    assert var == pytest.approx(ref_var, rel=1e-9, abs=1e-15)
+
+
+@SETTINGS
+@given(tied_data(min_size=4, levels=8), st.integers(0, 2**31))
+def test_singleton_clusters_give_the_delong_interval(data, seed):
+    s, y = data
+    labels = np.random.default_rng(seed).permutation(s.size) * 7 - 3  # any distinct ints
+    assert auc_with_ci(s, y, clusters=labels) == (
+        pytest.approx(auc_with_ci(s, y)[0], abs=1e-12),
+        (pytest.approx(auc_with_ci(s, y)[1][0], abs=1e-9),
+         pytest.approx(auc_with_ci(s, y)[1][1], abs=1e-9)),
+    )
+
+
+def test_design_effect_closed_forms():
+    sizes = np.full(100, 2.0)
+    # both copies of a record always agree: deff = cluster size
+    assert _design_effect(np.where(np.arange(100) < 10, 2.0, 0.0), sizes) == 2.0
+    # never both: variance below binomial, clipped to 1
+    assert _design_effect(np.where(np.arange(100) < 20, 1.0, 0.0), sizes) == 1.0
+    # no success: cannot be estimated, worst case
+    assert _design_effect(np.zeros(100), sizes) == 2.0
+    # singletons: n / (n - 1) before the clip to the largest cluster (1)
+    assert _design_effect((np.arange(50) < 5).astype(float), np.ones(50)) == 1.0
+    # mixed sizes: ratio-estimator variance over the binomial variance
+    counts, sz = np.array([2.0, 0.0, 1.0, 0.0, 3.0]), np.array([2.0, 1.0, 3.0, 1.0, 3.0])
+    p = counts.sum() / sz.sum()
+    ref = 5 / 4 * ((counts - sz * p) ** 2).sum() / (sz.sum() * p * (1 - p))
+    assert _design_effect(counts, sz) == pytest.approx(min(max(ref, 1.0), 3.0))
+
+
+def test_duplicated_records_widen_the_intervals():
+    # every record scored twice identically: half the information
+    rng = np.random.default_rng(11)
+    s, y = _binormal(rng, 3000, 3000, 1.5)
+    s2, y2, c = np.concatenate([s, s]), np.concatenate([y, y]), np.tile(np.arange(6000), 2)
+    once, twice = tpr_at_fpr(s, y, 0.01), tpr_at_fpr(s2, y2, 0.01, clusters=c)
+    assert twice.value == once.value
+    assert twice.ci == (pytest.approx(once.ci[0], abs=0.01), pytest.approx(once.ci[1], abs=0.01))
+    naive = tpr_at_fpr(s2, y2, 0.01).ci
+    assert naive[1] - naive[0] < 0.85 * (twice.ci[1] - twice.ci[0])
+    auc1, ci1 = auc_with_ci(s, y)
+    auc2, ci2 = auc_with_ci(s2, y2, clusters=c)
+    assert auc2 == pytest.approx(auc1)
+    assert ci2[1] - ci2[0] == pytest.approx(ci1[1] - ci1[0], rel=0.01)
+    ci_naive = auc_with_ci(s2, y2)[1]
+    assert ci_naive[1] - ci_naive[0] == pytest.approx((ci1[1] - ci1[0]) / math.sqrt(2),
+                                                      rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("clusters", "match"),
+    [(np.arange(5), "one label per score"), (np.linspace(0, 1, 6), "integer record indices"),
+     (np.array(list("abcdef")), "integer record indices")],
+)
+def test_bad_clusters_are_refused(clusters, match):
+    s = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    y = np.array([True, False, True, False, True, False])
+    for fn in (lambda: auc_with_ci(s, y, clusters=clusters),
+               lambda: tpr_at_fpr(s, y, 0.5, clusters=clusters),
+               lambda: evaluate(s, y, fprs=(0.5,), clusters=clusters)):
+        with pytest.raises(ValueError, match=match):
+            _quiet(fn)
+
+
+def test_float_integer_clusters_are_accepted():
+    s = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    y = np.array([True, False, True, False, True, False])
+    a = auc_with_ci(s, y, clusters=np.array([0.0, 0.0, 1.0, 1.0, 2.0, 2.0]))
+    b = auc_with_ci(s, y, clusters=np.array([5, 5, 9, 9, -1, -1]))
+    assert a == b
+
+
+# ---------------------------------------------------------------- notes
+
+
+def test_bias_note_below_the_measured_level():
+    rng = np.random.default_rng(12)
+    s, y = _binormal(rng, 5000, 5000, 2.0)
+    low = tpr_at_fpr(s, y, 0.001)  # 5 expected false positives
+    assert low.note.startswith("biased upward") and "5 expected false positives" in low.note
+    assert f"< {BIAS_NOTE_BELOW:g}" in low.note
+    assert tpr_at_fpr(s, y, 0.01).note is None  # 50
+
+
+def test_tie_note_when_a_tied_group_may_break_the_budget():
+    # non-members: 1,000 at 0, 12 at 1.0 (FPR of score 1.0 = 1.2% > 1%), the rest below
+    # -> with 19 of them the sample just meets the budget at 1.0 and TPR jumps by the
+    # 300 members tied there
+    y = np.r_[np.ones(400, bool), np.zeros(2000, bool)]
+    s = np.r_[np.full(300, 1.0), np.full(100, 2.0), np.full(19, 1.0), np.zeros(1981)]
+    res = tpr_at_fpr(s, y, 0.01)
+    assert res.value == 1.0 and res.threshold == 1.0
+    assert res.note.startswith("biased upward by ties: 300 of the 400 true positives")
+    # far below the budget the same tie is harmless
+    s2 = np.r_[np.full(300, 1.0), np.full(100, 2.0), np.full(2, 1.0), np.zeros(1998)]
+    assert tpr_at_fpr(s2, y, 0.01).note is None
+
+
+def test_evaluate_with_clusters():
+    rng = np.random.default_rng(13)
+    records, targets = 3000, 4
+    member = (np.arange(records)[:, None] + np.arange(targets)) % 2 == 0
+    s = rng.normal(0, 2, (records, 1)) + 2.0 * member + rng.normal(size=member.shape)
+    c = np.broadcast_to(np.arange(records)[:, None], member.shape).ravel()
+    s, member = s.ravel(), member.ravel()
+    plain = _quiet(evaluate, s, member)
+    m = _quiet(evaluate, s, member, clusters=c)
+    d, p = m.to_dict(), plain.to_dict()
+    assert m.n_clusters == records and plain.n_clusters is None
+    assert d["interval_method"] == {"auc": AUC_INTERVAL_CLUSTERED,
+                                    "tpr_at_fpr": TPR_INTERVAL_CLUSTERED}
+    assert p["interval_method"] == {"auc": AUC_INTERVAL, "tpr_at_fpr": TPR_INTERVAL}
+    for key in ("auc", "tpr_at_fpr", "ppv_at_fpr", "advantage", "epsilon_lower_bound"):
+        assert d[key] == p[key]  # the figures do not change, only their intervals
+    assert d["auc_ci"] == list(auc_with_ci(s, member, clusters=c)[1])
+    assert d["tpr_at_fpr_ci"]["0.01"] == list(tpr_at_fpr(s, member, 0.01, clusters=c).ci)
+    assert d["auc_ci"] != p["auc_ci"]
+    json.dumps(d)
+    assert _plain(d)
 
 
 # ---------------------------------------------------------------- balanced accuracy, advantage
@@ -461,6 +724,10 @@ def test_evaluate_to_dict_layout():
     assert d["advantage"] == advantage(s, y)
     assert d["balanced_accuracy"] == balanced_accuracy(s, y)
     assert d["epsilon_lower_bound"] == epsilon_lower_bound(s, y).value
+    # 2,000 non-members: 20 expected false positives at 1%, 2 at 0.1%
+    assert set(d["tpr_at_fpr_note"]) == {"0.001"}
+    assert d["tpr_at_fpr_note"]["0.001"] == m.tpr_at_fpr["0.001"].note
+    assert d["interval_method"] == {"auc": AUC_INTERVAL, "tpr_at_fpr": TPR_INTERVAL}
     ref_fpr, ref_tpr, _ = roc_curve(s, y)
     np.testing.assert_array_equal(m.fpr, ref_fpr)
     np.testing.assert_array_equal(m.tpr, ref_tpr)

@@ -9,6 +9,10 @@ measured on the sample are None with a reason, and emit
 from miaudit.metrics.evaluate import AttackMetrics, evaluate
 from miaudit.metrics.privacy import EpsilonBound, epsilon_lower_bound
 from miaudit.metrics.roc import (
+    AUC_INTERVAL,
+    AUC_INTERVAL_CLUSTERED,
+    TPR_INTERVAL,
+    TPR_INTERVAL_CLUSTERED,
     TprAtFpr,
     advantage,
     auc_delong,
@@ -23,6 +27,10 @@ from miaudit.metrics.roc import (
 )
 
 __all__ = [
+    "AUC_INTERVAL",
+    "AUC_INTERVAL_CLUSTERED",
+    "TPR_INTERVAL",
+    "TPR_INTERVAL_CLUSTERED",
     "AttackMetrics",
     "EpsilonBound",
     "TprAtFpr",

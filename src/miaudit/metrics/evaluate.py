@@ -13,12 +13,17 @@ from numpy.typing import ArrayLike
 from miaudit.errors import UndefinedMetricWarning
 from miaudit.metrics.privacy import EpsilonBound, epsilon_lower_bound
 from miaudit.metrics.roc import (
+    AUC_INTERVAL,
+    AUC_INTERVAL_CLUSTERED,
+    TPR_INTERVAL,
+    TPR_INTERVAL_CLUSTERED,
     FloatArray,
     TprAtFpr,
     _advantage,
     _as_arrays,
     _auc_with_ci,
     _balanced_accuracy,
+    _clusters,
     _roc,
     _tpr_at_fpr,
     ppv,
@@ -36,9 +41,10 @@ class AttackMetrics:
     Attributes
     ----------
     auc, auc_ci : float, (lo, hi)
-        AUC with its DeLong interval.
+        AUC with its DeLong interval (clustered by record when ``clusters`` was given).
     tpr_at_fpr : dict of str to TprAtFpr
-        Keyed by ``str(f)`` of each FPR budget.
+        Keyed by ``str(f)`` of each FPR budget; each carries its ``note`` (bias caveat)
+        and ``interval_method``.
     ppv_at_fpr : dict of str to float or None
         PPV at ``prior`` at each operating point, computed with the nominal FPR ``f``.
     balanced_accuracy, advantage : float
@@ -47,6 +53,8 @@ class AttackMetrics:
     prior, alpha, delta : float
     undefined : dict of str to str
         ``"<figure>[.<fpr>]"`` -> reason, one entry per figure reported as None.
+    n_clusters : int or None
+        Number of records (clusters) when ``clusters`` was given, else None.
     fpr, tpr : float arrays of shape (G + 1,)
         Full ROC curve for plotting (not part of :meth:`to_dict`).
     """
@@ -64,16 +72,34 @@ class AttackMetrics:
     alpha: float
     delta: float
     undefined: dict[str, str]
+    n_clusters: int | None
     fpr: FloatArray = field(repr=False, compare=False)
     tpr: FloatArray = field(repr=False, compare=False)
 
+    @property
+    def interval_method(self) -> dict[str, str]:
+        """How each interval was built: ``{"auc": ..., "tpr_at_fpr": ...}``."""
+        clustered = self.n_clusters is not None
+        return {
+            "auc": AUC_INTERVAL_CLUSTERED if clustered else AUC_INTERVAL,
+            "tpr_at_fpr": TPR_INTERVAL_CLUSTERED if clustered else TPR_INTERVAL,
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (plain Python types; None for unmeasurable figures)."""
+        """JSON-ready summary (plain Python types; None for unmeasurable figures).
+
+        ``tpr_at_fpr_note`` holds an entry only for the FPR levels whose figure carries a
+        caveat (see :attr:`TprAtFpr.note`); ``interval_method`` names the interval
+        constructions.
+        """
         return {
             "auc": float(self.auc),
             "auc_ci": _pair(self.auc_ci),
             "tpr_at_fpr": {k: v.value for k, v in self.tpr_at_fpr.items()},
             "tpr_at_fpr_ci": {k: _pair(v.ci) for k, v in self.tpr_at_fpr.items()},
+            "tpr_at_fpr_note": {k: v.note for k, v in self.tpr_at_fpr.items()
+                                if v.note is not None},
+            "interval_method": self.interval_method,
             "ppv_at_fpr": dict(self.ppv_at_fpr),
             "balanced_accuracy": float(self.balanced_accuracy),
             "advantage": float(self.advantage),
@@ -95,12 +121,13 @@ def evaluate(
     prior: float = 0.5,
     delta: float = 1e-5,
     seed: int = 0,
+    clusters: ArrayLike | None = None,
 ) -> AttackMetrics:
     """Compute every metric of an attack from its scores (sorting the scores once).
 
     * AUC with DeLong interval (:func:`~miaudit.metrics.auc_with_ci`);
-    * TPR at each FPR budget in ``fprs`` with Clopper-Pearson interval
-      (:func:`~miaudit.metrics.tpr_at_fpr`; conservative, None when fewer than
+    * TPR at each FPR budget in ``fprs`` with an interval for the true TPR at the true
+      FPR ``f`` (:func:`~miaudit.metrics.tpr_at_fpr`; conservative, None when fewer than
       ``ceil(1/f)`` non-members);
     * PPV at ``prior`` at each operating point, with FPR set to the nominal budget ``f``
       (an upper bound of the achieved FPR, so the PPV is conservative, never overstated);
@@ -122,6 +149,13 @@ def evaluate(
     delta : float, default 1e-5
     seed : int, default 0
         Seed of the epsilon bound's half split.
+    clusters : int array of shape (n,), optional
+        The record each score was computed on, when records contribute several scores
+        (scores of several targets pooled: each record appears once per target, as a
+        member for some and a non-member for others). The AUC and TPR intervals then
+        treat records as the independent units (clustered DeLong; design-effect counts).
+        None (default): every score independent. The epsilon bound and the point
+        figures do not change.
 
     Returns
     -------
@@ -142,7 +176,8 @@ def evaluate(
     """
     s, y = _as_arrays(scores, is_member)
     r = _roc(s, y)
-    auc, auc_ci = _auc_with_ci(r, alpha)
+    cl = None if clusters is None else _clusters(s, y, clusters)
+    auc, auc_ci = _auc_with_ci(r, alpha, cl)
 
     undefined: dict[str, str] = {}
     ops: dict[str, TprAtFpr] = {}
@@ -150,7 +185,7 @@ def evaluate(
     for f in fprs:
         f = float(f)
         key = str(f)
-        op = _tpr_at_fpr(r, f, alpha)
+        op = _tpr_at_fpr(r, f, alpha, cl)
         ops[key] = op
         if op.value is None:
             reason = op.reason or "not measurable"
@@ -192,6 +227,7 @@ def evaluate(
         alpha=float(alpha),
         delta=float(delta),
         undefined=undefined,
+        n_clusters=None if cl is None else cl.n,
         fpr=np.asarray(fpr, dtype=np.float64),
         tpr=np.asarray(tpr, dtype=np.float64),
     )
