@@ -11,6 +11,7 @@ import miaudit
 from miaudit.attacks import ATTACKS
 from miaudit.data import load_dataset
 from miaudit.errors import ConfigError, DegenerateResultWarning, MiauditWarning
+from miaudit.metrics import evaluate
 from miaudit.models import PrecomputedOutputs, check_outputs
 from miaudit.orchestration.verdict import audit_verdict
 
@@ -68,7 +69,7 @@ def test_verdict_correction_and_headline_on_a_leaking_attack():
     scores = {"strong": strong, **noise}
     entries = {}
     for name, s in scores.items():
-        d = miaudit.metrics.evaluate(s, m).to_dict()
+        d = evaluate(s, m).to_dict()
         entries[name] = {**d, "knowledge": []}
     v = audit_verdict(entries, scores, m, exposure="logits",
                       fprs=["0.01", "0.001", "0.0001"], alpha=0.05)

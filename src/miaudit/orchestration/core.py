@@ -309,13 +309,16 @@ def audit(
             all_chosen = [a for e in exposures for a in plan_by_exposure[e]]
             query_plan = QueryPlan.fit(query_budget, len(game.labels), all_chosen)
             is_member = np.concatenate([game.membership[t] for t in range(targets)])
+            # pooled targets score each record once per target: intervals clustered by record
+            clusters = (np.tile(np.arange(len(game.labels)), targets) if targets > 1
+                        else None)
             runs = {}
             for e in exposures:
                 per_target, scores, queries, tuned = _attack_targets(
                     game, plan_by_exposure[e], e, targets, options, calibration_folds,
                     measure, bar, query_plan)
                 metrics = {a.name: evaluate(np.concatenate([s[a.name] for s in scores]),
-                                            is_member, **measure)
+                                            is_member, clusters=clusters, **measure)
                            for a in plan_by_exposure[e]}
                 runs[e] = (per_target, scores, metrics, queries, tuned)
             metrics = runs[exp][2]
@@ -358,7 +361,6 @@ def audit(
         warnings.warn(text, DegenerateResultWarning, stacklevel=2)
     granted = threat_model(references=game.reference_models > 0,
                            population=game.population is not None, queries=outputs is None)
-    clusters = np.tile(np.arange(len(game.labels)), targets) if targets > 1 else None
 
     def verdict_of(e: Exposure, es: dict) -> dict:
         pooled = {a.name: np.concatenate([s[a.name] for s in runs[e][1]])

@@ -504,6 +504,16 @@ def _method(summary: dict, signals_info: str | None) -> list[str]:
                      "non-members) or its AUC interval above 0.5; then 'high' from 10 times "
                      "a random guess (or AUC >= 0.8), 'moderate' from 2 times (or AUC >= "
                      "0.6), else 'low'. (This run records no corrected verdict.)")
+    methods = next((e.get("interval_method") for e in (summary.get("attacks") or {}).values()
+                    if e.get("interval_method")), None)
+    if methods:
+        items.append(f"Intervals: AUC by {methods.get('auc')}; TPR at FPR by "
+                     f"{methods.get('tpr_at_fpr')}, so that they cover the true TPR at the "
+                     "true FPR (the threshold's own uncertainty included).")
+    from miaudit.report.terminal import tpr_notes
+
+    for (f, note), names in tpr_notes(summary).items():
+        items.append(f"TPR at {fpr_text(f)} FPR ({', '.join(names)}): {note}.")
     if signals_info:
         items.append(signals_info)
     return items

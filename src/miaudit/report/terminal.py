@@ -59,6 +59,16 @@ def knowledge_text(knowledge: list[str] | None) -> str:
                      for k in knowledge)
 
 
+def tpr_notes(summary: dict) -> dict[tuple[str, str], list[str]]:
+    """The caveats of the TPR figures (an upward bias where few false positives are
+    allowed, a lower end pinned at 0), each with the attacks it concerns."""
+    notes: dict[tuple[str, str], list[str]] = {}
+    for name, m in summary.get("attacks", {}).items():
+        for f, note in (m.get("tpr_at_fpr_note") or {}).items():
+            notes.setdefault((f, note), []).append(name)
+    return notes
+
+
 def print_summary(summary: dict, console: Console | None = None, run_dir: str | None = None
                   ) -> None:
     """Print the headline facts, the attack table and the not-measurable figures."""
@@ -117,6 +127,9 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
                       for key, r in m["undefined"].items() if key.startswith(shown)})
     for r in reasons:
         console.print(f"[dim]n/a: {escape(r)}[/]")
+    for (f, note), names in tpr_notes(summary).items():
+        console.print(f"[dim]note, TPR at {100 * float(f):g}% FPR ({escape(', '.join(names))}): "
+                      f"{escape(note)}[/]")
     for w in summary.get("warnings", []):
         console.print(f"[yellow]warning[/] {escape(w)}")
     if run_dir:
