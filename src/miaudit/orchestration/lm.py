@@ -31,6 +31,7 @@ from miaudit.game import membership_design
 from miaudit.metrics import evaluate
 from miaudit.orchestration.core import DEFAULT_FPRS
 from miaudit.orchestration.result import AuditResult
+from miaudit.orchestration.verdict import audit_verdict
 from miaudit.signals.tokens import TokenScores
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
@@ -214,7 +215,8 @@ def audit_lm(
         entries[name] = {**m.to_dict(),
                          "description": a.description if a else LIRA_ATTACKS[name],
                          "reference": a.reference if a else "Carlini et al., S&P 2022",
-                         "needs": sorted(a.needs) if a else ["references"]}
+                         "needs": sorted(a.needs) if a else ["references"],
+                         "knowledge": sorted(a.knowledge) if a else ["references"]}
         if name in ("min-k", "min-k++"):
             entries[name]["options"] = {"k": k}
     summary = {
@@ -227,6 +229,9 @@ def audit_lm(
                  "n_tokenizer_records": 0 if tokenizer_ds is None else len(tokenizer_ds)},
         "target": target_info,
         "exposure": "token log-probabilities",
+        "verdict": audit_verdict(entries, scores, is_member,
+                                 exposure="token log-probabilities",
+                                 fprs=[str(float(f)) for f in fprs], alpha=alpha),
         "attacks": entries,
         "blind_baseline": blind_entry,
         "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
