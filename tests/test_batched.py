@@ -51,18 +51,112 @@ def test_training_tanh_matches_torch_tanh_and_its_gradient():
     torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=0)
 
 
-def test_design_rows_must_have_equal_sizes():
-    design = np.zeros((2, 10), dtype=bool)
-    design[0, :5] = True
-    design[1, :4] = True
-    with pytest.raises(ConfigError, match="same number of records"):
-        train_batched(make_recipe("logistic"), np.zeros((10, 2)), np.zeros(10, int), design,
-                      n_classes=2, seeds=[0, 1])
+def _unequal_design(n: int, sizes, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    design = np.zeros((len(sizes), n), dtype=bool)
+    for m, k in enumerate(sizes):
+        design[m, rng.choice(n, k, replace=False)] = True
+    return design
+
+
+@pytest.mark.parametrize(("activation", "optimizer", "extra"), [
+    ("tanh", "adam", {}),
+    ("relu", "sgd", {}),
+    ("tanh", "adam", {"dropout": 0.2, "label_smoothing": 0.1}),
+    ("relu", "adam", {"early_stopping": 2, "epochs": 8}),
+])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rows_of_unequal_size_match_one_by_one(activation, optimizer, extra, sparse):
+    # 2, 5, 4, 4 and 1 steps per epoch at batch 32 (the smallest row leaves the batch
+    # first, the largest trains alone at the end); the last minibatches are padded
+    rng = np.random.default_rng(0)
+    X = (rng.random((300, 40)) < 0.1).astype(np.float32)
+    y = (X[:, :5].sum(axis=1) > X[:, 5:10].sum(axis=1)).astype(int) + (X[:, 10] != 0)
+    design = _unequal_design(300, [60, 150, 100, 110, 20])
+    seeds = [3, 1, 4, 9, 5]
+    recipe = make_recipe("mlp", {"hidden": (16, 8), "epochs": 3, "batch_size": 32,
+                                 "activation": activation, "optimizer": optimizer,
+                                 "lr": 0.01, "weight_decay": 1e-3, **extra})
+    from miaudit.models.batched import train_models
+
+    trained = train_models(recipe, X, y, design, n_classes=3, seeds=seeds)
+    assert trained.batched
+    stacked = predict_stacked(trained.params, X, activation)
+    for m in range(5):
+        single = train(recipe, X[design[m]], y[design[m]], n_classes=3, seed=seeds[m])
+        np.testing.assert_allclose(stacked[m], TorchTarget(single.module).outputs(X).values,
+                                   atol=1e-4)
+        assert trained.info[m].get("best_epoch") == single.best_epoch
+    # the sparse first layer gives the same models
+    again = train_batched(recipe, X, y, design, n_classes=3, seeds=seeds, sparse=sparse)
+    for a, b in zip(trained.params, again, strict=True):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+
+
+def test_bernoulli_design_trains_batched_and_deterministically():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(201, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    design = membership_design(201, 4, seed=2, bernoulli=1)
+    assert design[0].sum() != design[2].sum()  # the Bernoulli pair differs in size
+    recipe = make_recipe("mlp", {"hidden": (8,), "epochs": 2, "batch_size": 16})
+    epochs = []
+    a = train_batched(recipe, X, y, design, n_classes=2, seeds=[1, 2, 3, 4],
+                      on_epoch=epochs.append)
+    b = train_batched(recipe, X, y, design, n_classes=2, seeds=[1, 2, 3, 4])
+    assert epochs == [1, 2]
+    for p, q in zip(a, b, strict=True):
+        assert torch.equal(p, q)
+    single = train(recipe, X[design[0]], y[design[0]], n_classes=2, seed=1)
+    np.testing.assert_allclose(predict_stacked(a, X, "tanh")[0],
+                               TorchTarget(single.module).outputs(X).values, atol=1e-5)
+
+
+def test_equal_rows_take_the_plain_path(monkeypatch):
+    # no padding and no slicing of the stack when every row has as many records
+    import miaudit.models.batched as batched
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("sliced")
+
+    monkeypatch.setattr(batched, "_slice_models", refuse)
+    X = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    design = membership_design(64, 4, seed=0)
+    train_batched(make_recipe("mlp", {"hidden": (4,), "epochs": 2, "batch_size": 10}), X,
+                  (X[:, 0] > 0).astype(int), design, n_classes=2, seeds=[0, 1, 2, 3])
+
+
+def test_seeds_must_match_the_models():
+    with pytest.raises(ConfigError, match="3 seeds for 2 models"):
+        train_batched(make_recipe("logistic"), np.zeros((10, 2)), np.zeros(10, int),
+                      np.ones((2, 10), dtype=bool), n_classes=2, seeds=[0, 1, 2])
 
 
 def test_design_is_balanced_both_ways():
     d = membership_design(100, 8, seed=3)
     assert (d.sum(axis=0) == 4).all() and (d.sum(axis=1) == 50).all()
+
+
+def test_bernoulli_pairs_of_the_design():
+    d = membership_design(1000, 6, seed=3)
+    b = membership_design(1000, 6, seed=3, bernoulli=2)
+    assert (b[4:] == d[4:]).all()  # the exact halves do not depend on the Bernoulli draws
+    assert (b.sum(axis=0) == 3).all()  # still complementary pairs
+    assert (b[0] != d[0]).any() and (b[0] != b[2]).any()
+    assert 400 < b[0].sum() < 600 and b[0].sum() + b[1].sum() == 1000
+    assert (b == membership_design(1000, 6, seed=3, bernoulli=2)).all()
+    lone = membership_design(10, 1, seed=0, bernoulli=1)
+    assert lone.shape == (1, 10)
+    # in the online game, target 0's references (models 2..) have each record IN half
+    # the time whatever its membership in the target
+    assert (b[2:].sum(axis=0) == 2).all()
+    # the per-record draws of model 0 are independent fair coins: across seeds each
+    # record is IN about half the time, and two records' memberships are uncorrelated
+    rows = np.stack([membership_design(50, 2, seed=s, bernoulli=1)[0] for s in range(2000)])
+    assert np.abs(rows.mean(axis=0) - 0.5).max() < 0.05
+    assert abs(np.corrcoef(rows[:, 0], rows[:, 1])[0, 1]) < 0.1
+    with pytest.raises(ConfigError, match="bernoulli must lie between 0 and 3"):
+        membership_design(10, 6, bernoulli=4)
 
 
 def _sparse_data(n: int, d: int, density: float, *, binary: bool, seed: int = 0):

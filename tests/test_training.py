@@ -168,3 +168,36 @@ def test_unknown_executor():
         miaudit.audit(**ARGS, executor="spark")
 
 
+
+
+def test_a_bernoulli_design_trains_caches_and_reuses(tmp_path):
+    # a target drawn per record (rows of unequal size), in chunks that mix sizes
+    from miaudit.game import membership_design
+    from miaudit.models import make_recipe
+    from miaudit.orchestration.cache import ModelCache
+    from miaudit.orchestration.training import train_pool_models
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(121, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    recipe = make_recipe("mlp", {"hidden": (8,), "epochs": 3, "batch_size": 16})
+    design = membership_design(121, 4, seed=1, bernoulli=1)
+    assert len(set(design.sum(axis=1).tolist())) > 1
+    common = {"n_classes": 2, "seed": 0, "data_fingerprint": "toy", "chunk": 3}
+    plain, _, _, _ = train_pool_models(recipe, X, y, design, **common)
+    first, _, stats, _ = train_pool_models(recipe, X, y, design, cache=ModelCache(tmp_path),
+                                           **common)
+    assert stats["trained"] == 4
+    np.testing.assert_allclose(first, plain, atol=1e-5)  # chunked as 3 + 1 either way
+    sizes = sorted(json.loads(p.read_text())["n_train_records"]
+                   for p in tmp_path.glob("*/*/meta.json"))
+    assert sizes == sorted(design.sum(axis=1).tolist())
+    again, _, stats, _ = train_pool_models(recipe, X, y, design, cache=ModelCache(tmp_path),
+                                           **common)
+    assert stats["cached"] == 4 and np.array_equal(again, first)
+    # another Bernoulli draw of the target: only the target pair is trained again
+    other = membership_design(121, 4, seed=1, bernoulli=1)
+    other[:2] = membership_design(121, 2, seed=9, bernoulli=1)
+    _, _, stats, _ = train_pool_models(recipe, X, y, other, cache=ModelCache(tmp_path),
+                                       **common)
+    assert (stats["trained"], stats["cached"]) == (2, 2)

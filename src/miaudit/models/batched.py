@@ -6,7 +6,10 @@ them. Each model keeps its own initialisation seed, its own training records (a 
 the membership design) and its own minibatch order; Adam, AdamW and SGD act element-wise,
 so a batched step equals K separate steps. Model ``m`` trained here matches
 ``train(recipe, X[design[m]], y[design[m]], seed=seeds[m])`` up to floating-point
-rounding.
+rounding. The rows may differ in size (a target drawn per record with probability 1/2):
+each model's epochs cover its own records, shorter minibatches are padded with entries of
+weight 0, and a model leaves the batch once it has taken all its steps (see
+:func:`_train_stacked`); the ``cnn`` recipe trains each size of row as its own batch.
 
 Sparse inputs (one-hot and bag-of-features tables, where most entries are zero) can skip
 the zeros in the first layer: its forward pass
@@ -39,7 +42,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from miaudit.errors import ConfigError
-from miaudit.models._batching import epoch_orders, records_per_model
 from miaudit.models.cnn import StackedCNN, cnn_state_dicts, predict_stacked_cnn, train_batched_cnn
 from miaudit.models.recipes import (
     EarlyStopping,
@@ -227,13 +229,16 @@ def _training_tanh():
 
 
 def forward_stacked(params: list, x, activation: str, *, training: bool = False,
-                    dropout: float = 0.0, generators: list | None = None):
+                    dropout: float = 0.0, generators: list | None = None,
+                    batch_sizes: list[int] | None = None):
     """Logits ``(K, B, C)`` of the stacked models on inputs ``x: (K, B, D)`` (or a
     :class:`SparseBatch` of them, while training).
 
     ``training=True`` uses the fast in-place ``tanh`` of :func:`_training_tanh` and, with
     ``dropout > 0``, multiplies each hidden activation by a dropout mask drawn for model
-    ``m`` from ``generators[m]`` (as :func:`~miaudit.models.recipes.train` does).
+    ``m`` from ``generators[m]`` (as :func:`~miaudit.models.recipes.train` does). With
+    ``batch_sizes``, model ``m``'s first ``batch_sizes[m]`` rows are its real records (the
+    rest padding): its masks are drawn for those rows only, as when it trains alone.
     """
     torch = _torch()
     # in place: baddbmm's backward does not need its output, so the activation may
@@ -252,8 +257,13 @@ def forward_stacked(params: list, x, activation: str, *, training: bool = False,
         if i < n_layers - 1:
             h = act(h)
             if training and dropout:
-                mask = torch.stack([dropout_mask(h.shape[1:], g, dropout, h.device)
-                                    for g in generators])
+                if batch_sizes is None:
+                    mask = torch.stack([dropout_mask(h.shape[1:], g, dropout, h.device)
+                                        for g in generators])
+                else:
+                    mask = torch.zeros(h.shape, device=h.device)
+                    for m, (g, b) in enumerate(zip(generators, batch_sizes, strict=True)):
+                        mask[m, :b] = dropout_mask((b, h.shape[2]), g, dropout, h.device)
                 h = h * mask
     return h
 
@@ -275,7 +285,9 @@ def train_batched(
     Parameters
     ----------
     design : ndarray (K, N) bool
-        Every row must hold the same number of records (the game's designs do).
+        Rows may hold different numbers of records (a Bernoulli target): each model's
+        epochs cover its own records, in its own ``ceil(n_m / batch_size)`` steps; see
+        :func:`_train_stacked`.
     seeds : list of int
         One seed per model (initialisation ``seed``, minibatch order ``seed + 1``, dropout
         ``seed + 2``).
@@ -297,19 +309,127 @@ def train_batched(
                           device=device, on_epoch=on_epoch, sparse=sparse)[0]
 
 
+def _check_seeds(design: np.ndarray, seeds: list[int]) -> None:
+    if len(seeds) != design.shape[0]:
+        raise ConfigError(f"{len(seeds)} seeds for {design.shape[0]} models.")
+
+
 def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, sparse=None
                    ) -> tuple[list | StackedCNN, list[int] | None]:
     """:func:`train_batched`, and each model's best epoch with early stopping (else None)."""
     if needs_one_by_one(recipe):
         raise ConfigError(f"The recipe {recipe.describe()} is not trained as one batched "
                           "computation; use miaudit.models.batched.train_models.")
-    if recipe.name == "cnn":
-        return train_batched_cnn(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
-                                 device=device, on_epoch=on_epoch), None
-    torch = _torch()
     design = np.asarray(design, dtype=bool)
-    n = records_per_model(design, seeds)
+    _check_seeds(design, seeds)
+    if recipe.name == "cnn":
+        return _train_cnn_by_size(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
+                                  device=device, on_epoch=on_epoch), None
+    # models in decreasing order of their record counts (stable: the identity when equal)
+    perm = np.argsort(-design.sum(axis=1), kind="stable")
+    inverse = np.argsort(perm)
+    params, best = _train_stacked(recipe, X, y, design[perm], n_classes=n_classes,
+                                  seeds=[seeds[m] for m in perm], device=device,
+                                  on_epoch=on_epoch, sparse=sparse)
+    if (perm != np.arange(len(perm))).any():
+        torch = _torch()
+        back = torch.as_tensor(inverse, device=params[0].device)
+        params = [torch.index_select(p, 0, back) for p in params]
+        best = None if best is None else [best[m] for m in inverse]
+    return params, best
+
+
+def _train_cnn_by_size(recipe, X, y, design, *, n_classes, seeds, device, on_epoch
+                       ) -> StackedCNN:
+    """:func:`~miaudit.models.cnn.train_batched_cnn` on each group of rows of one size (it
+    needs equal sizes), the groups' models stacked back in the design's order."""
+    sizes = design.sum(axis=1)
+    if (sizes == sizes[0]).all():
+        return train_batched_cnn(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
+                                 device=device, on_epoch=on_epoch)
+    torch = _torch()
+    nets, order = [], []
+    for size in np.unique(sizes)[::-1]:
+        rows = np.flatnonzero(sizes == size)
+        nets.append(train_batched_cnn(recipe, X, y, design[rows], n_classes=n_classes,
+                                      seeds=[seeds[m] for m in rows], device=device))
+        order.extend(rows.tolist())
+    if on_epoch is not None:
+        on_epoch(recipe.epochs)
+    back = torch.as_tensor(np.argsort(order), device=next(iter(nets[0].params.values())).device)
+    params = {k: torch.index_select(torch.cat([net.params[k] for net in nets]), 0, back)
+              for k in nets[0].params}
+    first = nets[0]
+    return StackedCNN(params, first.hidden, first.activation, first.n_features,
+                      first.n_classes)
+
+
+class _Group:
+    """Models of one record count ``n``, stepping through their epochs together.
+
+    Model ``m`` of the group shuffles its records at the start of each of its epochs with
+    its own generator (as :func:`~miaudit.models.recipes.train` does) and takes
+    ``ceil(n / batch_size)`` steps per epoch; ``total`` steps in all.
+    """
+
+    def __init__(self, members, seeds, batch_size: int, epochs: int, device):
+        torch = _torch()
+        self.members = members  # (k, n) tensor of record indices
+        self.n = int(members.shape[1])
+        self.gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
+        self.batch_size = batch_size
+        self.steps = -(-self.n // batch_size)
+        self.total = self.steps * epochs
+        self.rows = torch.arange(len(seeds), device=device)[:, None]
+        self.order = None
+        self.done = 0  # steps taken
+
+    def batch(self):
+        """The records of this step, ``(k, b)``; a new shuffle at each epoch's start."""
+        torch = _torch()
+        j = self.done % self.steps
+        if j == 0:
+            perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens])
+            self.order = self.members[self.rows, perms.to(self.members.device)]
+        start = j * self.batch_size
+        return self.order[:, start : start + self.batch_size]
+
+    def advance(self) -> bool:
+        """Count the step taken; True when it ended one of the group's epochs."""
+        self.done += 1
+        return self.done % self.steps == 0
+
+    @property
+    def epochs_done(self) -> int:
+        return self.done // self.steps if self.steps else 0
+
+    def keep(self, local):
+        """Keep only the group's models ``local`` (positions within the group)."""
+        self.members = self.members[local]
+        self.gens = [self.gens[i] for i in local.tolist()]
+        self.rows = self.rows[: len(self.gens)]
+        if self.order is not None:
+            self.order = self.order[local]
+
+
+def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, sparse=None
+                   ) -> tuple[list, list[int] | None]:
+    """The MLP / logistic models of ``design`` (rows sorted by decreasing size) trained as
+    one batched computation.
+
+    Each model runs through its own epochs: ``ceil(n_m / batch_size)`` steps each, the last
+    one on the records left, as when it trains alone. Models with as many records form a
+    group (:class:`_Group`: their minibatches have one size); at a step where the groups'
+    minibatches differ in size the shorter ones are padded with entries of weight 0, so
+    each model's loss is the mean over its own real records. A group that has taken all
+    its steps leaves the batch (its parameters and optimizer state are sliced off the
+    stack), so no model takes a step it would not take alone (AdamW and SGD with weight
+    decay or momentum move a model even on a zero gradient). With equal rows this is one
+    group and the plain loop: no padding, no slicing.
+    """
+    torch = _torch()
     dev = torch.device(device)
+    k = len(seeds)
     params = init_stacked(recipe, X.shape[1], n_classes, seeds, device)
     Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=dev)
     yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=dev)
@@ -317,68 +437,208 @@ def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
         sparse = sparse_first_layer(X, device)
     rows = SparseRows(X, device) if sparse else None
     gens = [torch.Generator().manual_seed(s + 2) for s in seeds] if recipe.dropout else None
-    stoppers = val_idx = best = None
+    members = [np.flatnonzero(row) for row in design]
+    stoppers = val = best = None
     if recipe.early_stopping:
-        fit_design = np.zeros_like(design)
-        val_rows = []
-        for m, (row, s) in enumerate(zip(design, seeds, strict=True)):
-            members = np.flatnonzero(row)
-            fit, val = early_stopping_split(n, s)
-            fit_design[m, members[fit]] = True
-            val_rows.append(members[val])
-        design = fit_design
-        n = int(design[0].sum())
-        val_idx = torch.as_tensor(np.stack(val_rows), device=dev)
+        held_out = []
+        for m, s in enumerate(seeds):
+            fit, held = early_stopping_split(len(members[m]), s)
+            held_out.append(members[m][held])
+            members[m] = members[m][fit]
+        val = _Validation(held_out, dev)
         stoppers = [EarlyStopping(recipe.early_stopping) for _ in seeds]
         best = [p.detach().clone() for p in params]
+    sizes = [len(r) for r in members]
+    groups, first = [], 0
+    for size in sorted(set(sizes), reverse=True):  # the rows come sorted by size
+        last = first + sizes.count(size)
+        block = np.stack(members[first:last]).reshape(last - first, size)
+        groups.append(_Group(torch.as_tensor(block, device=dev), seeds[first:last],
+                             recipe.batch_size, recipe.epochs, dev))
+        first = last
+    alive = np.arange(k)  # original position of each model of the stack
+    final = [torch.empty_like(p, requires_grad=False) for p in params]
     opt = make_optimizer(recipe, params)
-    for epoch, order in enumerate(epoch_orders(design, seeds, recipe.epochs, dev)):
-        for start in range(0, n, recipe.batch_size):
-            idx = order[:, start : start + recipe.batch_size]
-            opt.zero_grad(set_to_none=True)
-            if rows is not None:
-                xb = rows.batch(idx)
-            else:
-                # index_select gathers whole rows, several times faster than Xt[idx]
-                xb = torch.index_select(Xt, 0, idx.reshape(-1)).view(*idx.shape, -1)
-            logits = forward_stacked(params, xb, recipe.activation, training=True,
-                                     dropout=recipe.dropout, generators=gens)
+    reported = 0
+    while True:
+        keep = np.concatenate([np.full(g.k, g.done < g.total) for g in groups])
+        if not keep.all():  # models that took all their steps leave the batch
+            gone = np.flatnonzero(~keep)
+            for f, p in zip(final, params, strict=True):
+                f[alive[gone]] = p.detach()[gone]
+            if not keep.any():
+                break
+            stay = np.flatnonzero(keep)
+            params, opt = _slice_models(recipe, params, opt, stay)
+            alive = alive[stay]
+            gens = None if gens is None else [gens[i] for i in stay]
+            if val is not None:
+                val.keep(stay)
+            groups = [g for g in groups if g.done < g.total]
+        batches = [g.batch() for g in groups]
+        widths = [b.shape[1] for b in batches]
+        width = max(widths)
+        idx = batches[0] if len(batches) == 1 else torch.cat(
+            [torch.nn.functional.pad(b, (0, width - b.shape[1])) for b in batches])
+        counts = weights = None
+        if min(widths) < width:
+            counts = [w for g, w in zip(groups, widths, strict=True) for _ in range(g.k)]
+            n_real = torch.as_tensor(counts, device=dev)[:, None]
+            weights = (torch.arange(width, device=dev)[None, :] < n_real) / n_real
+        opt.zero_grad(set_to_none=True)
+        if rows is not None:
+            xb = rows.batch(idx)
+        else:
+            # index_select gathers whole rows, several times faster than Xt[idx]
+            xb = torch.index_select(Xt, 0, idx.reshape(-1)).view(*idx.shape, -1)
+        logits = forward_stacked(params, xb, recipe.activation, training=True,
+                                 dropout=recipe.dropout, generators=gens, batch_sizes=counts)
+        labels = torch.index_select(yt, 0, idx.reshape(-1))
+        if weights is None:
             # mean over each model's batch, summed over models: independent gradients
             loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, n_classes), torch.index_select(yt, 0, idx.reshape(-1)),
-                reduction="sum",
+                logits.reshape(-1, n_classes), labels, reduction="sum",
                 label_smoothing=recipe.label_smoothing,
             ) / idx.shape[1]
-            loss.backward()
-            opt.step()
+        else:  # each model's mean over its real records; padding weighs 0
+            loss = (torch.nn.functional.cross_entropy(
+                logits.reshape(-1, n_classes), labels, reduction="none",
+                label_smoothing=recipe.label_smoothing,
+            ).view(idx.shape) * weights).sum()
+        loss.backward()
+        opt.step()
+        ended = []  # (stack row, its epochs done) of models that ended an epoch
+        row = 0
+        for g in groups:
+            if g.advance():
+                ended.extend((row + i, g.epochs_done) for i in range(g.k))
+            row += g.k
         if on_epoch is not None:
-            on_epoch(epoch + 1)
-        if stoppers is not None and _early_stop(params, best, stoppers, Xt, yt, val_idx,
-                                                recipe.activation, epoch + 1):
+            done = min(g.epochs_done for g in groups)  # groups gone have done them all
+            if done > reported:
+                reported = done
+                on_epoch(done)
+        if stoppers is not None and ended and _early_stop(
+                params, best, stoppers, Xt, yt, val, recipe.activation, alive, ended):
             break
+    if on_epoch is not None and reported < recipe.epochs and stoppers is None:
+        on_epoch(recipe.epochs)
     if stoppers is not None:
         return best, [s.best_epoch for s in stoppers]
-    return [p.detach() for p in params], None
+    return final, None
 
 
-def _early_stop(params, best, stoppers, Xt, yt, val_idx, activation, epoch) -> bool:
-    """Update each running model's best weights from its validation loss; True when every
-    model has stopped. A stopped model keeps training with the others (its updates are
+class _Group:
+    """Models with as many training records ``n``, stepping through their epochs together.
+
+    Each shuffles its records at the start of each of its epochs with its own generator
+    seeded ``seed + 1`` (as :func:`~miaudit.models.recipes.train` does) and takes
+    ``ceil(n / batch_size)`` steps per epoch, ``total`` in all.
+    """
+
+    def __init__(self, members, seeds: list[int], batch_size: int, epochs: int, device):
+        torch = _torch()
+        self.members = members  # (k, n) record indices
+        self.k, self.n = int(members.shape[0]), int(members.shape[1])
+        self.gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
+        self.batch_size = batch_size
+        self.steps = -(-self.n // batch_size)
+        self.total = self.steps * epochs
+        self.device = device
+        self.order = None
+        self.done = 0  # steps taken
+
+    def batch(self):
+        """This step's records ``(k, b)``; a new shuffle at each epoch's start."""
+        torch = _torch()
+        j = self.done % self.steps
+        if j == 0:
+            perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens])
+            rows = torch.arange(self.k, device=self.device)[:, None]
+            self.order = self.members[rows, perms.to(self.device)]
+        start = j * self.batch_size
+        return self.order[:, start : start + self.batch_size]
+
+    def advance(self) -> bool:
+        """Count the step taken; True when it ended an epoch."""
+        self.done += 1
+        return self.done % self.steps == 0
+
+    @property
+    def epochs_done(self) -> int:
+        return self.done // self.steps if self.steps else self.total
+
+
+def _slice_models(recipe: Recipe, params: list, opt, stay: np.ndarray) -> tuple[list, object]:
+    """The stack reduced to models ``stay``, with a new optimizer holding their state
+    (moments, momentum buffers sliced; step counters copied): the update of each model is
+    element-wise, so they go on exactly as before."""
+    torch = _torch()
+    index = torch.as_tensor(stay, device=params[0].device)
+    kept = [torch.index_select(p.detach(), 0, index).requires_grad_(True) for p in params]
+    new = make_optimizer(recipe, kept)
+    for old_p, new_p in zip(params, kept, strict=True):
+        state = opt.state.get(old_p)
+        if not state:
+            continue
+        new.state[new_p] = {
+            key: (torch.index_select(v, 0, index) if torch.is_tensor(v) and v.dim() > 0
+                  else v.clone() if torch.is_tensor(v) else v)
+            for key, v in state.items()}
+    return kept, new
+
+
+class _Validation:
+    """Each model's early-stopping records, padded to one length (weight 0)."""
+
+    def __init__(self, rows: list[np.ndarray], device):
+        torch = _torch()
+        self.counts = np.array([len(r) for r in rows])
+        width = int(self.counts.max())
+        padded = np.zeros((len(rows), width), dtype=np.int64)
+        for m, r in enumerate(rows):
+            padded[m, : len(r)] = r
+        self.idx = torch.as_tensor(padded, device=device)
+        self.equal = bool((self.counts == width).all())
+        self.mask = torch.as_tensor(np.arange(width)[None, :] < self.counts[:, None],
+                                    dtype=torch.float32, device=device)
+
+    def keep(self, stay: np.ndarray) -> None:
+        self.counts = self.counts[stay]
+        index = _torch().as_tensor(stay, device=self.idx.device)
+        self.idx = self.idx[index]
+        self.mask = self.mask[index]
+        self.equal = self.equal or bool((self.counts == self.counts[0]).all())
+
+    def losses(self, params, Xt, yt, activation):
+        """Each model's mean validation loss, ``(K,)``."""
+        torch = _torch()
+        xv = torch.index_select(Xt, 0, self.idx.reshape(-1)).view(*self.idx.shape, -1)
+        logits = forward_stacked(params, xv, activation)
+        per = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), yt[self.idx].reshape(-1), reduction="none"
+        ).view(self.idx.shape)
+        if self.equal:
+            return per[:, : int(self.counts[0])].mean(dim=1)
+        return (per * self.mask).sum(dim=1) / self.mask.sum(dim=1)
+
+
+def _early_stop(params, best, stoppers, Xt, yt, val, activation, alive, ended) -> bool:
+    """Update the best weights of the models that ended an epoch (``ended``: their stack
+    rows and epochs done) from their validation loss; True when every model still in the
+    batch has stopped. A stopped model keeps training with the others (its updates are
     independent of theirs) but its best weights no longer change."""
     torch = _torch()
     with torch.no_grad():
-        xv = torch.index_select(Xt, 0, val_idx.reshape(-1)).view(*val_idx.shape, -1)
-        logits = forward_stacked(params, xv, activation)
-        losses = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), yt[val_idx].reshape(-1), reduction="none"
-        ).view(val_idx.shape).mean(dim=1)
-        for m, stopper in enumerate(stoppers):
+        losses = val.losses(params, Xt, yt, activation)
+        for row, epoch in ended:
+            stopper = stoppers[alive[row]]
             if stopper.stopped:
                 continue
-            if stopper.update(epoch, float(losses[m])):
+            if stopper.update(epoch, float(losses[row])):
                 for b, p in zip(best, params, strict=True):
-                    b[m] = p[m]
-    return all(s.stopped for s in stoppers)
+                    b[alive[row]] = p[row]
+    return all(stoppers[m].stopped for m in alive)
 
 
 def needs_one_by_one(recipe: Recipe) -> bool:
@@ -425,7 +685,7 @@ def train_models(
     Parameters
     ----------
     design : ndarray (K, N) bool
-        Model ``m`` trains on records ``design[m]``; every row holds the same number.
+        Model ``m`` trains on records ``design[m]`` (rows may differ in size).
     seeds : list of int
         One seed per model.
     on_model : callable, optional
@@ -443,7 +703,7 @@ def train_models(
             on_model(len(seeds))
         info = [{} if best is None else {"best_epoch": b} for b in (best or [None] * len(seeds))]
         return TrainedModels(params, info, batched=True)
-    records_per_model(design, seeds)
+    _check_seeds(design, seeds)
     states, info = [], []
     for m, (row, seed) in enumerate(zip(design, seeds, strict=True)):
         trained = train(recipe, X[row], y[row], n_classes=n_classes, seed=seed, device=device)

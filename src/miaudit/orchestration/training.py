@@ -123,7 +123,9 @@ def train_pool_models(
     stats : dict
         ``trained`` and ``cached`` model counts, the executor and the chunk size; with
         early stopping ``early_stopping`` (patience, best epoch of model 0 and the range
-        over all models); with DP-SGD ``dp`` (the accounting of model 0's training set, see
+        over all models); with DP-SGD ``dp`` (the accounting of model 0's training set, the
+        target's, whose size may differ from the others' (rows of unequal size train as
+        well, see :func:`~miaudit.models.batched.train_batched`); see
         :class:`~miaudit.models.dp.DPAccounting`) and ``dp_epsilon_accountant``.
     weights : list of dict
         Every model's state dict (numpy arrays, keyed as the recipe's ``build_module``), so
@@ -194,7 +196,8 @@ def _training_facts(recipe: Recipe, design: np.ndarray, info: list[dict]) -> dic
     if recipe.dp:
         from miaudit.models.dp import dp_accounting
 
-        # every model of a game trains on as many records, so the same accounting
+        # model 0's (the target's) training set: a Bernoulli target's size differs from
+        # its references' (each model's own accounting is in its training info)
         accounting = dp_accounting(recipe, int(design[0].sum())).to_dict()
         facts["dp"] = accounting
         facts["dp_epsilon_accountant"] = accounting["epsilon"]
