@@ -893,7 +893,10 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     non-member, and attacks whose noise depends on those counts would find "leakage" in an
     untrained model.) ``offline``: the pool is split into audited records and population
     records; the targets train on random halves of the audited records, the references on
-    random halves of the population, so no reference ever saw an audited record.
+    random halves of the population, so no reference ever saw an audited record. The
+    targets' pairs include each record independently with probability 1/2 (so their sizes
+    vary), which makes the one-run epsilon lower bound valid; reference pairs are exact
+    complementary halves.
 
     Population data for the attacks that use it (RMIA's ``z``, Attack-P) is never the
     audited non-members: offline, it is the references' pool; otherwise a seeded
@@ -919,11 +922,15 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     pool = ds.subset(keep)
     n = pool.n_records
     aside = np.sort(rng.permutation(n)[:n_aside]) if n_aside else np.zeros(0, dtype=np.int64)
+    # the targets' membership is drawn independently per record with probability 1/2 (the
+    # one-run epsilon bound needs it); every other pair stays an exact complementary half
+    target_pairs = -(-targets // 2)
     if offline:
         order = rng.permutation(n)
         audited, population = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
         design = np.zeros((targets + references, n), dtype=bool)
-        design[:targets, audited] = membership_design(len(audited), targets, seed=seed)
+        design[:targets, audited] = membership_design(len(audited), targets, seed=seed,
+                                                      bernoulli=target_pairs)
         design[targets:, population] = independent_halves(len(population), references,
                                                           seed=seed + 1)
         reference_rows = [list(range(targets, targets + references))] * targets
@@ -931,13 +938,14 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         audited = np.setdiff1d(np.arange(n), aside)
         n_models = online_models(references)
         design = np.zeros((n_models, n), dtype=bool)
-        design[:, audited] = membership_design(len(audited), n_models, seed=seed)
+        design[:, audited] = membership_design(len(audited), n_models, seed=seed,
+                                               bernoulli=target_pairs)
         reference_rows = [[m for m in range(n_models) if m not in (t, t ^ 1)]
                           for t in range(targets)]
     else:
         audited = np.setdiff1d(np.arange(n), aside)
         design = np.zeros((1, n), dtype=bool)
-        design[:, audited] = membership_design(len(audited), 1, seed=seed)
+        design[:, audited] = membership_design(len(audited), 1, seed=seed, bernoulli=1)
         reference_rows = []
     members0 = design[0, audited]
     if ds.n_classes < 2 or len(np.unique(pool.y[audited][members0])) < 2:
@@ -971,6 +979,7 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
         "test_accuracy": float(np.mean([a["test_accuracy"] for a in accs[:targets]])),
         "n_members": int(members0.sum()),
         "n_non_members": int((~members0).sum()),
+        "membership_draw": "independent per record with probability 1/2",
     }
     if references:
         ref_accs = [accs[m] for m in sorted({m for rows in reference_rows for m in rows})]
