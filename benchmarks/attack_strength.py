@@ -31,17 +31,35 @@ def pct(v):
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def pct_ci(m: dict, f: str) -> str:
+    v, ci = m["tpr_at_fpr"][f], m["tpr_at_fpr_ci"][f]
+    if v is None or ci is None:
+        return pct(v)
+    return f"{100 * v:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
 def rows_of(summary: dict) -> list[dict]:
     rows = []
     for name, m in summary["attacks"].items():
         ci = m["auc_ci"]
         rows.append({
             "attack": name, "AUC": f"{m['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]",
-            "TPR@1%FPR": pct(m["tpr_at_fpr"]["0.01"]),
-            "TPR@0.1%FPR": pct(m["tpr_at_fpr"]["0.001"]),
+            "TPR@1%FPR": pct_ci(m, "0.01"),
+            "TPR@0.1%FPR": pct_ci(m, "0.001"),
             "TPR@0.01%FPR": pct(m["tpr_at_fpr"]["0.0001"]),
+            "knows": ", ".join(m.get("knowledge", [])) or "outputs only",
         })
     return rows
+
+
+def tuning_text(summary: dict) -> str:
+    parts = []
+    for name in ("rmia-online", "rmia-offline"):
+        t = summary["attacks"].get(name, {}).get("tuning")
+        for i, one in enumerate(t if isinstance(t, list) else [t] if t else []):
+            a = "" if one["a"] is None else f"a = {one['a']:g}, "
+            parts.append(f"{name} target {i}: {a}temperature {one['temperature']:g}")
+    return "; ".join(parts)
 
 
 def full_audit(data: Path, label_column: str | None, name: str, *, model: str = "mlp",
@@ -63,8 +81,13 @@ def full_audit(data: Path, label_column: str | None, name: str, *, model: str = 
         f"{tgt['test_accuracy']:.3f} (mean over {targets} targets); {references} references, "
         f"online game; augmented queries: {tgt['training']['augmented_queries'] or 'none'}; "
         f"metrics pooled over the {targets} targets (95% intervals).\n\n"
-        + table(rows_of(s), ["attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@0.01%FPR"])
-        + f"\n\n**Whole audit (training {result.signals['membership'].shape[0]} models, all "
+        + table(rows_of(s), ["attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR", "TPR@0.01%FPR",
+                             "knows"])
+        + f"\n\nVerdict ({s['verdict']['level']}): {s['verdict']['sentence']} "
+        f"({s['verdict']['correction']}).\n\n"
+        f"RMIA settings tuned on the references: {tuning_text(s) or 'none'}.\n\n"
+        f"Population data: {s['data'].get('n_population_records', 0)} records set aside.\n\n"
+        f"**Whole audit (training {result.signals['membership'].shape[0]} models, all "
         "attacks, run folder): "
         f"{elapsed:.0f} s.** "
         f"lira-online TPR@0.1%FPR / LOSS TPR@0.1%FPR = {ratio}."
@@ -99,6 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-adult", action="store_true")
     ap.add_argument("--only-cifar", action="store_true")
+    ap.add_argument("--skip-cifar", action="store_true")
     ap.add_argument("--cifar-records", type=int, default=4000)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -107,6 +131,8 @@ def main() -> None:
         offline_sweep()
         if not args.skip_adult:
             full_audit(SHARED / "adult.csv.gz", "income", "Adult")
+    if args.skip_cifar:
+        return
     full_audit(SHARED / "cifar10_jpg_q75_bytes.npz", None,
                f"CIFAR-10 (JPEG-q75) subset of {args.cifar_records}", model="cnn",
                references=8, targets=2, n_records=args.cifar_records)
