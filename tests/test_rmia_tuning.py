@@ -56,8 +56,14 @@ def _inputs(logits, m, y, exposure="logits", shadow=None):
     return AttackInput(target, references=References(logits[1:], m[1:], y, shadow))
 
 
+def _levels(fpr):
+    """The tuned range: 4 log-spaced FPRs per decade from ``fpr`` to 1e-2."""
+    return np.geomspace(fpr, 1e-2, 1 + round(4 * np.log10(1e-2 / fpr)))
+
+
 def _brute_objective(refs, k, others, mode, a, temperature, fpr):
-    """Mean-free figures of one stand-in ``k`` with references ``others``, in linear space."""
+    """TPR averaged over the tuned FPR range, and AUC, of one stand-in ``k`` with
+    references ``others``, in linear space."""
     p = softmax(refs.logits / temperature, axis=-1)[:, np.arange(len(refs.labels)),
                                                     refs.labels]
     m = refs.membership
@@ -72,7 +78,8 @@ def _brute_objective(refs, k, others, mode, a, temperature, fpr):
         marginal = 0.5 * (1 + a) * mean_out + 0.5 * (1 - a)
     score, members = (p[k] / marginal)[usable], m[k, usable]
     fprs, tprs, _ = roc_curve(members, score)
-    tpr = None if fpr is None else tprs[fprs <= fpr + 1e-12].max()
+    tpr = None if fpr is None else np.mean([tprs[fprs <= f + 1e-12].max()
+                                             for f in _levels(fpr)])
     return tpr, roc_auc_score(members, score)
 
 
@@ -123,7 +130,22 @@ def test_tuning_maximises_the_tpr_at_the_lowest_measurable_fpr(mode):
     assert tuning.temperature in TEMPERATURE_GRID
     d = tuning.to_dict()
     assert d["criterion"] == "TPR at FPR 0.01, ties broken by AUC"
+    assert len(_levels(1e-2)) == 1 and len(_levels(1e-3)) == 5 and len(_levels(1e-4)) == 9
     assert d["stand_ins"] == list(tuning.stand_ins)
+
+
+def test_the_tuned_range_reaches_down_to_the_lowest_measurable_level():
+    """1e-3 is measurable with 10,000 non-members over the stand-ins, and is then the
+    bottom of the range averaged over (1e-3 to 1e-2)."""
+    logits, m, y = _world(n=6_000, k=8, seed=3)  # 4 stand-ins, about 3,000 non-members each
+    refs = References(logits[1:], m[1:], y)
+    tuning = tune_rmia(refs, mode="online")
+    assert tuning.fpr == 1e-3
+    assert tuning.to_dict()["criterion"] == ("mean TPR over FPR 0.001 to 0.01 (log-spaced), "
+                                             "ties broken by AUC")
+    keys = _brute_best(refs, tuning, "online", TEMPERATURE_GRID)
+    assert tuning.objective == pytest.approx(max(k[0] for k in keys), abs=1e-9)
+    assert tune_rmia(refs, mode="online", max_stand_ins=2).fpr == 1e-2  # 6,000 in all
 
 
 def test_auc_decides_when_no_fpr_level_is_measurable():

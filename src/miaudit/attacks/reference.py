@@ -22,7 +22,7 @@ from scipy.stats import rankdata
 
 from miaudit.attacks.base import Attack, AttackInput, References, register_attack
 from miaudit.errors import ConfigError, MiauditWarning
-from miaudit.metrics import auc_delong, tpr_at_fpr
+from miaudit.metrics import auc_delong, roc_counts
 from miaudit.signals.exposure import PHI_MAX, Observation
 from miaudit.signals.transforms import (
     logit_scaled_confidence,
@@ -216,18 +216,17 @@ A_GRID = tuple(float(a) for a in np.round(np.linspace(0.0, 1.0, 11), 2))
 #: probability vector (or logits); overconfident models put members' probabilities at 1,
 #: where ratios lose the target's signal, and a temperature above 1 keeps it.
 TEMPERATURE_GRID = (1.0, 2.0, 4.0)
-#: FPR levels RMIA is tuned for; the lowest measurable one on the stand-ins is used.
+#: The FPR ladder RMIA is tuned on: the lowest level measurable on the stand-ins is the
+#: bottom of the tuned range, the highest its top.
 TUNING_FPRS = (1e-2, 1e-3, 1e-4)
-#: A level ``f`` is measurable when the stand-ins hold at least this many non-members per
-#: ``1/f`` (about this many false positives at the tuned threshold), and each stand-in at
-#: least ``1/f``.
+#: A level ``f`` is measurable when the stand-ins together hold at least this many
+#: non-members per ``1/f`` (their TPRs at ``f`` rest on about this many false positives in
+#: all) and each holds at least ``1/f``.
 TUNING_FALSE_POSITIVES = 10
+#: FPR points per decade of the tuned range (log-spaced, ends included).
+_POINTS_PER_DECADE = 4
 #: Reference models that play the target in turn while tuning (the objective is their mean).
 MAX_STAND_INS = 4
-
-#: Deprecated: RMIA's temperature is tuned on the references (:func:`tune_rmia`). Kept only
-#: while ``orchestration.core`` imports it as a default; remove with that import.
-RMIA_TEMPERATURE = 2.0
 
 
 def temperature_grid(fields) -> tuple[float, ...]:
@@ -395,13 +394,15 @@ class RmiaTuning:
     temperature : float
         Softmax temperature of ``Pr(x | model)``.
     fpr : float or None
-        The FPR level whose TPR was maximised, the lowest measurable of
-        :data:`TUNING_FPRS`; None when none was measurable (AUC was maximised) or nothing
-        could be tuned.
+        The bottom of the tuned FPR range, the lowest level of :data:`TUNING_FPRS`
+        measurable on the stand-ins (the top is the highest, 1e-2); None when none was
+        measurable (AUC was maximised) or nothing could be tuned.
     objective : float or None
-        At the chosen values, the stand-ins' mean TPR at ``fpr`` (their mean AUC when
-        ``fpr`` is None); None when nothing could be tuned (too few references: then the
-        grid's untuned ends, ``a = 1`` and temperature 1, are used).
+        At the chosen values, the stand-ins' TPR averaged over log-spaced FPRs from
+        ``fpr`` to 1e-2 (a single point, the TPR at 1e-2, when ``fpr`` is 1e-2), and over
+        the stand-ins; their mean AUC when ``fpr`` is None; None when nothing could be
+        tuned (too few references: then the grid's untuned ends, ``a = 1`` and
+        temperature 1, are used).
     auc : float or None
         The stand-ins' mean AUC at the chosen values (the tie-break of ``objective``).
     stand_ins : tuple of int
@@ -426,7 +427,10 @@ class RmiaTuning:
         elif self.fpr is None:
             criterion = "AUC (no FPR level measurable on the stand-ins)"
         else:
-            criterion = f"TPR at FPR {self.fpr:g}, ties broken by AUC"
+            top = max(TUNING_FPRS)
+            span = (f"TPR at FPR {top:g}" if self.fpr >= top else
+                    f"mean TPR over FPR {self.fpr:g} to {top:g} (log-spaced)")
+            criterion = f"{span}, ties broken by AUC"
         return {"a": self.a, "temperature": self.temperature, "criterion": criterion,
                 "fpr": self.fpr, "objective": self.objective, "auc": self.auc,
                 "stand_ins": list(self.stand_ins)}
@@ -472,23 +476,47 @@ def _better(key: tuple[float, float], best: tuple[float, float] | None) -> bool:
     return abs(key[0] - best[0]) <= 1e-12 and key[1] > best[1] + 1e-12
 
 
+def _fpr_levels(low: float, high: float) -> np.ndarray:
+    """Log-spaced FPR levels from ``low`` to ``high``, ends included."""
+    n = 1 + max(0, round(_POINTS_PER_DECADE * math.log10(high / low)))
+    return np.geomspace(low, high, n)
+
+
+def _mean_tpr(score: np.ndarray, members: np.ndarray, levels: np.ndarray) -> float:
+    """Mean over ``levels`` of the highest TPR over thresholds whose FPR is at most the
+    level (:func:`~miaudit.metrics.tpr_at_fpr`, from one sort)."""
+    _, tp, fp = roc_counts(score, members)
+    at = np.searchsorted(fp / fp[-1], levels + 1e-12, side="right") - 1
+    return float(np.mean(tp[at] / tp[-1]))
+
+
 def tune_rmia(references: References, *, mode: str = "offline",
               temperatures=TEMPERATURE_GRID, a_grid=A_GRID, fprs=TUNING_FPRS,
               max_stand_ins: int = MAX_STAND_INS) -> RmiaTuning:
     """Choose RMIA's offline ``a`` and temperature on the references alone, for the TPR at
-    the lowest measurable FPR (Zarifzadeh et al., ICML 2024, Sec. 4 tune ``a`` on a
-    reference model as stand-in target).
+    low FPR, down to the lowest measurable level (Zarifzadeh et al., ICML 2024, Sec. 4 tune
+    ``a`` on a reference model as stand-in target).
 
     Up to ``max_stand_ins`` models of ``references.tuning`` (the references on their own
-    training pool) play the target in turn; each one's references are the other models
-    minus its complement (see :func:`_stand_in_games`), its records those of that pool.
-    Each grid point is scored by the stand-ins' mean TPR at the FPR level ``f``: the
-    lowest of ``fprs`` at which the stand-ins hold at least
-    :data:`TUNING_FALSE_POSITIVES` / ``f`` non-members together (so the figure rests on
-    about that many false positives) and each at least ``1 / f``; ties are broken by the
-    mean AUC, and with no measurable level the AUC decides. RMIA ranks like its
-    likelihood ratio (see :func:`rmia_scores`), so the ratio is scored directly and no
-    population data is needed. The target is never read.
+    training pool) play the target in turn, one per complementary pair first; each one's
+    references are the other models minus its complement (the model whose membership is
+    the exact negation of its own, if any: in the online game the target's complement is
+    never among its references either), its records those of the pool that have the
+    references the rule needs (OUT ones; online, IN ones too).
+    The lowest measurable level ``f`` is the lowest of ``fprs`` at which the stand-ins
+    together hold at least :data:`TUNING_FALSE_POSITIVES` / ``f`` non-members (about ten
+    false positives in all) and each at least ``1 / f``: with 4 stand-ins of 2,500
+    non-members (a 5,000-record online game) that is 1e-3; with 1,250 each, 1e-2. Each grid
+    point is scored by the stand-ins' TPR (conservative: thresholds whose FPR is at most
+    the level) averaged over log-spaced FPRs from ``f`` to the top of ``fprs`` (4 per
+    decade) and over the stand-ins; ties are broken by the mean AUC, and with no
+    measurable level the AUC decides. The average over the range rather than the TPR at
+    ``f`` alone: on 16 Location30 games with 4 references (online game) the TPR at 1e-3
+    alone picked temperature 1 for 9 of 16 targets (offline RMIA, TPR@0.1%FPR 10.7%; online
+    13.0-14.2% by the measurability rule) where the range picks 2 (12.2%; online 15.7%);
+    with 14 or 16 references the choices agree. RMIA ranks like its likelihood ratio (see
+    :func:`rmia_scores`), so the ratio is scored directly and no population data is
+    needed. The target is never read.
 
     Parameters
     ----------
@@ -522,8 +550,9 @@ def tune_rmia(references: References, *, mode: str = "offline",
     if not games:
         return RmiaTuning(a_values[-1], temperatures[0], None, None, None, ())
     n_neg = [int((~m[k, usable]).sum()) for k, _, usable in games]
-    fpr = next((f for f in sorted(fprs) if sum(n_neg) * f >= TUNING_FALSE_POSITIVES
+    fpr = next((f for f in sorted(fprs) if sum(n_neg) * f >= TUNING_FALSE_POSITIVES - 1e-9
                 and min(n_neg) * f >= 1.0 - 1e-9), None)
+    levels = None if fpr is None else _fpr_levels(fpr, max(fprs))
     best_key, best = None, None
     for temperature in temperatures:
         log_p = _log_p_refs(refs, temperature)
@@ -535,8 +564,8 @@ def tune_rmia(references: References, *, mode: str = "offline",
             for log_p_k, members, means in parts:
                 score = log_p_k - _log_marginal(means, mode, a)
                 aucs.append(auc_delong(score, members)[0])
-                if fpr is not None:
-                    tprs.append(tpr_at_fpr(score, members, fpr).value)
+                if levels is not None:
+                    tprs.append(_mean_tpr(score, members, levels))
             auc = float(np.mean(aucs))
             key = (float(np.mean(tprs)) if fpr is not None else auc, auc)
             if _better(key, best_key):
