@@ -576,12 +576,11 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
             others = game.reference_rows[t]
             shadow = None
             if game.population is not None and game.references_train_on_population:
-                # the references on their own pool, plus the target, which never saw
-                # a population record (an all-OUT model the attacker may query)
+                # the references on their own pool (what is tuned or learnt there never
+                # reads the target; its outputs on the pool travel as population data)
                 pl, pm, py = game.population
-                rows = [*others, t]
-                shadow = References(_released_logits(pl[rows], exp, seed, rows, py), pm[rows],
-                                    py)
+                shadow = References(_released_logits(pl[others], exp, seed, others, py),
+                                    pm[others], py)
             variants = None if game.variants is None else np.stack(
                 [_released_logits(game.variants[m], exp, seed, [m] * game.variants.shape[1],
                                   game.labels) for m in others])
