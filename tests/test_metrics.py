@@ -30,7 +30,12 @@ from miaudit.metrics import (
     roc_curve,
     tpr_at_fpr,
 )
-from miaudit.metrics.privacy import _best_threshold, _eps_at, _split_halves
+from miaudit.metrics.privacy import (
+    _best_threshold,
+    _eps_at,
+    _split_halves,
+    audit_epsilon_lower_bound,
+)
 from miaudit.metrics.roc import (
     AUC_INTERVAL,
     AUC_INTERVAL_CLUSTERED,
@@ -51,6 +56,7 @@ TO_DICT_KEYS = {
     "tpr_at_fpr_ci",
     "tpr_at_fpr_note",
     "interval_method",
+    "epsilon_method",
     "ppv_at_fpr",
     "balanced_accuracy",
     "advantage",
@@ -628,7 +634,7 @@ def test_epsilon_large_for_perfect_separation():
     s = np.where(y, 1.0, 0.0) + rng.random(10000)
     res = epsilon_lower_bound(s, y)
     assert res.value > 2.0
-    assert res.method == "held-out threshold (half the records)"
+    assert res.method.startswith("held-out threshold (half the records)")
     assert res.reason is None
 
 
@@ -694,11 +700,12 @@ def test_evaluate_to_dict_layout():
     rng = np.random.default_rng(8)
     s, y = _binormal(rng, 1500, 2000, 1.0)
     with pytest.warns(UndefinedMetricWarning):
-        m = evaluate(s, y, prior=0.2)
+        m = evaluate(s, y, prior=0.2, bernoulli_membership=True)
     d = m.to_dict()
     json.dumps(d)
     assert _plain(d)
     assert set(d) == TO_DICT_KEYS
+    assert d["epsilon_method"].startswith("one-run")
     keys = {"0.01", "0.001", "0.0001"}
     for name in ("tpr_at_fpr", "tpr_at_fpr_ci", "ppv_at_fpr"):
         assert set(d[name]) == keys
@@ -723,7 +730,8 @@ def test_evaluate_to_dict_layout():
     assert d["auc_ci"] == list(auc_with_ci(s, y)[1])
     assert d["advantage"] == advantage(s, y)
     assert d["balanced_accuracy"] == balanced_accuracy(s, y)
-    assert d["epsilon_lower_bound"] == epsilon_lower_bound(s, y).value
+    assert d["epsilon_lower_bound"] == audit_epsilon_lower_bound(
+        s, y, bernoulli_membership=True).value
     # 2,000 non-members: 20 expected false positives at 1%, 2 at 0.1%
     assert set(d["tpr_at_fpr_note"]) == {"0.001"}
     assert d["tpr_at_fpr_note"]["0.001"] == m.tpr_at_fpr["0.001"].note

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from miaudit.errors import UndefinedMetricWarning
-from miaudit.metrics.privacy import EpsilonBound, epsilon_lower_bound
+from miaudit.metrics.privacy import EpsilonBound, audit_epsilon_lower_bound
 from miaudit.metrics.roc import (
     AUC_INTERVAL,
     AUC_INTERVAL_CLUSTERED,
@@ -104,6 +104,7 @@ class AttackMetrics:
             "balanced_accuracy": float(self.balanced_accuracy),
             "advantage": float(self.advantage),
             "epsilon_lower_bound": self.epsilon.value,
+            "epsilon_method": self.epsilon.method,
             "n_members": int(self.n_members),
             "n_non_members": int(self.n_non_members),
             "prior": float(self.prior),
@@ -122,6 +123,7 @@ def evaluate(
     delta: float = 1e-5,
     seed: int = 0,
     clusters: ArrayLike | None = None,
+    bernoulli_membership: bool = False,
 ) -> AttackMetrics:
     """Compute every metric of an attack from its scores (sorting the scores once).
 
@@ -133,8 +135,11 @@ def evaluate(
       (an upper bound of the achieved FPR, so the PPV is conservative, never overstated);
       None when the TPR there is None;
     * best balanced accuracy and advantage over thresholds;
-    * epsilon lower bound with a held-out threshold
-      (:func:`~miaudit.metrics.epsilon_lower_bound`).
+    * epsilon lower bound by the one-run method over the records
+      (:func:`~miaudit.metrics.privacy.audit_epsilon_lower_bound`; Steinke et al. 2023),
+      only when ``bernoulli_membership`` says the membership was drawn independently per
+      record with probability 1/2 and the scores come from one model (no ``clusters``);
+      otherwise None with the reason.
 
     Parameters
     ----------
@@ -148,14 +153,18 @@ def evaluate(
         Membership prior for PPV.
     delta : float, default 1e-5
     seed : int, default 0
-        Seed of the epsilon bound's half split.
+        Kept for callers; the epsilon bound is deterministic.
     clusters : int array of shape (n,), optional
         The record each score was computed on, when records contribute several scores
         (scores of several targets pooled: each record appears once per target, as a
         member for some and a non-member for others). The AUC and TPR intervals then
         treat records as the independent units (clustered DeLong; design-effect counts).
-        None (default): every score independent. The epsilon bound and the point
-        figures do not change.
+        None (default): every score independent. The point figures do not change; the
+        epsilon bound is not computed (it needs one model's scores).
+    bernoulli_membership : bool, default False
+        Whether each record's membership was drawn independently with probability 1/2,
+        which the one-run epsilon bound needs (an exact random half or a user's own
+        training set does not qualify).
 
     Returns
     -------
@@ -205,7 +214,8 @@ def evaluate(
                 f"PPV at FPR {f:g} reported as None: {reason}", UndefinedMetricWarning, stacklevel=2
             )
 
-    eps = epsilon_lower_bound(s, y, delta=delta, alpha=alpha, seed=seed)
+    eps = audit_epsilon_lower_bound(s, y, bernoulli_membership=bernoulli_membership
+                                    and clusters is None, delta=delta, alpha=alpha)
     if eps.value is None:
         undefined["epsilon_lower_bound"] = eps.reason or "not measurable"
 

@@ -8,6 +8,7 @@ them. Attacks and metrics below this layer receive clean arrays.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,7 @@ from miaudit.errors import (
 )
 from miaudit.game import independent_halves, membership_design
 from miaudit.metrics import AttackMetrics, evaluate
+from miaudit.metrics.privacy import audit_epsilon_lower_bound
 from miaudit.models import (
     LabelTarget,
     ModelOutputs,
@@ -89,6 +91,9 @@ class _Game:
     # whether the references trained on the population records (offline references),
     # so that the attacker knows IN and OUT models there (tuning, learned attacks)
     references_train_on_population: bool = False
+    # whether the targets' membership was drawn independently per record with
+    # probability 1/2 (recipe games), which the one-run epsilon bound needs
+    bernoulli_membership: bool = False
     # logits of every model on augmented queries of the audited records: (M, A, N, C)
     variants: np.ndarray | None = None
     # query access for label-only attacks: one function per model (X -> outputs), the
@@ -317,8 +322,7 @@ def audit(
                 per_target, scores, queries, tuned = _attack_targets(
                     game, plan_by_exposure[e], e, targets, options, calibration_folds,
                     measure, bar, query_plan)
-                metrics = {a.name: evaluate(np.concatenate([s[a.name] for s in scores]),
-                                            is_member, clusters=clusters, **measure)
+                metrics = {a.name: _measure(a, scores, game, clusters, measure)
                            for a in plan_by_exposure[e]}
                 runs[e] = (per_target, scores, metrics, queries, tuned)
             metrics = runs[exp][2]
@@ -635,6 +639,26 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
 #: RMIA's attacks and the mode in which :func:`~miaudit.attacks.reference.tune_rmia` tunes
 #: their settings on the references.
 _RMIA_MODES = {"rmia-online": "online", "rmia-offline": "offline"}
+
+
+def _measure(a: Attack, scores: list[dict[str, np.ndarray]], game: _Game,
+             clusters: np.ndarray | None, measure: dict) -> AttackMetrics:
+    """An attack's metrics pooled over the targets. The epsilon lower bound is the one-run
+    bound of one model, target 0, and only where its membership was drawn per record and
+    the attack does not read other records' membership (the theorem's conditions)."""
+    valid = game.bernoulli_membership and "known-members" not in a.knowledge
+    pooled = np.concatenate([s[a.name] for s in scores])
+    m = evaluate(pooled, np.concatenate([game.membership[t] for t in range(len(scores))]),
+                 clusters=clusters, bernoulli_membership=valid, **measure)
+    if clusters is None or not valid:
+        return m
+    eps = audit_epsilon_lower_bound(scores[0][a.name], game.membership[0],
+                                    bernoulli_membership=True, delta=measure["delta"],
+                                    alpha=measure["alpha"])
+    undefined = {k: v for k, v in m.undefined.items() if k != "epsilon_lower_bound"}
+    if eps.value is None:
+        undefined["epsilon_lower_bound"] = eps.reason or "not measurable"
+    return dataclasses.replace(m, epsilon=eps, undefined=undefined)
 
 
 def _population(game: _Game, t: int, exp: Exposure, seed: int) -> Population | None:
@@ -1006,6 +1030,7 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     return _Game(pool.ids[audited], pool.fingerprints[audited], labels, design[:, audited],
                  outputs, data_info, target_info, reference_rows=reference_rows,
                  population=population_view, references_train_on_population=offline,
+                 bernoulli_membership=True,
                  variants=None if variants is None else variants[:, :, audited],
                  query=_recipe_queries(recipe, weights, ds.n_features, ds.n_classes, device),
                  features=pool.X[audited], population_features=population_features,
