@@ -98,7 +98,7 @@ KNOWS = {
     "art-rule": "nothing (labels and true labels)",
     "art-lobd": "calibration records of known membership",
     "loss": "nothing", "mentr": "nothing", "correctness": "nothing",
-    "class-mentr": "target's membership of other records (5-fold cross-fit)",
+    "class-mentr": "K references (per-class thresholds fitted on them)",
     "lira-online": "K references (IN and OUT)", "rmia-online": "K references (IN and OUT)",
     "lira-offline": "K references (OUT only)", "rmia-offline": "K references (OUT only)",
     "shokri": "K references",
