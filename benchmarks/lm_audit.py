@@ -1,13 +1,17 @@
 """Language-model audit on AG News: a tiny GPT-2 trained on half the texts, every attack,
 the blind baseline and canary exposures.
 
-A byte-level BPE tokenizer and a small GPT-2 (built from a config, nothing downloaded) are
-trained on a seeded random half of the texts (title + description) with canaries inserted
-1, 2, 4, 8 and 16 times; the other half are the non-members. Reports AUC and TPR at 1%
-FPR (95% intervals) of each attack, the blind baseline's AUC, each canary's exposure, and
-the wall time.
+A byte-level BPE tokenizer is trained on texts set aside from the audit (a tenth as many
+as the game holds; neither members nor non-members), then a small GPT-2 (built from a
+config, nothing downloaded) on a seeded random half of the game's texts (title +
+description) with canaries inserted 1, 2, 4, 8 and 16 times; the other half are the
+non-members. Reports AUC and TPR at 1% FPR (95% intervals) of each attack, the blind
+baseline's AUC, each canary's exposure, and the wall time.
 
     python benchmarks/lm_audit.py [--records 4000] [--epochs 10] [--references 4]
+
+``--records`` counts the texts in the game; ``--tokenizer-texts`` (default a tenth of it)
+more are loaded for the tokenizer.
 """
 
 from __future__ import annotations
@@ -26,18 +30,23 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news_test.c
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--records", type=int, default=4000)
+    ap.add_argument("--records", type=int, default=4000, help="texts in the game")
+    ap.add_argument("--tokenizer-texts", type=int, default=None,
+                    help="texts set aside to train the tokenizer (default: records // 10)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--embd", type=int, default=128)
     ap.add_argument("--references", type=int, default=4)
     ap.add_argument("--canaries", type=int, default=5)
     args = ap.parse_args()
-    recipe = {"epochs": args.epochs, "n_embd": args.embd, "n_head": 4}
+    n_tok = args.records // 10 if args.tokenizer_texts is None else args.tokenizer_texts
+    recipe = {"epochs": args.epochs, "n_embd": args.embd, "n_head": 4,
+              "tokenizer_texts": n_tok}
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = audit_lm(data=DATA, text_column="1,2", n_records=args.records, recipe=recipe,
-                          references=args.references, canaries=args.canaries, seed=0)
+        result = audit_lm(data=DATA, text_column="1,2", n_records=args.records + n_tok,
+                          recipe=recipe, references=args.references, canaries=args.canaries,
+                          seed=0)
     elapsed = time.perf_counter() - t
     s = result.summary()
     rows = []
@@ -56,9 +65,13 @@ def main() -> None:
                  "sampled estimate": f"{c['exposure_sampled']:.1f}",
                  "max": f"{c['max_exposure']:.1f}"} for c in s["canaries"]]
     tgt = s["target"]
+    tok = tgt["tokenizer"]
     body = (
-        f"{s['data']['n_records']} AG News texts (title. description), half members; "
-        f"{tgt['description']}; mean NLL per token {tgt['member_mean_nll']:.3f} on members, "
+        f"{s['data']['n_records_in_game']} AG News texts (title. description) in the game, "
+        f"half members; byte-level BPE tokenizer ({tok['vocab_size']} tokens) trained on "
+        f"{tok['n_texts']} further texts set aside from the audit (neither members nor "
+        f"non-members); {tgt['description']}; mean NLL per token "
+        f"{tgt['member_mean_nll']:.3f} on members, "
         f"{tgt['non_member_mean_nll']:.3f} on non-members; {args.references} reference LMs "
         "(text LiRA), each trained on a random half, in complementary pairs; "
         f"{args.canaries} canaries "
