@@ -67,8 +67,7 @@ def _two_records(exposure):
     membership = np.repeat([True, False], 4)[:, None].repeat(2, axis=1)
     target = observe(check_outputs(logits(np.array([8.0, 1.0])), "logits"), y, exposure,
                      rng=np.random.default_rng(9))
-    return AttackInput(target=target, references=References(refs, membership, y),
-                       population=np.array([False, True]))
+    return AttackInput(target=target, references=References(refs, membership, y))
 
 
 @pytest.mark.parametrize("exposure", ["logits", "probabilities", "rounded:2", "rounded:1",

@@ -38,8 +38,11 @@ def test_cache_is_filled_then_used(tmp_path, plain):
     assert first.summary()["target"]["training"]["trained"] == 8  # 6 references + 2
     entries = list(tmp_path.glob("*/*/meta.json"))
     assert len(entries) == 8
-    meta = json.loads(entries[0].read_text())
-    assert meta["n_train_records"] * 2 == first.summary()["data"]["n_records_in_game"]
+    sizes = [json.loads(e.read_text())["n_train_records"] for e in entries]
+    # the 6 references train on exact halves; the target pair's sizes are drawn per record
+    # and add up to the game
+    half = first.summary()["data"]["n_records_in_game"] // 2
+    assert sizes.count(half) >= 6
     second = miaudit.audit(**ARGS, cache_dir=tmp_path)
     stats = second.summary()["target"]["training"]
     assert stats["trained"] == 0 and stats["cached"] == 8
