@@ -322,7 +322,7 @@ def audit(
                 per_target, scores, queries, tuned = _attack_targets(
                     game, plan_by_exposure[e], e, targets, options, calibration_folds,
                     measure, bar, query_plan)
-                metrics = {a.name: _measure(a, scores, game, clusters, measure)
+                metrics = {a.name: _measure(a, scores, is_member, game, clusters, measure)
                            for a in plan_by_exposure[e]}
                 runs[e] = (per_target, scores, metrics, queries, tuned)
             metrics = runs[exp][2]
@@ -641,15 +641,14 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
 _RMIA_MODES = {"rmia-online": "online", "rmia-offline": "offline"}
 
 
-def _measure(a: Attack, scores: list[dict[str, np.ndarray]], game: _Game,
-             clusters: np.ndarray | None, measure: dict) -> AttackMetrics:
+def _measure(a: Attack, scores: list[dict[str, np.ndarray]], is_member: np.ndarray,
+             game: _Game, clusters: np.ndarray | None, measure: dict) -> AttackMetrics:
     """An attack's metrics pooled over the targets. The epsilon lower bound is the one-run
     bound of one model, target 0, and only where its membership was drawn per record and
     the attack does not read other records' membership (the theorem's conditions)."""
     valid = game.bernoulli_membership and "known-members" not in a.knowledge
     pooled = np.concatenate([s[a.name] for s in scores])
-    m = evaluate(pooled, np.concatenate([game.membership[t] for t in range(len(scores))]),
-                 clusters=clusters, bernoulli_membership=valid, **measure)
+    m = evaluate(pooled, is_member, clusters=clusters, bernoulli_membership=valid, **measure)
     if clusters is None or not valid:
         return m
     eps = audit_epsilon_lower_bound(scores[0][a.name], game.membership[0],
