@@ -382,6 +382,15 @@ def test_language_model_sections():
     assert "WARNING" in md and "Canary exposure" in md and "<i>" not in md
 
 
+def test_language_model_method_counts_the_texts_of_the_game():
+    """The texts set aside for the tokenizer are not said to be half members."""
+    summary, scores = _lm_summary_and_scores()
+    summary["data"].update(n_records=400, n_records_in_game=300, n_tokenizer_records=100)
+    page = _Page(render_html_from(summary, scores))
+    assert "half (seed 0) of the 300 texts of the game" in page.text
+    assert "trained on 100 other texts, set aside" in page.text
+
+
 # -- command line ------------------------------------------------------------------------------
 
 def _app() -> typer.Typer:

@@ -441,9 +441,13 @@ def _method(summary: dict, signals_info: str | None) -> list[str]:
         if t.get("recipe"):
             items.append(f"The target ({t.get('description', t.get('model'))}) was trained on "
                          f"a seeded random half (seed {t.get('seed')}) of the "
-                         f"{d.get('n_records', '?')} texts; the other half are non-members "
-                         f"({n_mem} members vs {n_out} non-members). Empty and duplicate "
-                         "texts were dropped first.")
+                         f"{d.get('n_records_in_game', d.get('n_records', '?'))} texts of the "
+                         f"game; the other half are non-members ({n_mem} members vs {n_out} "
+                         "non-members). Empty and duplicate texts were dropped first.")
+            if d.get("n_tokenizer_records"):
+                items.append(f"The tokenizer was trained on {d['n_tokenizer_records']} "
+                             "other texts, set aside before the game, so token counts "
+                             "carry no membership.")
         else:
             items.append(f"The members are the texts the user marked as training texts of "
                          f"the model ({n_mem} members vs {n_out} non-members).")
