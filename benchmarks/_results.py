@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import sys
+import time
 from datetime import date
 from pathlib import Path
 
@@ -15,13 +16,33 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nEach section is rewritten by the script named in it.\n"
 
 
+def matmul_peak(device: str = "cpu", n: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 matrix-product throughput (GFLOP/s) of ``device``: the yardstick
+    printed beside every absolute time, since machines differ."""
+    import torch
+
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
+
+
 def hardware() -> str:
     try:
         import torch
 
-        torch_info = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        torch_info = (f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+                      f"float32 matmul peak {matmul_peak():.0f} GFLOP/s")
         if torch.cuda.is_available():
-            torch_info += f", GPU {torch.cuda.get_device_name(0)}"
+            torch_info += (f", GPU {torch.cuda.get_device_name(0)} "
+                           f"({matmul_peak('cuda'):.0f} GFLOP/s)")
     except ImportError:
         torch_info = "no torch"
     cpu = platform.processor() or platform.machine()

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _results import table, write_section
+from _results import matmul_peak, table, write_section
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from miaudit.data import load_dataset
@@ -141,20 +141,6 @@ def dataloader_loop(recipe, X: np.ndarray, y: np.ndarray, *, seed: int, device: 
     data = TensorDataset(torch.as_tensor(X), torch.as_tensor(y))
     loader = DataLoader(data, batch_size=recipe.batch_size, shuffle=True)
     return _loop(recipe, loader, X.shape[1], seed=seed, device=device)[1]
-
-
-def matmul_peak(device: str, n: int = 2048, repeats: int = 10) -> float:
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
 def sparse_synthetic(args) -> None:

@@ -365,51 +365,44 @@ def _train_cnn_by_size(recipe, X, y, design, *, n_classes, seeds, device, on_epo
 
 
 class _Group:
-    """Models of one record count ``n``, stepping through their epochs together.
+    """Models with as many training records ``n``, stepping through their epochs together.
 
-    Model ``m`` of the group shuffles its records at the start of each of its epochs with
-    its own generator (as :func:`~miaudit.models.recipes.train` does) and takes
-    ``ceil(n / batch_size)`` steps per epoch; ``total`` steps in all.
+    Each shuffles its records at the start of each of its epochs with its own generator
+    seeded ``seed + 1`` (as :func:`~miaudit.models.recipes.train` does) and takes
+    ``ceil(n / batch_size)`` steps per epoch, ``total`` in all.
     """
 
-    def __init__(self, members, seeds, batch_size: int, epochs: int, device):
+    def __init__(self, members, seeds: list[int], batch_size: int, epochs: int, device):
         torch = _torch()
-        self.members = members  # (k, n) tensor of record indices
-        self.n = int(members.shape[1])
+        self.members = members  # (k, n) record indices
+        self.k, self.n = int(members.shape[0]), int(members.shape[1])
         self.gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
         self.batch_size = batch_size
         self.steps = -(-self.n // batch_size)
         self.total = self.steps * epochs
-        self.rows = torch.arange(len(seeds), device=device)[:, None]
+        self.device = device
         self.order = None
         self.done = 0  # steps taken
 
     def batch(self):
-        """The records of this step, ``(k, b)``; a new shuffle at each epoch's start."""
+        """This step's records ``(k, b)``; a new shuffle at each epoch's start."""
         torch = _torch()
         j = self.done % self.steps
         if j == 0:
             perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens])
-            self.order = self.members[self.rows, perms.to(self.members.device)]
+            rows = torch.arange(self.k, device=self.device)[:, None]
+            self.order = self.members[rows, perms.to(self.device)]
         start = j * self.batch_size
         return self.order[:, start : start + self.batch_size]
 
     def advance(self) -> bool:
-        """Count the step taken; True when it ended one of the group's epochs."""
+        """Count the step taken; True when it ended an epoch."""
         self.done += 1
         return self.done % self.steps == 0
 
     @property
     def epochs_done(self) -> int:
-        return self.done // self.steps if self.steps else 0
-
-    def keep(self, local):
-        """Keep only the group's models ``local`` (positions within the group)."""
-        self.members = self.members[local]
-        self.gens = [self.gens[i] for i in local.tolist()]
-        self.rows = self.rows[: len(self.gens)]
-        if self.order is not None:
-            self.order = self.order[local]
+        return self.done // self.steps if self.steps else self.total
 
 
 def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, sparse=None
@@ -526,47 +519,6 @@ def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
     if stoppers is not None:
         return best, [s.best_epoch for s in stoppers]
     return final, None
-
-
-class _Group:
-    """Models with as many training records ``n``, stepping through their epochs together.
-
-    Each shuffles its records at the start of each of its epochs with its own generator
-    seeded ``seed + 1`` (as :func:`~miaudit.models.recipes.train` does) and takes
-    ``ceil(n / batch_size)`` steps per epoch, ``total`` in all.
-    """
-
-    def __init__(self, members, seeds: list[int], batch_size: int, epochs: int, device):
-        torch = _torch()
-        self.members = members  # (k, n) record indices
-        self.k, self.n = int(members.shape[0]), int(members.shape[1])
-        self.gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
-        self.batch_size = batch_size
-        self.steps = -(-self.n // batch_size)
-        self.total = self.steps * epochs
-        self.device = device
-        self.order = None
-        self.done = 0  # steps taken
-
-    def batch(self):
-        """This step's records ``(k, b)``; a new shuffle at each epoch's start."""
-        torch = _torch()
-        j = self.done % self.steps
-        if j == 0:
-            perms = torch.stack([torch.randperm(self.n, generator=g) for g in self.gens])
-            rows = torch.arange(self.k, device=self.device)[:, None]
-            self.order = self.members[rows, perms.to(self.device)]
-        start = j * self.batch_size
-        return self.order[:, start : start + self.batch_size]
-
-    def advance(self) -> bool:
-        """Count the step taken; True when it ended an epoch."""
-        self.done += 1
-        return self.done % self.steps == 0
-
-    @property
-    def epochs_done(self) -> int:
-        return self.done // self.steps if self.steps else self.total
 
 
 def _slice_models(recipe: Recipe, params: list, opt, stay: np.ndarray) -> tuple[list, object]:
