@@ -232,10 +232,16 @@ def test_temperature_is_tuned_only_when_the_exposure_releases_probabilities():
 
 
 def test_too_few_references_fall_back_to_the_untuned_values():
+    """One offline reference cannot play a target: ``a`` is the published value, not the
+    grid's end (``a = 1`` trusts one reference's probability outright), and is recorded as
+    untuned; a grid of one value is that value."""
     logits, m, y = _world(k=1, complementary=False)
     tuning = tune_rmia(References(logits[1:], m[1:], y), mode="offline")
-    assert tuning == RmiaTuning(1.0, 1.0, None, None, None, ())
+    assert tuning == RmiaTuning(ref.UNTUNED_A, 1.0, None, None, None, ())
     assert not tuning.tuned and tuning.to_dict()["criterion"].startswith("not tuned")
+    assert tune_rmia(References(logits[1:], m[1:], y), a_grid=(0.8,)).a == 0.8
+    assert tune_rmia(References(logits[1:], m[1:], y), mode="online").a is None
     logits, m, y = _world(k=2)  # online: a stand-in without its complement has no references
     assert not tune_rmia(References(logits[1:], m[1:], y), mode="online").tuned
     assert tune_rmia(References(logits[1:], m[1:], y), mode="offline").tuned is False
+
