@@ -527,8 +527,9 @@ def tune_rmia(references: References, *, mode: str = "offline",
     are scored against, the target does not (its references train on population data), so
     the stand-in game is easier than the target's. On Location30 (4 targets, 4 or 16
     offline references, temperature 2) the stand-ins choose ``a = 0`` while the targets'
-    TPR at 0.1% FPR would be highest at ``a`` 0.4-0.8 (4.8-18% against 2-14% at 0, read off
-    the targets' membership for this diagnosis only); the online game has no such gap.
+    TPR at 0.1% FPR would be highest at ``a`` 0.4-0.9 (7.5-21% per target against 2-14% at
+    ``a = 0``, read off the targets' membership for this diagnosis only); the online game
+    scores its stand-ins and its target alike.
 
     Parameters
     ----------
