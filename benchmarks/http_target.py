@@ -32,7 +32,7 @@ from miaudit.models import TorchTarget, build_module, make_recipe
 from miaudit.models.http import HTTPTarget
 
 N_FEATURES, N_CLASSES = 64, 10
-SERVER = ("import typer; from miaudit.http_cli import register; app = typer.Typer(); "
+SERVER = ("import typer; from miaudit.cli.http import register; app = typer.Typer(); "
           "register(app); app()")
 
 

@@ -16,12 +16,11 @@ from miaudit.models import check_outputs
 from miaudit.signals import observe, parse_exposure
 from miaudit.signals.defences import (
     DEFENCES,
-    apply_defence,
     gaussian_noise,
     memguard,
     temperature_scale,
 )
-from miaudit.signals.exposure import EXPOSURE_KINDS, RELEASED_FIELDS, Exposure
+from miaudit.signals.exposure import EXPOSURE_KINDS, RELEASED_FIELDS, Exposure, apply_defence
 
 PROBS_FIELDS = {"probs", "loss", "predicted"}
 

@@ -14,7 +14,7 @@ import miaudit
 
 MODULES = sorted(
     m.name for m in pkgutil.walk_packages(miaudit.__path__, prefix="miaudit.")
-    if m.name not in ("miaudit.cli", "miaudit.__main__")
+    if m.name != "miaudit.__main__"
 )
 
 

@@ -11,9 +11,9 @@ import typer
 from sklearn.ensemble import RandomForestClassifier
 from typer.testing import CliRunner
 
+from miaudit.cli import governance as gov_cli
 from miaudit.data import load_dataset
 from miaudit.errors import ConfigError, DataError, MembershipError, OutputError
-from miaudit.governance import cli as gov_cli
 from miaudit.governance.forget import (
     INDISTINGUISHABLE,
     LESS_MEMBER_LIKE,

@@ -522,7 +522,7 @@ def test_load_model_serves_the_saved_module(ds, module, local, tmp_path):
 
 def test_cli_serve_model_and_detect_exposure(ds, module, tmp_path):
     folder = _save_model(module, tmp_path / "m")
-    script = ("import typer; from miaudit.http_cli import register; app = typer.Typer(); "
+    script = ("import typer; from miaudit.cli.http import register; app = typer.Typer(); "
               "register(app); app()")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
@@ -535,7 +535,7 @@ def test_cli_serve_model_and_detect_exposure(ds, module, tmp_path):
         import typer
         from typer.testing import CliRunner
 
-        from miaudit.http_cli import register
+        from miaudit.cli.http import register
 
         app = typer.Typer()
         register(app)

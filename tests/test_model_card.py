@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 import miaudit
-from miaudit.governance import cli as gov_cli
+from miaudit.cli import governance as gov_cli
 from miaudit.governance.model_card import escape_markdown, model_card_section
 from miaudit.metrics import evaluate
 

@@ -12,8 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 import miaudit
+from miaudit.cli import common
+from miaudit.cli import governance as gov_cli
 from miaudit.errors import ConfigError, DataError
-from miaudit.governance import cli as gov_cli
 from miaudit.governance.policy import (
     CI_WORKFLOW,
     EXAMPLE_POLICY,
@@ -240,14 +241,11 @@ def test_cli_exit_codes(runs, tmp_path):
     assert res.exit_code == 2
 
 
-def test_cli_json_and_run_resolver(runs):
+def test_cli_json_and_run_resolver(runs, monkeypatch):
     app = _app()
-    gov_cli.set_run_resolver(lambda run_id: runs[run_id])
-    try:
-        res = runner.invoke(app, ["gate", "leaky", "--policy", str(runs["policy"]),
-                                  "--format", "json"])
-    finally:
-        gov_cli.set_run_resolver(None)
+    monkeypatch.setattr(common, "run_lookup", lambda run_id: runs[run_id])
+    res = runner.invoke(app, ["gate", "leaky", "--policy", str(runs["policy"]),
+                              "--format", "json"])
     assert res.exit_code == 1
     out = json.loads(res.stdout)
     assert out["passed"] is False and out["n_checks"] == 8 == out["n_failed"]

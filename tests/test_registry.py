@@ -22,8 +22,9 @@ import sqlalchemy as sa
 import typer
 from typer.testing import CliRunner
 
+from miaudit.cli.registry import register
 from miaudit.errors import ConfigError, DataError
-from miaudit.registry import Registry, normalise_url, register
+from miaudit.registry import Registry, normalise_url
 from miaudit.registry.records import record_file_fingerprint
 from miaudit.registry.schema import VERSION_TABLE
 from miaudit.registry.testing import (

@@ -18,17 +18,17 @@ import typer
 from typer.testing import CliRunner
 
 import miaudit
+from miaudit.cli.report import register
 from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.metrics import evaluate
+from miaudit.report.files import write_report
 from miaudit.report.html import (
     format_figure,
     fpr_text,
     records_at_risk,
-    register,
     render_html,
     render_html_from,
     verdict,
-    write_report,
 )
 from miaudit.report.markdown import md_escape, render_markdown, render_markdown_from
 from miaudit.report.plots import per_class_tpr, roc_points

@@ -14,6 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 import miaudit
+from miaudit.cli import common
+from miaudit.cli.spec import register
 from miaudit.errors import ConfigError, DataError, MiauditWarning
 from miaudit.orchestration.lm import audit_lm
 from miaudit.spec import (
@@ -21,10 +23,8 @@ from miaudit.spec import (
     SpecError,
     load_spec,
     parse_spec,
-    register,
     rerun,
     run_spec,
-    set_run_resolver,
     spec_from_run,
     spec_from_summary,
 )
@@ -410,8 +410,7 @@ def test_language_model_runs_rebuild_from_their_settings(tmp_path):
 def cli():
     app = typer.Typer()
     register(app)
-    yield CliRunner(), app
-    set_run_resolver(None)
+    return CliRunner(), app
 
 
 def test_cli_spec_check(cli, tmp_path):
@@ -429,7 +428,7 @@ def test_cli_spec_check(cli, tmp_path):
     assert "bad.toml:4: audit.seed: Input should be a valid integer" in res.output
 
 
-def test_cli_run_spec_and_rerun(cli, tmp_path):
+def test_cli_run_spec_and_rerun(cli, tmp_path, monkeypatch):
     runner, app = cli
     out = tmp_path / "run"
     res = runner.invoke(app, ["run-spec", str(_digits_spec(tmp_path)), "--out", str(out),
@@ -445,7 +444,7 @@ def test_cli_run_spec_and_rerun(cli, tmp_path):
             raise ConfigError(f"Unknown run ID {text!r}.")
         return out
 
-    set_run_resolver(registry)
+    monkeypatch.setattr(common, "run_lookup", registry)
     res = runner.invoke(app, ["rerun", "run-1", "--out", str(tmp_path / "again"), "--quiet"])
     assert res.exit_code == 0, res.output
     assert "reproduced" in res.output

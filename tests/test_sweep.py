@@ -10,8 +10,8 @@ import typer
 from typer.testing import CliRunner
 
 from miaudit.errors import ConfigError
-from miaudit.orchestration.result import RUN_FILES
 from miaudit.orchestration.sweep import SweepResult, parse_sweep, sweep, sweep_plot
+from miaudit.run_folder import RUN_FILES
 
 pytest.importorskip("torch")
 
@@ -114,7 +114,7 @@ def test_parse_sweep():
 
 @pytest.fixture(scope="module")
 def app():
-    from miaudit.sweep_cli import register
+    from miaudit.cli.sweep import register
 
     app = typer.Typer()
 

@@ -45,8 +45,7 @@ import numpy as np
 from miaudit.errors import ConfigError, MiauditError
 from miaudit.models.adapters import TorchTarget, as_target
 from miaudit.models.outputs import ModelOutputs
-from miaudit.signals.defences import apply_defence
-from miaudit.signals.exposure import Exposure, parse_exposure
+from miaudit.signals.exposure import Exposure, apply_defence, parse_exposure
 
 __all__ = ["Faults", "ModelServer", "ServerControl", "ServerStats", "load_model", "release",
            "serve_in_thread"]
@@ -505,7 +504,8 @@ def load_model(path: str | Path, *, device: str = "cpu",
     info : dict
         ``recipe`` (description), ``n_features``, ``n_classes``, ``path``.
     """
-    from miaudit.models.recipes import Recipe, build_module, check_recipe
+    from miaudit.models.nets import build_module
+    from miaudit.models.recipes import Recipe, check_recipe
 
     p = Path(path)
     folder = p.parent if p.is_file() else p

@@ -4,8 +4,8 @@
 * :func:`model_card_section`: Markdown "## Privacy: membership inference" for a model card;
 * :func:`verify_forget`: do records a model claims to have forgotten still look like members?
 
-The command line gains ``miaudit gate``, ``miaudit model-card`` and ``miaudit verify-forget``
-through :func:`miaudit.governance.cli.register`.
+The command line's ``miaudit gate``, ``miaudit model-card`` and ``miaudit verify-forget``
+live in :mod:`miaudit.cli.governance`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,8 @@ __all__ = [
     "gate",
     "load_id_list",
     "load_policy",
-    "load_run",
     "model_card_section",
     "parse_policy",
-    "register",
-    "resolve_run",
-    "set_run_resolver",
     "verify_forget",
 ]
 
@@ -42,12 +38,9 @@ _WHERE = {
     "parse_policy": "policy",
     "escape_markdown": "model_card", "model_card_section": "model_card",
     "ForgetResult": "forget", "load_id_list": "forget", "verify_forget": "forget",
-    "load_run": "runs", "resolve_run": "runs", "set_run_resolver": "runs",
-    "register": "cli",
 }
 
 if TYPE_CHECKING:
-    from miaudit.governance.cli import register
     from miaudit.governance.forget import ForgetResult, load_id_list, verify_forget
     from miaudit.governance.model_card import escape_markdown, model_card_section
     from miaudit.governance.policy import (
@@ -62,7 +55,6 @@ if TYPE_CHECKING:
         load_policy,
         parse_policy,
     )
-    from miaudit.governance.runs import load_run, resolve_run, set_run_resolver
 
 
 def __getattr__(name: str):

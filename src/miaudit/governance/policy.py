@@ -54,7 +54,7 @@ from pydantic import (
 
 from miaudit.errors import ConfigError, DataError
 from miaudit.governance.records import member_risks
-from miaudit.governance.runs import load_run
+from miaudit.run_folder import load_run
 
 __all__ = [
     "CI_WORKFLOW",
@@ -576,7 +576,8 @@ def gate(run_dir: str | Path, policy_path: str | Path) -> GateResult:
     """
     policy = load_policy(policy_path)
     needs_scores = any(r.metric == "record_risk" for r in policy.rules)
-    summary, scores = load_run(run_dir, scores=needs_scores)
+    run = load_run(run_dir, scores="optional" if needs_scores else "skip")
+    summary, scores = run.summary, run.scores
     results = evaluate_policy(policy, summary, scores)
     return GateResult(str(run_dir), str(policy_path), policy.name, results,
                       all(r.passed for r in results))

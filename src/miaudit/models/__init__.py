@@ -11,15 +11,15 @@ from miaudit.models.adapters import (
     load_outputs,
 )
 from miaudit.models.batched import predict_stacked, stacked_state_dicts, train_batched
+from miaudit.models.nets import build_module
 from miaudit.models.outputs import ModelOutputs, check_outputs
 from miaudit.models.recipes import (
     RECIPES,
     Recipe,
     TrainedModel,
-    build_module,
     make_recipe,
-    train,
 )
+from miaudit.models.training import train
 
 __all__ = [
     "RECIPES",

@@ -22,12 +22,12 @@ convolutions): :func:`train_batched` then returns a :class:`~miaudit.models.cnn.
 which :func:`predict_stacked` and :func:`stacked_state_dicts` recognise.
 
 Training defences: ``label_smoothing``, ``dropout`` (each model draws its masks from its own
-generator seeded ``seed + 2``, in the order :func:`~miaudit.models.recipes.train` does) and
+generator seeded ``seed + 2``, in the order :func:`~miaudit.models.training.train` does) and
 ``early_stopping`` (each model holds out its own
 :func:`~miaudit.models.recipes.early_stopping_split`, stops on its own and keeps its best
 epoch's weights; the batch ends when every model has stopped) are batched, and match the
 models trained one by one. :func:`train_models` trains the rest one after another with
-:func:`~miaudit.models.recipes.train`: DP-SGD recipes (Opacus, one model at a time, each
+:func:`~miaudit.models.training.train`: DP-SGD recipes (Opacus, one model at a time, each
 with its own Poisson sampling, clipping and noise), and ``cnn`` recipes with label
 smoothing or early stopping.
 """
@@ -43,16 +43,16 @@ import numpy as np
 
 from miaudit.errors import ConfigError
 from miaudit.models.cnn import StackedCNN, cnn_state_dicts, predict_stacked_cnn, train_batched_cnn
+from miaudit.models.nets import build_module
 from miaudit.models.recipes import (
     EarlyStopping,
     Recipe,
     _torch,
-    build_module,
     dropout_mask,
     early_stopping_split,
     make_optimizer,
-    train,
 )
+from miaudit.models.training import train
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[int],
                  device: str = "cpu") -> list:
     """Stacked parameters ``[W1, b1, W2, b2, ...]`` with ``W: (K, in, out)``, ``b: (K, 1, out)``,
-    each model initialised exactly as :func:`~miaudit.models.recipes.train` would."""
+    each model initialised exactly as :func:`~miaudit.models.training.train` would."""
     torch = _torch()
     per_model = []
     for seed in seeds:
@@ -236,7 +236,7 @@ def forward_stacked(params: list, x, activation: str, *, training: bool = False,
 
     ``training=True`` uses the fast in-place ``tanh`` of :func:`_training_tanh` and, with
     ``dropout > 0``, multiplies each hidden activation by a dropout mask drawn for model
-    ``m`` from ``generators[m]`` (as :func:`~miaudit.models.recipes.train` does). With
+    ``m`` from ``generators[m]`` (as :func:`~miaudit.models.training.train` does). With
     ``batch_sizes``, model ``m``'s first ``batch_sizes[m]`` rows are its real records (the
     rest padding): its masks are drawn for those rows only, as when it trains alone.
     """
@@ -368,7 +368,7 @@ class _Group:
     """Models with as many training records ``n``, stepping through their epochs together.
 
     Each shuffles its records at the start of each of its epochs with its own generator
-    seeded ``seed + 1`` (as :func:`~miaudit.models.recipes.train` does) and takes
+    seeded ``seed + 1`` (as :func:`~miaudit.models.training.train` does) and takes
     ``ceil(n / batch_size)`` steps per epoch, ``total`` in all.
     """
 
@@ -632,7 +632,7 @@ def train_models(
     on_model: Callable[[int], None] | None = None,
 ) -> TrainedModels:
     """Train one model per row of ``design``: batched when the recipe allows it, else one
-    after another with :func:`~miaudit.models.recipes.train` (see :func:`needs_one_by_one`).
+    after another with :func:`~miaudit.models.training.train` (see :func:`needs_one_by_one`).
 
     Parameters
     ----------

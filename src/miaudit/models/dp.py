@@ -40,11 +40,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from miaudit.errors import ConfigError, DependencyError
+from miaudit.models.nets import build_module
 from miaudit.models.recipes import (
     Recipe,
     TrainedModel,
     _torch,
-    build_module,
     make_optimizer,
     set_dropout_generator,
 )

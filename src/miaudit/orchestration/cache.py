@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from miaudit import __version__
+from miaudit._version import __version__
 from miaudit.errors import ConfigError
 from miaudit.models import Recipe
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from miaudit import __version__
+from miaudit._version import __version__
 from miaudit.attacks import (
     ATTACKS,
     Attack,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from miaudit import __version__
+from miaudit._version import __version__
 from miaudit.attacks.blind import blind_baseline, blind_warning
 from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
 from miaudit.data.text import TextDataset, load_texts, set_aside_texts, split_texts

@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 
 from miaudit.errors import ConfigError
-
-SUMMARY_FILE = "summary.json"
-SCORES_FILE = "scores.parquet"
-SIGNALS_FILE = "signals.npz"
-EXPOSURES_FILE = "exposures.json"
-#: The files a run folder may hold; --overwrite replaces only folders made of these.
-RUN_FILES = frozenset({SUMMARY_FILE, SCORES_FILE, SIGNALS_FILE, EXPOSURES_FILE, "report.html",
-                       "report.md", "canary_exposure.png", "sweep.png"})
+from miaudit.run_folder import (
+    EXPOSURES_FILE,
+    RUN_FILES,
+    SCORES_FILE,
+    SIGNALS_FILE,
+    SUMMARY_FILE,
+    umask,
+)
 
 
 class AuditResult:
@@ -81,7 +81,7 @@ class AuditResult:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
-            tmp.chmod(0o777 & ~_umask())
+            tmp.chmod(0o777 & ~umask())
             text = json.dumps(self._summary, indent=2, allow_nan=False)
             (tmp / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
             if "exposures" in self._summary:
@@ -93,7 +93,8 @@ class AuditResult:
             for name, content in self.artifacts.items():
                 (tmp / name).write_bytes(content)
             if report:
-                from miaudit.report.html import describe_signals, render_html_from
+                from miaudit.report.html import render_html_from
+                from miaudit.run_folder import describe_signals
 
                 page = render_html_from(self._summary, self.scores, source=out.name,
                                         signals_info=describe_signals(self.signals))
@@ -109,12 +110,6 @@ class AuditResult:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:

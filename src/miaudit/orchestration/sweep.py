@@ -31,7 +31,8 @@ from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.metrics.one_run import OneRunBound, default_guesses, one_run_audit
 from miaudit.models import Recipe, make_recipe
 from miaudit.models.recipes import _coerce, _parse_pairs, check_recipe
-from miaudit.orchestration.result import RUN_FILES, AuditResult
+from miaudit.orchestration.result import AuditResult
+from miaudit.run_folder import RUN_FILES
 
 __all__ = ["OneRunResult", "SweepResult", "audit_one_run", "parse_sweep", "sweep"]
 

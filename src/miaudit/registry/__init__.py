@@ -8,19 +8,18 @@ exposed each record was in their audits (consent and traceability).
 
 SQLite works out of the box (SQLAlchemy and Alembic are dependencies of miaudit);
 PostgreSQL needs the ``postgres`` extra (psycopg): ``pip install 'miaudit[postgres]'``. The
-command line (``miaudit runs``, ``models``, ``show``, ``compare``, ``trace``, ``record``) is
-added by :func:`register`.
+command line (``miaudit runs``, ``models``, ``show``, ``compare``, ``trace``, ``record``) lives
+in :mod:`miaudit.cli.registry`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["DEFAULT_PATH", "ENV_VAR", "Registry", "default_url", "normalise_url", "register",
+__all__ = ["DEFAULT_PATH", "ENV_VAR", "Registry", "default_url", "normalise_url",
            "resolve_run_dir"]
 
 if TYPE_CHECKING:
-    from miaudit.registry.cli import register
     from miaudit.registry.core import (
         DEFAULT_PATH,
         ENV_VAR,
@@ -33,12 +32,8 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str):
     # SQLAlchemy is imported on first use, so that `miaudit --help` stays light.
-    if name == "register":
-        from miaudit.registry.cli import register
-
-        return register
     if name in __all__:
-        from miaudit.registry import core
+        import miaudit.registry.core as core
 
         return getattr(core, name)
     raise AttributeError(f"module 'miaudit.registry' has no attribute {name!r}")

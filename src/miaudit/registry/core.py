@@ -29,7 +29,8 @@ except ImportError as _exc:  # pragma: no cover - the registry extra is missing
     raise DependencyError("The registry needs SQLAlchemy 2 and Alembic (dependencies of "
                           "miaudit): pip install 'SQLAlchemy>=2' alembic.") from _exc
 
-from miaudit.registry import _compare, _prepare
+import miaudit.registry._compare as _compare
+import miaudit.registry._prepare as _prepare
 from miaudit.registry.schema import (
     VERSION_TABLE,
     Dataset,
@@ -746,8 +747,8 @@ class Registry:
 
 
 def resolve_run_dir(run_id: str) -> Path:
-    """The folder of a run recorded in the default registry (ID or unique prefix): a run
-    resolver for the commands that take a RUN (``set_run_resolver(resolve_run_dir)``).
+    """The folder of a run recorded in the default registry (ID or unique prefix): how the
+    commands that take a RUN look up a run ID (``miaudit.cli.common.run_folder``).
 
     Raises
     ------

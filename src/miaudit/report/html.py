@@ -14,17 +14,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-
-from miaudit.errors import ConfigError, DataError
+from miaudit.errors import DataError
+from miaudit.run_folder import load_run
 
 if TYPE_CHECKING:  # numpy, pandas and scipy load on first use: the CLI starts fast
     import pandas as pd
@@ -651,56 +648,6 @@ def raw_values_note(c: ReportContent) -> str:
 
 # -- loading -------------------------------------------------------------------------------
 
-def load_run(run_dir: str | os.PathLike) -> tuple[dict, pd.DataFrame, str | None]:
-    """Read ``summary.json``, ``scores.parquet`` and (a description of) ``signals.npz``."""
-    import numpy as np
-    import pandas as pd
-
-    from miaudit.orchestration.result import SCORES_FILE, SIGNALS_FILE, SUMMARY_FILE
-
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ConfigError(f"The run folder {run} does not exist or is not a folder; give the "
-                          "folder that 'miaudit run' wrote.")
-    path = run / SUMMARY_FILE
-    if not path.is_file():
-        raise ConfigError(f"{run} is not a miaudit run folder: it has no {SUMMARY_FILE}.")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Cannot read {path}: {exc}.") from None
-    if not isinstance(summary, dict):
-        raise DataError(f"{path} does not hold a JSON object: not a miaudit summary.")
-    spath = run / SCORES_FILE
-    if not spath.is_file():
-        raise DataError(f"{run} has no {SCORES_FILE}: the report needs the per-record scores.")
-    try:
-        scores = pd.read_parquet(spath)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise DataError(f"Cannot read {spath}: {exc}.") from None
-    info = None
-    npz = run / SIGNALS_FILE
-    if npz.is_file():
-        try:
-            with np.load(npz, allow_pickle=False) as z:
-                info = describe_signals({k: z[k] for k in z.files if k == "membership"})
-        except (OSError, ValueError):
-            info = f"{SIGNALS_FILE} could not be read."
-    return summary, scores, info
-
-
-def describe_signals(signals: Mapping[str, Any] | None) -> str | None:
-    """One line on ``signals.npz`` (models and records of its membership design) for the
-    method section; None without a ``membership`` array."""
-    if not signals or "membership" not in signals:
-        return None
-    shape = getattr(signals["membership"], "shape", ())
-    if len(shape) != 2:
-        return None
-    return (f"signals.npz holds the raw outputs of {shape[0]} model(s) on {shape[1]} records "
-            "and their membership, from which every attack can be recomputed.")
-
-
 # -- HTML ----------------------------------------------------------------------------------
 
 _CSS = """
@@ -1216,104 +1163,7 @@ def render_html(run_dir: str | os.PathLike, *, show_records: bool = False) -> st
     >>> "<svg" in render_html("runs/w")                            # doctest: +SKIP
     True
     """
-    summary, scores, info = load_run(run_dir)
+    run = load_run(run_dir, signals=True)
+    summary, scores, info = run.summary, run.scores, run.signals
     return render_html_from(summary, scores, show_records=show_records, signals_info=info,
                             source=Path(run_dir).resolve().name)
-
-
-class ReportFormat(StrEnum):
-    html = "html"
-    md = "md"
-
-
-def write_report(run_dir: str | os.PathLike, *, format: str = "html",
-                 show_records: bool = False, out: str | os.PathLike | None = None) -> Path:
-    """Write ``report.html`` (or ``report.md``) into the run folder, atomically.
-
-    Parameters
-    ----------
-    run_dir : path
-        A run folder written by ``miaudit run`` / ``AuditResult.save``.
-    format : {"html", "md"}, default "html"
-    show_records : bool, default False
-        Show raw record content where the run folder stores it.
-    out : path, optional
-        Write here instead of ``run_dir / "report.<format>"``.
-
-    Returns
-    -------
-    Path
-        The file written.
-    """
-    if format not in ("html", "md"):
-        raise ConfigError(f"The report format {format!r} is unknown; use html or md.")
-    if format == "html":
-        text = render_html(run_dir, show_records=show_records)
-    else:
-        from miaudit.report.markdown import render_markdown
-
-        text = render_markdown(run_dir, show_records=show_records)
-    return write_text_file(Path(out) if out is not None else Path(run_dir) / f"report.{format}",
-                           text)
-
-
-def write_text_file(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to the file ``path`` atomically (a reader never sees half of it),
-    with the usual permissions; a folder or a missing parent folder is refused."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"Cannot write {path}: it is a folder; give a file name.")
-    if not path.parent.is_dir():
-        raise ConfigError(f"Cannot write {path}: the folder {path.parent} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``report`` command to a typer app (the ``miaudit`` command line)."""
-    from miaudit.cli import _friendly, err_console, out_console
-
-    @app.command(
-        "report",
-        epilog=("Examples:\n\n"
-                "  miaudit report runs/digits\n\n"
-                "  miaudit report runs/digits --format md\n\n"
-                "  miaudit report runs/digits --out /tmp/audit.html"),
-    )
-    @_friendly
-    def report(
-        run_dir: Annotated[str, typer.Argument(
-            help="A run folder written by 'miaudit run' (summary.json, scores.parquet), or "
-            "a run ID, with a registry.", show_default=False)],
-        format: Annotated[ReportFormat, typer.Option(
-            "--format", help="html: one self-contained page with plots; md: the same "
-            "tables and verdict as Markdown.")] = ReportFormat.html,
-        show_records: Annotated[bool, typer.Option(
-            "--show-records", help="Show the raw content of the records at risk where the "
-            "run folder stores it (IDs and fingerprints are always shown).")] = False,
-        out: Annotated[Path | None, typer.Option(
-            "--out", help="File to write; default: report.html / report.md in RUN_DIR.")
-        ] = None,
-    ) -> None:
-        """Write the audit report of a run folder: verdict, key figures with intervals,
-        plots, records at risk, method and caveats."""
-        from miaudit.governance.runs import resolve_run
-
-        path = write_report(resolve_run(run_dir), format=format.value,
-                            show_records=show_records, out=out)
-        out_console.print(str(path), highlight=False, soft_wrap=True, markup=False)
-        err_console.print(f"[dim]report written ({path.stat().st_size:,} bytes)[/]")

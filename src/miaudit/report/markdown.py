@@ -21,9 +21,9 @@ from miaudit.report.html import (
     format_figure,
     format_interval,
     fpr_text,
-    load_run,
     raw_values_note,
 )
+from miaudit.run_folder import load_run
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
@@ -212,6 +212,7 @@ def render_markdown_from(summary: dict, scores: pd.DataFrame, *, show_records: b
 
 def render_markdown(run_dir: str | os.PathLike, *, show_records: bool = False) -> str:
     """The Markdown report of a run folder; see :func:`render_markdown_from`."""
-    summary, scores, info = load_run(run_dir)
+    run = load_run(run_dir, signals=True)
+    summary, scores, info = run.summary, run.scores, run.signals
     return render_markdown_from(summary, scores, show_records=show_records, signals_info=info,
                                 source=Path(run_dir).resolve().name)

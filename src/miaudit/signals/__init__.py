@@ -1,11 +1,12 @@
 """Signals: from model outputs to what an attacker observes (exposures, output defences,
 label-only queries on perturbed inputs) and per-record statistics."""
 
-from miaudit.signals.defences import DEFENCES, apply_defence
+from miaudit.signals.defences import DEFENCES
 from miaudit.signals.exposure import (
     EXPOSURE_KINDS,
     Exposure,
     Observation,
+    apply_defence,
     observe,
     parse_exposure,
 )

@@ -2,9 +2,10 @@
 
 Each defence is a pure function from probabilities (or log-probabilities) of shape (N, C)
 to released probabilities of the same shape, in float64, with every row non-negative and
-summing to 1. :func:`apply_defence` turns a model's raw outputs into its outputs "as
-deployed with the defence"; the exposure settings ``temperature:T``, ``noise:SIGMA`` and
-``memguard:EPS`` (see :mod:`miaudit.signals.exposure`) release that vector in full.
+summing to 1. :func:`~miaudit.signals.exposure.apply_defence` turns a model's raw outputs
+into its outputs "as deployed with the defence"; the exposure settings ``temperature:T``,
+``noise:SIGMA`` and ``memguard:EPS`` (see :mod:`miaudit.signals.exposure`) release that
+vector in full.
 
 =================  ==============================================================  ===========
 defence            released vector                                                 keeps label
@@ -19,15 +20,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import log_softmax
-
-from miaudit.models.outputs import ModelOutputs, check_outputs
-
-if TYPE_CHECKING:
-    from miaudit.signals.exposure import Exposure
 
 # Released top-class margin kept by memguard: the first argmax stays strictly above every
 # smaller entry by at least this much, far above float64 rounding (~1e-16), so the label
@@ -241,51 +236,3 @@ def memguard(probs: np.ndarray, eps: float) -> np.ndarray:
     lam *= 1.0 - 1e-12
     # rows sum to (1 - lam) + lam = 1 up to rounding; a row with lam = 0 is returned as is
     return (1.0 - lam)[:, None] * p + (lam / c)[:, None]
-
-
-def apply_defence(
-    outputs: ModelOutputs,
-    exposure: Exposure | str,
-    *,
-    rng: np.random.Generator | None = None,
-) -> ModelOutputs:
-    """The model's outputs as deployed with the defence that ``exposure`` names.
-
-    Parameters
-    ----------
-    outputs : ModelOutputs
-        Raw outputs of the model (logits or probabilities).
-    exposure : Exposure or str
-        An exposure setting; ``temperature:T``, ``noise:SIGMA`` and ``memguard:EPS`` apply
-        their defence, every other setting returns ``outputs`` unchanged.
-    rng : numpy.random.Generator, optional
-        Noise source for ``noise:SIGMA``; default ``np.random.default_rng(0)``.
-
-    Returns
-    -------
-    ModelOutputs
-        Of kind ``"probs"`` for a defence (validated by
-        :func:`~miaudit.models.outputs.check_outputs`), else ``outputs`` itself.
-
-    Examples
-    --------
-    >>> raw = check_outputs(np.array([[2.0, 0.0]]), "logits")
-    >>> apply_defence(raw, "temperature:2").values.round(3)
-    array([[0.731, 0.269]])
-    >>> apply_defence(raw, "label") is raw
-    True
-    """
-    from miaudit.signals.exposure import parse_exposure  # exposure imports this module
-
-    exposure = parse_exposure(exposure)
-    kind, value = exposure.kind, exposure.param
-    if kind not in DEFENCES:
-        return outputs
-    if kind == "temperature":
-        released = temperature_scale(outputs.log_probs(), float(value))
-    elif kind == "noise":
-        rng = np.random.default_rng(0) if rng is None else rng
-        released = gaussian_noise(outputs.probs(), float(value), rng)
-    else:
-        released = memguard(outputs.probs(), float(value))
-    return check_outputs(released, "probs", source=f"outputs under the '{exposure}' defence")

@@ -33,8 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit.errors import ExposureError
-from miaudit.models.outputs import ModelOutputs
-from miaudit.signals.defences import DEFENCES, apply_defence
+from miaudit.models.outputs import ModelOutputs, check_outputs
+from miaudit.signals.defences import (
+    DEFENCES,
+    gaussian_noise,
+    memguard,
+    temperature_scale,
+)
 from miaudit.signals.transforms import (
     logit_scaled_confidence,
     logit_scaled_confidence_from_loss,
@@ -281,7 +286,7 @@ def observe(
     """Apply an exposure setting to raw model outputs.
 
     For a defence (``temperature:T``, ``noise:SIGMA``, ``memguard:EPS``) the defence is
-    applied first (:func:`~miaudit.signals.defences.apply_defence`) and the defended vector
+    applied first (:func:`apply_defence`) and the defended vector
     is released as for ``probabilities``; its loss is ``-log p_y`` with ``p_y`` floored at
     ``1e-300``, so it stays finite. ``rng`` is the noise source of ``noise:SIGMA``
     (default ``np.random.default_rng(0)``, so repeated calls release the same noise); the
@@ -405,3 +410,49 @@ def _top_k_loss(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
         imputed = np.minimum(top[:, -1], leftover)
         p_y = np.where(in_top, p_y, imputed)
     return -np.log(np.maximum(p_y, 1e-300))
+
+
+def apply_defence(
+    outputs: ModelOutputs,
+    exposure: Exposure | str,
+    *,
+    rng: np.random.Generator | None = None,
+) -> ModelOutputs:
+    """The model's outputs as deployed with the defence that ``exposure`` names.
+
+    Parameters
+    ----------
+    outputs : ModelOutputs
+        Raw outputs of the model (logits or probabilities).
+    exposure : Exposure or str
+        An exposure setting; ``temperature:T``, ``noise:SIGMA`` and ``memguard:EPS`` apply
+        their defence, every other setting returns ``outputs`` unchanged.
+    rng : numpy.random.Generator, optional
+        Noise source for ``noise:SIGMA``; default ``np.random.default_rng(0)``.
+
+    Returns
+    -------
+    ModelOutputs
+        Of kind ``"probs"`` for a defence (validated by
+        :func:`~miaudit.models.outputs.check_outputs`), else ``outputs`` itself.
+
+    Examples
+    --------
+    >>> raw = check_outputs(np.array([[2.0, 0.0]]), "logits")
+    >>> apply_defence(raw, "temperature:2").values.round(3)
+    array([[0.731, 0.269]])
+    >>> apply_defence(raw, "label") is raw
+    True
+    """
+    exposure = parse_exposure(exposure)
+    kind, value = exposure.kind, exposure.param
+    if kind not in DEFENCES:
+        return outputs
+    if kind == "temperature":
+        released = temperature_scale(outputs.log_probs(), float(value))
+    elif kind == "noise":
+        rng = np.random.default_rng(0) if rng is None else rng
+        released = gaussian_noise(outputs.probs(), float(value), rng)
+    else:
+        released = memguard(outputs.probs(), float(value))
+    return check_outputs(released, "probs", source=f"outputs under the '{exposure}' defence")

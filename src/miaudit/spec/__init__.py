@@ -11,8 +11,8 @@ game and the measurement: ``exposure``, ``attacks``, ``references``, ``seed``, `
 ...), ``[training]`` (``device``, ``executor``, ...), ``[lm]`` (``task = "lm"`` only) and
 ``[thresholds]`` (policy thresholds carried with the run); see :class:`AuditSpec`.
 
-Names are imported on first use, so that registering the commands keeps the command
-line's start-up light.
+Names are imported on first use, so that ``import miaudit.spec`` stays light (the command
+line's ``spec-check``, ``run-spec`` and ``rerun`` live in :mod:`miaudit.cli.spec`).
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = ["SPEC_FORMATS", "AuditSpec", "SpecError", "SpecProblem", "load_spec",
-           "parse_spec", "register", "rerun", "run_spec", "set_run_resolver",
+           "parse_spec", "rerun", "run_spec",
            "spec_from_run", "spec_from_summary"]
 
 _HOME = {
-    "register": "cli", "set_run_resolver": "cli",
     "SPEC_FORMATS": "loading", "load_spec": "loading", "parse_spec": "loading",
     "rerun": "running", "run_spec": "running", "spec_from_run": "running",
     "spec_from_summary": "running",
@@ -33,7 +32,6 @@ _HOME = {
 }
 
 if TYPE_CHECKING:
-    from miaudit.spec.cli import register, set_run_resolver
     from miaudit.spec.loading import SPEC_FORMATS, load_spec, parse_spec
     from miaudit.spec.running import rerun, run_spec, spec_from_run, spec_from_summary
     from miaudit.spec.schema import AuditSpec, SpecError, SpecProblem

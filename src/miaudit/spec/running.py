@@ -44,7 +44,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from miaudit.errors import ConfigError, DataError
-from miaudit.orchestration.result import SUMMARY_FILE, AuditResult, check_out_dir
+from miaudit.orchestration.result import AuditResult, check_out_dir
+from miaudit.run_folder import SUMMARY_FILE
 from miaudit.spec.loading import _validation_problems, missing_files
 from miaudit.spec.locate import Located
 from miaudit.spec.schema import AuditSpec, SpecError, SpecProblem, format_path

@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
+from miaudit.cli.common import OutputFormat, err_console, friendly, out_console
+
 
 def register(app: typer.Typer) -> None:
     """Add ``serve-model`` and ``detect-exposure`` to the ``miaudit`` typer app."""
-    from miaudit.cli import OutputFormat, _friendly, err_console, out_console
 
     @app.command(
         "serve-model",
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
             "  MODEL_TOKEN='Bearer s3cret' miaudit serve-model model/ --auth-env MODEL_TOKEN"
         ),
     )
-    @_friendly
+    @friendly
     def serve_model(
         model: Annotated[Path, typer.Argument(
             help="Folder with weights.safetensors and meta.json (the recipe), as written "
@@ -92,7 +93,7 @@ def register(app: typer.Typer) -> None:
             "--data records.csv --label-column y --auth-env API_TOKEN --format json"
         ),
     )
-    @_friendly
+    @friendly
     def detect_exposure_command(
         url: Annotated[str, typer.Argument(help="The prediction endpoint (POST, JSON).",
                                            show_default=False)],

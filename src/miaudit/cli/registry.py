@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from miaudit.cli.common import OutputFormat, friendly, out_console
+
 __all__ = ["register"]
 
 RegistryOption = Annotated[str | None, typer.Option(
@@ -183,7 +185,6 @@ def register(app: typer.Typer) -> None:
         The ``miaudit`` app (or any other); gains ``runs``, ``models``, ``show``,
         ``compare``, ``trace`` and ``record``.
     """
-    from miaudit.cli import OutputFormat, _friendly, out_console
 
     FormatOption = Annotated[OutputFormat, typer.Option(
         "--format", help="text: tables on stdout; json: the data on stdout.")]
@@ -195,7 +196,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("runs", epilog="Examples:\n\n  miaudit runs\n\n  miaudit runs --limit 5 "
                  "--format json\n\n  miaudit runs --registry postgresql://me@db/audits")
-    @_friendly
+    @friendly
     def runs_command(
         limit: Annotated[int, typer.Option(help="Most runs to list (newest first).",
                                            min=1)] = 50,
@@ -214,7 +215,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("models", epilog="Examples:\n\n  miaudit models\n\n  miaudit models "
                  "--format json")
-    @_friendly
+    @friendly
     def models_command(registry: RegistryOption = None,
                        format: FormatOption = OutputFormat.text) -> None:
         """List the registered models: data set, recipe, seed, training-set size, runs."""
@@ -229,7 +230,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("show", epilog="Examples:\n\n  miaudit show 20260520-143000-1a2b3c\n\n"
                  "  miaudit show 20260520-1430 --format json   (a unique prefix)")
-    @_friendly
+    @friendly
     def show_command(
         run_id: Annotated[str, typer.Argument(help="Run ID or a unique prefix of it.")],
         registry: RegistryOption = None,
@@ -245,7 +246,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare", epilog="Examples:\n\n  miaudit compare 20260520-143000-1a2b3c "
                  "20260521-090000-4d5e6f\n\n  miaudit compare RUN_A RUN_B --format json")
-    @_friendly
+    @friendly
     def compare_command(
         run_a: Annotated[str, typer.Argument(help="First run (ID or unique prefix).")],
         run_b: Annotated[str, typer.Argument(help="Second run (ID or unique prefix).")],
@@ -264,7 +265,7 @@ def register(app: typer.Typer) -> None:
     @app.command("trace", epilog="Examples:\n\n  miaudit trace --record 1f3a...c9 "
                  "(64 hex digits)\n\n  miaudit trace --record 1234   (a record ID)\n\n"
                  "  miaudit trace --record person.csv --id-column id")
-    @_friendly
+    @friendly
     def trace_command(
         record: Annotated[str, typer.Option(
             "--record", help="Record fingerprint (64 hex), record ID, or a one-row "
@@ -287,7 +288,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("record", epilog="Examples:\n\n  miaudit record runs/digits\n\n"
                  "  miaudit record runs/digits --registry postgresql://me@db/audits")
-    @_friendly
+    @friendly
     def record_command(
         run_dir: Annotated[Path, typer.Argument(help="A saved run folder (summary.json, "
                                                      "scores.parquet).")],

@@ -16,6 +16,15 @@ from typing import Annotated
 
 import typer
 
+from miaudit.cli.common import (
+    OutputFormat,
+    default_out,
+    err_console,
+    friendly,
+    out_console,
+    split_list,
+)
+
 __all__ = ["register"]
 
 
@@ -100,7 +109,6 @@ ModelOpt = Annotated[str, typer.Option(help="Recipe: mlp, logistic or cnn.")]
 
 def register(app: typer.Typer) -> None:
     """Add ``sweep`` and ``audit-one-run`` to the ``miaudit`` typer app."""
-    from miaudit.cli import OutputFormat, _friendly, err_console, out_console
 
     @app.command(
         "sweep",
@@ -112,7 +120,7 @@ def register(app: typer.Typer) -> None:
             "  miaudit sweep --data digits --param 'hidden=64;128,64' --set epochs=20"
         ),
     )
-    @_friendly
+    @friendly
     def sweep_command(
         param: Annotated[str, typer.Option(
             "--param", help="The swept recipe parameter and its values: NAME=V1,V2,... "
@@ -162,7 +170,6 @@ def register(app: typer.Typer) -> None:
         the empirical epsilon lower bound and the accountant's epsilon."""
         from rich.markup import escape
 
-        from miaudit.cli import _default_out, _split_list
         from miaudit.errors import MiauditWarning
         from miaudit.orchestration.cache import default_cache_dir
         from miaudit.orchestration.result import check_out_dir
@@ -170,7 +177,7 @@ def register(app: typer.Typer) -> None:
 
         started = time.perf_counter()
         name, values = parse_sweep(param)
-        out_dir = out or _default_out(data, f"{model}-sweep")
+        out_dir = out or default_out(data, f"{model}-sweep")
         check_out_dir(out_dir, overwrite=overwrite)
 
         def say(i: int, value) -> None:
@@ -183,7 +190,7 @@ def register(app: typer.Typer) -> None:
             result = sweep(
                 name, values, attack=attack, on_value=say, data=data,
                 label_column=label_column, id_column=id_column, n_records=n_records,
-                model=model, model_params=set_, attacks=_split_list(attacks),
+                model=model, model_params=set_, attacks=split_list(attacks),
                 exposure=exposure, references=references, reference_mode=reference_mode,
                 targets=targets, seed=seed, device=device, executor=executor,
                 workers=workers,
@@ -208,7 +215,7 @@ def register(app: typer.Typer) -> None:
             "--k-neg 50,100,200"
         ),
     )
-    @_friendly
+    @friendly
     def one_run_command(
         data: DataOpt,
         label_column: LabelColumnOpt = None,

@@ -7,38 +7,15 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from miaudit.errors import ConfigError, MiauditWarning
+from miaudit.cli.common import OutputFormat, err_console, friendly, out_console, run_folder
+from miaudit.errors import MiauditWarning
 
-__all__ = ["register", "resolve_run", "set_run_resolver"]
-
-_run_resolver: Callable[[str], Path] | None = None
-
-
-def set_run_resolver(fn: Callable[[str], Path] | None) -> None:
-    """Let ``miaudit rerun RUN`` take run IDs: ``fn(text) -> run folder``.
-
-    Asked only when ``RUN`` is not an existing folder; ``None`` removes it. ``fn`` should
-    raise a :class:`~miaudit.errors.MiauditError` for an unknown ID.
-    """
-    global _run_resolver
-    _run_resolver = fn
-
-
-def resolve_run(run: str) -> Path:
-    """The folder of ``run``: itself when it is a folder, else what the resolver gives."""
-    path = Path(run)
-    if path.is_dir():
-        return path
-    if _run_resolver is not None:
-        return Path(_run_resolver(run))
-    raise ConfigError(f"No run folder {run!r}: give the folder of a previous run.")
-
+__all__ = ["register"]
 
 def _cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
     from miaudit.orchestration.cache import default_cache_dir
@@ -62,7 +39,6 @@ def _settings_table(spec: Any):
 
 def register(app: typer.Typer) -> None:
     """Add ``spec-check``, ``run-spec`` and ``rerun`` to ``app``."""
-    from miaudit.cli import OutputFormat, _friendly, err_console, out_console
 
     def show(result: Any, saved: Path, format: OutputFormat, started: float) -> None:
         from miaudit.report import print_exposures, print_summary
@@ -90,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("spec-check", epilog="Examples:\n\n  miaudit spec-check audit.toml\n\n"
                  "  miaudit spec-check audit.yaml --format json")
-    @_friendly
+    @friendly
     def spec_check(
         file: Annotated[Path, typer.Argument(help="Audit spec (.toml, .yaml or .yml).")],
         format: Annotated[OutputFormat, typer.Option(
@@ -115,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run-spec", epilog="Examples:\n\n  miaudit run-spec audit.toml --out runs/a\n\n"
                  "  miaudit run-spec audit.yaml --format json")
-    @_friendly
+    @friendly
     def run_spec_command(
         file: Annotated[Path, typer.Argument(help="Audit spec (.toml, .yaml or .yml).")],
         out: OutOpt = None,
@@ -138,7 +114,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("rerun", epilog="Examples:\n\n  miaudit rerun runs/digits\n\n"
                  "  miaudit rerun runs/digits --out runs/digits-again --format json")
-    @_friendly
+    @friendly
     def rerun_command(
         run: Annotated[str, typer.Argument(help="A run folder (or a run ID, with a registry).")],
         out: OutOpt = None,
@@ -153,7 +129,7 @@ def register(app: typer.Typer) -> None:
         from miaudit.spec import rerun
 
         started = time.perf_counter()
-        folder = resolve_run(run)
+        folder = run_folder(run)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MiauditWarning)
             result, saved = rerun(folder, out, overwrite=overwrite,

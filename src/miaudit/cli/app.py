@@ -6,25 +6,28 @@ see the traceback instead. Data goes to stdout, messages to stderr.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
-import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from miaudit import __version__
+from miaudit._version import __version__
+from miaudit.cli.common import (
+    OutputFormat,
+    default_cache,
+    default_out,
+    err_console,
+    friendly,
+    out_console,
+    split_list,
+)
 from miaudit.errors import MiauditError, MiauditWarning
 
 app = typer.Typer(
@@ -34,36 +37,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped output is not wrapped at 80 columns: the summary table stays one line per attack.
-out_console = Console() if sys.stdout.isatty() else Console(width=160)
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable)
-
-
-def _friendly(fn: F) -> F:
-    """Turn known errors into one line on stderr and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MiauditError as exc:
-            if os.environ.get("MIAUDIT_DEBUG"):
-                raise
-            err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False,
-                              soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console.print("[red]interrupted[/]: nothing was written.")
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def _version_callback(value: bool) -> None:
@@ -80,23 +53,11 @@ def main(
     """Audit machine-learning models for membership-inference leakage."""
 
 
-def _split_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _default_out(data: str | None, model: str) -> Path:
-    stem = Path(data).name.split(".")[0] if data else "outputs"
-    return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{stem}-{model}"
-
-
 def _record(result, saved: Path, registry_url: str | None, no_registry: bool) -> None:
     """Record a saved run in the registry (default: $MIAUDIT_REGISTRY or a SQLite file) and
     say its ID; a registry that cannot be written is reported, the run folder stays."""
     if no_registry:
         return
-    from miaudit.errors import MiauditError
     from miaudit.registry import Registry
 
     try:
@@ -108,12 +69,6 @@ def _record(result, saved: Path, registry_url: str | None, no_registry: bool) ->
         return
     err_console.print(f"[bold]run ID[/] {run_id} (registry: miaudit show {run_id})",
                       highlight=False)
-
-
-def _default_cache() -> Path:
-    from miaudit.orchestration.cache import default_cache_dir
-
-    return default_cache_dir()
 
 
 def _http_target(url, members, data, label_column, id_column, n_records, seed, exposure, *,
@@ -181,7 +136,7 @@ def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path
         "  miaudit run --data location30.npz --exposure logits,top-k:1,label,temperature:4"
     )
 )
-@_friendly
+@friendly
 def run(
     spec: Annotated[Path | None, typer.Option(
         help="An audit spec (.toml or .yaml) describing the whole audit; stored with the "
@@ -324,11 +279,11 @@ def run(
             result, saved = run_spec(load_spec(spec), out, overwrite,
                                      progress=not quiet and sys.stderr.isatty(),
                                      cache_dir=None if no_cache else (cache_dir or
-                                                                      _default_cache()))
+                                                                      default_cache()))
         _record(result, saved, registry, no_registry)
         _print_run(result, saved, format, started)
         return
-    out_dir = out or _default_out(data if outputs is None else str(outputs), model)
+    out_dir = out or default_out(data if outputs is None else str(outputs), model)
     target_settings = {}
     if target is not None:
         from miaudit.orchestration.result import check_out_dir
@@ -339,7 +294,7 @@ def run(
             explicit_exposure="exposure" in given, model=model, references=references,
             auth_env=target_auth_env, budget=target_budget, batch_size=target_batch_size,
             concurrency=target_concurrency, rate_limit=target_rate_limit,
-            cache_dir=None if no_cache else (cache_dir or _default_cache()))
+            cache_dir=None if no_cache else (cache_dir or default_cache()))
         n_records = None
     elif members is not None:
         from miaudit.errors import ConfigError
@@ -351,7 +306,7 @@ def run(
         model=target_settings.get("model", model), model_params=param, outputs=outputs,
         exposure=exposure, members=target_settings.get("members"),
         reference_recipe=model,
-        attacks=_split_list(attacks), seed=seed, references=references,
+        attacks=split_list(attacks), seed=seed, references=references,
         reference_mode=reference_mode, targets=targets, lira_variance=lira_variance,
         rmia_temperature=rmia_temperature,
         population_fraction=population_fraction, executor=executor,
@@ -389,7 +344,7 @@ DEFAULT_COMPARED = ("logits,probabilities,top-k:1,rounded:1,label,loss,temperatu
         "--exposures logits,top-k:1,label"
     ),
 )
-@_friendly
+@friendly
 def compare_exposures(
     data: Annotated[str | None, typer.Option(help="Built-in name or a data file.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
@@ -434,15 +389,15 @@ def compare_exposures(
     from miaudit.errors import ConfigError
     from miaudit.report import print_exposures
 
-    names = _split_list(exposures) or []
+    names = split_list(exposures) or []
     if len(names) < 2:
         raise ConfigError("compare-exposures needs at least two exposure settings, "
                           f"got {exposures!r}.")
     started = time.perf_counter()
     result, saved = _audit_and_save(
-        out or _default_out(data, f"{model}-exposures"), overwrite, quiet, cache_dir, no_cache,
+        out or default_out(data, f"{model}-exposures"), overwrite, quiet, cache_dir, no_cache,
         data=data, label_column=label_column, id_column=id_column, n_records=n_records,
-        model=model, model_params=param, exposure=names, attacks=_split_list(attacks),
+        model=model, model_params=param, exposure=names, attacks=split_list(attacks),
         references=references, reference_mode=reference_mode, targets=targets,
         query_budget=query_budget, seed=seed, device=device,
     )
@@ -464,7 +419,7 @@ def compare_exposures(
         "--reference-model ./base-gpt2"
     ),
 )
-@_friendly
+@friendly
 def run_lm(
     data: Annotated[str, typer.Option(help=".jsonl, .csv(.gz), .tsv or .txt (one text per "
                                       "line).")],
@@ -519,18 +474,18 @@ def run_lm(
     from miaudit.orchestration.result import check_out_dir
     from miaudit.report import print_summary
 
-    out_dir = out or _default_out(data, "lm")
+    out_dir = out or default_out(data, "lm")
     check_out_dir(out_dir, overwrite=overwrite)
     started = time.perf_counter()
     recipe = _lm_params(param)
     text_spec = None if text_column is None else (
-        text_column if "," not in text_column else _split_list(text_column))
+        text_column if "," not in text_column else split_list(text_column))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MiauditWarning)
         result = audit_lm(
             data=data, text_column=text_spec, id_column=id_column, member_column=member_column,
             n_records=n_records, model=model, reference_model=reference_model, recipe=recipe,
-            references=references, attacks=_split_list(attacks), k=k, canaries=canaries,
+            references=references, attacks=split_list(attacks), k=k, canaries=canaries,
             seed=seed, device=device, batch_size=batch_size,
             progress=not quiet and sys.stderr.isatty())
     saved = result.save(out_dir, overwrite=overwrite)
@@ -565,7 +520,7 @@ def _lm_params(pairs: list[str] | None) -> dict | None:
 
 
 @app.command("attacks")
-@_friendly
+@friendly
 def list_attacks() -> None:
     """List the attacks, what each needs, and the exposures that allow it."""
     from miaudit.attacks import ATTACKS
@@ -585,7 +540,7 @@ def list_attacks() -> None:
 
 
 @app.command("datasets")
-@_friendly
+@friendly
 def list_datasets() -> None:
     """List the built-in data sets (any .npz/.csv/.parquet path works too)."""
     from miaudit.data import BUILTIN_DATASETS
@@ -595,7 +550,7 @@ def list_datasets() -> None:
 
 
 @app.command("recipes")
-@_friendly
+@friendly
 def list_recipes() -> None:
     """List the model recipes and their default parameters."""
     from miaudit.models import RECIPES
@@ -605,42 +560,16 @@ def list_recipes() -> None:
 
 
 def _register_commands() -> None:
-    """Commands that live beside the layer they drive (specs, governance, registry,
-    reports); each package adds its own to the app."""
-    from miaudit.governance import set_run_resolver as governance_resolver
-    from miaudit.governance.cli import register as register_governance
-    from miaudit.http_cli import register as register_http
-    from miaudit.registry import register as register_registry
-    from miaudit.registry import resolve_run_dir
-    from miaudit.report.html import register as register_report
-    from miaudit.spec.cli import register as register_spec
-    from miaudit.spec.cli import set_run_resolver as spec_resolver
-    from miaudit.sweep_cli import register as register_sweep
+    """The command groups of the other modules of this package."""
+    from miaudit.cli.governance import register as governance
+    from miaudit.cli.http import register as http
+    from miaudit.cli.registry import register as registry
+    from miaudit.cli.report import register as report
+    from miaudit.cli.spec import register as spec
+    from miaudit.cli.sweep import register as sweep
 
-    register_spec(app)
-    register_governance(app)
-    register_report(app)
-    register_registry(app)
-    register_http(app)
-    register_sweep(app)
-    # commands that take a RUN accept a run ID of the registry too
-    spec_resolver(_run_id_resolver(resolve_run_dir))
-    governance_resolver(_run_id_resolver(resolve_run_dir))
-
-
-def _run_id_resolver(lookup: Callable[[str], Path]) -> Callable[[str], Path]:
-    """Look RUN up in the registry only when it reads as a run ID; a missing folder
-    written as a path gets the plain 'not found' error."""
-
-    def resolve(run: str) -> Path:
-        if "/" in run or os.sep in run or run.startswith("."):
-            from miaudit.errors import DataError
-
-            raise DataError(f"Run folder not found: {run} (give the folder a 'miaudit run "
-                            "--out' wrote, or a run ID from 'miaudit runs').")
-        return lookup(run)
-
-    return resolve
+    for register in (spec, governance, report, registry, http, sweep):
+        register(app)
 
 
 _register_commands()

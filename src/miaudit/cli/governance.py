@@ -1,7 +1,7 @@
 """The governance commands of ``miaudit``: ``gate``, ``model-card`` and ``verify-forget``.
 
-Add them to the typer app with :func:`register`. RUN arguments take a run folder, or
-anything the function given to :func:`set_run_resolver` turns into one (run IDs).
+Add them to the typer app with :func:`register`. RUN arguments take a run folder or a run
+ID of the registry (:func:`~miaudit.cli.common.run_folder`).
 
 Exit codes
 ----------
@@ -30,10 +30,10 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from miaudit.cli.common import OutputFormat, err_console, friendly, out_console, run_folder
 from miaudit.errors import MiauditError, MiauditWarning, UndefinedMetricWarning
-from miaudit.governance.runs import resolve_run, set_run_resolver
 
-__all__ = ["register", "set_run_resolver"]
+__all__ = ["register"]
 
 T = TypeVar("T")
 
@@ -107,7 +107,6 @@ def register(app: typer.Typer) -> None:
     """Add ``gate``, ``model-card`` and ``verify-forget`` to the ``miaudit`` typer app."""
     from rich.markup import escape
 
-    from miaudit.cli import OutputFormat, _friendly, err_console, out_console
 
     @app.command(
         "gate",
@@ -118,7 +117,7 @@ def register(app: typer.Typer) -> None:
             "  miaudit gate runs/digits --policy policy.toml --format json"
         ),
     )
-    @_friendly
+    @friendly
     def gate_command(
         run: Annotated[str, typer.Argument(help="Run folder (or run ID).")],
         policy: Annotated[Path, typer.Option(
@@ -132,7 +131,7 @@ def register(app: typer.Typer) -> None:
         """Check a run against a privacy policy (a CI gate): PASS or FAIL per rule."""
         from miaudit.governance.policy import gate
 
-        result = _checked(err_console, lambda: gate(resolve_run(run), policy))
+        result = _checked(err_console, lambda: gate(run_folder(run), policy))
         if format is OutputFormat.json:
             print(json.dumps(result.to_dict(), indent=2))
         else:
@@ -152,7 +151,7 @@ def register(app: typer.Typer) -> None:
             "  miaudit model-card runs/digits --out privacy.md --top-records 5"
         ),
     )
-    @_friendly
+    @friendly
     def model_card_command(
         run: Annotated[str, typer.Argument(help="Run folder (or run ID).")],
         out: Annotated[Path | None, typer.Option(
@@ -165,15 +164,14 @@ def register(app: typer.Typer) -> None:
         """Write the "Privacy: membership inference" section of a model card (Markdown)."""
         from miaudit.errors import ConfigError
         from miaudit.governance.model_card import model_card_section
-        from miaudit.governance.runs import load_run
-        from miaudit.orchestration.result import RUN_FILES
-        from miaudit.report.html import write_text_file
+        from miaudit.run_folder import RUN_FILES, load_run, write_text_file
 
         if top_records < 0:
             raise ConfigError(f"--top-records must be >= 0, got {top_records}.")
 
-        run_dir = resolve_run(run)
-        summary, scores = load_run(run_dir)
+        run_dir = run_folder(run)
+        folder = load_run(run_dir, scores="optional")
+        summary, scores = folder.summary, folder.scores
         text = model_card_section(summary, scores, top_records=top_records)
         if out is None:
             typer.echo(text, nl=False)
@@ -196,7 +194,7 @@ def register(app: typer.Typer) -> None:
             "--outputs retrained.npz --original-outputs original.npz"
         ),
     )
-    @_friendly
+    @friendly
     def verify_forget_command(
         data: Annotated[str, typer.Option(help="Built-in name or data file holding both "
                                           "sets.")],
