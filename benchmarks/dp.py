@@ -12,8 +12,9 @@
    DP-SGD one (epsilon 4 and 1, EPOCHS_DP epochs); k+ = k- = 100 fixed in advance.
 
 Per sweep row: test accuracy, the strongest attack's AUC and TPR at 0.1% FPR (95%
-intervals), its empirical epsilon lower bound (held-out threshold, delta 1e-5) and the
-accountant's epsilon.
+intervals), its empirical epsilon lower bound (the one-run bound of Steinke, Nasr &
+Jagielski 2023 over the target's records, whose membership the game draws per record with
+probability 1/2; delta 1e-5) and the accountant's epsilon.
 
     python benchmarks/dp.py [--references 8] [--epochs-dp 30] [--workers 2]
                             [--cache-dir DIR]
@@ -103,12 +104,17 @@ def main() -> None:
                 "seconds": f"{time.perf_counter() - t:.0f}",
             })
     k = args.references + args.references % 2
+    d = dp.summaries[-1]["data"]
     body = (
-        f"Location30 (5,010 records; 2,505 members and 2,505 non-members per target), "
+        f"Location30 ({d['n_records_in_game']:,} records in the game, each a member of the "
+        f"target with probability 1/2; {d.get('n_population_records', 0):,} set aside as "
+        "population data), "
         f"MLP 446-256-128-30 tanh, AdamW lr 1e-3, batch 64; online game with {k} "
         f"references (LiRA, RMIA, ...), one target. Each row: the strongest attack (highest "
-        "TPR at 0.1% FPR), 95% intervals; eps lower bound = held-out-threshold bound of "
-        "that attack at delta 1e-5; eps accountant = Opacus RDP accountant at delta 1e-5 "
+        "TPR at 0.1% FPR), 95% intervals; eps lower bound = one-run bound (Steinke, Nasr & "
+        "Jagielski 2023) of that attack's scores over the target's records (membership "
+        "drawn per record with probability 1/2), at delta 1e-5; eps accountant = Opacus RDP "
+        "accountant at delta 1e-5 "
         "(DP-SGD: Poisson sampling, clipping norm 1, ghost clipping). Models trained on "
         f"the process executor with {args.workers} workers.\n\n"
         f"### DP-SGD target epsilon ({args.epochs_dp} epochs for every row, "
