@@ -34,6 +34,12 @@ def test_run_writes_summary_and_scores(tmp_path):
     assert signals["membership"].shape == (1, len(scores))
     assert signals["logits"].shape == (1, len(scores), 3)
     assert (signals["membership"][0] == scores["is_member"].to_numpy()).all()
+    # the terminal ends with what a reader takes away: the verdict, then where the files are
+    lines = [line for line in res.stdout.splitlines() if line.strip()]
+    assert lines[-2].startswith("run folder") and lines[-1] == f"report {out / 'report.html'}"
+    verdict = next(i for i, line in enumerate(lines) if line.startswith("verdict: "))
+    shown = " ".join(" ".join(lines[verdict:-2]).split())  # wrapped at the console's width
+    assert shown == f"verdict: {summary['verdict']['level']} {summary['verdict']['sentence']}"
 
 
 def test_json_format_prints_the_summary(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -103,13 +105,6 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         console.print(f"[bold]models[/] {training['trained']} trained, {training['cached']} "
                       "loaded from the cache")
     console.print(summary_table(summary))
-    v = summary.get("verdict")
-    if v:
-        color = {"none": "green", "low": "yellow", "moderate": "dark_orange",
-                 "high": "red"}.get(v["level"], "white")
-        console.print(f"[bold {color}]verdict: {v['level']}[/] {escape(v['sentence'])}")
-        if v.get("correction"):
-            console.print(f"[dim]{escape(v['correction'])}[/]")
     blind = summary.get("blind_baseline")
     if blind:
         lo, hi = blind["auc_ci"]
@@ -132,8 +127,18 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
                       f"{escape(note)}[/]")
     for w in summary.get("warnings", []):
         console.print(f"[yellow]warning[/] {escape(w)}")
+    v = summary.get("verdict")
+    if v:  # last but the paths: what a reader takes away
+        color = {"none": "green", "low": "yellow", "moderate": "dark_orange",
+                 "high": "red"}.get(v["level"], "white")
+        if v.get("correction"):
+            console.print(f"[dim]{escape(v['correction'])}[/]")
+        console.print(f"[bold {color}]verdict: {v['level']}[/] {escape(v['sentence'])}")
     if run_dir:
         console.print(f"[bold]run folder[/] {escape(str(run_dir))}")
+        report = Path(run_dir) / "report.html"
+        if report.is_file():
+            console.print(f"[bold]report[/] {escape(str(report))}")
 
 
 def exposures_table(summary: dict) -> Table:
