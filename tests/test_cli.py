@@ -238,3 +238,18 @@ def test_runs_are_recorded_and_found_by_id(tmp_path):
     res = runner.invoke(app, ["run", "--data", "wine", "--model", "logistic", "-p",
                               "epochs=3", "--out", str(tmp_path / "r2"), "--no-registry"])
     assert res.exit_code == 0 and "run ID" not in res.output
+
+
+def test_run_help_is_grouped_and_fits_80_columns():
+    """'miaudit run --help' reads at 80 columns: options in panels by role, flags shown
+    without a type."""
+    res = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "80", "TERMINAL_WIDTH": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    panels = [line.strip("╭─ ").split(" ")[0] for line in lines if line.startswith("╭─")]
+    assert panels == ["Options", "Data", "Target", "Attacks", "References", "Metrics",
+                      "Compute", "Output"]
+    assert "<bool>" not in res.output
+    overwrite = next(line for line in lines if "--overwrite" in line)
+    assert overwrite.split()[:3] == ["│", "--overwrite", "Replace"]

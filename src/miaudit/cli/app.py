@@ -6,6 +6,7 @@ see the traceback instead. Data goes to stdout, messages to stderr.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import sys
@@ -37,6 +38,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _in_panel(panel: str):
+    """``typer.Option`` shown in one panel of ``miaudit run --help``."""
+    return functools.partial(typer.Option, rich_help_panel=panel)
+
+
+DATA, TARGET, ATTACKS, REFERENCES, METRICS, COMPUTE, OUTPUT = (
+    _in_panel(p) for p in ("Data", "Target", "Attacks", "References", "Metrics", "Compute",
+                           "Output"))
 
 
 def _version_callback(value: bool) -> None:
@@ -138,124 +149,124 @@ def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path
 )
 @friendly
 def run(
-    spec: Annotated[Path | None, typer.Option(
+    spec: Annotated[Path | None, DATA(
         help="An audit spec (.toml or .yaml) describing the whole audit; stored with the "
         "run so 'miaudit rerun' repeats it (the other options are then refused)."
     )] = None,
-    data: Annotated[str | None, typer.Option(
+    data: Annotated[str | None, DATA(
         help="Built-in name (digits, breast_cancer, wine) or a .npz/.csv/.csv.gz/.parquet file."
     )] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column of a CSV/Parquet file.")
+    label_column: Annotated[str | None, DATA(help="Label column of a CSV/Parquet file.")
                             ] = None,
-    id_column: Annotated[str | None, typer.Option(
+    id_column: Annotated[str | None, DATA(
         help="Record-ID column of a CSV/Parquet file (not used as a feature)."
     )] = None,
-    n_records: Annotated[int | None, typer.Option(
+    n_records: Annotated[int | None, DATA(
         help="Use a seeded, class-stratified subset of this many records."
     )] = None,
-    model: Annotated[str, typer.Option(
+    model: Annotated[str, TARGET(
         help="Recipe to train as the target: mlp, logistic or cnn (images)."
     )] = "mlp",
-    param: Annotated[list[str] | None, typer.Option(
+    param: Annotated[list[str] | None, TARGET(
         "--param", "-p", help="Recipe parameter key=value, repeatable (e.g. -p epochs=20 "
         "-p hidden=128,64)."
     )] = None,
-    outputs: Annotated[Path | None, typer.Option(
+    outputs: Annotated[Path | None, TARGET(
         help="Precomputed outputs (.npz with logits or probs, y, is_member) instead of "
         "training a model."
     )] = None,
-    target: Annotated[str | None, typer.Option(
+    target: Annotated[str | None, TARGET(
         help="Audit a model behind an HTTP endpoint (http(s)://HOST/predict) instead of "
         "training one; needs --members. With --references, --model names the recipe of "
         "the offline references trained locally."
     )] = None,
-    members: Annotated[Path | None, typer.Option(
+    members: Annotated[Path | None, TARGET(
         help="With --target: the IDs of the records the model was trained on, one per line."
     )] = None,
-    target_auth_env: Annotated[str | None, typer.Option(
+    target_auth_env: Annotated[str | None, TARGET(
         help="Environment variable holding the endpoint's Authorization header value "
         "(never written anywhere)."
     )] = None,
-    target_budget: Annotated[int | None, typer.Option(
+    target_budget: Annotated[int | None, TARGET(
         help="Hard cap on rows sent to the endpoint, all attacks together (a partial audit, "
         "marked as such, when it runs out)."
     )] = None,
-    target_batch_size: Annotated[int, typer.Option(help="Rows per request.")] = 256,
-    target_concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 4,
-    target_rate_limit: Annotated[float | None, typer.Option(
+    target_batch_size: Annotated[int, TARGET(help="Rows per request.")] = 256,
+    target_concurrency: Annotated[int, TARGET(help="Requests in flight.")] = 4,
+    target_rate_limit: Annotated[float | None, TARGET(
         help="Most requests per second."
     )] = None,
-    attacks: Annotated[str | None, typer.Option(
+    attacks: Annotated[str | None, ATTACKS(
         help="Comma-separated attacks (see 'miaudit attacks'); default: all the exposure allows."
     )] = None,
-    exposure: Annotated[str, typer.Option(
+    exposure: Annotated[str, ATTACKS(
         help="What the attacker sees: logits, probabilities, top-k:K, rounded:D, label, loss, "
         "or probabilities after a defence: temperature:T, noise:SIGMA, memguard:EPS. Several, "
         "comma-separated, are compared (exposures.json)."
     )] = "logits",
-    query_budget: Annotated[int | None, typer.Option(
+    query_budget: Annotated[int | None, ATTACKS(
         help="Most queries each label-only attack may send to each target."
     )] = None,
-    references: Annotated[int, typer.Option(
+    references: Annotated[int, REFERENCES(
         help="Reference models to train with the target (enables LiRA, RMIA, Attack-R, "
         "Shokri)."
     )] = 0,
-    reference_mode: Annotated[str, typer.Option(
+    reference_mode: Annotated[str, REFERENCES(
         help="online: references train on halves of the audited records; offline: on "
         "separate population records only."
     )] = "online",
-    targets: Annotated[int, typer.Option(
+    targets: Annotated[int, REFERENCES(
         help="With references: models that take the target's role in turn (pooled)."
     )] = 1,
-    lira_variance: Annotated[str, typer.Option(
+    lira_variance: Annotated[str, REFERENCES(
         help="LiRA variance: auto (global below 64 references), global or per-example."
     )] = "auto",
-    rmia_temperature: Annotated[float | None, typer.Option(
+    rmia_temperature: Annotated[float | None, REFERENCES(
         help="Softmax temperature of RMIA's Pr(x|model) (default: tuned on the references)."
     )] = None,
-    population_fraction: Annotated[float, typer.Option(
+    population_fraction: Annotated[float, REFERENCES(
         help="Share of the pool set aside as population data (attack-p, RMIA)."
     )] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of the split, training and folds.")] = 0,
-    out: Annotated[Path | None, typer.Option(
-        help="Run folder (default: runs/<time>-<data>-<model>)."
-    )] = None,
-    overwrite: Annotated[bool, typer.Option(
-        "--overwrite", help="Replace the run folder of a previous run."
-    )] = False,
-    alpha: Annotated[float, typer.Option(help="1 - confidence level of the intervals.")] = 0.05,
-    prior: Annotated[float, typer.Option(help="Membership prior for the PPV.")] = 0.5,
-    device: Annotated[str, typer.Option(help="Torch device: cpu or cuda.")] = "cpu",
-    cache_dir: Annotated[Path | None, typer.Option(
+    seed: Annotated[int, DATA(help="Seed of the split, training and folds.")] = 0,
+    alpha: Annotated[float, METRICS(help="1 - confidence level of the intervals.")] = 0.05,
+    prior: Annotated[float, METRICS(help="Membership prior for the PPV.")] = 0.5,
+    device: Annotated[str, COMPUTE(help="Torch device: cpu or cuda.")] = "cpu",
+    cache_dir: Annotated[Path | None, COMPUTE(
         help="Model cache (default: $MIAUDIT_CACHE or ~/.cache/miaudit)."
     )] = None,
-    no_cache: Annotated[bool, typer.Option(
+    no_cache: Annotated[bool, COMPUTE(
         "--no-cache", help="Train every model, store nothing."
     )] = False,
-    executor: Annotated[str, typer.Option(
+    executor: Annotated[str, COMPUTE(
         help="Where models train: inprocess, process (local pool) or ray."
     )] = "inprocess",
-    workers: Annotated[int | None, typer.Option(help="Workers for process/ray executors.")
+    workers: Annotated[int | None, COMPUTE(help="Workers for process/ray executors.")
                        ] = None,
-    ray_address: Annotated[str | None, typer.Option(
+    ray_address: Annotated[str | None, COMPUTE(
         help="Ray cluster address (default: start a local Ray)."
     )] = None,
-    models_per_batch: Annotated[int, typer.Option(
+    models_per_batch: Annotated[int, COMPUTE(
         help="Models trained together in one batched computation."
     )] = 32,
-    augment: Annotated[bool | None, typer.Option(
+    augment: Annotated[bool | None, REFERENCES(
         "--augment/--no-augment",
         help="Query flipped and shifted copies too (image recipes; default on for cnn)."
     )] = None,
-    format: Annotated[OutputFormat, typer.Option(
+    out: Annotated[Path | None, OUTPUT(
+        help="Run folder (default: runs/<time>-<data>-<model>)."
+    )] = None,
+    overwrite: Annotated[bool, OUTPUT(
+        "--overwrite", help="Replace the run folder of a previous run."
+    )] = False,
+    format: Annotated[OutputFormat, OUTPUT(
         "--format", help="text: a table on stdout; json: summary.json on stdout."
     )] = OutputFormat.text,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
-    registry: Annotated[str | None, typer.Option(
+    quiet: Annotated[bool, OUTPUT("--quiet", help="No progress bars.")] = False,
+    registry: Annotated[str | None, OUTPUT(
         help="Registry URL to record the run in (default: $MIAUDIT_REGISTRY or a SQLite "
         "file under ~/.local/share/miaudit; postgresql://... works too)."
     )] = None,
-    no_registry: Annotated[bool, typer.Option("--no-registry", help="Record nothing.")
+    no_registry: Annotated[bool, OUTPUT("--no-registry", help="Record nothing.")
                            ] = False,
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
