@@ -119,7 +119,7 @@ def test_cli_compare_exposures(tmp_path):
     out = tmp_path / "cmp"
     res = CliRunner().invoke(app, [
         "compare-exposures", "--data", "wine", "--model", "logistic", "-p", "epochs=5",
-        "--exposures", "probabilities,label,temperature:2", "--out", str(out), "--no-cache",
+        "--exposure", "probabilities,label,temperature:2", "--out", str(out), "--no-cache",
         "--query-budget", "5000"])
     assert res.exit_code == 0, res.output
     assert "Exposures compared" in res.output and "temperature:2" in res.output

@@ -352,7 +352,7 @@ DEFAULT_COMPARED = ("logits,probabilities,top-k:1,rounded:1,label,loss,temperatu
         "Examples:\n\n"
         "  miaudit compare-exposures --data location30.npz --references 8\n\n"
         "  miaudit compare-exposures --data adult.csv.gz --label-column income "
-        "--exposures logits,top-k:1,label"
+        "--exposure logits,top-k:1,label"
     ),
 )
 @friendly
@@ -365,7 +365,8 @@ def compare_exposures(
     param: Annotated[list[str] | None, typer.Option("--param", "-p",
                                                     help="Recipe key=value.")] = None,
     exposures: Annotated[str, typer.Option(
-        help="Comma-separated exposure settings to compare."
+        "--exposure", "--exposures", help="Comma-separated exposure settings to compare "
+        "(the same option as 'run --exposure')."
     )] = DEFAULT_COMPARED,
     attacks: Annotated[str | None, typer.Option(
         help="Comma-separated attacks; default: every attack each exposure allows."
