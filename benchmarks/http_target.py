@@ -1,7 +1,7 @@
 """Querying a model over HTTP: rows per second through HTTPTarget, and the overhead.
 
 A tanh MLP (64-128-10, the digits shape) is saved as miaudit saves models
-(weights.safetensors + meta.json) and served by ``miaudit serve-model`` in a separate
+(weights.safetensors + meta.json) and served by ``miaudit http serve`` in a separate
 process on 127.0.0.1 (exposure ``probabilities``, no faults). HTTPTarget sends N rows of
 float32 features with batch sizes 64, 256 and 1024 and 1 or 4 requests in flight, without
 cache; each setting runs ``--repeats`` times and the best is kept. The same rows are scored
@@ -94,7 +94,7 @@ def main() -> None:
     best = max(rows, key=lambda r: float(r["rows/s"].replace(",", "")))
     body = (
         f"{args.rows:,} rows of {N_FEATURES} float32 features, a tanh MLP "
-        f"{N_FEATURES}-128-{N_CLASSES} served by `miaudit serve-model` (exposure "
+        f"{N_FEATURES}-128-{N_CLASSES} served by `miaudit http serve` (exposure "
         "probabilities, no faults) in another process on 127.0.0.1; HTTPTarget without "
         f"cache; best of {args.repeats}. In-process scoring (TorchTarget) of the same rows: "
         f"{local_s * 1000:.1f} ms ({args.rows / local_s:,.0f} rows/s). Every answer equals "

@@ -253,3 +253,22 @@ def test_run_help_is_grouped_and_fits_80_columns():
     assert "<bool>" not in res.output
     overwrite = next(line for line in lines if "--overwrite" in line)
     assert overwrite.split()[:3] == ["│", "--overwrite", "Replace"]
+
+
+def test_commands_are_grouped_and_old_names_still_work():
+    """'miaudit --help' lists the everyday commands and the groups; each grouped command runs
+    under its group and under its old top-level name (hidden)."""
+    res = runner.invoke(app, ["--help"], env={"COLUMNS": "100"})
+    listed = {line.split()[1] for line in res.output.splitlines()
+              if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1][0].isalpha()}
+    assert {"run", "report", "gate", "runs", "show", "registry", "spec", "dp", "lm",
+            "http"} <= listed
+    assert not {"run-spec", "spec-check", "serve-model", "audit-one-run", "trace"} & listed
+    for grouped, old in ((["spec", "check"], "spec-check"), (["dp", "one-run"], "audit-one-run"),
+                         (["registry", "trace"], "trace"), (["http", "detect"], "detect-exposure"),
+                         (["lm", "run"], "run-lm")):
+        new_help = runner.invoke(app, [*grouped, "--help"])
+        old_help = runner.invoke(app, [old, "--help"])
+        assert new_help.exit_code == old_help.exit_code == 0, new_help.output
+        assert new_help.output.split("Usage:")[1].split("\n", 2)[2] == \
+            old_help.output.split("Usage:")[1].split("\n", 2)[2]

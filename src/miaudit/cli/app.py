@@ -6,6 +6,7 @@ see the traceback instead. Data goes to stdout, messages to stderr.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import json
@@ -151,7 +152,7 @@ def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path
 def run(
     spec: Annotated[Path | None, DATA(
         help="An audit spec (.toml or .yaml) describing the whole audit; stored with the "
-        "run so 'miaudit rerun' repeats it (the other options are then refused)."
+        "run so 'miaudit spec rerun' repeats it (the other options are then refused)."
     )] = None,
     data: Annotated[str | None, DATA(
         help="Built-in name (digits, breast_cancer, wine) or a .npz/.csv/.csv.gz/.parquet file."
@@ -425,9 +426,9 @@ def compare_exposures(
     "run-lm",
     epilog=(
         "Examples:\n\n"
-        "  miaudit run-lm --data texts.jsonl --canaries 5            # train the tiny recipe\n\n"
-        "  miaudit run-lm --data ag_news_test.csv.gz --text-column 1,2 --n-records 2000\n\n"
-        "  miaudit run-lm --model ./my-gpt2 --data notes.jsonl --member-column in_training "
+        "  miaudit lm run --data texts.jsonl --canaries 5            # train the tiny recipe\n\n"
+        "  miaudit lm run --data ag_news_test.csv.gz --text-column 1,2 --n-records 2000\n\n"
+        "  miaudit lm run --model ./my-gpt2 --data notes.jsonl --member-column in_training "
         "--reference-model ./base-gpt2"
     ),
 )
@@ -584,4 +585,46 @@ def _register_commands() -> None:
         register(app)
 
 
+#: The command groups: (group, help, [(name in the group, command at the top, whether the
+#: top-level name stays listed)]). Every top-level name keeps working; the ones not listed
+#: are hidden from ``miaudit --help`` (their group lists them).
+GROUPS = [
+    ("registry", "The registry of data sets, models and runs.",
+     [("runs", "runs", True), ("models", "models", False), ("show", "show", True),
+      ("compare", "compare", False), ("trace", "trace", False), ("record", "record", False)]),
+    ("spec", "Audit specs: check one, run one, run a previous audit again.",
+     [("check", "spec-check", False), ("run", "run-spec", False), ("rerun", "rerun", False)]),
+    ("lm", "Language models.", [("run", "run-lm", False)]),
+    ("dp", "Privacy-utility sweeps and DP auditing.",
+     [("sweep", "sweep", True), ("one-run", "audit-one-run", False)]),
+    ("http", "Models behind an HTTP endpoint.",
+     [("serve", "serve-model", False), ("detect", "detect-exposure", False)]),
+]
+
+
+def _unwrapped(doc: str) -> str:
+    """A docstring with each paragraph on one line, so that help wraps at the terminal's
+    width rather than at the source's."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+
+
+def _group_commands() -> None:
+    """Add the groups of :data:`GROUPS`, each command also under its group name."""
+    for info in app.registered_commands:
+        if info.help is None and info.callback.__doc__:
+            info.help = _unwrapped(info.callback.__doc__)
+    by_name = {c.name or c.callback.__name__.replace("_", "-"): c
+               for c in app.registered_commands}
+    for group, help_text, members in GROUPS:
+        sub = typer.Typer(help=help_text, no_args_is_help=True, add_completion=False)
+        for name, top, listed in members:
+            info = by_name[top]
+            twin = copy.copy(info)
+            twin.name, twin.hidden = name, False
+            sub.registered_commands.append(twin)
+            info.hidden = not listed
+        app.add_typer(sub, name=group)
+
+
 _register_commands()
+_group_commands()

@@ -17,11 +17,11 @@ def register(app: typer.Typer) -> None:
         "serve-model",
         epilog=(
             "Examples:\n\n"
-            "  miaudit serve-model ~/.cache/miaudit/ab/abcd... --port 8080\n\n"
-            "  miaudit serve-model model/ --exposure top-k:3\n\n"
-            "  miaudit serve-model model/ --exposure rounded:2 --p429 0.1 --p-drop 0.05 "
+            "  miaudit http serve ~/.cache/miaudit/ab/abcd... --port 8080\n\n"
+            "  miaudit http serve model/ --exposure top-k:3\n\n"
+            "  miaudit http serve model/ --exposure rounded:2 --p429 0.1 --p-drop 0.05 "
             "--slow-ms 2000 --p-slow 0.05\n\n"
-            "  MODEL_TOKEN='Bearer s3cret' miaudit serve-model model/ --auth-env MODEL_TOKEN"
+            "  MODEL_TOKEN='Bearer s3cret' miaudit http serve model/ --auth-env MODEL_TOKEN"
         ),
     )
     @friendly
@@ -88,8 +88,8 @@ def register(app: typer.Typer) -> None:
         "detect-exposure",
         epilog=(
             "Examples:\n\n"
-            "  miaudit detect-exposure http://127.0.0.1:8080/predict --data digits\n\n"
-            "  API_TOKEN='Bearer ...' miaudit detect-exposure https://api.example.com/v1/predict "
+            "  miaudit http detect http://127.0.0.1:8080/predict --data digits\n\n"
+            "  API_TOKEN='Bearer ...' miaudit http detect https://api.example.com/v1/predict "
             "--data records.csv --label-column y --auth-env API_TOKEN --format json"
         ),
     )

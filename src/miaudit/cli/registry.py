@@ -209,12 +209,13 @@ def register(app: typer.Typer) -> None:
         if format is OutputFormat.json:
             _json(runs)
         elif not runs:
-            out_console.print("No runs recorded yet (record one with 'miaudit record RUN_DIR').")
+            out_console.print("No runs recorded yet (record one with 'miaudit registry record "
+                              "RUN_DIR').")
         else:
             _print_runs(runs, out_console)
 
-    @app.command("models", epilog="Examples:\n\n  miaudit models\n\n  miaudit models "
-                 "--format json")
+    @app.command("models", epilog="Examples:\n\n  miaudit registry models\n\n  miaudit registry "
+                 "models --format json")
     @friendly
     def models_command(registry: RegistryOption = None,
                        format: FormatOption = OutputFormat.text) -> None:
@@ -244,8 +245,8 @@ def register(app: typer.Typer) -> None:
         else:
             _print_show(run, out_console)
 
-    @app.command("compare", epilog="Examples:\n\n  miaudit compare 20260520-143000-1a2b3c "
-                 "20260521-090000-4d5e6f\n\n  miaudit compare RUN_A RUN_B --format json")
+    @app.command("compare", epilog="Examples:\n\n  miaudit registry compare 20260520-143000-1a2b3c "
+                 "20260521-090000-4d5e6f\n\n  miaudit registry compare RUN_A RUN_B --format json")
     @friendly
     def compare_command(
         run_a: Annotated[str, typer.Argument(help="First run (ID or unique prefix).")],
@@ -262,9 +263,9 @@ def register(app: typer.Typer) -> None:
         else:
             _print_compare(comparison, out_console)
 
-    @app.command("trace", epilog="Examples:\n\n  miaudit trace --record 1f3a...c9 "
-                 "(64 hex digits)\n\n  miaudit trace --record 1234   (a record ID)\n\n"
-                 "  miaudit trace --record person.csv --id-column id")
+    @app.command("trace", epilog="Examples:\n\n  miaudit registry trace --record 1f3a...c9 "
+                 "(64 hex digits)\n\n  miaudit registry trace --record 1234   (a record ID)\n\n"
+                 "  miaudit registry trace --record person.csv --id-column id")
     @friendly
     def trace_command(
         record: Annotated[str, typer.Option(
@@ -286,8 +287,8 @@ def register(app: typer.Typer) -> None:
         else:
             _print_trace(key, traced, known, out_console)
 
-    @app.command("record", epilog="Examples:\n\n  miaudit record runs/digits\n\n"
-                 "  miaudit record runs/digits --registry postgresql://me@db/audits")
+    @app.command("record", epilog="Examples:\n\n  miaudit registry record runs/digits\n\n"
+                 "  miaudit registry record runs/digits --registry postgresql://me@db/audits")
     @friendly
     def record_command(
         run_dir: Annotated[Path, typer.Argument(help="A saved run folder (summary.json, "

@@ -64,8 +64,8 @@ def register(app: typer.Typer) -> None:
         "--no-cache", help="Train every model, store nothing.")]
     QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
 
-    @app.command("spec-check", epilog="Examples:\n\n  miaudit spec-check audit.toml\n\n"
-                 "  miaudit spec-check audit.yaml --format json")
+    @app.command("spec-check", epilog="Examples:\n\n  miaudit spec check audit.toml\n\n"
+                 "  miaudit spec check audit.yaml --format json")
     @friendly
     def spec_check(
         file: Annotated[Path, typer.Argument(help="Audit spec (.toml, .yaml or .yml).")],
@@ -89,8 +89,8 @@ def register(app: typer.Typer) -> None:
                           f"(sha256 {(spec.source or {}).get('sha256', '')[:12]})",
                           highlight=False)
 
-    @app.command("run-spec", epilog="Examples:\n\n  miaudit run-spec audit.toml --out runs/a\n\n"
-                 "  miaudit run-spec audit.yaml --format json")
+    @app.command("run-spec", epilog="Examples:\n\n  miaudit spec run audit.toml --out runs/a\n\n"
+                 "  miaudit spec run audit.yaml --format json")
     @friendly
     def run_spec_command(
         file: Annotated[Path, typer.Argument(help="Audit spec (.toml, .yaml or .yml).")],
@@ -112,8 +112,8 @@ def register(app: typer.Typer) -> None:
                                      progress=not quiet and sys.stderr.isatty())
         show(result, saved, format, started)
 
-    @app.command("rerun", epilog="Examples:\n\n  miaudit rerun runs/digits\n\n"
-                 "  miaudit rerun runs/digits --out runs/digits-again --format json")
+    @app.command("rerun", epilog="Examples:\n\n  miaudit spec rerun runs/digits\n\n"
+                 "  miaudit spec rerun runs/digits --out runs/digits-again --format json")
     @friendly
     def rerun_command(
         run: Annotated[str, typer.Argument(help="A run folder (or a run ID, with a registry).")],

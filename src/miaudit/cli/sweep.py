@@ -209,9 +209,9 @@ def register(app: typer.Typer) -> None:
         "audit-one-run",
         epilog=(
             "Examples:\n\n"
-            "  miaudit audit-one-run --data location30.npz -p dp_epsilon=4\n\n"
-            "  miaudit audit-one-run --data digits --canaries 500 --no-mislabel\n\n"
-            "  miaudit audit-one-run --data location30.npz --k-pos 50,100,200 "
+            "  miaudit dp one-run --data location30.npz -p dp_epsilon=4\n\n"
+            "  miaudit dp one-run --data digits --canaries 500 --no-mislabel\n\n"
+            "  miaudit dp one-run --data location30.npz --k-pos 50,100,200 "
             "--k-neg 50,100,200"
         ),
     )

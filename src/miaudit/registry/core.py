@@ -597,7 +597,7 @@ class Registry:
             raise ConfigError(
                 f"Run {full} was recorded from {path}, but that folder now holds another "
                 "run (written over with --overwrite?); give the folder itself, or re-record "
-                f"it with 'miaudit record {path}'.")
+                f"it with 'miaudit registry record {path}'.")
         return Path(path)
 
     def show(self, run_id: str) -> dict:

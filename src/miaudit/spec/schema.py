@@ -2,7 +2,7 @@
 
 Every section forbids unknown keys and takes values strictly (``references = "16"`` is an
 error, not 16), so a typo or a wrong type never passes silently. Ranges are checked here
-too, so that ``miaudit spec-check`` points at the line; :func:`miaudit.audit` checks them
+too, so that ``miaudit spec check`` points at the line; :func:`miaudit.audit` checks them
 again at its own boundary.
 """
 
