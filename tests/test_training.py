@@ -204,3 +204,42 @@ def test_a_bernoulli_design_trains_caches_and_reuses(tmp_path):
     _, _, stats, _ = train_pool_models(recipe, X, y, other, cache=ModelCache(tmp_path),
                                        **common)
     assert (stats["trained"], stats["cached"]) == (2, 2)
+
+
+class _Bar:
+    """A stand-in progress bar that records what training reports."""
+
+    def __init__(self):
+        self.total, self.advanced, self.descriptions = None, 0, []
+
+    def add_task(self, description, total):
+        self.total = total
+        return 0
+
+    def update(self, task, advance=0, description=None):
+        self.advanced += advance
+        if description:
+            self.descriptions.append(description)
+
+
+@pytest.mark.parametrize("params", [{"epochs": 3}, {"epochs": 6, "early_stopping": 1}],
+                         ids=["plain", "early-stopping"])
+def test_training_progress_counts_model_epochs(params):
+    """The bar counts model-epochs and names the epoch reached; models stopped early are
+    counted in full when their chunk ends, so the bar always completes."""
+    from miaudit.models import make_recipe
+    from miaudit.orchestration.training import train_pool_models
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(300, 8)).astype(np.float32), rng.integers(0, 3, 300)
+    design = rng.random((4, 300)) < 0.5
+    bar = _Bar()
+    train_pool_models(make_recipe("mlp", {"hidden": (16,), **params}), X, y, design,
+                      n_classes=3, seed=0, data_fingerprint="x", bar=bar,
+                      chunk=2)
+    assert bar.total == bar.advanced == 4 * params["epochs"]
+    epochs = [int(d.rsplit("epoch ", 1)[1].split("/")[0]) for d in bar.descriptions]
+    assert epochs[0] == 1 and all(d.startswith("training 4 models, epoch ") for d in
+                                  bar.descriptions)
+    if "early_stopping" not in params:
+        assert epochs == [1, 2, 3, 1, 2, 3]  # two chunks of two models

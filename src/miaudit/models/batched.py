@@ -630,6 +630,7 @@ def train_models(
     seeds: list[int],
     device: str = "cpu",
     on_model: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> TrainedModels:
     """Train one model per row of ``design``: batched when the recipe allows it, else one
     after another with :func:`~miaudit.models.training.train` (see :func:`needs_one_by_one`).
@@ -642,6 +643,10 @@ def train_models(
         One seed per model.
     on_model : callable, optional
         Called as ``on_model(models_done)`` as models finish.
+    on_epoch : callable, optional
+        Called as ``on_epoch(models, epoch)`` when ``models`` models have finished their
+        epoch ``epoch`` (1-based; for progress bars). Models stopped early report no
+        further epochs.
 
     Returns
     -------
@@ -649,8 +654,9 @@ def train_models(
     """
     design = np.asarray(design, dtype=bool)
     if not needs_one_by_one(recipe):
-        params, best = _train_batched(recipe, X, y, design, n_classes=n_classes,
-                                      seeds=seeds, device=device, on_epoch=None)
+        params, best = _train_batched(
+            recipe, X, y, design, n_classes=n_classes, seeds=seeds, device=device,
+            on_epoch=None if on_epoch is None else (lambda e: on_epoch(len(seeds), e)))
         if on_model is not None:
             on_model(len(seeds))
         info = [{} if best is None else {"best_epoch": b} for b in (best or [None] * len(seeds))]
@@ -658,7 +664,8 @@ def train_models(
     _check_seeds(design, seeds)
     states, info = [], []
     for m, (row, seed) in enumerate(zip(design, seeds, strict=True)):
-        trained = train(recipe, X[row], y[row], n_classes=n_classes, seed=seed, device=device)
+        trained = train(recipe, X[row], y[row], n_classes=n_classes, seed=seed, device=device,
+                        on_epoch=None if on_epoch is None else (lambda e, _loss: on_epoch(1, e)))
         states.append({k: v.detach().cpu().numpy()
                        for k, v in trained.module.state_dict().items()})
         entry = {}

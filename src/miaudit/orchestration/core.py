@@ -632,7 +632,8 @@ def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: i
                     warnings.simplefilter("ignore", UndefinedMetricWarning)
                     per_target[t][a.name] = evaluate(s, is_member, **measure)
             if bar:
-                bar.advance(task)
+                bar.update(task, advance=1, description=f"attacks ({exp}): {a.name}, "
+                           f"target {t + 1}/{targets}")
     return per_target, scores, queries, tuned
 
 
@@ -1326,9 +1327,16 @@ def _progress(enabled: bool) -> Iterator:
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                   console=Console(stderr=True), transient=True) as bar:
         yield bar

@@ -69,20 +69,22 @@ class Chunk:
     augment: str | None = None
 
 
-def train_chunk(chunk: Chunk, threads: int | None = None
+def train_chunk(chunk: Chunk, threads: int | None = None,
+                on_epoch: Callable[[int, int], None] | None = None
                 ) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray | None,
                            list[dict]]:
     """Train a chunk; return each model's state dict (numpy), all logits ``(k, N, C)``,
     with augmented queries the logits on the other variants ``(k, A - 1, N, C)`` (else
     None), and each model's training facts (see
-    :class:`~miaudit.models.batched.TrainedModels`)."""
+    :class:`~miaudit.models.batched.TrainedModels`). ``on_epoch(models, epoch)`` as in
+    :func:`~miaudit.models.batched.train_models`."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     trained = train_models(chunk.recipe, chunk.X, chunk.y, chunk.design,
                            n_classes=chunk.n_classes, seeds=list(chunk.seeds),
-                           device=chunk.device)
+                           device=chunk.device, on_epoch=on_epoch)
     params = trained.params
     if chunk.augment:
         queried = predict_stacked_cnn(params, chunk.X, device=chunk.device,
@@ -149,10 +151,7 @@ def train_pool_models(
                 logits[m], variants[m], weights[m] = entry.logits, entry.variants, entry.weights
                 info[m] = entry.meta.get("training_info", {})
     todo = [m for m in range(n_models) if logits[m] is None]
-    task = None
-    if bar is not None and todo:
-        label = "training target" if n_models == 1 else f"training {len(todo)} models"
-        task = bar.add_task(label, total=len(todo))
+    progress = _TrainingProgress(bar, len(todo), recipe.epochs, n_models == 1)
     if needs_one_by_one(recipe):  # trained one by one anyway: cache each model when done
         chunk = 1
     elif executor != "inprocess" and todo:  # spread the models over the workers
@@ -175,10 +174,10 @@ def train_pool_models(
                     "data_fingerprint": data_fingerprint, "n_classes": n_classes,
                     "n_train_records": int(design[m].sum()), "training_info": info[m],
                 })
-        if bar is not None:
-            bar.advance(task, len(rows))
+        progress.chunk_done(rows)
 
-    _run(executor, specs, chunks, done, workers=workers, ray_address=ray_address)
+    _run(executor, specs, chunks, done, workers=workers, ray_address=ray_address,
+         on_epoch=progress.on_epoch)
     stats = {"trained": len(todo), "cached": n_models - len(todo), "executor": executor,
              "models_per_batch": chunk, **_training_facts(recipe, design, info)}
     stacked_variants = None if augment is None else np.stack(variants).astype(np.float64)
@@ -204,13 +203,47 @@ def _training_facts(recipe: Recipe, design: np.ndarray, info: list[dict]) -> dic
     return facts
 
 
+class _TrainingProgress:
+    """One progress-bar task for the models to train, counted in model-epochs, with the
+    epoch reached in its description (in-process training reports each epoch; the other
+    executors report a chunk when it is done)."""
+
+    def __init__(self, bar, n_models: int, epochs: int, target_only: bool) -> None:
+        self.bar, self.epochs = bar, max(1, epochs)
+        self.label = "training target" if target_only else f"training {n_models} models"
+        self.task = None
+        self.counted: dict[tuple[int, ...], int] = {}  # model-epochs shown per chunk
+        if bar is not None and n_models:
+            self.task = bar.add_task(self.label, total=n_models * self.epochs)
+
+    def on_epoch(self, rows: Sequence[int]) -> Callable[[int, int], None] | None:
+        """The ``on_epoch(models, epoch)`` callback of the chunk of models ``rows``."""
+        if self.task is None:
+            return None
+        key = tuple(rows)
+
+        def report(models: int, epoch: int) -> None:
+            self.counted[key] = self.counted.get(key, 0) + models
+            self.bar.update(self.task, advance=models,
+                            description=f"{self.label}, epoch {epoch}/{self.epochs}")
+
+        return report
+
+    def chunk_done(self, rows: Sequence[int]) -> None:
+        """Count what the chunk did not report (early stopping, remote executors)."""
+        if self.task is not None:
+            shown = self.counted.pop(tuple(rows), 0)
+            self.bar.update(self.task, advance=max(0, len(rows) * self.epochs - shown))
+
+
 def _run(executor: str, specs: list[Chunk], chunks: list[list[int]],
-         done: Callable, *, workers: int | None, ray_address: str | None) -> None:
+         done: Callable, *, workers: int | None, ray_address: str | None,
+         on_epoch: Callable[[Sequence[int]], Callable | None]) -> None:
     if not specs:
         return
     if executor == "inprocess":
         for rows, spec in zip(chunks, specs, strict=True):
-            done(rows, *train_chunk(spec))
+            done(rows, *train_chunk(spec, on_epoch=on_epoch(rows)))
         return
     if executor == "process":
         import concurrent.futures as cf
