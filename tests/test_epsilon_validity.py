@@ -33,7 +33,6 @@ from miaudit.metrics.privacy import (
     ONE_RUN_METHOD,
     _audit_bounds,
     audit_epsilon_lower_bound,
-    epsilon_lower_bound,
     guess_grid,
 )
 
@@ -124,14 +123,13 @@ def _reveal(runs, m, delta, share, rng):
     return scores, members
 
 
-def test_former_bound_exceeds_the_truth_too_often_and_the_audit_bound_does_not():
+def test_the_audit_bound_survives_an_attacker_that_reveals_a_few_records():
+    """An (0, delta)-DP mechanism that reveals the membership of a few records in some runs:
+    the true epsilon at this delta is 0. The former bound (FPR / FNR Clopper-Pearson on a
+    held-out half, records treated as independent trials) exceeded it in 36 of these 150
+    runs, up to 1.74; the one-run bound never does."""
     runs, m, delta = 150, 20_000, 1e-3
     scores, members = _reveal(runs, m, delta, 0.2, np.random.default_rng(8))
-    old = np.array([epsilon_lower_bound(s, y, delta=delta, alpha=ALPHA).value
-                    for s, y in zip(scores, members, strict=True)])
-    # the true epsilon at this delta is 0; observed: 36 of 150 runs above it, up to 1.74
-    assert (old > 0).sum() > _tolerance(runs)
-    assert old.max() > 1
     assert (_bounds(scores, members, delta) == 0).all()
 
 

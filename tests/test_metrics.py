@@ -23,19 +23,13 @@ from miaudit.metrics import (
     auc_with_ci,
     balanced_accuracy,
     clopper_pearson,
-    epsilon_lower_bound,
     evaluate,
     ppv,
     roc_counts,
     roc_curve,
     tpr_at_fpr,
 )
-from miaudit.metrics.privacy import (
-    _best_threshold,
-    _eps_at,
-    _split_halves,
-    audit_epsilon_lower_bound,
-)
+from miaudit.metrics.privacy import audit_epsilon_lower_bound
 from miaudit.metrics.roc import (
     AUC_INTERVAL,
     AUC_INTERVAL_CLUSTERED,
@@ -44,7 +38,6 @@ from miaudit.metrics.roc import (
     TPR_INTERVAL_CLUSTERED,
     _bracket_counts,
     _design_effect,
-    _roc,
 )
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -603,86 +596,6 @@ def test_swapping_labels_and_negating_scores_keeps_auc(data):
     assert (lo2, hi2) == (pytest.approx(lo, abs=1e-9), pytest.approx(hi, abs=1e-9))
     # negating scores alone flips the AUC
     assert auc_with_ci(-s, y)[0] == pytest.approx(1 - auc, abs=1e-12)
-
-
-# ---------------------------------------------------------------- epsilon lower bound
-
-
-def _eps_formula(fpr_u, fnr_u, delta):
-    terms = [
-        math.log((1 - delta - fpr_u) / fnr_u) if 1 - delta - fpr_u > 0 else -math.inf,
-        math.log((1 - delta - fnr_u) / fpr_u) if 1 - delta - fnr_u > 0 else -math.inf,
-    ]
-    return max(0.0, *terms)
-
-
-def _cp_upper_scipy(k, n, level):
-    return 1.0 if k == n else float(stats.beta.ppf(level, k + 1, n - k))
-
-
-def test_epsilon_zero_for_random_scores():
-    rng = np.random.default_rng(5)
-    y = np.arange(4000) < 2000
-    values = [epsilon_lower_bound(rng.random(4000), y, seed=i).value for i in range(20)]
-    assert sum(v == 0.0 for v in values) >= 17
-    assert all(v is not None and v >= 0.0 for v in values)
-
-
-def test_epsilon_large_for_perfect_separation():
-    rng = np.random.default_rng(6)
-    y = np.arange(10000) < 5000
-    s = np.where(y, 1.0, 0.0) + rng.random(10000)
-    res = epsilon_lower_bound(s, y)
-    assert res.value > 2.0
-    assert res.method.startswith("held-out threshold (half the records)")
-    assert res.reason is None
-
-
-@pytest.mark.parametrize(
-    ("shift", "seed", "delta", "alpha"),
-    [
-        (1.0, 0, 1e-5, 0.05),
-        (3.0, 1, 1e-5, 0.05),
-        (2.0, 7, 1e-3, 0.1),
-        (0.0, 2, 1e-5, 0.05),
-    ],
-)
-def test_epsilon_matches_formula_at_chosen_threshold(shift, seed, delta, alpha):
-    rng = np.random.default_rng(7)
-    s, y = _binormal(rng, 3001, 4000, shift)
-    res = epsilon_lower_bound(s, y, delta=delta, alpha=alpha, seed=seed)
-    sel, ev = _split_halves(y, seed)
-    assert np.intersect1d(sel, ev).size == 0 and sel.size + ev.size == y.size
-    assert abs(int(y[sel].sum()) - int(y[ev].sum())) <= 1
-    # threshold maximises the bound on the selection half (exhaustive search)
-    r = _roc(s[sel], y[sel])
-    all_thresholds = _eps_at(r, np.arange(r.tp.size), delta, alpha / 2)
-    assert res.threshold == r.thresholds[int(np.argmax(all_thresholds))]
-    # reported bound = formula on the evaluation half at that threshold
-    pred, ye = s[ev] >= res.threshold, y[ev]
-    fp, fn = int((pred & ~ye).sum()), int((~pred & ye).sum())
-    fpr_u = _cp_upper_scipy(fp, int((~ye).sum()), 1 - alpha / 2)
-    fnr_u = _cp_upper_scipy(fn, int(ye.sum()), 1 - alpha / 2)
-    assert res.fpr_upper == pytest.approx(fpr_u, rel=1e-9)
-    assert res.fnr_upper == pytest.approx(fnr_u, rel=1e-9)
-    assert res.value == pytest.approx(_eps_formula(fpr_u, fnr_u, delta), rel=1e-9, abs=1e-12)
-
-
-@SETTINGS
-@given(tied_data(min_size=4, max_size=300, levels=50), st.floats(1e-6, 0.2))
-def test_pruned_threshold_search_equals_exhaustive(data, delta):
-    s, y = data
-    r = _roc(s, y)
-    exhaustive = int(np.argmax(_eps_at(r, np.arange(r.tp.size), delta, 0.025)))
-    assert _best_threshold(r, delta, 0.025, chunk=3) == exhaustive
-
-
-def test_epsilon_not_measurable():
-    s = np.array([0.9, 0.1, 0.2, 0.3])
-    y = np.array([True, False, False, False])
-    with pytest.warns(UndefinedMetricWarning, match="epsilon"):
-        res = epsilon_lower_bound(s, y)
-    assert res.value is None and res.reason.startswith("not measurable")
 
 
 # ---------------------------------------------------------------- evaluate / to_dict

@@ -7,7 +7,7 @@ measured on the sample are None with a reason, and emit
 """
 
 from miaudit.metrics.evaluate import AttackMetrics, evaluate
-from miaudit.metrics.privacy import EpsilonBound, epsilon_lower_bound
+from miaudit.metrics.privacy import EpsilonBound
 from miaudit.metrics.roc import (
     AUC_INTERVAL,
     AUC_INTERVAL_CLUSTERED,
@@ -39,8 +39,7 @@ __all__ = [
     "auc_with_ci",
     "balanced_accuracy",
     "clopper_pearson",
-    "epsilon_lower_bound",
-    "evaluate",
+        "evaluate",
     "needed_non_members",
     "ppv",
     "roc_counts",
