@@ -1,18 +1,17 @@
 """The one public entry point: :func:`audit`.
 
-It validates everything at the boundary, plays the privacy game (or takes the user's
-membership), queries the target, applies the exposure, runs the attacks and measures
-them. Attacks and metrics below this layer receive clean arrays.
+It validates everything at the boundary, plays the privacy game or takes the user's
+membership (:mod:`~miaudit.orchestration.games`), applies the exposure, runs the attacks
+and measures them (:mod:`~miaudit.orchestration.scoring`), and assembles ``summary.json``
+with the verdict. Attacks and metrics below this layer receive clean arrays.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,90 +21,35 @@ from miaudit._version import __version__
 from miaudit.attacks import (
     ATTACKS,
     Attack,
-    AttackInput,
-    Calibration,
-    References,
     attacks_allowed,
     resolve_attacks,
 )
-from miaudit.attacks.base import KNOWLEDGE, Population, threat_model
-from miaudit.attacks.reference import temperature_grid, tune_rmia
+from miaudit.attacks.base import KNOWLEDGE, threat_model
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
     ConfigError,
-    DataWarning,
     DegenerateResultWarning,
     ExposureError,
-    MembershipError,
-    OutputError,
-    QueryBudgetError,
     UndefinedMetricWarning,
 )
-from miaudit.game import independent_halves, membership_design
-from miaudit.metrics import AttackMetrics, evaluate
-from miaudit.metrics.privacy import audit_epsilon_lower_bound
 from miaudit.models import (
-    LabelTarget,
-    ModelOutputs,
     PrecomputedOutputs,
     Recipe,
-    TorchTarget,
-    as_target,
-    build_module,
-    load_outputs,
-    make_recipe,
 )
-from miaudit.models.cnn import image_side
-from miaudit.models.outputs import check_outputs
-from miaudit.models.recipes import check_recipe
 from miaudit.orchestration.cache import ModelCache
 from miaudit.orchestration.exposures import compare_exposures_section
-from miaudit.orchestration.querying import Query, QueryPlan, collect_label_queries
+from miaudit.orchestration.games import Game, is_http, online_models, play_game
+from miaudit.orchestration.querying import QueryPlan
 from miaudit.orchestration.result import AuditResult
-from miaudit.orchestration.training import DEFAULT_CHUNK, check_training, train_pool_models
+from miaudit.orchestration.scoring import attack_entry, measure_attack, score_attacks
+from miaudit.orchestration.training import DEFAULT_CHUNK, check_training
 from miaudit.orchestration.verdict import audit_verdict
 from miaudit.signals import Exposure, observe, parse_exposure
-from miaudit.signals.exposure import released_logits
 
 DEFAULT_FPRS = (0.01, 0.001, 0.0001)
 #: Share of a recipe game's pool set aside as population data (see ``population_fraction``).
 POPULATION_FRACTION = 0.1
 LIRA_VARIANCES = ("auto", "global", "per-example")
-
-
-@dataclass
-class _Game:
-    """The audited records, every model's outputs on them and who trained on what."""
-
-    ids: np.ndarray
-    fingerprints: np.ndarray
-    labels: np.ndarray
-    membership: np.ndarray  # (M, N) bool; rows 0..T-1 are the targets
-    outputs: list[ModelOutputs]  # one per model
-    data_info: dict
-    target_info: dict
-    reference_rows: list[list[int]] = field(default_factory=list)  # per target
-    # population records set aside from the audit, which no target trained on:
-    # (logits (M, P, C), membership (M, P), labels (P,)) of every model on them
-    population: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    # whether the references trained on the population records (offline references),
-    # so that the attacker knows IN and OUT models there (tuning, learned attacks)
-    references_train_on_population: bool = False
-    # whether the targets' membership was drawn independently per record with
-    # probability 1/2 (recipe games), which the one-run epsilon bound needs
-    bernoulli_membership: bool = False
-    # logits of every model on augmented queries of the audited records: (M, A, N, C)
-    variants: np.ndarray | None = None
-    # query access for label-only attacks: one function per model (X -> outputs), the
-    # audited records' features, and the population records' features (offline)
-    query: list[Query] | None = None
-    features: np.ndarray | None = None
-    population_features: np.ndarray | None = None
-    image_shape: tuple[int, int, int] | None = None
-
-    @property
-    def reference_models(self) -> int:
-        return len(self.reference_rows[0]) if self.reference_rows else 0
 
 
 def audit(
@@ -301,7 +245,7 @@ def audit(
                 "executor": executor, "workers": workers, "ray_address": ray_address,
                 "chunk": models_per_batch, "augment": augment,
             }
-            game = _play(data, model, model_params, members, outputs, references, targets,
+            game = play_game(data, model, model_params, members, outputs, references, targets,
                          reference_mode, seed, device, bar, training, reference_recipe,
                          population_fraction if needs_population else 0.0)
             if game.target_info.get("labels_only") and any(
@@ -319,10 +263,10 @@ def audit(
                         else None)
             runs = {}
             for e in exposures:
-                per_target, scores, queries, tuned = _attack_targets(
+                per_target, scores, queries, tuned = score_attacks(
                     game, plan_by_exposure[e], e, targets, options, calibration_folds,
                     measure, bar, query_plan)
-                metrics = {a.name: _measure(a, scores, is_member, game, clusters, measure)
+                metrics = {a.name: measure_attack(a, scores, is_member, game, clusters, measure)
                            for a in plan_by_exposure[e]}
                 runs[e] = (per_target, scores, metrics, queries, tuned)
             metrics = runs[exp][2]
@@ -333,7 +277,7 @@ def audit(
             seen.add(key)
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     owner = getattr(game.query[0], "__self__", None) if game.query else None
-    if owner is not None and _is_http(owner):  # every query sent, label-only ones too
+    if owner is not None and is_http(owner):  # every query sent, label-only ones too
         game.target_info["http"] = owner.stats()
     settings = {
         "seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
@@ -350,7 +294,7 @@ def audit(
         # one query per record and target; augmented copies add theirs; label-only
         # attacks as counted by their oracles
         copies = 1 + (0 if game.variants is None else game.variants.shape[1])
-        out = {a.name: _attack_entry(
+        out = {a.name: attack_entry(
                    a, mt[a.name], pt, targets, calibration_folds, options.get(a.name), alpha,
                    queries.get(a.name, targets * len(game.labels)
                                * (copies if a.name in _VARIANT_ATTACKS else 1)))
@@ -472,7 +416,7 @@ NEARLY_CONSTANT = 0.9
 ACCURACY_GAP = 0.1
 
 
-def _degenerate_flags(game: _Game, entries: dict, scores: list[dict[str, np.ndarray]],
+def _degenerate_flags(game: Game, entries: dict, scores: list[dict[str, np.ndarray]],
                       targets: int) -> list[str]:
     """Results that are measurable but mean little: constant or nearly constant attack
     scores (marked in their entries too), references whose accuracy is far from the
@@ -510,7 +454,7 @@ def _degenerate_flags(game: _Game, entries: dict, scores: list[dict[str, np.ndar
     return flags
 
 
-def _released_accuracy(game: _Game, e: Exposure, targets: int, seed: int) -> dict:
+def _released_accuracy(game: Game, e: Exposure, targets: int, seed: int) -> dict:
     """Accuracy of the labels released under ``e`` (post-processing that keeps the argmax
     leaves it unchanged; noise may not), mean over targets."""
     if "predicted" not in e.fields:
@@ -527,7 +471,7 @@ def _released_accuracy(game: _Game, e: Exposure, targets: int, seed: int) -> dic
     return {"train_accuracy": float(train), "test_accuracy": float(test)}
 
 
-def _score_table(game: _Game, scores: list[dict[str, np.ndarray]], targets: int,
+def _score_table(game: Game, scores: list[dict[str, np.ndarray]], targets: int,
                  exposure: Exposure) -> pd.DataFrame:
     """One row per target and audited record, one column per attack."""
     return pd.concat([
@@ -544,7 +488,7 @@ def _score_table(game: _Game, scores: list[dict[str, np.ndarray]], targets: int,
     ], ignore_index=True)
 
 
-def _signals(game: _Game) -> dict[str, np.ndarray]:
+def _signals(game: Game) -> dict[str, np.ndarray]:
     """The raw material of ``signals.npz`` (log-probabilities stand in for logits when the
     model gave probabilities)."""
     signals = {
@@ -559,223 +503,8 @@ def _signals(game: _Game) -> dict[str, np.ndarray]:
     return signals
 
 
-def _attack_targets(game: _Game, chosen: list[Attack], exp: Exposure, targets: int,
-                    options: dict, folds: int, measure: dict, bar, plan: QueryPlan):
-    """Score every attack with each of the first ``targets`` models as the target.
-
-    Returns the per-target metrics, the per-target scores, the queries each label-only
-    attack sent (all targets together) and RMIA's settings tuned on each target's
-    references.
-    """
-    seed = measure["seed"]
-    per_target: list[dict[str, AttackMetrics]] = []
-    scores: list[dict[str, np.ndarray]] = []
-    queries: dict[str, int] = {a.name: 0 for a in chosen if a.needs_queries}
-    tuned: dict[str, list[dict]] = {}
-    task = bar.add_task(f"attacks ({exp})", total=len(chosen) * targets) if bar else None
-    for t in range(targets):
-        is_member = game.membership[t]
-        refs = None
-        if game.reference_models:
-            others = game.reference_rows[t]
-            shadow = None
-            if game.population is not None and game.references_train_on_population:
-                # the references on their own pool (what is tuned or learnt there never
-                # reads the target; its outputs on the pool travel as population data)
-                pl, pm, py = game.population
-                shadow = References(_released_logits(pl[others], exp, seed, others, py),
-                                    pm[others], py)
-            variants = None if game.variants is None else np.stack(
-                [_released_logits(game.variants[m], exp, seed, [m] * game.variants.shape[1],
-                                  game.labels) for m in others])
-            refs = References(
-                _released_logits(np.stack([game.outputs[m].values for m in others]), exp, seed,
-                                 others, game.labels),
-                game.membership[others], game.labels, shadow, variants)
-            _check_reference_coverage(chosen, refs)
-        target_variants = () if game.variants is None else tuple(
-            observe(check_outputs(v, "logits"), game.labels, exp,
-                    rng=np.random.default_rng([seed, t, 12, a]))
-            for a, v in enumerate(game.variants[t]))
-        known = any("known-members" in a.knowledge for a in chosen)
-        inputs = AttackInput(
-            target=observe(game.outputs[t], game.labels, exp,
-                           rng=np.random.default_rng([seed, t, 11])),
-            calibration=Calibration(is_member, _folds(is_member, folds, seed + t))
-            if known else None,
-            references=refs,
-            population=_population(game, t, exp, seed),
-            target_variants=target_variants,
-            label_queries=_label_queries(game, t, chosen, exp, plan, seed) if queries else None,
-        )
-        if inputs.label_queries is not None:
-            q = inputs.label_queries
-            for name in queries:
-                queries[name] += (q.boundary_queries if name == "label-boundary"
-                                  else q.augment_queries)
-        scores.append({})
-        per_target.append({})
-        for a in chosen:
-            opts = dict(options.get(a.name, {}))
-            if a.name in _RMIA_MODES and refs is not None:
-                tuning = tune_rmia(refs, mode=_RMIA_MODES[a.name], temperatures=(
-                    (opts["temperature"],) if "temperature" in opts
-                    else temperature_grid(inputs.target.fields)))
-                opts["temperature"] = tuning.temperature
-                if tuning.a is not None:
-                    opts["a"] = tuning.a
-                tuned.setdefault(a.name, []).append(tuning.to_dict())
-            s = _finite(a.score(inputs, **opts), a.name)
-            scores[t][a.name] = s
-            if targets > 1:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UndefinedMetricWarning)
-                    per_target[t][a.name] = evaluate(s, is_member, **measure)
-            if bar:
-                bar.update(task, advance=1, description=f"attacks ({exp}): {a.name}, "
-                           f"target {t + 1}/{targets}")
-    return per_target, scores, queries, tuned
-
-
-#: RMIA's attacks and the mode in which :func:`~miaudit.attacks.reference.tune_rmia` tunes
-#: their settings on the references.
-_RMIA_MODES = {"rmia-online": "online", "rmia-offline": "offline"}
-
-
-def _measure(a: Attack, scores: list[dict[str, np.ndarray]], is_member: np.ndarray,
-             game: _Game, clusters: np.ndarray | None, measure: dict) -> AttackMetrics:
-    """An attack's metrics pooled over the targets. The epsilon lower bound is the one-run
-    bound of one model, target 0, and only where its membership was drawn per record and
-    the attack does not read other records' membership (the theorem's conditions)."""
-    valid = game.bernoulli_membership and "known-members" not in a.knowledge
-    pooled = np.concatenate([s[a.name] for s in scores])
-    m = evaluate(pooled, is_member, clusters=clusters, bernoulli_membership=valid, **measure)
-    if clusters is None or not valid:
-        return m
-    eps = audit_epsilon_lower_bound(scores[0][a.name], game.membership[0],
-                                    bernoulli_membership=True, delta=measure["delta"],
-                                    alpha=measure["alpha"])
-    undefined = {k: v for k, v in m.undefined.items() if k != "epsilon_lower_bound"}
-    if eps.value is None:
-        undefined["epsilon_lower_bound"] = eps.reason or "not measurable"
-    return dataclasses.replace(m, epsilon=eps, undefined=undefined)
-
-
-def _population(game: _Game, t: int, exp: Exposure, seed: int) -> Population | None:
-    """Target ``t``'s (and its references') release on the population records set aside
-    from the audit, or None when the audit has none."""
-    if game.population is None:
-        return None
-    pl, pm, py = game.population
-    target = observe(check_outputs(pl[t], "logits"), py, exp,
-                     rng=np.random.default_rng([seed, t, 14]))
-    if not game.reference_models:
-        return Population(target)
-    others = game.reference_rows[t]
-    return Population(target, _released_logits(pl[others], exp, seed, others, py), pm[others])
-
-
-def _released_logits(logits: np.ndarray, exp: Exposure, seed: int, models: list[int],
-                     labels: np.ndarray) -> np.ndarray:
-    """The attacker's own models' logits ``(K, N, C)`` as the deployed model would release
-    them (:func:`~miaudit.signals.exposure.released_logits`: the attacker knows how the
-    target's outputs are released, rounding and defences included, and treats its
-    references alike)."""
-    if exp.kind in ("logits", "label"):
-        return logits
-    out = np.empty_like(logits, dtype=np.float64)
-    for i, (z, m) in enumerate(zip(logits, models, strict=True)):
-        rng = np.random.default_rng([seed, m, 13, i])
-        out[i] = released_logits(check_outputs(z, "logits"), labels, exp, rng=rng)
-    return out
-
-
-def _label_queries(game: _Game, t: int, chosen: list[Attack], exp: Exposure, plan: QueryPlan,
-                   seed: int):
-    """The label-only answers target ``t`` (and, for the learned combination, its
-    references) give on perturbed copies of the audited records."""
-    if game.query is None or game.features is None:
-        raise ConfigError("Label-only attacks query the model on perturbed inputs; this "
-                          "audit has no model to query.")
-    ref_query = ref_records = None
-    if any(a.name == "label-augment-learned" for a in chosen) and game.reference_models:
-        others = game.reference_rows[t]
-        ref_query = [game.query[m] for m in others]
-        if (game.population is not None and game.population_features is not None
-                and game.references_train_on_population):
-            _, pm, py = game.population
-            ref_records = (game.population_features, py, pm[others])
-        else:
-            ref_records = (game.features, game.labels, game.membership[others])
-    return collect_label_queries(
-        chosen, exp, target=game.query[t], X=game.features, y=game.labels,
-        references=ref_query, reference_records=ref_records, plan=plan,
-        image_shape=game.image_shape, seed=seed + 1000 * t)
-
-
-def _check_reference_coverage(chosen: list[Attack], refs: References) -> None:
-    """Every record needs the reference sides an attack relies on (an IN or OUT model)."""
-    have = {"in": refs.membership.any(axis=0), "out": (~refs.membership).any(axis=0)}
-    for a in chosen:
-        for side in sorted(a.reference_sides):
-            missing = int((~have[side]).sum())
-            if missing:
-                # The audit's designs always give every record OUT references, and IN
-                # ones in online mode; offline references never train on audited records.
-                what = "trained on" if side == "in" else "trained without"
-                fix = ("use --reference-mode online" if side == "in"
-                       else "use more references")
-                raise ConfigError(
-                    f"The attack {a.name!r} needs, for every record, a reference model "
-                    f"{what} it; {missing} record(s) have none: {fix}, or leave this "
-                    "attack out."
-                )
-
-
 #: Attacks that also read the target's answers on augmented copies (``--augment``).
 _VARIANT_ATTACKS = frozenset({"lira-online", "lira-offline", "rmia-online", "rmia-offline"})
-
-
-def _attack_entry(a: Attack, pooled: AttackMetrics, per_target: list, targets: int,
-                  folds: int, options: dict | None, alpha: float, queries: int) -> dict:
-    entry = {**pooled.to_dict(), "needs": sorted(a.needs), "description": a.description,
-             "reference": a.reference, "knowledge": sorted(a.knowledge),
-             "queries_to_target": int(queries)}
-    if a.uses_calibration:
-        entry["calibration"] = (f"cross-fitted on {folds} folds of records with known "
-                                "membership")
-    if options:
-        entry["options"] = options
-    if targets > 1:
-        entry["pooled_over_targets"] = targets
-        entry["mean_over_targets"] = _mean_over_targets([pt[a.name] for pt in per_target],
-                                                        alpha)
-        entry["per_target"] = [{"auc": pt[a.name].auc,
-                                "tpr_at_fpr": {k: op.value
-                                               for k, op in pt[a.name].tpr_at_fpr.items()}}
-                               for pt in per_target]
-    return entry
-
-
-def _mean_over_targets(ms: list[AttackMetrics], alpha: float) -> dict:
-    """Mean of each figure over targets with a Student-t interval across targets."""
-    from scipy import stats
-
-    def mean_ci(values: list[float | None]) -> tuple[float | None, list[float] | None]:
-        vals = np.array([v for v in values if v is not None], dtype=float)
-        if len(vals) < len(values) or len(vals) == 0:
-            return None, None
-        if len(vals) < 2:
-            return float(vals.mean()), None
-        half = stats.t.ppf(1 - alpha / 2, len(vals) - 1) * vals.std(ddof=1) / np.sqrt(len(vals))
-        return float(vals.mean()), [float(vals.mean() - half), float(vals.mean() + half)]
-
-    auc, auc_ci = mean_ci([m.auc for m in ms])
-    out = {"auc": auc, "auc_ci": auc_ci, "tpr_at_fpr": {}, "tpr_at_fpr_ci": {}}
-    for key in ms[0].tpr_at_fpr:
-        v, ci = mean_ci([m.tpr_at_fpr[key].value for m in ms])
-        out["tpr_at_fpr"][key], out["tpr_at_fpr_ci"][key] = v, ci
-    return out
 
 
 def _check_device(device: str) -> None:
@@ -829,483 +558,6 @@ def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, ta
     if not 0 <= population_fraction <= 0.5:
         raise ConfigError("population_fraction must lie in [0, 0.5], got "
                           f"{population_fraction}.")
-
-
-def _play(data: Dataset | None, model, model_params, members, outputs, references, targets,
-          reference_mode, seed, device, bar, training: dict,
-          reference_recipe: str | Recipe = "mlp", population_fraction: float = 0.0) -> _Game:
-    if outputs is not None:
-        if data is not None:
-            raise ConfigError("Give either data (to query a model) or outputs "
-                              "(precomputed), not both.")
-        if references:
-            raise ConfigError("Reference models need a recipe to train; precomputed "
-                              "outputs are audited with reference-free attacks.")
-        if model_params or not (isinstance(model, str) and model == "mlp"):
-            raise ConfigError("A model and its parameters do not apply to precomputed "
-                              "outputs (nothing is trained); leave --model and -p out.")
-        return _game_from_outputs(outputs)
-    if data is None:
-        raise ConfigError("No data: give a data set (a built-in name or a file path).")
-    ds = data
-    if isinstance(model, str | Recipe):
-        if members is not None:
-            raise ConfigError("'members' is for auditing an existing model; a recipe is "
-                              "trained on a seeded random half of the data.")
-        if isinstance(model, Recipe):
-            if model_params:
-                raise ConfigError("Give model_params with a recipe name, not with a Recipe "
-                                  "object (use dataclasses.replace on the Recipe instead).")
-            check_recipe(model)
-            recipe = model
-        else:
-            recipe = make_recipe(model, model_params)
-        return _game_from_recipe(ds, recipe, references, targets, reference_mode, seed,
-                                 device, bar, training, population_fraction)
-    if members is None:
-        raise ConfigError("Auditing an existing model needs 'members': a boolean mask or "
-                          "the IDs of the records it was trained on.")
-    if targets != 1:
-        raise ConfigError("An existing model is the one target: leave targets at 1.")
-    if references:
-        if reference_mode != "offline":
-            raise ConfigError("An existing model cannot be retrained with and without each "
-                              "record: its references are offline (reference_mode='offline'"
-                              ", --reference-mode offline).")
-        recipe = (reference_recipe if isinstance(reference_recipe, Recipe)
-                  else make_recipe(reference_recipe, model_params))
-        check_recipe(recipe)
-        return _game_from_model_offline(ds, model, members, recipe, references, seed, device,
-                                        bar, training)
-    return _game_from_model(ds, model, members)
-
-
-def _data_info(ds: Dataset, **extra) -> dict:
-    """The data facts for ``summary.json``; long column lists are reduced to counts."""
-    info = {k: v for k, v in ds.info.items() if k not in ("name", "n_records", "n_classes")}
-    for key in ("numeric_columns", "categorical_columns", "constant_columns"):
-        if isinstance(info.get(key), list) and len(info[key]) > 20:
-            info[f"n_{key}"] = len(info.pop(key))
-    return {
-        "name": ds.name,
-        "n_records": ds.n_records,
-        "n_classes": ds.n_classes,
-        "n_features": ds.n_features,
-        "fingerprint": ds.fingerprint,
-        **info,
-        **extra,
-    }
-
-
-def online_models(references: int) -> int:
-    """Models trained for an online game with ``references`` references per target:
-    the references rounded up to an even number, plus the target and its complement."""
-    return references + references % 2 + 2
-
-
-def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int,
-                      mode: str, seed: int, device: str, bar, training: dict,
-                      population_fraction: float = 0.0) -> _Game:
-    """Train the target(s) and references of a recipe and collect their outputs.
-
-    ``online``: ``references + 2`` models (``references`` rounded up to an even number)
-    train on random halves of the whole pool in complementary pairs. Target ``t``'s
-    references are all models but ``t`` and its complement ``t ^ 1``: then every record is
-    IN for exactly half of the references *whatever its membership in the target*. (With
-    the complement among the references, a member would have one IN reference less than a
-    non-member, and attacks whose noise depends on those counts would find "leakage" in an
-    untrained model.) ``offline``: the pool is split into audited records and population
-    records; the targets train on random halves of the audited records, the references on
-    random halves of the population, so no reference ever saw an audited record. The
-    targets' pairs include each record independently with probability 1/2 (so their sizes
-    vary), which makes the one-run epsilon lower bound valid; reference pairs are exact
-    complementary halves.
-
-    Population data for the attacks that use it (RMIA's ``z``, Attack-P) is never the
-    audited non-members: offline, it is the references' pool; otherwise a seeded
-    ``population_fraction`` of the pool is set aside, and no model trains on it.
-    """
-    dup = ds.duplicate_mask()
-    n_dup = int(dup.sum())
-    if n_dup:
-        warnings.warn(
-            f"{n_dup} duplicate record(s) (same fingerprint as an earlier record) were left "
-            "out of the game, so no record can be both member and non-member.",
-            DataWarning, stacklevel=2,
-        )
-    keep = np.flatnonzero(~dup)
-    rng = np.random.default_rng([seed, 1])
-    # every model trains on exactly the same number of records (batched training)
-    offline = mode == "offline" and bool(references)
-    multiple = 4 if offline else 2
-    n_aside = 0 if offline else round(population_fraction * len(keep))
-    drop = (len(keep) - n_aside) % multiple
-    if drop:
-        keep = np.delete(keep, rng.choice(len(keep), drop, replace=False))
-    pool = ds.subset(keep)
-    n = pool.n_records
-    aside = np.sort(rng.permutation(n)[:n_aside]) if n_aside else np.zeros(0, dtype=np.int64)
-    # the targets' membership is drawn independently per record with probability 1/2 (the
-    # one-run epsilon bound needs it); every other pair stays an exact complementary half
-    target_pairs = -(-targets // 2)
-    if offline:
-        order = rng.permutation(n)
-        audited, population = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
-        design = np.zeros((targets + references, n), dtype=bool)
-        design[:targets, audited] = membership_design(len(audited), targets, seed=seed,
-                                                      bernoulli=target_pairs)
-        design[targets:, population] = independent_halves(len(population), references,
-                                                          seed=seed + 1)
-        reference_rows = [list(range(targets, targets + references))] * targets
-    elif references:
-        audited = np.setdiff1d(np.arange(n), aside)
-        n_models = online_models(references)
-        design = np.zeros((n_models, n), dtype=bool)
-        design[:, audited] = membership_design(len(audited), n_models, seed=seed,
-                                               bernoulli=target_pairs)
-        reference_rows = [[m for m in range(n_models) if m not in (t, t ^ 1)]
-                          for t in range(targets)]
-    else:
-        audited = np.setdiff1d(np.arange(n), aside)
-        design = np.zeros((1, n), dtype=bool)
-        design[:, audited] = membership_design(len(audited), 1, seed=seed, bernoulli=1)
-        reference_rows = []
-    members0 = design[0, audited]
-    if ds.n_classes < 2 or len(np.unique(pool.y[audited][members0])) < 2:
-        raise MembershipError("The members hold a single class; a classifier cannot be "
-                              "trained. Use a data set with at least two classes.")
-    _check_labels(pool.y[audited], members0)
-    augment = training.pop("augment")
-    if augment is None:  # default: flips and shifts for image recipes with references
-        augment = recipe.name == "cnn" and references > 0
-    augment_name = "flip-shift" if augment else None
-    if augment and recipe.name != "cnn":
-        raise ConfigError("Augmented queries (flips, shifts) are for image recipes: use "
-                          "--model cnn, or leave --augment off.")
-    logits, variants, train_stats, weights = train_pool_models(
-        recipe, pool.X, pool.y, design, n_classes=ds.n_classes, seed=seed,
-        data_fingerprint=pool.fingerprint, device=device, bar=bar, augment=augment_name,
-        **training)
-    train_stats["augmented_queries"] = augment_name
-    for m, z in enumerate(logits):  # every model's outputs on the whole pool, once
-        check_outputs(z, "logits", n_records=n, n_classes=ds.n_classes,
-                      source=f"{recipe.name} model {m}")
-    accs = [_accuracies(z, pool.y, design[m]) for m, z in enumerate(logits)]
-    labels = pool.y[audited]
-    outputs = [ModelOutputs("logits", z[audited]) for z in logits]
-    target_info = {
-        "model": recipe.name,
-        "recipe": recipe.to_dict(),
-        "description": recipe.describe(),
-        "seed": seed,
-        "train_accuracy": float(np.mean([a["train_accuracy"] for a in accs[:targets]])),
-        "test_accuracy": float(np.mean([a["test_accuracy"] for a in accs[:targets]])),
-        "n_members": int(members0.sum()),
-        "n_non_members": int((~members0).sum()),
-        "membership_draw": "independent per record with probability 1/2",
-    }
-    if references:
-        ref_accs = [accs[m] for m in sorted({m for rows in reference_rows for m in rows})]
-        target_info.update({
-            "references": len(reference_rows[0]),
-            "reference_mode": mode,
-            "reference_train_accuracy": float(np.mean([a["train_accuracy"] for a in ref_accs])),
-            "reference_test_accuracy": float(np.mean([a["test_accuracy"] for a in ref_accs])),
-        })
-    if targets > 1:
-        target_info["targets"] = targets
-    target_info["training"] = train_stats
-    # --- issue 8 (DP-SGD): the accountant's epsilon of the target(s) at the top level ---
-    if "dp_epsilon_accountant" in train_stats:
-        target_info["dp_epsilon_accountant"] = train_stats["dp_epsilon_accountant"]
-    # --- end issue 8 ---
-    data_info = _data_info(ds, n_duplicates_left_out=n_dup, n_records_in_game=len(audited),
-                           **({"n_population_records": int(n - len(audited))}
-                              if len(audited) < n else {}))
-    population_view = population_features = None
-    if len(audited) < n:
-        on_pop = np.setdiff1d(np.arange(n), audited)
-        population_view = (logits[:, on_pop], design[:, on_pop], pool.y[on_pop])
-        population_features = pool.X[on_pop]
-    return _Game(pool.ids[audited], pool.fingerprints[audited], labels, design[:, audited],
-                 outputs, data_info, target_info, reference_rows=reference_rows,
-                 population=population_view, references_train_on_population=offline,
-                 bernoulli_membership=True,
-                 variants=None if variants is None else variants[:, :, audited],
-                 query=_recipe_queries(recipe, weights, ds.n_features, ds.n_classes, device),
-                 features=pool.X[audited], population_features=population_features,
-                 image_shape=(3, image_side(ds.n_features), image_side(ds.n_features))
-                 if recipe.name == "cnn" else None)
-
-
-def _recipe_queries(recipe: Recipe, weights: list[dict], n_features: int, n_classes: int,
-                    device: str) -> list[Query]:
-    """One query function per trained model (its torch module is rebuilt from the state
-    dict on first use), for label-only attacks."""
-    built: dict[int, TorchTarget] = {}
-
-    def make(m: int) -> Query:
-        def query(X: np.ndarray) -> ModelOutputs:
-            if m not in built:
-                import torch
-
-                module = build_module(recipe, n_features, n_classes)
-                module.load_state_dict({k: torch.from_numpy(np.array(v))
-                                        for k, v in weights[m].items()})
-                built[m] = TorchTarget(module.to(device), device=device)
-            return built[m].outputs(X)
-        return query
-
-    return [make(m) for m in range(len(weights))]
-
-
-def _member_mask(ds: Dataset, members) -> np.ndarray:
-    arr = np.asarray(members)
-    if arr.dtype == bool:
-        if arr.shape != (ds.n_records,):
-            raise MembershipError(f"The members mask has shape {arr.shape}; expected "
-                                  f"({ds.n_records},), one entry per record.")
-        return arr
-    if (arr.shape == (ds.n_records,) and np.issubdtype(arr.dtype, np.number)
-            and set(np.unique(arr).tolist()) <= {0, 1}):
-        raise MembershipError("'members' looks like a 0/1 mask but is not boolean; pass "
-                              "mask.astype(bool), or the members' record IDs as strings.")
-    if arr.ndim != 1:
-        raise MembershipError(f"'members' must be a 1-D boolean mask or a list of record "
-                              f"IDs, got shape {arr.shape}.")
-    wanted = arr.astype(str)
-    uniq, counts = np.unique(wanted, return_counts=True)
-    if (counts > 1).any():
-        raise MembershipError(f"'members' lists record ID {uniq[counts > 1][0]!r} more than "
-                              "once.")
-    known = set(ds.ids.astype(str).tolist())
-    unknown = [i for i in wanted.tolist() if i not in known]
-    if unknown:
-        raise MembershipError(f"{len(unknown)} member ID(s) are not in the data "
-                              f"(first: {str(unknown[0])!r}).")
-    return np.isin(ds.ids.astype(str), wanted)
-
-
-def _game_from_model(ds: Dataset, model: object, members) -> _Game:
-    is_member = _member_mask(ds, members)
-    _check_sides(is_member, ds.fingerprints)
-    target = as_target(model, classes=ds.classes)
-    http = _is_http(target)
-    partial = None
-    if http:
-        if target.n_classes is None:
-            target.n_classes = ds.n_classes
-        if target.classes is None:
-            target.classes = ds.classes
-        try:
-            raw = target.outputs(ds.X, tag="outputs")
-        except QueryBudgetError as exc:
-            # the budget ran out: audit the records answered so far, marked as partial
-            answered = getattr(exc, "answered", None)
-            if answered is None or getattr(exc, "outputs", None) is None:
-                raise
-            partial = {"reason": str(exc), "records_answered": int(answered.sum()),
-                       "records": int(ds.n_records)}
-            ds, is_member, raw = ds.subset(np.flatnonzero(answered)), is_member[answered], \
-                exc.outputs
-            _check_sides(is_member, ds.fingerprints)
-            warnings.warn(f"Partial audit: the query budget ran out after "
-                          f"{partial['records_answered']} of {partial['records']} records.",
-                          DataWarning, stacklevel=3)
-    else:
-        raw = target.outputs(ds.X)
-    _check_labels(ds.y, is_member)
-    if raw.n_classes < ds.n_classes:
-        raise OutputError(
-            f"The data has labels 0..{ds.n_classes - 1} but the model returns only "
-            f"{raw.n_classes} classes: labels outside the model's classes."
-        )
-    out = check_outputs(raw.values, raw.kind, n_records=ds.n_records, n_classes=ds.n_classes,
-                        source=type(model).__name__)
-    target_info = {"model": type(model).__name__, "seed": None,
-                   "outputs_sha256": _outputs_digest(out.values),
-                   **_accuracies(out.values, ds.y, is_member)}
-    if isinstance(target, LabelTarget) or (http and target.answer_form == "label"):
-        target_info["labels_only"] = True
-    if http:  # the endpoint without credentials, and what was sent so far
-        target_info.update({"model": "HTTP endpoint", "endpoint": target.endpoint,
-                            "http": target.stats()})
-        if partial:
-            target_info["partial"] = partial
-    return _Game(ds.ids, ds.fingerprints, ds.y, is_member[None, :], [out], _data_info(ds),
-                 target_info, query=[target.outputs], features=ds.X)
-
-
-def _outputs_digest(values: np.ndarray) -> str:
-    """SHA-256 of a model's outputs on the audited records: what tells two models that are
-    not built from a recipe apart (the registry keys them by it)."""
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
-
-
-def _game_from_model_offline(ds: Dataset, model: object, members, recipe: Recipe,
-                             references: int, seed: int, device: str, bar,
-                             training: dict) -> _Game:
-    """An existing (black-box) target with offline references trained locally.
-
-    The target cannot be retrained, so a seeded half of its non-members becomes the
-    attacker's population data: the references train on random halves of it (never on an
-    audited record), the target is queried on it (RMIA's ``z``), and the audited records
-    are the members and the other half of the non-members.
-    """
-    is_member = _member_mask(ds, members)
-    _check_sides(is_member, ds.fingerprints)
-    rng = np.random.default_rng([seed, 5])
-    outs = rng.permutation(np.flatnonzero(~is_member))
-    population = np.sort(outs[: len(outs) // 2])
-    if len(population) < 4 or len(outs) - len(population) < 2:
-        raise MembershipError(f"{int((~is_member).sum())} non-member(s): too few to set half "
-                              "aside as the references' population data.")
-    audited = np.sort(np.concatenate([np.flatnonzero(is_member), outs[len(outs) // 2 :]]))
-    base = _game_from_model(ds.subset(audited), model, is_member[audited])
-    pool = ds.subset(np.concatenate([audited, population]))
-    n_aud = len(audited)
-    design = np.zeros((references, pool.n_records), dtype=bool)
-    n_pop = len(population) - len(population) % 2
-    design[:, n_aud : n_aud + n_pop] = independent_halves(n_pop, references, seed=seed + 1)
-    training = dict(training)
-    training.pop("augment", None)
-    logits, _, train_stats, weights = train_pool_models(
-        recipe, pool.X, pool.y, design, n_classes=ds.n_classes, seed=seed,
-        data_fingerprint=pool.fingerprint, device=device, bar=bar, **training)
-    target_on_pop = base.query[0](ds.X[population])
-    target_logits = (target_on_pop.values if target_on_pop.kind == "logits"
-                     else target_on_pop.log_probs())
-    ref_accs = [_accuracies(z[n_aud:], pool.y[n_aud:], design[m, n_aud:])
-                for m, z in enumerate(logits)]
-    base.target_info.update({
-        "references": references, "reference_mode": "offline",
-        "reference_recipe": recipe.to_dict(),
-        "reference_train_accuracy": float(np.mean([a["train_accuracy"] for a in ref_accs])),
-        "reference_test_accuracy": float(np.mean([a["test_accuracy"] for a in ref_accs])),
-        "training": train_stats,
-    })
-    base.data_info["n_population_records"] = len(population)
-    base.data_info["n_records_in_game"] = int(n_aud)
-    ref_queries = _recipe_queries(recipe, weights, ds.n_features, ds.n_classes, device)
-    return _Game(
-        base.ids, base.fingerprints, base.labels,
-        np.vstack([base.membership, design[:, :n_aud]]),
-        [base.outputs[0], *(ModelOutputs("logits", z[:n_aud]) for z in logits)],
-        base.data_info, base.target_info,
-        reference_rows=[list(range(1, references + 1))], references_train_on_population=True,
-        population=(np.concatenate([target_logits[None], logits[:, n_aud:]]),
-                    np.vstack([np.zeros((1, len(population)), dtype=bool), design[:, n_aud:]]),
-                    pool.y[n_aud:]),
-        query=[base.query[0], *ref_queries], features=base.features,
-        population_features=pool.X[n_aud:])
-
-
-def _is_http(target: object) -> bool:
-    """Whether the target is an HTTP endpoint (without importing httpx for others)."""
-    return type(target).__name__ == "HTTPTarget" and hasattr(target, "counting")
-
-
-def _game_from_outputs(outputs) -> _Game:
-    pre = outputs if isinstance(outputs, PrecomputedOutputs) else load_outputs(outputs)
-    n = len(pre.labels)
-    if n < 4:
-        raise MembershipError(f"{n} record(s) in the outputs; an audit needs at least 4.")
-    uniq, counts = np.unique(pre.ids.astype(str), return_counts=True)
-    if (counts > 1).any():
-        raise MembershipError(f"Record ID {uniq[counts > 1][0]!r} appears more than once in "
-                              "the outputs; IDs must be unique.")
-    fps = pre.fingerprints
-    if fps is None:  # no content to fingerprint: the column stays empty
-        fps = np.full(n, None, dtype=object)
-    elif fps.shape != (n,):
-        raise MembershipError(f"'fingerprints' has shape {fps.shape}; expected ({n},).")
-    _check_sides(pre.is_member, pre.fingerprints)
-    _check_labels(pre.labels, pre.is_member)
-    n_classes = pre.outputs.n_classes
-    if len(np.unique(pre.labels)) < 2:
-        raise MembershipError("The records hold a single class; nothing to audit.")
-    name = Path(pre.source).name
-    data_info = {"name": name, "n_records": len(pre.labels), "n_classes": n_classes,
-                 "n_features": None, "fingerprint": None, "source": pre.source,
-                 "record_fingerprints": "from the file" if pre.fingerprints is not None
-                 else "none (the file has no 'fingerprints' array)"}
-    target_info = {"model": "precomputed outputs", "seed": None,
-                   "outputs_sha256": _outputs_digest(pre.outputs.values),
-                   **_accuracies(pre.outputs.values, pre.labels, pre.is_member)}
-    return _Game(pre.ids, fps, pre.labels, pre.is_member[None, :], [pre.outputs], data_info,
-                 target_info)
-
-
-def _check_labels(labels: np.ndarray, is_member: np.ndarray) -> None:
-    """Warn when the labels make the game measure something other than memorisation."""
-    n = len(labels)
-    n_classes = len(np.unique(labels))
-    if n_classes > max(10, n // 10):
-        warnings.warn(
-            f"{n_classes} classes for {n} records: the label column looks continuous or "
-            "ID-like, and attacks will mostly detect classes that only one side holds.",
-            DataWarning, stacklevel=3,
-        )
-    unseen = ~np.isin(labels[~is_member], labels[is_member])
-    if unseen.mean() > 0.01:
-        warnings.warn(
-            f"{int(unseen.sum())} non-member(s) ({unseen.mean():.1%}) have a class that no "
-            "member has; such records are told apart by their class, not by memorisation.",
-            DataWarning, stacklevel=3,
-        )
-
-
-def _check_sides(is_member: np.ndarray, fingerprints: np.ndarray | None) -> None:
-    n_mem = int(is_member.sum())
-    if n_mem == 0 or n_mem == len(is_member):
-        side = "members" if n_mem == 0 else "non-members"
-        raise MembershipError(f"There are no {side}: an audit needs both members and "
-                              "non-members.")
-    if fingerprints is None:
-        return
-    shared = np.intersect1d(fingerprints[is_member], fingerprints[~is_member])
-    if len(shared):
-        raise MembershipError(
-            f"{len(shared)} record(s) appear among both members and non-members (same "
-            f"fingerprint, e.g. {shared[0][:12]}); remove the duplicates from the "
-            "non-members so the non-members are truly unseen."
-        )
-
-
-def _accuracies(values: np.ndarray, labels: np.ndarray, is_member: np.ndarray) -> dict:
-    """Accuracy on the members (train) and non-members (test) from outputs ``(N, C)``."""
-    correct = np.argmax(values, axis=1) == labels
-    return {
-        "train_accuracy": float(correct[is_member].mean()),
-        "test_accuracy": float(correct[~is_member].mean()),
-        "n_members": int(is_member.sum()),
-        "n_non_members": int((~is_member).sum()),
-    }
-
-
-def _folds(is_member: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Fold ids balanced within members and within non-members (seeded)."""
-    rng = np.random.default_rng([seed, 7])
-    folds = np.empty(len(is_member), dtype=np.int64)
-    for side in (is_member, ~is_member):
-        idx = np.flatnonzero(side)
-        folds[rng.permutation(idx)] = np.arange(len(idx)) % k
-    return folds
-
-
-def _finite(scores: np.ndarray, name: str) -> np.ndarray:
-    """Replace +-inf by values just beyond the finite range (order kept); NaN is a bug."""
-    s = np.asarray(scores, dtype=np.float64)
-    if np.isnan(s).any():
-        raise OutputError(f"The attack {name!r} produced NaN scores for "
-                          f"{int(np.isnan(s).sum())} record(s).")
-    if np.isinf(s).any():
-        finite = s[np.isfinite(s)]
-        lo, hi = (finite.min(), finite.max()) if len(finite) else (0.0, 0.0)
-        s = np.where(s == -np.inf, lo - 1.0, np.where(s == np.inf, hi + 1.0, s))
-    return s
 
 
 def _unique_messages(caught) -> list[str]:

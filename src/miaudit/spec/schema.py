@@ -414,7 +414,7 @@ def _conflicts(spec: AuditSpec) -> Iterator[tuple[tuple, str]]:
     elif spec.data is None:
         yield ("data",), "missing section: give [data] source (or target.outputs)"
     if t.outputs is None:
-        from miaudit.orchestration.core import online_models
+        from miaudit.orchestration.games import online_models
 
         if not a.references:
             most, why = 1, "without audit.references"
