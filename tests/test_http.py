@@ -26,16 +26,11 @@ import miaudit  # noqa: E402
 from miaudit.data import load_dataset  # noqa: E402
 from miaudit.errors import ConfigError, DataError, OutputError, QueryBudgetError  # noqa: E402
 from miaudit.models import TorchTarget, check_outputs  # noqa: E402
-from miaudit.models.http import (  # noqa: E402
-    HTTPTarget,
-    _read_items,
-    _retry_after,
-    _to_matrix,
-    detect_exposure,
-    public_url,
-)
-from miaudit.serve import Faults, ModelServer, load_model, release, serve_in_thread  # noqa: E402
+from miaudit.models.http import HTTPTarget, detect_exposure, public_url  # noqa: E402
+from miaudit.models.http.retries import retry_after  # noqa: E402
+from miaudit.models.http.wire import read_items, to_matrix  # noqa: E402
 from miaudit.signals import observe  # noqa: E402
+from miaudit.testing.server import Faults, ModelServer, load_model, release, serve_in_thread  # noqa: E402
 
 TOKEN_ENV = "MIAUDIT_TEST_HTTP_TOKEN"
 
@@ -182,10 +177,10 @@ def test_retry_after_is_honoured(ds, module):
 
 
 def test_retry_after_header_values():
-    assert _retry_after("3") == 3.0
-    assert _retry_after("0.25") == 0.25
-    assert _retry_after(None) is None and _retry_after("soon") is None
-    assert 0 <= _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0  # in the past: now
+    assert retry_after("3") == 3.0
+    assert retry_after("0.25") == 0.25
+    assert retry_after(None) is None and retry_after("soon") is None
+    assert 0 <= retry_after("Wed, 21 Oct 2015 07:28:00 GMT") <= 0.0  # in the past: now
 
 
 def test_retries_exhausted_give_one_clear_error(ds, module):
@@ -436,27 +431,27 @@ def test_http_outputs_give_the_same_observation(ds, module, local, exposure):
 
 
 def test_response_shapes_are_read():
-    vec = _read_items({"predictions": [[0.2, 0.8], [1.0, 0.0]]}, None, 2, "e")
+    vec = read_items({"predictions": [[0.2, 0.8], [1.0, 0.0]]}, None, 2, "e")
     assert vec == [["v", [0.2, 0.8]], ["v", [1.0, 0.0]]]
-    top = _read_items({"predictions": [{"top_k": [{"label": 2, "probability": 0.7}]}]},
+    top = read_items({"predictions": [{"top_k": [{"label": 2, "probability": 0.7}]}]},
                       None, 1, "e")
-    values, kind = _to_matrix(top, 4, None)
+    values, kind = to_matrix(top, 4, None)
     np.testing.assert_allclose(values, [[0.1, 0.1, 0.7, 0.1]])
-    labels = _read_items({"labels": ["cat", "dog"]}, None, 2, "e")
-    values, _ = _to_matrix(labels, None, ("dog", "cat"))
+    labels = read_items({"labels": ["cat", "dog"]}, None, 2, "e")
+    values, _ = to_matrix(labels, None, ("dog", "cat"))
     np.testing.assert_array_equal(values, [[0, 1], [1, 0]])
-    nested = _read_items({"out": {"logits": [[3.0, -1.0]]}}, "out.logits", 1, "e")
-    assert _to_matrix(nested, None, None)[1] == "logits"
-    custom = _read_items({"s": [[5.0, 1.0]]}, lambda j: [{"logits": r} for r in j["s"]], 1, "e")
+    nested = read_items({"out": {"logits": [[3.0, -1.0]]}}, "out.logits", 1, "e")
+    assert to_matrix(nested, None, None)[1] == "logits"
+    custom = read_items({"s": [[5.0, 1.0]]}, lambda j: [{"logits": r} for r in j["s"]], 1, "e")
     assert custom == [["z", [5.0, 1.0]]]
-    rounded, kind = _to_matrix([["v", [0.33, 0.33, 0.33]]], None, None)
+    rounded, kind = to_matrix([["v", [0.33, 0.33, 0.33]]], None, None)
     assert kind == "probs" and np.allclose(rounded, 1 / 3)
-    bare_logits = _to_matrix([["v", [2.5, -1.0]]], None, None)
+    bare_logits = to_matrix([["v", [2.5, -1.0]]], None, None)
     assert bare_logits[1] == "logits"
     with pytest.raises(OutputError, match="2 answers for 3 records"):
-        _read_items({"predictions": [[1.0, 0.0]] * 2}, None, 3, "e")
+        read_items({"predictions": [[1.0, 0.0]] * 2}, None, 3, "e")
     with pytest.raises(OutputError, match="none of the keys"):
-        _read_items({"result": 1}, None, 1, "e")
+        read_items({"result": 1}, None, 1, "e")
 
 
 class _CustomShapeHandler(BaseHTTPRequestHandler):
@@ -568,7 +563,7 @@ def test_audit_summary_names_the_endpoint_and_marks_a_partial_audit(tmp_path):
     import miaudit
     from miaudit.data import load_dataset
     from miaudit.models.http import HTTPTarget
-    from miaudit.serve import serve_in_thread
+    from miaudit.testing.server import serve_in_thread
 
     ds = load_dataset("digits")
     members = np.arange(ds.n_records) % 2 == 0
@@ -596,7 +591,7 @@ def test_cli_run_against_an_endpoint_detects_the_exposure(tmp_path):
 
     from miaudit.cli import app
     from miaudit.data import load_dataset
-    from miaudit.serve import serve_in_thread
+    from miaudit.testing.server import serve_in_thread
 
     ds = load_dataset("wine")
     members = np.arange(ds.n_records) % 2 == 0
@@ -626,7 +621,7 @@ def test_cli_endpoint_run_on_a_subset_with_the_default_folder(tmp_path, monkeypa
 
     from miaudit.cli import app
     from miaudit.data import load_dataset
-    from miaudit.serve import serve_in_thread
+    from miaudit.testing.server import serve_in_thread
 
     ds = load_dataset("wine")
     members = np.arange(ds.n_records) % 2 == 0

@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a saved model over HTTP (POST /predict) with a chosen exposure and
         injected faults, to try an audit through an API. Prints the URL on stdout."""
-        from miaudit.serve import Faults, ModelServer, load_model
+        from miaudit.testing.server import Faults, ModelServer, load_model
 
         faults = Faults(slow_ms=slow_ms, p_slow=p_slow, p429=p429, p500=p500, p_drop=p_drop,
                         retry_after=retry_after, seed=seed)
