@@ -21,15 +21,9 @@ import miaudit
 from miaudit.cli.report import register
 from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.metrics import evaluate
+from miaudit.report.content import format_figure, fpr_text, records_at_risk, verdict
 from miaudit.report.files import write_report
-from miaudit.report.html import (
-    format_figure,
-    fpr_text,
-    records_at_risk,
-    render_html,
-    render_html_from,
-    verdict,
-)
+from miaudit.report.html import render_html, render_html_from
 from miaudit.report.markdown import md_escape, render_markdown, render_markdown_from
 from miaudit.report.plots import per_class_tpr, roc_points
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from miaudit.report.html import (
+from miaudit.report.content import (
     ReportContent,
     build_content,
     format_figure,
