@@ -68,13 +68,22 @@ def _roc(scores: FloatArray, is_member: NDArray[np.bool_]) -> _Roc:
     )
 
 
+def _cp_upper(k: float, n: float, a: float) -> float:
+    """One-sided Clopper-Pearson upper bound at level ``a`` (fractional ``k``, ``n``)."""
+    return 1.0 if k >= n else float(special.betaincinv(k + 1, n - k, 1 - a))
+
+
+def _cp_lower(k: float, n: float, a: float) -> float:
+    """One-sided Clopper-Pearson lower bound at level ``a`` (fractional ``k``, ``n``)."""
+    return 0.0 if k <= 0 else float(special.betaincinv(k, n - k + 1, a))
+
+
 def _beta_interval(k: float, n: int, alpha: float) -> tuple[float, float]:
-    """Clopper-Pearson interval; ``k`` may be fractional (continuous extension)."""
+    """Clopper-Pearson interval (two one-sided bounds at ``alpha / 2``); ``k`` may be
+    fractional (continuous extension)."""
     if n <= 0:
         return 0.0, 1.0
-    lo = 0.0 if k <= 0 else float(special.betaincinv(k, n - k + 1, alpha / 2))
-    hi = 1.0 if k >= n else float(special.betaincinv(k + 1, n - k, 1 - alpha / 2))
-    return lo, hi
+    return _cp_lower(k, n, alpha / 2), _cp_upper(k, n, alpha / 2)
 
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -471,16 +480,6 @@ def _bracket_counts(n_neg: int, f: float, a1: float, deff: float) -> tuple[int, 
         return k, None
     j = _first_true(lambda c: _cdf_le((c + 1) / deff, n_eff, f) > a1, 0, n_neg)
     return k, j
-
-
-def _cp_upper(k: float, n: float, a: float) -> float:
-    """One-sided Clopper-Pearson upper bound at level ``a`` (fractional ``k``, ``n``)."""
-    return 1.0 if k >= n else float(special.betaincinv(k + 1, n - k, 1 - a))
-
-
-def _cp_lower(k: float, n: float, a: float) -> float:
-    """One-sided Clopper-Pearson lower bound at level ``a`` (fractional ``k``, ``n``)."""
-    return 0.0 if k <= 0 else float(special.betaincinv(k, n - k + 1, a))
 
 
 def _design_effect(counts: FloatArray, sizes: FloatArray) -> float:
