@@ -11,12 +11,11 @@ with few fields can be inverted by trying every candidate).
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 
 from miaudit.governance.records import member_risks
 from miaudit.orchestration.exposures import EXPOSED_FPR, strongest_attack
+from miaudit.report.markdown import md_escape as escape_markdown
 
 __all__ = ["escape_markdown", "model_card_section"]
 
@@ -24,22 +23,6 @@ __all__ = ["escape_markdown", "model_card_section"]
 _SHOWN_LEVELS = (0.01, 0.001)
 #: The figures of the attack table, as named in the list of unmeasurable ones.
 _LABELS = {"tpr_at_fpr": "TPR at {} FPR", "epsilon_lower_bound": "epsilon lower bound"}
-
-
-def escape_markdown(text: object) -> str:
-    """Make a value safe to paste into Markdown (inline text or a table cell).
-
-    HTML-special characters become entities, Markdown-special ones are backslash-escaped
-    and line breaks become spaces.
-
-    Examples
-    --------
-    >>> escape_markdown("| <script> *x*")
-    '\\\\| &lt;script&gt; \\\\*x\\\\*'
-    """
-    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    s = re.sub(r"([\\`*_\[\]|#~!$])", r"\\\1", s)
-    return re.sub(r"\s+", " ", s).strip()
 
 
 def _auc(v: float | None, ci: list | None = None) -> str:

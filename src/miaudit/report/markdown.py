@@ -25,7 +25,8 @@ from miaudit.report.content import (
 )
 from miaudit.run_folder import load_run
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+#: Characters with a meaning in Markdown (CommonMark and GitHub tables), backslash-escaped.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!$])")
 
 
 def md_escape(value: Any) -> str:
