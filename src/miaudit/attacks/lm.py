@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr
 
-from miaudit.attacks.reference import _gaussian_fit
+from miaudit.attacks.reference import _gaussian_fit, gaussian_log_ratio
 from miaudit.errors import ConfigError, DataError, OutputError
 from miaudit.signals.tokens import TokenScores
 
@@ -504,8 +504,7 @@ def lira_text(target_nll: np.ndarray, reference_nll: np.ndarray,
     offline = np.where(n_out > 0, log_ndtr((phi - mu_out) / s_out), one_sided_in)
     if not online:
         return offline
-    ratio = (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
-             + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
+    ratio = gaussian_log_ratio(phi, mu_in, s_in, mu_out, s_out)
     return np.where((n_in > 0) & (n_out > 0), ratio, offline)
 
 

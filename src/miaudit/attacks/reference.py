@@ -103,13 +103,19 @@ def _variance_mode(variance: str, n_refs: int) -> bool:
     return variance == "per-example"
 
 
+def gaussian_log_ratio(phi, mu_in, s_in, mu_out, s_out) -> np.ndarray:
+    """``log N(phi; mu_in, s_in^2) - log N(phi; mu_out, s_out^2)``: LiRA's online test
+    (Carlini et al., S&P 2022), for classifiers and language models alike."""
+    return (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
+            + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
+
+
 def _lira(phi: np.ndarray, refs: References, per_example: bool, online: bool) -> np.ndarray:
     mu_out, s_out, _ = _gaussian_fit(refs.phi, ~refs.membership, per_example)
     if not online:
         return log_ndtr((phi - mu_out) / s_out)
     mu_in, s_in, _ = _gaussian_fit(refs.phi, refs.membership, per_example)
-    return (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
-            + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
+    return gaussian_log_ratio(phi, mu_in, s_in, mu_out, s_out)
 
 
 def lira_online(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
