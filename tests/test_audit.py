@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -261,3 +262,38 @@ def test_duplicate_ids_in_outputs_are_refused(tmp_path):
              is_member=np.arange(20) < 10, ids=np.array(["same"] * 20))
     with pytest.raises(MembershipError, match="appears more than once"):
         miaudit.audit(outputs=tmp_path / "o.npz")
+
+
+def test_typed_attack_reports_mirror_the_summary():
+    """``AuditResult.attacks`` and ``.verdict`` hold the summary's figures, typed: values
+    with their intervals, the reason of every figure that could not be measured."""
+    import math
+
+    from miaudit.orchestration import AttackReport, Figure
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = miaudit.audit(data="wine", model="logistic", attacks=["loss", "mentr"])
+    summary = result.summary()
+    reports = result.attacks
+    assert set(reports) == set(summary["attacks"]) == {"loss", "mentr"}
+    for name, report in reports.items():
+        entry = summary["attacks"][name]
+        assert isinstance(report, AttackReport) and report.name == name
+        assert report.auc == Figure(entry["auc"], tuple(entry["auc_ci"]))
+        assert report.knowledge == tuple(entry["knowledge"])
+        assert math.isclose(report.advantage, entry["advantage"])
+        for f, figure in report.tpr_at_fpr.items():
+            key = str(f)
+            assert figure.value == entry["tpr_at_fpr"][key]
+            if figure.measured:
+                assert figure.interval == tuple(entry["tpr_at_fpr_ci"][key])
+            else:  # 85 non-members measure no TPR at 1% FPR or below
+                assert figure.reason == entry["undefined"][f"tpr_at_fpr.{key}"]
+                assert figure.reason.startswith("not measurable")
+        assert report.epsilon_lower_bound.value == entry["epsilon_lower_bound"]
+        assert report.epsilon_lower_bound.note == entry["epsilon_method"]
+    v = result.verdict
+    assert (v.level, v.strongest_attack, v.sentence) == (
+        summary["verdict"]["level"], summary["verdict"]["strongest_attack"],
+        summary["verdict"]["sentence"])

@@ -2,6 +2,6 @@
 
 from miaudit.orchestration.cache import ModelCache
 from miaudit.orchestration.core import audit
-from miaudit.orchestration.result import AuditResult
+from miaudit.orchestration.result import AttackReport, AuditResult, Figure, VerdictReport
 
-__all__ = ["AuditResult", "ModelCache", "audit"]
+__all__ = ["AttackReport", "AuditResult", "Figure", "ModelCache", "VerdictReport", "audit"]

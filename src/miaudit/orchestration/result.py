@@ -6,7 +6,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +23,106 @@ from miaudit.run_folder import (
     SUMMARY_FILE,
     umask,
 )
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One reported figure: its value with its interval, or why it has none.
+
+    Attributes
+    ----------
+    value : float or None
+        None when the figure cannot be measured on this sample (``reason`` says why).
+    interval : (float, float) or None
+        The confidence interval at the audit's level, where one is reported.
+    reason : str or None
+        Why ``value`` is None.
+    note : str or None
+        A caveat of a measured value (for example an upward bias at a low FPR level).
+    """
+
+    value: float | None
+    interval: tuple[float, float] | None = None
+    reason: str | None = None
+    note: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class AttackReport:
+    """One attack's entry of ``summary.json``, typed (:attr:`AuditResult.attacks`).
+
+    Attributes
+    ----------
+    name, description, reference : str
+        The attack, one line on it, and its paper.
+    knowledge : tuple of str
+        What the attacker knows besides the target's release (``references``,
+        ``population``, ``queries``, ``known-members``).
+    auc : Figure
+    tpr_at_fpr : dict of float to Figure
+        By FPR level (0.01, 0.001, ...).
+    epsilon_lower_bound : Figure
+        The one-run bound (``reason`` when none is valid or measurable).
+    advantage, balanced_accuracy : float
+    n_members, n_non_members : int
+    """
+
+    name: str
+    description: str
+    reference: str
+    knowledge: tuple[str, ...]
+    auc: Figure
+    tpr_at_fpr: dict[float, Figure]
+    epsilon_lower_bound: Figure
+    advantage: float
+    balanced_accuracy: float
+    n_members: int
+    n_non_members: int
+
+    @classmethod
+    def from_entry(cls, name: str, entry: Mapping[str, Any]) -> AttackReport:
+        """Build the report from an attack entry of ``summary.json``."""
+        undefined = entry.get("undefined") or {}
+        cis = entry.get("tpr_at_fpr_ci") or {}
+        notes = entry.get("tpr_at_fpr_note") or {}
+
+        def pair(ci) -> tuple[float, float] | None:
+            return None if ci is None else (float(ci[0]), float(ci[1]))
+
+        tpr = {float(f): Figure(v, pair(cis.get(f)), undefined.get(f"tpr_at_fpr.{f}"),
+                                notes.get(f))
+               for f, v in (entry.get("tpr_at_fpr") or {}).items()}
+        return cls(
+            name=name, description=str(entry.get("description", "")),
+            reference=str(entry.get("reference", "")),
+            knowledge=tuple(entry.get("knowledge") or ()),
+            auc=Figure(entry.get("auc"), pair(entry.get("auc_ci")), undefined.get("auc")),
+            tpr_at_fpr=tpr,
+            epsilon_lower_bound=Figure(entry.get("epsilon_lower_bound"), None,
+                                       undefined.get("epsilon_lower_bound"),
+                                       entry.get("epsilon_method")),
+            advantage=float(entry.get("advantage", float("nan"))),
+            balanced_accuracy=float(entry.get("balanced_accuracy", float("nan"))),
+            n_members=int(entry.get("n_members", 0)),
+            n_non_members=int(entry.get("n_non_members", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class VerdictReport:
+    """The audit's verdict, typed (:attr:`AuditResult.verdict`): ``level`` (``none``,
+    ``low``, ``moderate``, ``high``), the ``strongest_attack`` it rests on (None when no
+    attack was eligible), the ``sentence`` the report shows, and whether the corrected
+    interval excludes chance (``significant``)."""
+
+    level: str
+    strongest_attack: str | None
+    sentence: str
+    significant: bool
 
 
 class AuditResult:
@@ -66,6 +169,22 @@ class AuditResult:
     def summary(self) -> dict:
         """The content of ``summary.json`` (JSON-ready: plain floats, ``None`` for undefined)."""
         return self._summary
+
+    @property
+    def attacks(self) -> dict[str, AttackReport]:
+        """Each attack's figures (under the first exposure), typed: values, intervals and
+        the reasons of the unmeasurable ones, as in ``summary()["attacks"]``."""
+        return {name: AttackReport.from_entry(name, entry)
+                for name, entry in self._summary.get("attacks", {}).items()}
+
+    @property
+    def verdict(self) -> VerdictReport | None:
+        """The verdict of ``summary()["verdict"]``, typed; None when the audit has none."""
+        v = self._summary.get("verdict")
+        if not v:
+            return None
+        return VerdictReport(str(v["level"]), v.get("strongest_attack"), str(v["sentence"]),
+                             bool(v.get("significant", False)))
 
     def save(self, out_dir: str | os.PathLike, *, overwrite: bool = False,
              report: bool = True) -> Path:
