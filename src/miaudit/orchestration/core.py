@@ -211,26 +211,11 @@ def audit(
                     population_fraction)
     _check_device(device)
     check_training(executor, workers, models_per_batch)
-    effective = references + references % 2 if reference_mode == "online" else references
-    recipe_game = outputs is None and isinstance(model, str | Recipe)
-    has_population = bool(outputs is None and references and reference_mode == "offline") or (
-        recipe_game and population_fraction > 0)
-    granted = threat_model(references=effective > 0, population=has_population,
-                           queries=outputs is None)
-    plan_by_exposure = _choose_attacks(attacks, exposures, effective, granted)
-    if reference_mode == "offline" and references:
-        plan_by_exposure = _offline_only(plan_by_exposure, explicit=attacks is not None)
+    plan_by_exposure = _attack_plan(attacks, exposures, model, outputs, references,
+                                    reference_mode, population_fraction)
     needs_population = any("population" in a.knowledge
                            for chosen in plan_by_exposure.values() for a in chosen)
-    rmia = {} if rmia_temperature is None else {"temperature": rmia_temperature}
-    options = {
-        "lira-online": {"variance": lira_variance},
-        "lira-offline": {"variance": lira_variance},
-        "rmia-online": dict(rmia),
-        "rmia-offline": dict(rmia),
-        "shokri": {"seed": seed},
-        "label-augment-learned": {"seed": seed},
-    }
+    options = _attack_options(lira_variance, rmia_temperature, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with _progress(progress) as bar:
@@ -343,6 +328,38 @@ def audit(
     return AuditResult(summary=summary, scores=pd.concat(tables, ignore_index=True),
                        metrics=metrics, signals=_signals(game),
                        exposure_metrics={str(e): runs[e][2] for e in exposures})
+
+
+def _attack_plan(attacks, exposures: list[Exposure], model, outputs, references: int,
+                 reference_mode: str, population_fraction: float
+                 ) -> dict[Exposure, list[Attack]]:
+    """The attacks to run under each exposure: those named (or the defaults) that the
+    exposure allows and the threat model grants (references, population data, queries;
+    oracle knowledge only by name), offline ones only with offline references."""
+    effective = references + references % 2 if reference_mode == "online" else references
+    recipe_game = outputs is None and isinstance(model, str | Recipe)
+    has_population = bool(outputs is None and references and reference_mode == "offline") or (
+        recipe_game and population_fraction > 0)
+    granted = threat_model(references=effective > 0, population=has_population,
+                           queries=outputs is None)
+    plan = _choose_attacks(attacks, exposures, effective, granted)
+    if reference_mode == "offline" and references:
+        plan = _offline_only(plan, explicit=attacks is not None)
+    return plan
+
+
+def _attack_options(lira_variance: str, rmia_temperature: float | None, seed: int) -> dict:
+    """The keyword arguments each attack runs with (RMIA's temperature only when fixed:
+    otherwise it is tuned on the references per target)."""
+    rmia = {} if rmia_temperature is None else {"temperature": rmia_temperature}
+    return {
+        "lira-online": {"variance": lira_variance},
+        "lira-offline": {"variance": lira_variance},
+        "rmia-online": dict(rmia),
+        "rmia-offline": dict(rmia),
+        "shokri": {"seed": seed},
+        "label-augment-learned": {"seed": seed},
+    }
 
 
 def _parse_exposures(exposure) -> list[Exposure]:
