@@ -54,3 +54,30 @@ class DataWarning(MiauditWarning):
 class DegenerateResultWarning(MiauditWarning):
     """A result that is measurable but means little: constant scores, references unlike
     the target, a target at chance accuracy."""
+
+
+def summary_warnings(caught) -> list[str]:
+    """Distinct texts (``"Category: message"``) of warnings caught during an audit, for
+    ``summary.json``; not-measurable metrics are left out (each attack's ``undefined``
+    entry already gives those reasons)."""
+    seen: list[str] = []
+    for w in caught:
+        if issubclass(w.category, UndefinedMetricWarning):
+            continue
+        text = f"{w.category.__name__}: {w.message}"
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+def reissue_once(caught) -> None:
+    """Issue again warnings caught during an audit, each distinct one once, so that
+    callers see them too."""
+    import warnings
+
+    seen = set()
+    for w in caught:
+        key = (w.category, str(w.message))
+        if key not in seen:
+            seen.add(key)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -30,7 +30,8 @@ from miaudit.errors import (
     ConfigError,
     DegenerateResultWarning,
     ExposureError,
-    UndefinedMetricWarning,
+    reissue_once,
+    summary_warnings,
 )
 from miaudit.models import (
     PrecomputedOutputs,
@@ -255,12 +256,7 @@ def audit(
                            for a in plan_by_exposure[e]}
                 runs[e] = (per_target, scores, metrics, queries, tuned)
             metrics = runs[exp][2]
-    seen = set()
-    for w in caught:  # let callers see the warnings too, each once
-        key = (w.category, str(w.message))
-        if key not in seen:
-            seen.add(key)
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    reissue_once(caught)
     owner = getattr(game.query[0], "__self__", None) if game.query else None
     if owner is not None and is_http(owner):  # every query sent, label-only ones too
         game.target_info["http"] = owner.stats()
@@ -313,7 +309,7 @@ def audit(
         "attacks": entries,
         "settings": settings,
         "flags": flags,
-        "warnings": _unique_messages(caught) + [f"DegenerateResultWarning: {t}" for t in flags],
+        "warnings": summary_warnings(caught) + [f"DegenerateResultWarning: {t}" for t in flags],
         "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
     tables = [_score_table(game, runs[e][1], targets, e) for e in exposures]
@@ -575,19 +571,6 @@ def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, ta
     if not 0 <= population_fraction <= 0.5:
         raise ConfigError("population_fraction must lie in [0, 0.5], got "
                           f"{population_fraction}.")
-
-
-def _unique_messages(caught) -> list[str]:
-    """Distinct warning texts, without the not-measurable metrics (each attack's
-    ``undefined`` entry already gives those reasons)."""
-    seen: list[str] = []
-    for w in caught:
-        if issubclass(w.category, UndefinedMetricWarning):
-            continue
-        text = f"{w.category.__name__}: {w.message}"
-        if text not in seen:
-            seen.append(text)
-    return seen
 
 
 @contextlib.contextmanager

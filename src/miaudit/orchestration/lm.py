@@ -26,7 +26,13 @@ from miaudit._version import __version__
 from miaudit.attacks.blind import blind_baseline, blind_warning
 from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
 from miaudit.data.text import TextDataset, load_texts, set_aside_texts, split_texts
-from miaudit.errors import ConfigError, MembershipError, MiauditWarning
+from miaudit.errors import (
+    ConfigError,
+    MembershipError,
+    MiauditWarning,
+    reissue_once,
+    summary_warnings,
+)
 from miaudit.game import membership_design
 from miaudit.metrics import evaluate
 from miaudit.orchestration.core import DEFAULT_FPRS
@@ -200,8 +206,7 @@ def audit_lm(
                 warnings.warn(message, MiauditWarning, stacklevel=2)
         if canary_set:
             canary_info = _canary_exposures(target, canary_set, seed)
-    for w in caught:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    reissue_once(caught)
 
     correct = {"n_members": int(is_member.sum()), "n_non_members": int((~is_member).sum()),
                "member_mean_nll": float(np.nanmean(target_nll[is_member])),
@@ -238,7 +243,7 @@ def audit_lm(
                      "fprs": [float(f) for f in fprs], "k": k, "references": references,
                      "canaries": canaries, "device": device, "batch_size": batch_size,
                      "max_length": max_length, "stride": stride},
-        "warnings": _messages(caught),
+        "warnings": summary_warnings(caught),
         "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
     artifacts = {}
@@ -400,10 +405,3 @@ def _canary_exposures(target, canary_set, seed):
     return rows, artifacts
 
 
-def _messages(caught) -> list[str]:
-    seen: list[str] = []
-    for w in caught:
-        text = f"{w.category.__name__}: {w.message}"
-        if text not in seen and "UndefinedMetricWarning" not in text:
-            seen.append(text)
-    return seen
