@@ -513,3 +513,45 @@ def test_adult_loads():
     assert "income" not in " ".join(ds.feature_names)
     np.testing.assert_allclose(ds.X[:, ds.feature_names.index("age")].mean(), 0.0, atol=1e-5)
     assert elapsed < 10, f"loading Adult took {elapsed:.1f} s"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=-1e308, max_value=1e308, allow_nan=False), min_size=2,
+                max_size=40))
+def test_standardisation_never_overflows(values):
+    """Finite values up to the float64 limit standardise to finite values (issue 17: 1e308
+    in a CSV column overflowed the variance and trained on zeros); at moderate magnitudes
+    the result is numpy's (x - mean) / std."""
+    from miaudit.data._encoding import zscore
+
+    v = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        scaled, mean, std = zscore(v)
+    assert np.isfinite(scaled).all() and np.isfinite(mean).all() and np.isfinite(std).all()
+    moderate = v / max(1.0, float(np.abs(v).max())) * 1e3
+    scaled_m, mean_m, std_m = zscore(moderate)
+    np.testing.assert_allclose(mean_m, moderate.mean(axis=0), rtol=1e-9, atol=1e-9)
+    if std_m[0] > 0:
+        np.testing.assert_allclose(scaled_m, (moderate - moderate.mean()) / moderate.std(),
+                                   rtol=1e-6, atol=1e-9)
+
+
+def test_a_huge_csv_value_is_audited_and_written(tmp_path):
+    import miaudit
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300),
+                          "y": rng.integers(0, 2, 300)})
+    frame.loc[3, "a"] = 1e308
+    frame.to_csv(tmp_path / "big.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ds = load_dataset(tmp_path / "big.csv", label_column="y")
+    assert np.isfinite(ds.X).all() and np.abs(ds.X[:, 1]).max() < 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        result = miaudit.audit(data=ds, model="logistic", attacks=["loss"])
+    json.dumps(result.summary(), allow_nan=False)  # no inf left in the summary
+    result.save(tmp_path / "run")

@@ -27,13 +27,21 @@ def zscore(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         Column means and standard deviations (0 for constant columns).
     """
     values = np.asarray(values, dtype=np.float64)
-    mean = values.mean(axis=0) if len(values) else np.zeros(values.shape[1])
-    std = values.std(axis=0) if len(values) else np.zeros(values.shape[1])
-    # Relative tolerance: a column of identical values can still get a tiny rounding std.
-    scale = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 0.0)
-    scaled = (values - mean) / np.where(scale > 0, scale, 1.0)
-    scaled[:, scale == 0] = 0.0
-    return scaled, mean, scale
+    if not len(values):
+        zeros = np.zeros(values.shape[1])
+        return values.copy(), zeros, zeros.copy()
+    # Each column is divided by its largest magnitude first, so that finite values near the
+    # float64 limit (1e308) cannot overflow the mean or the squares of the deviations.
+    peak = np.abs(values).max(axis=0)
+    peak = np.where(peak > 0, peak, 1.0)
+    unit = values / peak
+    mean_u, std_u = unit.mean(axis=0), unit.std(axis=0)
+    # Relative tolerance: a column of identical values can still get a tiny rounding std
+    # (std > 1e-12 max(|mean|, 1) in the column's own units).
+    varies = std_u > 1e-12 * np.maximum(np.abs(mean_u), 1.0 / peak)
+    scaled = (unit - mean_u) / np.where(varies, std_u, 1.0)
+    scaled[:, ~varies] = 0.0
+    return scaled, mean_u * peak, np.where(varies, std_u * peak, 0.0)
 
 
 def _label_sort_key(label: str) -> tuple[int, float, str]:

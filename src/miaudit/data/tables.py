@@ -199,6 +199,10 @@ def load_table(
         blocks.append(block)
         names.extend(block_names)
     X = np.hstack(blocks).astype(np.float32)
+    if not np.isfinite(X).all():  # never expected after zscore; refused rather than trained on
+        row, col = map(int, np.argwhere(~np.isfinite(X))[0])
+        raise DataError(f"Feature {names[col]!r} is not finite after encoding at record {row}; "
+                        "check that column's values.")
 
     fp_columns = [c for c in columns if c != id_column]
     fingerprints = table_record_fingerprints({c: cells[c][0][keep] for c in fp_columns},

@@ -242,6 +242,7 @@ def parse_yaml(text: str) -> Located:
     loader = _yaml_loader()
     try:
         node = yaml.compose(text, Loader=loader)
+        _check_expanded_size(node)  # before anything walks the aliases' expansion
         data = yaml.load(text, Loader=loader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -255,6 +256,41 @@ def parse_yaml(text: str) -> Located:
     if node is not None:
         _walk(node, (), located)
     return located
+
+
+#: Most nodes a YAML spec may expand to once its aliases are followed: a spec has a few
+#: hundred; an alias "bomb" (each level referring to the previous one several times)
+#: reaches billions from a few lines, and every walk over it would hang.
+MAX_YAML_NODES = 100_000
+
+
+def _check_expanded_size(root: Any) -> None:
+    """Refuse YAML whose aliases expand to more than :data:`MAX_YAML_NODES` nodes (counted
+    on the node graph, each node once, so the check itself stays linear)."""
+    import yaml
+
+    if root is None:
+        return
+    size: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in size:
+            continue
+        children = ([n for pair in node.value for n in pair]
+                    if isinstance(node, yaml.MappingNode)
+                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in size)
+            continue
+        size[id(node)] = min(1 + sum(size.get(id(c), 0) for c in children),
+                             MAX_YAML_NODES + 1)
+        if size[id(node)] > MAX_YAML_NODES:
+            raise SyntaxProblem(node.start_mark.line + 1, (),
+                                f"the YAML expands to more than {MAX_YAML_NODES:,} values "
+                                "once its aliases (*name) are followed; write the values out "
+                                "or use fewer aliases")
 
 
 def _walk(node: Any, path: tuple, located: Located) -> None:
