@@ -555,3 +555,31 @@ def test_a_huge_csv_value_is_audited_and_written(tmp_path):
         result = miaudit.audit(data=ds, model="logistic", attacks=["loss"])
     json.dumps(result.summary(), allow_nan=False)  # no inf left in the summary
     result.save(tmp_path / "run")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "npz"])
+def test_labels_that_are_not_classes_are_refused_in_every_format(tmp_path, fmt):
+    """A continuous or nearly all-unique label column is refused, whatever the format
+    (issue 17: a CSV with 279 labels for 296 records was audited)."""
+    rng = np.random.default_rng(0)
+    n = 296
+    X = rng.normal(size=(n, 3))
+    cases = {"fractional": np.round(rng.normal(size=n), 2),
+             "unique": rng.permutation(n)[:n] % 279}
+    for what, y in cases.items():
+        path = tmp_path / f"{what}.{fmt}"
+        if fmt == "npz":
+            if what == "fractional":
+                continue  # refused already by the npz loader (non-integer float labels)
+            np.savez(path, X=X, y=y)
+        else:
+            frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=y)
+            frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+        kwargs = {} if fmt == "npz" else {"label_column": "y"}
+        match = "fractional part" if what == "fractional" else "distinct values for 296"
+        with pytest.raises(DataError, match=match):
+            load_dataset(path, **kwargs)
+    # integer-valued labels written as floats, and 30 classes on 300 records, are classes
+    frame = pd.DataFrame(X[:, :2], columns=["a", "b"]).assign(y=(np.arange(n) % 30) * 1.0)
+    frame.to_csv(tmp_path / "ok.csv", index=False)
+    assert load_dataset(tmp_path / "ok.csv", label_column="y").n_classes == 30

@@ -155,6 +155,35 @@ class Dataset:
         return mask
 
 
+#: More distinct labels than this share of the records (and than MANY_CLASSES) is not a set
+#: of classes but a continuous or identifier-like column.
+MAX_CLASS_SHARE = 0.5
+MANY_CLASSES = 20
+
+
+def _check_class_labels(name: str, classes: Sequence[str], n_present: int, n: int) -> None:
+    """Refuse labels that are not class labels: numbers with a fractional part (a
+    continuous target) or nearly one distinct value per record (issue 17: 279 classes for
+    296 records were accepted and gave AUC 0.79 from nothing)."""
+    numbers = []
+    for c in classes:
+        try:
+            numbers.append(float(c))
+        except ValueError:
+            numbers = []
+            break
+    fractional = [c for c, v in zip(classes, numbers, strict=False)
+                  if np.isfinite(v) and v != round(v)]
+    if numbers and fractional:
+        raise DataError(f"The labels of {name!r} are numbers with a fractional part (e.g. "
+                        f"{fractional[0]!r}): a continuous target, not classes. Membership "
+                        "audits need class labels; check the label column.")
+    if n_present > max(MANY_CLASSES, MAX_CLASS_SHARE * n):
+        raise DataError(f"The labels of {name!r} take {n_present} distinct values for {n} "
+                        "records: not a set of classes (a continuous or identifier-like "
+                        "column?). Check the label column.")
+
+
 def _class_counts(y: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
     counts = np.bincount(y, minlength=len(classes))
     return {c: int(k) for c, k in zip(classes, counts, strict=True)}
@@ -188,7 +217,9 @@ def build_dataset(
     Raises
     ------
     DataError
-        Fewer than :data:`MIN_RECORDS` records, one class only, or duplicate IDs.
+        Fewer than :data:`MIN_RECORDS` records, one class only, labels that are not
+        classes (fractional numbers, or more distinct values than half the records and
+        than 20), or duplicate IDs.
     """
     n = len(y)
     if n < MIN_RECORDS:
@@ -198,6 +229,7 @@ def build_dataset(
     if len(present) < 2:
         raise DataError(f"Data set {name!r} has only one class ({classes[int(present[0])]!r}); "
                         f"membership audits need at least 2 classes. Check the label column.")
+    _check_class_labels(name, classes, len(present), n)
     ids = np.asarray([str(i) for i in np.asarray(ids).tolist()], dtype=str)
     uniq, counts = np.unique(ids, return_counts=True)
     if len(uniq) != n:
