@@ -583,3 +583,32 @@ def test_labels_that_are_not_classes_are_refused_in_every_format(tmp_path, fmt):
     frame = pd.DataFrame(X[:, :2], columns=["a", "b"]).assign(y=(np.arange(n) % 30) * 1.0)
     frame.to_csv(tmp_path / "ok.csv", index=False)
     assert load_dataset(tmp_path / "ok.csv", label_column="y").n_classes == 30
+
+
+def test_nested_parquet_columns_are_refused(tmp_path):
+    """A struct or list column is refused with its name (issue 17: a struct column became
+    100 one-hot features)."""
+    rng = np.random.default_rng(0)
+    n = 100
+    base = pd.DataFrame({"a": rng.normal(size=n), "y": rng.integers(0, 2, n)})
+    for name, column in (("point", [{"x": float(i), "y": 1.0} for i in range(n)]),
+                         ("tags", [[i, i + 1] for i in range(n)])):
+        base.assign(**{name: column}).to_parquet(tmp_path / f"{name}.parquet")
+        with pytest.raises(DataError, match=f"Column '{name}' holds nested values"):
+            load_dataset(tmp_path / f"{name}.parquet", label_column="y")
+
+
+def test_a_numeric_column_with_stray_text_names_the_cells(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    values = rng.normal(size=n).round(3).astype(str).astype(object)
+    values[[7, 123]] = ["oops", "n.a."]
+    frame = pd.DataFrame({"a": values, "b": rng.normal(size=n), "y": rng.integers(0, 2, n)})
+    frame.to_csv(tmp_path / "stray.csv", index=False)
+    with pytest.raises(DataError, match=r"numeric but for 2 cell\(s\): 'oops' \(record 7\), "
+                                        r"'n\.a\.' \(record 123\)"):
+        load_dataset(tmp_path / "stray.csv", label_column="y")
+    # a real categorical column (few numbers among words) stays categorical
+    words = np.array(["red", "green", "blue", "7"], dtype=object)[rng.integers(0, 4, n)]
+    frame.assign(a=words).to_csv(tmp_path / "words.csv", index=False)
+    assert load_dataset(tmp_path / "words.csv", label_column="y").n_features >= 4

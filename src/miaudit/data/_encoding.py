@@ -38,7 +38,7 @@ def zscore(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean_u, std_u = unit.mean(axis=0), unit.std(axis=0)
     # Relative tolerance: a column of identical values can still get a tiny rounding std
     # (std > 1e-12 max(|mean|, 1) in the column's own units).
-    varies = std_u > 1e-12 * np.maximum(np.abs(mean_u), 1.0 / peak)
+    varies = std_u * peak > 1e-12 * np.maximum(np.abs(mean_u) * peak, 1.0)
     scaled = (unit - mean_u) / np.where(varies, std_u, 1.0)
     scaled[:, ~varies] = 0.0
     return scaled, mean_u * peak, np.where(varies, std_u * peak, 0.0)

@@ -69,6 +69,37 @@ def _raw_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, missing
 
 
+def _check_flat(name: str, column: pd.Series) -> None:
+    """Refuse a column of lists, arrays or structs (nested Parquet types): one cell must be
+    one value, never a text rendering of a container to one-hot encode."""
+    if column.dtype != object:
+        return
+    nested = column.map(lambda v: isinstance(v, dict | list | tuple | set | np.ndarray))
+    if nested.any():
+        row = int(np.argmax(nested.to_numpy()))
+        raise DataError(f"Column {name!r} holds nested values (lists, arrays or structs; the "
+                        f"first at row {row}); flatten it into columns of single values or "
+                        "remove it.")
+
+
+#: A column whose cells parse as numbers except for at most this share of them (and at most
+#: MAX_STRAY_CELLS) is a numeric column with stray text, not a categorical one.
+STRAY_SHARE = 0.01
+MAX_STRAY_CELLS = 10
+
+
+def _stray_cells(name: str, values: np.ndarray, missing: np.ndarray) -> None:
+    """Refuse a numeric column with a few non-numeric cells, naming them (issue 17: two
+    stray strings turned a numeric column into 120 one-hot features)."""
+    present = np.flatnonzero(~missing)
+    parsed = pd.to_numeric(pd.Series(values[present], dtype=object), errors="coerce")
+    stray = present[parsed.isna().to_numpy()]
+    if 0 < len(stray) <= min(MAX_STRAY_CELLS, STRAY_SHARE * len(present)):
+        shown = ", ".join(f"{values[i]!r} (record {int(i)})" for i in stray[:5])
+        raise DataError(f"Column {name!r} is numeric but for {len(stray)} cell(s): {shown}; "
+                        f"mark them missing (empty, NA or ?) or correct them.")
+
+
 def _column_error(kind: str, wanted: str, columns: list[str], path: Path) -> DataError:
     return DataError(f"{kind} {wanted!r} not found in {path.name}; available columns: "
                      f"{list_names(columns)}.{suggest(wanted, columns)}")
@@ -99,6 +130,7 @@ def _encode_column(
         block = np.zeros((len(values), 1), dtype=np.float64)
         block[~missing, 0] = scaled[:, 0]
         return block, [name], {"kind": "numeric", "mean": float(mean[0]), "std": float(std[0])}
+    _stray_cells(name, values, missing)
     order = np.argsort(np.asarray(uniques, dtype=str), kind="stable")
     categories = np.asarray(uniques, dtype=str)[order]
     rank = np.empty(len(order), dtype=np.intp)
@@ -165,6 +197,8 @@ def load_table(
                             f"they must name different columns.")
     if len(frame) == 0:
         raise DataError(f"Data file {path} is empty: it has a header but no records.")
+    for c in columns:
+        _check_flat(c, frame[c])
     cells = {c: _raw_cells(frame[c]) for c in columns}
 
     labels, label_missing = cells[label_column]
