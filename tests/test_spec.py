@@ -463,6 +463,10 @@ def test_a_yaml_alias_bomb_is_refused_before_it_is_walked():
     text = "\n".join([*levels, "data: {source: digits}"])
     with pytest.raises(SpecError, match="expands to more than 100,000 values"):
         parse_spec(text, "yaml", file="bomb.yaml")
+    with pytest.raises(SpecError, match="refers to itself"):
+        parse_spec("a: &a [*a]\ndata: {source: digits}\n", "yaml")
+    with pytest.raises(SpecError, match="nested too deeply"):
+        parse_spec("data: " + "[" * 5000 + "]" * 5000, "yaml")
     # a spec that uses an alias or two is fine
     ok = parse_spec("name: &n audit-1\ndescription: *n\ndata: {source: digits}\n", "yaml")
     assert ok.name == ok.description == "audit-1"

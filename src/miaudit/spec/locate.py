@@ -252,6 +252,8 @@ def parse_yaml(text: str) -> Located:
                             ) from None
     except yaml.YAMLError as exc:
         raise SyntaxProblem(1, (), f"YAML syntax error: {exc}") from None
+    except RecursionError:
+        raise SyntaxProblem(1, (), "the YAML is nested too deeply to read") from None
     located = Located(data)
     if node is not None:
         _walk(node, (), located)
@@ -265,32 +267,39 @@ MAX_YAML_NODES = 100_000
 
 
 def _check_expanded_size(root: Any) -> None:
-    """Refuse YAML whose aliases expand to more than :data:`MAX_YAML_NODES` nodes (counted
-    on the node graph, each node once, so the check itself stays linear)."""
+    """Refuse YAML whose aliases expand to more than :data:`MAX_YAML_NODES` nodes, or refer
+    to themselves (each node of the graph is sized once, so the check stays linear)."""
     import yaml
 
-    if root is None:
-        return
     size: dict[int, int] = {}
-    stack: list[tuple[Any, bool]] = [(root, False)]
-    while stack:
-        node, expanded = stack.pop()
+    on_path: set[int] = set()
+
+    def measure(node: Any) -> int:
         if id(node) in size:
-            continue
-        children = ([n for pair in node.value for n in pair]
-                    if isinstance(node, yaml.MappingNode)
-                    else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
-        if not expanded:
-            stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in size)
-            continue
-        size[id(node)] = min(1 + sum(size.get(id(c), 0) for c in children),
-                             MAX_YAML_NODES + 1)
-        if size[id(node)] > MAX_YAML_NODES:
+            return size[id(node)]
+        if id(node) in on_path:
+            raise SyntaxProblem(node.start_mark.line + 1, (),
+                                "the YAML refers to itself through an alias (*name inside "
+                                "the value it names)")
+        on_path.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else []
+        total = 1
+        for child in children:
+            total = min(total + measure(child), MAX_YAML_NODES + 1)
+        on_path.discard(id(node))
+        size[id(node)] = total
+        if total > MAX_YAML_NODES:
             raise SyntaxProblem(node.start_mark.line + 1, (),
                                 f"the YAML expands to more than {MAX_YAML_NODES:,} values "
                                 "once its aliases (*name) are followed; write the values out "
                                 "or use fewer aliases")
+        return total
+
+    if root is not None:
+        measure(root)
 
 
 def _walk(node: Any, path: tuple, located: Located) -> None:
