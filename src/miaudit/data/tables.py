@@ -88,12 +88,13 @@ STRAY_SHARE = 0.01
 MAX_STRAY_CELLS = 10
 
 
-def _stray_cells(name: str, values: np.ndarray, missing: np.ndarray) -> None:
+def _stray_cells(name: str, values: np.ndarray, missing: np.ndarray,
+                 not_numeric: np.ndarray) -> None:
     """Refuse a numeric column with a few non-numeric cells, naming them (issue 17: two
-    stray strings turned a numeric column into 120 one-hot features)."""
+    stray strings turned a numeric column into 120 one-hot features). ``not_numeric``:
+    per present cell, whether its text does not parse as a number."""
     present = np.flatnonzero(~missing)
-    parsed = pd.to_numeric(pd.Series(values[present], dtype=object), errors="coerce")
-    stray = present[parsed.isna().to_numpy()]
+    stray = present[not_numeric]
     if 0 < len(stray) <= min(MAX_STRAY_CELLS, STRAY_SHARE * len(present)):
         shown = ", ".join(f"{values[i]!r} (record {int(i)})" for i in stray[:5])
         raise DataError(f"Column {name!r} is numeric but for {len(stray)} cell(s): {shown}; "
@@ -130,7 +131,7 @@ def _encode_column(
         block = np.zeros((len(values), 1), dtype=np.float64)
         block[~missing, 0] = scaled[:, 0]
         return block, [name], {"kind": "numeric", "mean": float(mean[0]), "std": float(std[0])}
-    _stray_cells(name, values, missing)
+    _stray_cells(name, values, missing, np.isnan(parsed_uniques)[codes])
     order = np.argsort(np.asarray(uniques, dtype=str), kind="stable")
     categories = np.asarray(uniques, dtype=str)[order]
     rank = np.empty(len(order), dtype=np.intp)
@@ -197,8 +198,9 @@ def load_table(
                             f"they must name different columns.")
     if len(frame) == 0:
         raise DataError(f"Data file {path} is empty: it has a header but no records.")
-    for c in columns:
-        _check_flat(c, frame[c])
+    if fmt == "parquet":  # a CSV cell is always text; only Parquet has nested types
+        for c in columns:
+            _check_flat(c, frame[c])
     cells = {c: _raw_cells(frame[c]) for c in columns}
 
     labels, label_missing = cells[label_column]
