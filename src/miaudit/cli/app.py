@@ -23,10 +23,10 @@ from rich.table import Table
 from miaudit._version import __version__
 from miaudit.cli.common import (
     OutputFormat,
-    default_cache,
     default_out,
     err_console,
     friendly,
+    model_cache,
     out_console,
     split_list,
 )
@@ -125,14 +125,13 @@ def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path
                     no_cache: bool, **settings):
     """Check the run folder first, audit (warnings go to the summary, not stderr), save."""
     from miaudit.orchestration import audit
-    from miaudit.orchestration.cache import default_cache_dir
     from miaudit.orchestration.result import check_out_dir
 
     check_out_dir(out_dir, overwrite=overwrite)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
         result = audit(**settings,
-                       cache_dir=None if no_cache else (cache_dir or default_cache_dir()),
+                       cache_dir=model_cache(cache_dir, no_cache),
                        progress=not quiet and sys.stderr.isatty())
     return result, result.save(out_dir, overwrite=overwrite)
 
@@ -290,8 +289,7 @@ def run(
             warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
             result, saved = run_spec(load_spec(spec), out, overwrite,
                                      progress=not quiet and sys.stderr.isatty(),
-                                     cache_dir=None if no_cache else (cache_dir or
-                                                                      default_cache()))
+                                     cache_dir=model_cache(cache_dir, no_cache))
         _record(result, saved, registry, no_registry)
         _print_run(result, saved, format, started)
         return
@@ -306,7 +304,7 @@ def run(
             explicit_exposure="exposure" in given, model=model, references=references,
             auth_env=target_auth_env, budget=target_budget, batch_size=target_batch_size,
             concurrency=target_concurrency, rate_limit=target_rate_limit,
-            cache_dir=None if no_cache else (cache_dir or default_cache()))
+            cache_dir=model_cache(cache_dir, no_cache))
         n_records = None
     elif members is not None:
         from miaudit.errors import ConfigError

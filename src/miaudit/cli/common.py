@@ -19,8 +19,8 @@ from rich.markup import escape
 
 from miaudit.errors import DataError, MiauditError
 
-__all__ = ["OutputFormat", "default_cache", "default_out", "err_console", "friendly",
-           "out_console", "run_folder", "split_list"]
+__all__ = ["OutputFormat", "default_out", "err_console", "friendly",
+           "model_cache", "out_console", "run_folder", "split_list"]
 
 # Piped output is not wrapped at 80 columns: the summary table stays one line per attack.
 out_console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -67,10 +67,14 @@ def default_out(data: str | None, model: str) -> Path:
     return Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{stem}-{model}"
 
 
-def default_cache() -> Path:
+def model_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
+    """The model cache a command uses: none with ``--no-cache``, else ``--cache-dir`` or
+    the default ($MIAUDIT_CACHE or ~/.cache/miaudit)."""
+    if no_cache:
+        return None
     from miaudit.orchestration.cache import default_cache_dir
 
-    return default_cache_dir()
+    return cache_dir or default_cache_dir()
 
 
 def _registry_lookup(run_id: str) -> Path:

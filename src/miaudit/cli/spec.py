@@ -12,16 +12,17 @@ from typing import Annotated, Any
 
 import typer
 
-from miaudit.cli.common import OutputFormat, err_console, friendly, out_console, run_folder
+from miaudit.cli.common import (
+    OutputFormat,
+    err_console,
+    friendly,
+    model_cache,
+    out_console,
+    run_folder,
+)
 from miaudit.errors import MiauditWarning
 
 __all__ = ["register"]
-
-def _cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
-    from miaudit.orchestration.cache import default_cache_dir
-
-    return None if no_cache else (cache_dir or default_cache_dir())
-
 
 def _settings_table(spec: Any):
     from rich.table import Table
@@ -108,7 +109,8 @@ def register(app: typer.Typer) -> None:
         spec = load_spec(file)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary
-            result, saved = run_spec(spec, out, overwrite, cache_dir=_cache(cache_dir, no_cache),
+            result, saved = run_spec(spec, out, overwrite,
+                                     cache_dir=model_cache(cache_dir, no_cache),
                                      progress=not quiet and sys.stderr.isatty())
         show(result, saved, format, started)
 
@@ -133,7 +135,7 @@ def register(app: typer.Typer) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MiauditWarning)
             result, saved = rerun(folder, out, overwrite=overwrite,
-                                  cache_dir=_cache(cache_dir, no_cache),
+                                  cache_dir=model_cache(cache_dir, no_cache),
                                   progress=not quiet and sys.stderr.isatty())
         show(result, saved, format, started)
         info = result.summary()["rerun_of"]

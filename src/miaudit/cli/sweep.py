@@ -21,6 +21,7 @@ from miaudit.cli.common import (
     default_out,
     err_console,
     friendly,
+    model_cache,
     out_console,
     split_list,
 )
@@ -171,7 +172,6 @@ def register(app: typer.Typer) -> None:
         from rich.markup import escape
 
         from miaudit.errors import MiauditWarning
-        from miaudit.orchestration.cache import default_cache_dir
         from miaudit.orchestration.result import check_out_dir
         from miaudit.orchestration.sweep import parse_sweep, sweep
 
@@ -194,7 +194,7 @@ def register(app: typer.Typer) -> None:
                 exposure=exposure, references=references, reference_mode=reference_mode,
                 targets=targets, seed=seed, device=device, executor=executor,
                 workers=workers,
-                cache_dir=None if no_cache else (cache_dir or default_cache_dir()))
+                cache_dir=model_cache(cache_dir, no_cache))
         saved = result.to_result().save(out_dir, overwrite=overwrite)
         if format is OutputFormat.json:
             print(json.dumps(result.section(), indent=2))
