@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import miaudit
 from miaudit.cli import common
 from miaudit.cli.spec import register
+from miaudit.config import SECTIONS, SETTINGS, AuditConfig
 from miaudit.errors import ConfigError, DataError, MiauditWarning
 from miaudit.orchestration.lm import audit_lm
 from miaudit.spec import (
@@ -28,6 +29,7 @@ from miaudit.spec import (
     spec_from_run,
     spec_from_summary,
 )
+from miaudit.spec.schema import AUDIT_KEYS, TRAINING_KEYS, AuditSection, TrainingSection
 
 FAST = {"epochs": 3}
 
@@ -166,20 +168,24 @@ def test_toml_and_yaml_give_identical_kwargs(layout, monkeypatch):
 
 
 def test_defaults_are_those_of_audit_and_audit_lm(tmp_path):
+    # classification: the spec's settings are AuditConfig's, defaults included
+    spec = parse_spec('[data]\nsource = "digits"\n')
+    assert spec.to_config() == AuditConfig.from_settings(data="digits")
+    assert set(spec.to_audit_kwargs()) < set(SETTINGS)
+    for key in (*AUDIT_KEYS, *TRAINING_KEYS):  # declared once, in the config
+        section, field = SETTINGS[key]
+        declared = (SECTIONS[section] if section else AuditConfig).model_fields[field]
+        assert AuditSection.model_fields.get(key, TrainingSection.model_fields.get(key)
+                                             ).default == declared.default, key
     texts = _write(tmp_path, "t.jsonl", '{"text": "a"}\n')
-    for spec, fn, skip in (
-        (parse_spec('[data]\nsource = "digits"\n'), miaudit.audit,
-         # reference_recipe is for existing model objects, which a spec cannot name
-         {"progress", "cache_dir", "members", "outputs", "data", "reference_recipe"}),
-        (parse_spec(f'[data]\nsource = "{texts}"\n[target]\ntask = "lm"\n'), audit_lm,
-         {"progress", "data"}),
-    ):
-        kwargs = spec.to_audit_kwargs()
-        params = inspect.signature(fn).parameters
-        assert set(kwargs) == set(params) - (skip - {"data"})
-        for key in set(params) - skip:
-            default = params[key].default
-            assert kwargs[key] == (list(default) if isinstance(default, tuple) else default), key
+    spec = parse_spec(f'[data]\nsource = "{texts}"\n[target]\ntask = "lm"\n')
+    kwargs = spec.to_audit_kwargs()
+    params = inspect.signature(audit_lm).parameters
+    skip = {"progress", "data"}
+    assert set(kwargs) == set(params) - {"progress"}
+    for key in set(params) - skip:
+        default = params[key].default
+        assert kwargs[key] == (list(default) if isinstance(default, tuple) else default), key
 
 
 def test_relative_paths_resolve_from_the_spec_folder(layout, monkeypatch):

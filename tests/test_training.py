@@ -167,11 +167,9 @@ def test_recipe_objects_are_validated():
 
 
 def test_unknown_executor():
-    with pytest.raises(miaudit.errors.ConfigError, match="Unknown executor"):
+    with pytest.raises(miaudit.errors.ConfigError,
+                       match="executor must be one of inprocess, process or ray"):
         miaudit.audit(**ARGS, executor="spark")
-
-
-
 
 def test_a_bernoulli_design_trains_caches_and_reuses(tmp_path):
     # a target drawn per record (rows of unequal size), in chunks that mix sizes

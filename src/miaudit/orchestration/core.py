@@ -13,6 +13,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from miaudit.attacks import (
     resolve_attacks,
 )
 from miaudit.attacks.base import KNOWLEDGE, threat_model
+from miaudit.config import AuditConfig
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
     ConfigError,
@@ -39,63 +41,32 @@ from miaudit.models import (
 )
 from miaudit.orchestration.cache import ModelCache
 from miaudit.orchestration.exposures import compare_exposures_section
-from miaudit.orchestration.games import Game, is_http, online_models, play_game
+from miaudit.orchestration.games import Game, is_http, play_game
 from miaudit.orchestration.querying import QueryPlan
 from miaudit.orchestration.result import AuditResult
 from miaudit.orchestration.scoring import attack_entry, measure_attack, score_attacks
-from miaudit.orchestration.training import DEFAULT_CHUNK, check_training
 from miaudit.orchestration.verdict import audit_verdict
-from miaudit.signals import Exposure, observe, parse_exposure
-
-DEFAULT_FPRS = (0.01, 0.001, 0.0001)
-#: Share of a recipe game's pool set aside as population data (see ``population_fraction``).
-POPULATION_FRACTION = 0.1
-LIRA_VARIANCES = ("auto", "global", "per-example")
+from miaudit.signals import Exposure, observe
 
 
 def audit(
+    config: AuditConfig | None = None,
+    /,
     *,
     data: Dataset | str | Path | None = None,
-    label_column: str | None = None,
-    id_column: str | None = None,
-    n_records: int | None = None,
-    model: str | Recipe | object = "mlp",
-    model_params: dict | Sequence[str] | None = None,
+    model: str | Recipe | object | None = None,
     members: np.ndarray | Sequence[str] | None = None,
     outputs: PrecomputedOutputs | str | Path | None = None,
-    exposure: str | Exposure | Sequence[str | Exposure] = "logits",
-    attacks: Sequence[str] | None = None,
-    references: int = 0,
-    reference_mode: str = "online",
-    targets: int = 1,
-    lira_variance: str = "auto",
-    rmia_temperature: float | None = None,
-    population_fraction: float = POPULATION_FRACTION,
-    seed: int = 0,
-    fprs: Sequence[float] = DEFAULT_FPRS,
-    alpha: float = 0.05,
-    prior: float = 0.5,
-    delta: float = 1e-5,
-    calibration_folds: int = 5,
-    device: str = "cpu",
-    cache_dir: str | Path | None = None,
-    executor: str = "inprocess",
-    workers: int | None = None,
-    ray_address: str | None = None,
-    models_per_batch: int = DEFAULT_CHUNK,
-    augment: bool | None = None,
-    query_budget: int | None = None,
-    reference_recipe: str | Recipe = "mlp",
-    progress: bool = False,
+    **settings: Any,
 ) -> AuditResult:
     """Audit a model for membership-inference leakage.
 
     Three ways to name the target:
 
-    * ``model="mlp"`` (or ``"logistic"``, or a :class:`~miaudit.models.Recipe`): train it on
-      a seeded random half of ``data`` (the members); the other half are non-members. With
-      ``references=K``, reference models of the same recipe are trained too, each on its
-      own random half (see ``reference_mode``).
+    * ``model="mlp"`` (or ``"logistic"``, ``"cnn"``, or a :class:`~miaudit.models.Recipe`):
+      train it on a seeded random half of ``data`` (the members); the other half are
+      non-members. With ``references=K``, reference models of the same recipe are trained
+      too, each on its own random half (see ``reference_mode``).
     * ``model=<estimator | torch module | callable>`` with ``members``: audit an existing
       model; ``members`` marks its training records in ``data`` (bool mask or record IDs),
       every other record is a non-member.
@@ -104,145 +75,131 @@ def audit(
 
     Parameters
     ----------
+    config : AuditConfig, optional
+        Every setting, typed and validated (:class:`~miaudit.config.AuditConfig`); the
+        keyword ``settings`` below override it.
     data : Dataset, str or Path, optional
         A built-in name (``digits``), a file path, or a loaded :class:`~miaudit.data.Dataset`.
-    label_column : str, optional
-        Label column for CSV / Parquet files.
-    id_column : str, optional
-        Record-ID column for CSV / Parquet files (kept out of the features).
-    n_records : int, optional
-        Audit a seeded, class-stratified subset of this many records (for large data, such
-        as CIFAR-10 on a CPU).
-    model_params : dict or list of "key=value", optional
-        Recipe overrides (``{"epochs": 20}``).
-    exposure : str or list of str, default "logits"
-        What the attacker sees of the target: ``logits``, ``probabilities``, ``top-k:K``,
-        ``rounded:D``, ``label``, ``loss``, or the full probability vector after an output
-        defence (``temperature:T``, ``noise:SIGMA``, ``memguard:EPS``). Reference models
-        are the attacker's own and are seen in full (after the same output defence, which
-        the attacker is assumed to know). Several settings (a list, or one string with
-        commas) compare the exposures on the same models: every attack each setting
-        allows runs under it, and the summary gains an ``exposures`` section (see
-        :func:`~miaudit.orchestration.exposures.compare_exposures_section`); the first
-        setting gives the summary's ``attacks``.
-    attacks : list of str, optional
-        Attack names; default: every attack the exposure, the references and the threat
-        model allow (the label-only query attacks only under ``label``, or when comparing
-        exposures; attacks that know other records' membership only when named). Each
-        entry of ``summary.json`` states its ``knowledge``.
-    references : int, default 0
-        Reference models per target (recipe targets only); enables LiRA, RMIA, Attack-R
-        and Shokri.
-    reference_mode : {"online", "offline"}, default "online"
-        ``online``: ``K + 2`` models (``K`` rounded up to even) train on random halves of
-        the audited records in complementary pairs; a target's references are the models
-        outside its pair, so every record is IN for exactly half of them (all attacks).
-        ``offline``: half of the pool is set aside as population data and the references
-        train only on it (offline attacks and reference-free ones; a record's own data
-        never reaches a reference).
-    targets : int, default 1
-        With references, how many of the models take the target's role in turn; metrics
-        are pooled over them (and averaged, with per-target figures).
-    lira_variance : {"auto", "global", "per-example"}
-        LiRA's Gaussian variance; ``auto`` is global below 64 references.
-    rmia_temperature : float, optional
-        Softmax temperature of RMIA's ``Pr(x | model)`` (needs the probability vector);
-        default: tuned, with RMIA's offline ``a``, on the references (a reference model
-        plays the target), never on the target. Both are recorded in ``summary.json``.
-    population_fraction : float, default 0.1
-        Share of the pool a recipe game sets aside as population data (records no model
-        trains on, never audited) when an attack uses population data (``attack-p``,
-        ``rmia-*``); offline references use their own pool instead.
-    seed : int, default 0
-        Seeds the split, the training and the cross-fitting folds.
-    fprs : sequence of float
-        FPR levels at which the TPR is reported.
-    alpha : float, default 0.05
-        1 - confidence level of every interval.
-    prior : float, default 0.5
-        Prior probability of membership for the PPV.
-    delta : float, default 1e-5
-        The delta of the epsilon lower bound.
-    calibration_folds : int, default 5
-        Cross-fitting folds of the oracle attacks that fit thresholds on the membership
-        of other audited records (``class-loss-known``, ``class-mentr-known``; run only
-        when named, and never part of the verdict).
-    device : str, default "cpu"
-        Torch device for training and querying.
-    cache_dir : str or Path, optional
-        Store every trained model (safetensors weights and logits) under this folder, keyed
-        by a content hash; a re-run, or a run resumed after an interruption, loads the
-        models it finds instead of training them. ``None``: no cache.
-    executor : {"inprocess", "process", "ray"}, default "inprocess"
-        Where chunks of models train: here, in a local process pool, or on a Ray cluster.
-    workers : int, optional
-        Worker processes for the ``process`` executor; for ``ray``, the number of chunks the
-        models are split into (Ray decides how many run at once).
-    ray_address : str, optional
-        Address of a running Ray cluster (``ray://HOST:PORT``); default: a local instance.
-    models_per_batch : int, default 32
-        Models trained together in one batched computation (lower it to save memory).
-    augment : bool, optional
-        Query every model on augmented copies of each record too (horizontal flip, shifts
-        of 2 pixels; image recipes), and let LiRA and RMIA use them. Default: on for the
-        ``cnn`` recipe with references.
-    reference_recipe : str or Recipe, default "mlp"
-        With an existing model and ``references``: the recipe (with ``model_params``) of
-        the offline reference models the attacker trains locally on population data (half
-        of the target's non-members, set aside), for LiRA and RMIA against a black-box
-        target.
-    query_budget : int, optional
-        Most queries each label-only attack may send to each target model (on perturbed
-        copies of the records); the default numbers of queries per record are lowered to
-        fit, and a budget too small for them is refused before anything is trained.
-    progress : bool, default False
-        Show Rich progress bars on stderr.
+    model : str, Recipe or model object, default "mlp"
+        A recipe to train, or an existing model (with ``members``).
+    members : bool mask or sequence of record IDs, optional
+        The training records of an existing ``model``.
+    outputs : PrecomputedOutputs, str or Path, optional
+        Precomputed outputs (``.npz``) instead of a model.
+    **settings
+        Any setting of :class:`~miaudit.config.AuditConfig` by its flat name
+        (:data:`~miaudit.config.SETTINGS`), the same names as the options of
+        ``miaudit run`` and the keys of spec files:
+
+        Data: ``label_column``, ``id_column`` (CSV / Parquet columns; the ID column is kept
+        out of the features), ``n_records`` (a seeded, class-stratified subset, for large
+        data such as CIFAR-10 on a CPU).
+
+        Target: ``model_params`` (recipe overrides, ``{"epochs": 20}`` or
+        ``["epochs=20"]``).
+
+        References: ``references`` (default 0; reference models per target, recipe
+        targets only; enables LiRA, RMIA, Attack-R and Shokri). ``reference_mode``:
+        ``online`` (default; ``K + 2`` models, ``K`` rounded up to even, train on random
+        halves of the audited records in complementary pairs; a target's references are
+        the models outside its pair, so every record is IN for exactly half of them) or
+        ``offline`` (half of the pool is set aside as population data and the references
+        train only on it; a record's own data never reaches a reference). ``targets``
+        (default 1; how many of the models take the target's role in turn; metrics are
+        pooled over them, with per-target figures). ``reference_recipe`` (default
+        ``mlp``; with an existing model: the recipe, with ``model_params``, of the offline
+        references the attacker trains locally on population data, half of the target's
+        non-members set aside). ``population_fraction`` (default 0.1; share of the pool a
+        recipe game sets aside as population data, never trained on or audited, when an
+        attack uses population data: ``attack-p``, ``rmia-*``). ``augment`` (query every
+        model on flipped and shifted copies too and let LiRA and RMIA use them; default on
+        for ``cnn`` with references).
+
+        Attacks: ``exposure`` (default ``logits``; what the attacker sees of the target:
+        ``logits``, ``probabilities``, ``top-k:K``, ``rounded:D``, ``label``, ``loss``,
+        or the probability vector after an output defence, ``temperature:T``,
+        ``noise:SIGMA``, ``memguard:EPS``; references are the attacker's own and seen in
+        full after the same defence. Several, a list or one string with commas, are
+        compared on the same models and the summary gains an ``exposures`` section, see
+        :func:`~miaudit.orchestration.exposures.compare_exposures_section`; the first gives
+        the summary's ``attacks``). ``attacks`` (names; default: every attack the
+        exposure, the references and the threat model allow: label-only query attacks
+        only under ``label`` or when comparing exposures, attacks that know other
+        records' membership only when named; each entry states its ``knowledge``).
+        ``lira_variance`` (``auto``: global below 64 references, ``global``,
+        ``per-example``). ``rmia_temperature`` (RMIA's softmax temperature; default tuned,
+        with RMIA's offline ``a``, on the references, never on the target; both recorded).
+        ``calibration_folds`` (default 5; cross-fitting folds of the oracle attacks
+        ``class-loss-known``, ``class-mentr-known``, never part of the verdict).
+        ``query_budget`` (most queries each label-only attack may send to each target;
+        the queries per record are lowered to fit, and a budget too small is refused
+        before anything is trained).
+
+        Metrics: ``fprs`` (default 1%, 0.1%, 0.01%), ``alpha`` (default 0.05; 1 -
+        confidence of every interval), ``prior`` (default 0.5; for the PPV), ``delta``
+        (default 1e-5; of the epsilon lower bound).
+
+        Compute: ``device`` (torch device), ``executor`` (``inprocess``, ``process`` or
+        ``ray``), ``workers``, ``ray_address``, ``models_per_batch`` (default 32; lower
+        it to save memory), ``cache_dir`` (store every trained model under this folder by
+        content hash; a re-run or a resumed run loads what it finds; default: no cache),
+        ``progress`` (Rich progress bars on stderr).
+
+        ``seed`` (default 0) seeds the split, the training and the cross-fitting folds.
 
     Returns
     -------
     AuditResult
         ``.summary()`` (the ``summary.json`` content), ``.scores`` (one row per target and
         record), ``.metrics`` and ``.save(dir)``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown setting or a value out of range (naming the setting), before anything
+        is trained.
     """
     started = time.perf_counter()
-    exposures = _parse_exposures(exposure)
+    cfg, data, model, outputs = _configure(config, data, model, outputs, settings)
+    d, tg, ref, att, met, cmp = (cfg.data, cfg.target, cfg.references, cfg.attacks,
+                                 cfg.metrics, cfg.compute)
+    seed, targets, fprs, alpha = cfg.seed, ref.targets, met.fprs, met.alpha
+    calibration_folds = att.calibration_folds
+    exposures = att.exposures
     exp = exposures[0]
-    _check_settings(seed, fprs, alpha, prior, delta, calibration_folds, references,
-                    reference_mode, targets, lira_variance, rmia_temperature,
-                    population_fraction)
-    _check_device(device)
-    check_training(executor, workers, models_per_batch)
-    plan_by_exposure = _attack_plan(attacks, exposures, model, outputs, references,
-                                    reference_mode, population_fraction)
+    _check_device(cmp.device)
+    plan_by_exposure = _attack_plan(att.names, exposures, model, outputs, ref.count,
+                                    ref.mode, ref.population_fraction)
     needs_population = any("population" in a.knowledge
                            for chosen in plan_by_exposure.values() for a in chosen)
-    options = _attack_options(lira_variance, rmia_temperature, seed)
+    options = _attack_options(att.lira_variance, att.rmia_temperature, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with _progress(progress) as bar:
-            if data is not None and not isinstance(data, Dataset):
-                data = load_dataset(data, label_column=label_column, id_column=id_column,
-                                    n_records=n_records, seed=seed)
-            elif n_records is not None:
+        with _progress(cmp.progress) as bar:
+            if data is None and d.source is not None:
+                data = load_dataset(d.source, label_column=d.label_column,
+                                    id_column=d.id_column, n_records=d.n_records, seed=seed)
+            elif d.n_records is not None:
                 raise ConfigError("n_records applies to data loaded from a name or a file; "
                                   "subset a Dataset yourself with Dataset.subset().")
             training = {
-                "cache": None if cache_dir is None else ModelCache(cache_dir),
-                "executor": executor, "workers": workers, "ray_address": ray_address,
-                "chunk": models_per_batch, "augment": augment,
+                "cache": None if cmp.cache_dir is None else ModelCache(cmp.cache_dir),
+                "executor": cmp.executor, "workers": cmp.workers,
+                "ray_address": cmp.ray_address, "chunk": cmp.models_per_batch,
+                "augment": ref.augment,
             }
-            game = play_game(data, model, model_params, members, outputs, references, targets,
-                         reference_mode, seed, device, bar, training, reference_recipe,
-                         population_fraction if needs_population else 0.0)
+            game = play_game(data, model, tg.params, members, outputs, ref.count, targets,
+                             ref.mode, seed, cmp.device, bar, training, ref.recipe,
+                             ref.population_fraction if needs_population else 0.0)
             if game.target_info.get("labels_only") and any(
                     e.fields != frozenset({"predicted"}) for e in exposures):
                 raise ConfigError(
                     f"The model answers with labels only ({game.target_info['model']} has no "
                     "predict_proba): audit it with --exposure label.")
-            measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
-                       "seed": seed}
+            measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": met.prior,
+                       "delta": met.delta, "seed": seed}
             all_chosen = [a for e in exposures for a in plan_by_exposure[e]]
-            query_plan = QueryPlan.fit(query_budget, len(game.labels), all_chosen)
+            query_plan = QueryPlan.fit(att.query_budget, len(game.labels), all_chosen)
             is_member = np.concatenate([game.membership[t] for t in range(targets)])
             # pooled targets score each record once per target: intervals clustered by record
             clusters = (np.tile(np.arange(len(game.labels)), targets) if targets > 1
@@ -260,14 +217,14 @@ def audit(
     owner = getattr(game.query[0], "__self__", None) if game.query else None
     if owner is not None and is_http(owner):  # every query sent, label-only ones too
         game.target_info["http"] = owner.stats()
-    settings = {
-        "seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
+    recorded = {
+        "seed": seed, "alpha": alpha, "prior": met.prior, "delta": met.delta,
         "fprs": [float(f) for f in fprs], "calibration_folds": calibration_folds,
-        "references": game.reference_models, "reference_mode": reference_mode,
-        "targets": targets, "lira_variance": lira_variance,
-        "rmia_temperature": rmia_temperature, "population_fraction": population_fraction,
-        "device": device,
-        "query_budget": query_budget,
+        "references": game.reference_models, "reference_mode": ref.mode,
+        "targets": targets, "lira_variance": att.lira_variance,
+        "rmia_temperature": att.rmia_temperature,
+        "population_fraction": ref.population_fraction, "device": cmp.device,
+        "query_budget": att.query_budget,
     }
 
     def entries_of(e: Exposure) -> dict:
@@ -307,7 +264,7 @@ def audit(
                          "description": [KNOWLEDGE[k] for k in sorted(granted)]},
         "verdict": verdict_of(exp, entries),
         "attacks": entries,
-        "settings": settings,
+        "settings": recorded,
         "flags": flags,
         "warnings": summary_warnings(caught) + [f"DegenerateResultWarning: {t}" for t in flags],
         "elapsed_seconds": round(time.perf_counter() - started, 3),
@@ -324,6 +281,25 @@ def audit(
     return AuditResult(summary=summary, scores=pd.concat(tables, ignore_index=True),
                        metrics=metrics, signals=_signals(game),
                        exposure_metrics={str(e): runs[e][2] for e in exposures})
+
+
+def _configure(config: AuditConfig | None, data, model, outputs, settings: dict
+               ) -> tuple[AuditConfig, Dataset | None, object, PrecomputedOutputs | str | None]:
+    """The validated configuration, and the inputs that are objects rather than settings
+    (a Dataset, a model object, PrecomputedOutputs); names and paths join the settings."""
+    if data is not None and not isinstance(data, Dataset):
+        settings["data"], data = data, None
+    if isinstance(model, str | Recipe):
+        settings["model"], model = model, None
+    if outputs is not None and not isinstance(outputs, PrecomputedOutputs):
+        settings["outputs"], outputs = outputs, None
+    cfg = AuditConfig.from_settings(config, **settings)
+    for given, key, section in ((data, "source", cfg.data), (model, "recipe", cfg.target),
+                                (outputs, "outputs", cfg.target)):
+        if given is not None and key in section.model_fields_set:
+            raise ConfigError(f"{key} is given twice: as an object and in the config.")
+    return (cfg, data, cfg.target.recipe if model is None else model,
+            cfg.target.outputs if outputs is None else outputs)
 
 
 def _attack_plan(attacks, exposures: list[Exposure], model, outputs, references: int,
@@ -356,25 +332,6 @@ def _attack_options(lira_variance: str, rmia_temperature: float | None, seed: in
         "shokri": {"seed": seed},
         "label-augment-learned": {"seed": seed},
     }
-
-
-def _parse_exposures(exposure) -> list[Exposure]:
-    """One exposure, a list, or a comma-separated string; duplicates refused."""
-    if isinstance(exposure, Exposure):
-        items = [exposure]
-    elif isinstance(exposure, str):
-        items = [part for part in exposure.split(",") if part.strip()] or [exposure]
-    else:
-        items = list(exposure)
-        if not items:
-            raise ConfigError("No exposure given: name at least one (for example logits).")
-    parsed = [parse_exposure(e) for e in items]
-    seen = set()
-    for e in parsed:
-        if e in seen:
-            raise ConfigError(f"The exposure '{e}' is listed twice.")
-        seen.add(e)
-    return parsed
 
 
 def _choose_attacks(names, exposures: list[Exposure], n_references: int,
@@ -535,42 +492,6 @@ def _check_device(device: str) -> None:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"The device {device!r} is not available: this machine has no "
                           "usable CUDA GPU. Use --device cpu.")
-
-
-def _check_settings(seed, fprs, alpha, prior, delta, folds, references, mode, targets,
-                    variance, temperature, population_fraction) -> None:
-    if seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {seed}.")
-    if not fprs or any(not 0 < f < 1 for f in fprs):
-        raise ConfigError(f"Every FPR level must lie in (0, 1), got {list(fprs)}.")
-    if not 0 < alpha < 1:
-        raise ConfigError(f"alpha must lie in (0, 1), got {alpha}.")
-    if not 0 < prior < 1:
-        raise ConfigError(f"The membership prior must lie in (0, 1), got {prior}.")
-    if not 0 <= delta < 1:
-        raise ConfigError(f"delta must lie in [0, 1), got {delta}.")
-    if folds < 2:
-        raise ConfigError(f"calibration_folds must be >= 2, got {folds}.")
-    if references < 0:
-        raise ConfigError(f"references must be >= 0, got {references}.")
-    if mode not in ("online", "offline"):
-        raise ConfigError(f"reference_mode must be 'online' or 'offline', got {mode!r}.")
-    if not references:
-        most, why = 1, " without references"
-    elif mode == "online":
-        most, why = online_models(references), " (the models of the online game)"
-    else:
-        most, why = 64, ""
-    if not 1 <= targets <= most:
-        raise ConfigError(f"targets must lie between 1 and {most}{why}, got {targets}.")
-    if variance not in LIRA_VARIANCES:
-        raise ConfigError(f"lira_variance must be one of {', '.join(LIRA_VARIANCES)}, "
-                          f"got {variance!r}.")
-    if temperature is not None and not temperature > 0:
-        raise ConfigError(f"rmia_temperature must be > 0, got {temperature}.")
-    if not 0 <= population_fraction <= 0.5:
-        raise ConfigError("population_fraction must lie in [0, 0.5], got "
-                          f"{population_fraction}.")
 
 
 @contextlib.contextmanager

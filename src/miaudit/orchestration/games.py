@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from miaudit.config import online_models
 from miaudit.data import Dataset
 from miaudit.errors import (
     ConfigError,
@@ -137,12 +138,6 @@ def _data_info(ds: Dataset, **extra) -> dict:
         **info,
         **extra,
     }
-
-
-def online_models(references: int) -> int:
-    """Models trained for an online game with ``references`` references per target:
-    the references rounded up to an even number, plus the target and its complement."""
-    return references + references % 2 + 2
 
 
 def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int,

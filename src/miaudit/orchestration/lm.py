@@ -26,6 +26,7 @@ from miaudit._version import __version__
 from miaudit.attacks.blind import blind_baseline, blind_warning
 from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
 from miaudit.data.text import TextDataset, load_texts, set_aside_texts, split_texts
+from miaudit.defaults import DEFAULT_FPRS
 from miaudit.errors import (
     ConfigError,
     MembershipError,
@@ -35,7 +36,6 @@ from miaudit.errors import (
 )
 from miaudit.game import membership_design
 from miaudit.metrics import evaluate
-from miaudit.orchestration.core import DEFAULT_FPRS
 from miaudit.orchestration.result import AuditResult
 from miaudit.orchestration.verdict import audit_verdict
 from miaudit.signals.tokens import TokenScores

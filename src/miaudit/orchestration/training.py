@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from miaudit.defaults import DEFAULT_MODELS_PER_BATCH, EXECUTORS
 from miaudit.errors import ConfigError, DependencyError
 from miaudit.models import Recipe
 from miaudit.models.batched import (
@@ -38,8 +39,7 @@ from miaudit.models.cnn import predict_stacked_cnn
 from miaudit.orchestration.cache import model_key, training_data_digest
 
 #: Models trained together in one batched computation (bounds memory).
-DEFAULT_CHUNK = 32
-EXECUTORS = ("inprocess", "process", "ray")
+DEFAULT_CHUNK = DEFAULT_MODELS_PER_BATCH
 
 
 def check_training(executor: str, workers: int | None, models_per_batch: int) -> None:
@@ -133,6 +133,7 @@ def train_pool_models(
         Every model's state dict (numpy arrays, keyed as the recipe's ``build_module``), so
         that the models can be queried on new inputs (label-only attacks).
     """
+    check_training(executor, workers, chunk)
     n_models = design.shape[0]
     seeds = [model_seed(seed, m) for m in range(n_models)]
     digest = training_data_digest(X, y) if cache is not None else ""

@@ -195,14 +195,13 @@ def default_out_dir(spec: AuditSpec) -> Path:
 
 def _audit(spec: AuditSpec, cache_dir: str | os.PathLike | None, progress: bool
            ) -> AuditResult:
-    kwargs = spec.to_audit_kwargs()
     if spec.task == "lm":
         from miaudit.orchestration.lm import audit_lm
 
-        return audit_lm(**kwargs, progress=progress)
+        return audit_lm(**spec.to_audit_kwargs(), progress=progress)
     from miaudit.orchestration import audit
 
-    return audit(**kwargs, cache_dir=cache_dir, progress=progress)
+    return audit(spec.to_config(), cache_dir=cache_dir, progress=progress)
 
 
 def _attach(summary: dict, spec: AuditSpec) -> None:

@@ -8,27 +8,24 @@ again at its own boundary.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, model_validator
 
+from miaudit.config import SECTIONS, SETTINGS, AuditConfig, SettingError
+from miaudit.defaults import DEFAULT_RECIPE
 from miaudit.errors import ConfigError, MiauditError
 
 __all__ = ["AuditSection", "AuditSpec", "DataSection", "LMSection", "SpecError",
            "SpecProblem", "TargetSection", "TrainingSection"]
 
-#: Defaults shared with :func:`miaudit.audit` (a test checks that they agree).
-DEFAULT_FPRS = (0.01, 0.001, 0.0001)
-DEFAULT_MODELS_PER_BATCH = 32
-DEFAULT_RECIPE = "mlp"
 LM_RECIPE = "gpt2"
 
-_Prob = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
-_Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 _Scalar = str | int | float | bool
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -135,54 +132,31 @@ class TargetSection(BaseModel):
     model: str | None = None
 
 
-class AuditSection(BaseModel):
-    """``[audit]``: the game and the measurement (the keyword arguments of
-    :func:`miaudit.audit` of the same names)."""
-
-    model_config = _STRICT
-
-    exposure: str | list[str] = "logits"
-    attacks: list[str] | None = None
-    references: Annotated[int, Field(ge=0)] = 0
-    reference_mode: Literal["online", "offline"] = "online"
-    targets: Annotated[int, Field(ge=1)] = 1
-    lira_variance: Literal["auto", "global", "per-example"] = "auto"
-    rmia_temperature: _Positive | None = None
-    population_fraction: Annotated[float, Field(ge=0, le=0.5, allow_inf_nan=False)] = 0.1
-    seed: Annotated[int, Field(ge=0)] = 0
-    fprs: Annotated[list[_Prob], Field(min_length=1)] = Field(
-        default_factory=lambda: list(DEFAULT_FPRS))
-    alpha: _Prob = 0.05
-    prior: _Prob = 0.5
-    delta: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 1e-5
-    calibration_folds: Annotated[int, Field(ge=2)] = 5
-    query_budget: Annotated[int, Field(ge=1)] | None = None
-
-    @field_validator("exposure")
-    @classmethod
-    def _known_exposure(cls, value: str | list[str]) -> str | list[str]:
-        from miaudit.orchestration.core import _parse_exposures
-
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("name at least one exposure (for example logits)")
-        try:  # exactly as the audit will read it
-            _parse_exposures(value)
-        except MiauditError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+#: The keys of ``[audit]`` and ``[training]``: settings of :class:`~miaudit.config.AuditConfig`,
+#: declared (type, range, default) there and only there.
+AUDIT_KEYS = ("exposure", "attacks", "references", "reference_mode", "targets",
+              "lira_variance", "rmia_temperature", "population_fraction", "seed", "fprs",
+              "alpha", "prior", "delta", "calibration_folds", "query_budget")
+TRAINING_KEYS = ("device", "executor", "workers", "ray_address", "models_per_batch", "augment")
 
 
-class TrainingSection(BaseModel):
-    """``[training]``: where and how models train (no effect on the figures on CPU)."""
+def _settings_section(name: str, keys: tuple[str, ...], doc: str) -> type[BaseModel]:
+    """A strict spec section whose keys are the settings ``keys`` as AuditConfig declares
+    them (its cross-setting checks run when the spec builds the config)."""
+    fields: dict[str, Any] = {}
+    for key in keys:
+        section, field = SETTINGS[key]
+        info = (SECTIONS[section] if section else AuditConfig).model_fields[field]
+        fields[key] = (info.annotation, copy.copy(info))
+    return create_model(name, __config__=_STRICT, __doc__=doc, **fields)
 
-    model_config = _STRICT
 
-    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?|mps)$")] = "cpu"
-    executor: Literal["inprocess", "process", "ray"] = "inprocess"
-    workers: Annotated[int, Field(ge=1)] | None = None
-    ray_address: str | None = None
-    models_per_batch: Annotated[int, Field(ge=1)] = DEFAULT_MODELS_PER_BATCH
-    augment: bool | None = None
+AuditSection = _settings_section(
+    "AuditSection", AUDIT_KEYS, "``[audit]``: the game and the measurement (the settings "
+    "of :class:`~miaudit.config.AuditConfig` of the same names).")
+TrainingSection = _settings_section(
+    "TrainingSection", TRAINING_KEYS, "``[training]``: where and how models train (no "
+    "effect on the figures on CPU).")
 
 
 class LMSection(BaseModel):
@@ -246,6 +220,11 @@ class AuditSpec(BaseModel):
         if self.task == "classification" and self.target.outputs is None \
                 and self.target.recipe is None:
             self.target.recipe = DEFAULT_RECIPE
+        if self.task == "classification":
+            try:  # the checks across settings, exactly as the audit makes them
+                self.to_config()
+            except SettingError as exc:
+                raise SpecError(exc.detail, loc=_spec_loc(exc.setting)) from None
         return self
 
     # ------------------------------------------------------------------ views
@@ -336,6 +315,15 @@ class AuditSpec(BaseModel):
             query_budget=a.query_budget)
         return kwargs
 
+    def to_config(self) -> AuditConfig:
+        """The :class:`~miaudit.config.AuditConfig` of a classification audit, paths
+        resolved from the spec's folder (``cache_dir`` and ``progress`` left at their
+        defaults: they change no figure)."""
+        if self.task == "lm":
+            raise ConfigError("A language-model spec runs with audit_lm: use "
+                              "to_audit_kwargs().")
+        return AuditConfig.from_settings(**self.to_audit_kwargs())
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready data, every setting written out (defaults too) and every
         path absolute, so ``AuditSpec.model_validate(spec.to_dict())`` re-runs the same
@@ -360,6 +348,22 @@ class AuditSpec(BaseModel):
 
 
 # ---------------------------------------------------------------------- consistency
+
+_SPEC_PLACES = {"data": ("data", "source"), "label_column": ("data", "label_column"),
+                "id_column": ("data", "id_column"), "n_records": ("data", "n_records"),
+                "model": ("target", "recipe"), "model_params": ("target", "params"),
+                "outputs": ("target", "outputs"),
+                **{k: ("audit", k) for k in AUDIT_KEYS},
+                **{k: ("training", k) for k in TRAINING_KEYS}}
+
+
+def _spec_loc(setting: str) -> tuple:
+    """Where a setting (``fprs[1]``) lives in a spec file (``("audit", "fprs", 1)``)."""
+    name, _, tail = setting.partition("[")
+    place = _SPEC_PLACES.get(name, (name,))
+    indices = tuple(int(i) for i in tail.rstrip("]").split("][") if i) if tail else ()
+    return place + indices
+
 
 
 def _conflicts(spec: AuditSpec) -> Iterator[tuple[tuple, str]]:
@@ -413,16 +417,6 @@ def _conflicts(spec: AuditSpec) -> Iterator[tuple[tuple, str]]:
                                              "precomputed outputs are audited without them")
     elif spec.data is None:
         yield ("data",), "missing section: give [data] source (or target.outputs)"
-    if t.outputs is None:
-        from miaudit.orchestration.games import online_models
-
-        if not a.references:
-            most, why = 1, "without audit.references"
-        else:
-            most = online_models(a.references) if a.reference_mode == "online" else 64
-            why = (f"with {a.references} references ({a.reference_mode})")
-        if not 1 <= a.targets <= most:
-            yield ("audit", "targets"), f"must lie between 1 and {most} {why}"
     if spec.data is not None:
         d = spec.data
         from miaudit.data.dataset import MIN_RECORDS
