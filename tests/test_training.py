@@ -171,6 +171,7 @@ def test_unknown_executor():
                        match="executor must be one of inprocess, process or ray"):
         miaudit.audit(**ARGS, executor="spark")
 
+
 def test_a_bernoulli_design_trains_caches_and_reuses(tmp_path):
     # a target drawn per record (rows of unequal size), in chunks that mix sizes
     from miaudit.game import membership_design
