@@ -272,3 +272,36 @@ def test_commands_are_grouped_and_old_names_still_work():
         assert new_help.exit_code == old_help.exit_code == 0, new_help.output
         assert new_help.output.split("Usage:")[1].split("\n", 2)[2] == \
             old_help.output.split("Usage:")[1].split("\n", 2)[2]
+
+
+def test_the_api_and_the_command_line_share_the_default_cache(tmp_path, monkeypatch):
+    import miaudit
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MIAUDIT_CACHE", str(cache))
+    miaudit.audit(data="wine", model_params={"epochs": 5, "hidden": 32}, attacks=["loss"])
+    entries = sorted(p.name for p in cache.rglob("meta.json"))
+    assert len(entries) == 1
+    res = _run("--data", "wine", *FAST, "--attacks", "loss", "--out", str(tmp_path / "r"),
+               "--no-registry")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in cache.rglob("meta.json")) == entries  # reused, not retrained
+    miaudit.audit(data="wine", model_params={"epochs": 4}, attacks=["loss"], cache=False)
+    assert len(list(cache.rglob("meta.json"))) == 1
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--reference-mode", "both"], "'both' is not one of 'online', 'offline'"),
+    (["--executor", "spark"], "'spark' is not one of"),
+    (["--augment", "maybe"], "'maybe' is not one of 'auto', 'on', 'off'"),
+])
+def test_choices_are_checked_and_listed_by_the_command_line(tmp_path, args, words):
+    res = _run("--data", "wine", *args, "--out", str(tmp_path / "r"))
+    assert res.exit_code == 2 and words in " ".join(res.output.replace("│", "").split())
+
+
+def test_augment_off_and_the_older_no_augment_flag_agree():
+    from miaudit.cli.options import augment_setting
+
+    assert augment_setting("auto") is None and augment_setting("on") is True
+    assert augment_setting("off") is False and augment_setting("on", no_augment=True) is False

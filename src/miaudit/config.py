@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Annotated, Any, get_args
 
 import numpy as np
@@ -37,8 +38,13 @@ from pydantic import (
 )
 
 from miaudit.defaults import (
+    DEFAULT_ALPHA,
+    DEFAULT_CALIBRATION_FOLDS,
+    DEFAULT_DELTA,
+    DEFAULT_EXPOSURE,
     DEFAULT_FPRS,
     DEFAULT_MODELS_PER_BATCH,
+    DEFAULT_PRIOR,
     DEFAULT_RECIPE,
     MAX_OFFLINE_TARGETS,
     MAX_POPULATION_FRACTION,
@@ -46,6 +52,7 @@ from miaudit.defaults import (
     Executor,
     LiraVariance,
     ReferenceMode,
+    default_cache_dir,
 )
 from miaudit.errors import ConfigError, MiauditError
 from miaudit.models.recipes import Recipe
@@ -175,7 +182,7 @@ class AttacksConfig(_Section):
     """What the attacker sees and which attacks run, with their hyper-parameters."""
 
     exposure: str | list[str] = Field(
-        "logits", description="What the attacker sees (logits, probabilities, top-k:K, "
+        DEFAULT_EXPOSURE, description="What the attacker sees (logits, probabilities, top-k:K, "
         "rounded:D, label, loss, temperature:T, noise:SIGMA, memguard:EPS); several compare.")
     names: list[str] | None = Field(
         None, description="Attacks to run; default: every one the threat model allows.")
@@ -184,7 +191,8 @@ class AttacksConfig(_Section):
     rmia_temperature: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         None, description="RMIA's softmax temperature; default: tuned on the references.")
     calibration_folds: Annotated[int, Field(ge=2)] = Field(
-        5, description="Cross-fitting folds of the oracle attacks (*-known).")
+        DEFAULT_CALIBRATION_FOLDS,
+        description="Cross-fitting folds of the oracle attacks (*-known).")
     query_budget: Annotated[int, Field(ge=1)] | None = Field(
         None, description="Most queries each label-only attack sends to each target.")
 
@@ -216,10 +224,11 @@ class MetricsConfig(_Section):
     fprs: Annotated[list[_Prob], Field(min_length=1)] = Field(
         default_factory=lambda: list(DEFAULT_FPRS),
         description="FPR levels at which the TPR is reported.")
-    alpha: _Prob = Field(0.05, description="1 - confidence level of every interval.")
-    prior: _Prob = Field(0.5, description="Prior probability of membership (for the PPV).")
+    alpha: _Prob = Field(DEFAULT_ALPHA, description="1 - confidence level of every interval.")
+    prior: _Prob = Field(DEFAULT_PRIOR,
+                         description="Prior probability of membership (for the PPV).")
     delta: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = Field(
-        1e-5, description="The delta of the epsilon lower bound.")
+        DEFAULT_DELTA, description="The delta of the epsilon lower bound.")
 
 
 class ComputeConfig(_Section):
@@ -233,9 +242,19 @@ class ComputeConfig(_Section):
     ray_address: str | None = Field(None, description="A running Ray cluster (ray://HOST:PORT).")
     models_per_batch: Annotated[int, Field(ge=1)] = Field(
         DEFAULT_MODELS_PER_BATCH, description="Models trained together in one computation.")
+    cache: bool = Field(
+        True, description="Store every trained model by content hash and reuse it on a "
+        "re-run or a resumed run; False: train every model, store nothing.")
     cache_dir: str | None = Field(
-        None, description="Model cache folder; None: train every model, store nothing.")
+        None, description="Model cache folder; default $MIAUDIT_CACHE or ~/.cache/miaudit "
+        "(the command line's too).")
     progress: bool = Field(False, description="Rich progress bars on stderr.")
+
+    def model_cache_dir(self) -> Path | None:
+        """The model cache folder this audit uses, or None with ``cache=False``."""
+        if not self.cache:
+            return None
+        return Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
 
     @field_validator("device")
     @classmethod
@@ -269,7 +288,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "fprs": ("metrics", "fprs"), "alpha": ("metrics", "alpha"),
     "prior": ("metrics", "prior"), "delta": ("metrics", "delta"),
     **{name: ("compute", name) for name in ("device", "executor", "workers", "ray_address",
-                                            "models_per_batch", "cache_dir", "progress")},
+                                            "models_per_batch", "cache", "cache_dir",
+                                            "progress")},
     "seed": ("", "seed"),
 }
 

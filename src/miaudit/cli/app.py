@@ -20,6 +20,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+import miaudit.cli.options as opt
 from miaudit._version import __version__
 from miaudit.cli.common import (
     OutputFormat,
@@ -29,6 +30,14 @@ from miaudit.cli.common import (
     model_cache,
     out_console,
     split_list,
+)
+from miaudit.defaults import (
+    DEFAULT_ALPHA,
+    DEFAULT_EXPOSURE,
+    DEFAULT_MODELS_PER_BATCH,
+    DEFAULT_PRIOR,
+    DEFAULT_RECIPE,
+    POPULATION_FRACTION,
 )
 from miaudit.errors import MiauditError, MiauditWarning
 
@@ -46,9 +55,7 @@ def _in_panel(panel: str):
     return functools.partial(typer.Option, rich_help_panel=panel)
 
 
-DATA, TARGET, ATTACKS, REFERENCES, METRICS, COMPUTE, OUTPUT = (
-    _in_panel(p) for p in ("Data", "Target", "Attacks", "References", "Metrics", "Compute",
-                           "Output"))
+DATA, TARGET, ATTACKS = (_in_panel(p) for p in (opt.DATA, opt.TARGET, opt.ATTACKS))
 
 
 def _version_callback(value: bool) -> None:
@@ -131,7 +138,7 @@ def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
         result = audit(**settings,
-                       cache_dir=model_cache(cache_dir, no_cache),
+                       cache=not no_cache, cache_dir=cache_dir,
                        progress=not quiet and sys.stderr.isatty())
     return result, result.save(out_dir, overwrite=overwrite)
 
@@ -153,24 +160,12 @@ def run(
         help="An audit spec (.toml or .yaml) describing the whole audit; stored with the "
         "run so 'miaudit spec rerun' repeats it (the other options are then refused)."
     )] = None,
-    data: Annotated[str | None, DATA(
-        help="Built-in name (digits, breast_cancer, wine) or a .npz/.csv/.csv.gz/.parquet file."
-    )] = None,
-    label_column: Annotated[str | None, DATA(help="Label column of a CSV/Parquet file.")
-                            ] = None,
-    id_column: Annotated[str | None, DATA(
-        help="Record-ID column of a CSV/Parquet file (not used as a feature)."
-    )] = None,
-    n_records: Annotated[int | None, DATA(
-        help="Use a seeded, class-stratified subset of this many records."
-    )] = None,
-    model: Annotated[str, TARGET(
-        help="Recipe to train as the target: mlp, logistic or cnn (images)."
-    )] = "mlp",
-    param: Annotated[list[str] | None, TARGET(
-        "--param", "-p", help="Recipe parameter key=value, repeatable (e.g. -p epochs=20 "
-        "-p hidden=128,64)."
-    )] = None,
+    data: opt.Data = None,
+    label_column: opt.LabelColumn = None,
+    id_column: opt.IdColumn = None,
+    n_records: opt.NRecords = None,
+    model: opt.Model = DEFAULT_RECIPE,
+    param: opt.Param = None,
     outputs: Annotated[Path | None, TARGET(
         help="Precomputed outputs (.npz with logits or probs, y, is_member) instead of "
         "training a model."
@@ -196,78 +191,33 @@ def run(
     target_rate_limit: Annotated[float | None, TARGET(
         help="Most requests per second."
     )] = None,
-    attacks: Annotated[str | None, ATTACKS(
-        help="Comma-separated attacks (see 'miaudit attacks'); default: all the exposure allows."
-    )] = None,
-    exposure: Annotated[str, ATTACKS(
-        help="What the attacker sees: logits, probabilities, top-k:K, rounded:D, label, loss, "
-        "or probabilities after a defence: temperature:T, noise:SIGMA, memguard:EPS. Several, "
-        "comma-separated, are compared (exposures.json)."
-    )] = "logits",
-    query_budget: Annotated[int | None, ATTACKS(
-        help="Most queries each label-only attack may send to each target."
-    )] = None,
-    references: Annotated[int, REFERENCES(
-        help="Reference models to train with the target (enables LiRA, RMIA, Attack-R, "
-        "Shokri)."
-    )] = 0,
-    reference_mode: Annotated[str, REFERENCES(
-        help="online: references train on halves of the audited records; offline: on "
-        "separate population records only."
-    )] = "online",
-    targets: Annotated[int, REFERENCES(
-        help="With references: models that take the target's role in turn (pooled)."
-    )] = 1,
-    lira_variance: Annotated[str, REFERENCES(
-        help="LiRA variance: auto (global below 64 references), global or per-example."
-    )] = "auto",
-    rmia_temperature: Annotated[float | None, REFERENCES(
-        help="Softmax temperature of RMIA's Pr(x|model) (default: tuned on the references)."
-    )] = None,
-    population_fraction: Annotated[float, REFERENCES(
-        help="Share of the pool set aside as population data (attack-p, RMIA)."
-    )] = 0.1,
-    seed: Annotated[int, DATA(help="Seed of the split, training and folds.")] = 0,
-    alpha: Annotated[float, METRICS(help="1 - confidence level of the intervals.")] = 0.05,
-    prior: Annotated[float, METRICS(help="Membership prior for the PPV.")] = 0.5,
-    device: Annotated[str, COMPUTE(help="Torch device: cpu or cuda.")] = "cpu",
-    cache_dir: Annotated[Path | None, COMPUTE(
-        help="Model cache (default: $MIAUDIT_CACHE or ~/.cache/miaudit)."
-    )] = None,
-    no_cache: Annotated[bool, COMPUTE(
-        "--no-cache", help="Train every model, store nothing."
-    )] = False,
-    executor: Annotated[str, COMPUTE(
-        help="Where models train: inprocess, process (local pool) or ray."
-    )] = "inprocess",
-    workers: Annotated[int | None, COMPUTE(help="Workers for process/ray executors.")
-                       ] = None,
-    ray_address: Annotated[str | None, COMPUTE(
-        help="Ray cluster address (default: start a local Ray)."
-    )] = None,
-    models_per_batch: Annotated[int, COMPUTE(
-        help="Models trained together in one batched computation."
-    )] = 32,
-    augment: Annotated[bool | None, REFERENCES(
-        "--augment/--no-augment",
-        help="Query flipped and shifted copies too (image recipes; default on for cnn)."
-    )] = None,
-    out: Annotated[Path | None, OUTPUT(
-        help="Run folder (default: runs/<time>-<data>-<model>)."
-    )] = None,
-    overwrite: Annotated[bool, OUTPUT(
-        "--overwrite", help="Replace the run folder of a previous run."
-    )] = False,
-    format: Annotated[OutputFormat, OUTPUT(
-        "--format", help="text: a table on stdout; json: summary.json on stdout."
-    )] = OutputFormat.text,
-    quiet: Annotated[bool, OUTPUT("--quiet", help="No progress bars.")] = False,
-    registry: Annotated[str | None, OUTPUT(
-        help="Registry URL to record the run in (default: $MIAUDIT_REGISTRY or a SQLite "
-        "file under ~/.local/share/miaudit; postgresql://... works too)."
-    )] = None,
-    no_registry: Annotated[bool, OUTPUT("--no-registry", help="Record nothing.")
-                           ] = False,
+    attacks: opt.Attacks = None,
+    exposure: opt.Exposure = DEFAULT_EXPOSURE,
+    query_budget: opt.QueryBudget = None,
+    references: opt.References = 0,
+    reference_mode: opt.ReferenceMode = "online",
+    targets: opt.Targets = 1,
+    lira_variance: opt.LiraVariance = "auto",
+    rmia_temperature: opt.RmiaTemperature = None,
+    population_fraction: opt.PopulationFraction = POPULATION_FRACTION,
+    augment: opt.Augment = "auto",
+    no_augment: opt.NoAugment = False,
+    seed: opt.Seed = 0,
+    alpha: opt.Alpha = DEFAULT_ALPHA,
+    prior: opt.Prior = DEFAULT_PRIOR,
+    device: opt.Device = "cpu",
+    cache_dir: opt.CacheDir = None,
+    no_cache: opt.NoCache = False,
+    executor: opt.Executor = "inprocess",
+    workers: opt.Workers = None,
+    ray_address: opt.RayAddress = None,
+    models_per_batch: opt.ModelsPerBatch = DEFAULT_MODELS_PER_BATCH,
+    out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
+    format: opt.Format = OutputFormat.text,
+    quiet: opt.Quiet = False,
+    registry: opt.Registry = None,
+    no_registry: opt.NoRegistry = False,
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
     given = {k: v for k, v in locals().items()
@@ -289,7 +239,7 @@ def run(
             warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
             result, saved = run_spec(load_spec(spec), out, overwrite,
                                      progress=not quiet and sys.stderr.isatty(),
-                                     cache_dir=model_cache(cache_dir, no_cache))
+                                     cache=not no_cache, cache_dir=cache_dir)
         _record(result, saved, registry, no_registry)
         _print_run(result, saved, format, started)
         return
@@ -321,7 +271,8 @@ def run(
         rmia_temperature=rmia_temperature,
         population_fraction=population_fraction, executor=executor,
         workers=workers, ray_address=ray_address, models_per_batch=models_per_batch,
-        augment=augment, query_budget=query_budget, alpha=alpha, prior=prior, device=device,
+        augment=opt.augment_setting(augment, no_augment), query_budget=query_budget,
+        alpha=alpha, prior=prior, device=device,
     )
     _record(result, saved, registry, no_registry)
     _print_run(result, saved, format, started)
@@ -356,43 +307,31 @@ DEFAULT_COMPARED = ("logits,probabilities,top-k:1,rounded:1,label,loss,temperatu
 )
 @friendly
 def compare_exposures(
-    data: Annotated[str | None, typer.Option(help="Built-in name or a data file.")] = None,
-    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
-    id_column: Annotated[str | None, typer.Option(help="Record-ID column of a table.")] = None,
-    n_records: Annotated[int | None, typer.Option(help="Stratified subset size.")] = None,
-    model: Annotated[str, typer.Option(help="Recipe: mlp, logistic or cnn.")] = "mlp",
-    param: Annotated[list[str] | None, typer.Option("--param", "-p",
-                                                    help="Recipe key=value.")] = None,
-    exposures: Annotated[str, typer.Option(
+    data: opt.Data = None,
+    label_column: opt.LabelColumn = None,
+    id_column: opt.IdColumn = None,
+    n_records: opt.NRecords = None,
+    model: opt.Model = DEFAULT_RECIPE,
+    param: opt.Param = None,
+    exposures: Annotated[str, ATTACKS(
         "--exposure", "--exposures", help="Comma-separated exposure settings to compare "
         "(the same option as 'run --exposure')."
     )] = DEFAULT_COMPARED,
-    attacks: Annotated[str | None, typer.Option(
-        help="Comma-separated attacks; default: every attack each exposure allows."
-    )] = None,
-    references: Annotated[int, typer.Option(help="Reference models (LiRA, RMIA, ...).")] = 0,
-    reference_mode: Annotated[str, typer.Option(help="online or offline.")] = "online",
-    targets: Annotated[int, typer.Option(help="Models taking the target's role.")] = 1,
-    query_budget: Annotated[int | None, typer.Option(
-        help="Most queries each label-only attack may send to each target."
-    )] = None,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run folder.")
-                         ] = False,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Store no models.")] = False,
-    format: Annotated[OutputFormat, typer.Option(
-        "--format", help="text: tables on stdout; json: exposures.json on stdout."
-    )] = OutputFormat.text,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
-    registry: Annotated[str | None, typer.Option(
-        help="Registry URL to record the run in (default: $MIAUDIT_REGISTRY or a SQLite "
-        "file under ~/.local/share/miaudit; postgresql://... works too)."
-    )] = None,
-    no_registry: Annotated[bool, typer.Option("--no-registry", help="Record nothing.")
-                           ] = False,
+    attacks: opt.Attacks = None,
+    query_budget: opt.QueryBudget = None,
+    references: opt.References = 0,
+    reference_mode: opt.ReferenceMode = "online",
+    targets: opt.Targets = 1,
+    seed: opt.Seed = 0,
+    device: opt.Device = "cpu",
+    cache_dir: opt.CacheDir = None,
+    no_cache: opt.NoCache = False,
+    out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
+    format: opt.Format = OutputFormat.text,
+    quiet: opt.Quiet = False,
+    registry: opt.Registry = None,
+    no_registry: opt.NoRegistry = False,
 ) -> None:
     """Which exposure is safe to ship? Run every attack each exposure setting allows on the
     same models and compare: strongest attack, TPR at low FPR, utility kept, and the
@@ -462,22 +401,15 @@ def run_lm(
     canaries: Annotated[int, typer.Option(
         help="Secret canaries inserted into the training texts (1, 2, 4, 8, 16 copies)."
     )] = 0,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run folder.")
-                         ] = False,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seed: opt.Seed = 0,
+    out: opt.Out = None,
+    overwrite: opt.Overwrite = False,
+    device: opt.Device = "cpu",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 8,
-    format: Annotated[OutputFormat, typer.Option(
-        "--format", help="text: a table on stdout; json: summary.json on stdout."
-    )] = OutputFormat.text,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
-    registry: Annotated[str | None, typer.Option(
-        help="Registry URL to record the run in (default: $MIAUDIT_REGISTRY or a SQLite "
-        "file under ~/.local/share/miaudit; postgresql://... works too)."
-    )] = None,
-    no_registry: Annotated[bool, typer.Option("--no-registry", help="Record nothing.")
-                           ] = False,
+    format: opt.Format = OutputFormat.text,
+    quiet: opt.Quiet = False,
+    registry: opt.Registry = None,
+    no_registry: opt.NoRegistry = False,
 ) -> None:
     """Audit a causal language model: LOSS, zlib, lowercase, reference, Min-K%, Min-K%++,
     text LiRA, canary exposure, and a blind baseline that checks the evaluation itself."""

@@ -72,7 +72,7 @@ def model_cache(cache_dir: Path | None, no_cache: bool) -> Path | None:
     the default ($MIAUDIT_CACHE or ~/.cache/miaudit)."""
     if no_cache:
         return None
-    from miaudit.orchestration.cache import default_cache_dir
+    from miaudit.defaults import default_cache_dir
 
     return cache_dir or default_cache_dir()
 

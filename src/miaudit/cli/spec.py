@@ -12,11 +12,11 @@ from typing import Annotated, Any
 
 import typer
 
+import miaudit.cli.options as opt
 from miaudit.cli.common import (
     OutputFormat,
     err_console,
     friendly,
-    model_cache,
     out_console,
     run_folder,
 )
@@ -53,18 +53,6 @@ def register(app: typer.Typer) -> None:
             print_exposures(summary, out_console)
         err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
 
-    FormatOpt = Annotated[OutputFormat, typer.Option(
-        "--format", help="text: a table on stdout; json: summary.json on stdout.")]
-    OutOpt = Annotated[Path | None, typer.Option(
-        help="Run folder (default: runs/<time>-<name>).")]
-    OverwriteOpt = Annotated[bool, typer.Option(
-        "--overwrite", help="Replace the run folder of a previous run.")]
-    CacheOpt = Annotated[Path | None, typer.Option(
-        help="Model cache (default: $MIAUDIT_CACHE or ~/.cache/miaudit).")]
-    NoCacheOpt = Annotated[bool, typer.Option(
-        "--no-cache", help="Train every model, store nothing.")]
-    QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
-
     @app.command("spec-check", epilog="Examples:\n\n  miaudit spec check audit.toml\n\n"
                  "  miaudit spec check audit.yaml --format json")
     @friendly
@@ -95,12 +83,12 @@ def register(app: typer.Typer) -> None:
     @friendly
     def run_spec_command(
         file: Annotated[Path, typer.Argument(help="Audit spec (.toml, .yaml or .yml).")],
-        out: OutOpt = None,
-        overwrite: OverwriteOpt = False,
-        format: FormatOpt = OutputFormat.text,
-        cache_dir: CacheOpt = None,
-        no_cache: NoCacheOpt = False,
-        quiet: QuietOpt = False,
+        out: opt.Out = None,
+        overwrite: opt.Overwrite = False,
+        format: opt.Format = OutputFormat.text,
+        cache_dir: opt.CacheDir = None,
+        no_cache: opt.NoCache = False,
+        quiet: opt.Quiet = False,
     ) -> None:
         """Run the audit a spec file describes; the spec is stored in summary.json."""
         from miaudit.spec import load_spec, run_spec
@@ -110,7 +98,7 @@ def register(app: typer.Typer) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary
             result, saved = run_spec(spec, out, overwrite,
-                                     cache_dir=model_cache(cache_dir, no_cache),
+                                     cache=not no_cache, cache_dir=cache_dir,
                                      progress=not quiet and sys.stderr.isatty())
         show(result, saved, format, started)
 
@@ -119,12 +107,12 @@ def register(app: typer.Typer) -> None:
     @friendly
     def rerun_command(
         run: Annotated[str, typer.Argument(help="A run folder (or a run ID, with a registry).")],
-        out: OutOpt = None,
-        overwrite: OverwriteOpt = False,
-        format: FormatOpt = OutputFormat.text,
-        cache_dir: CacheOpt = None,
-        no_cache: NoCacheOpt = False,
-        quiet: QuietOpt = False,
+        out: opt.Out = None,
+        overwrite: opt.Overwrite = False,
+        format: opt.Format = OutputFormat.text,
+        cache_dir: opt.CacheDir = None,
+        no_cache: opt.NoCache = False,
+        quiet: opt.Quiet = False,
     ) -> None:
         """Run a previous audit again, from the spec stored with it or from its settings,
         and say whether the figures came out the same."""
@@ -135,7 +123,7 @@ def register(app: typer.Typer) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MiauditWarning)
             result, saved = rerun(folder, out, overwrite=overwrite,
-                                  cache_dir=model_cache(cache_dir, no_cache),
+                                  cache=not no_cache, cache_dir=cache_dir,
                                   progress=not quiet and sys.stderr.isatty())
         show(result, saved, format, started)
         info = result.summary()["rerun_of"]

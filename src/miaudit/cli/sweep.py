@@ -16,15 +16,16 @@ from typing import Annotated
 
 import typer
 
+import miaudit.cli.options as opt
 from miaudit.cli.common import (
     OutputFormat,
     default_out,
     err_console,
     friendly,
-    model_cache,
     out_console,
     split_list,
 )
+from miaudit.defaults import DEFAULT_EXPOSURE, DEFAULT_RECIPE
 
 __all__ = ["register"]
 
@@ -100,14 +101,6 @@ def _ints(text: str | None) -> int | list[int] | None:
     return parts[0] if len(parts) == 1 else parts
 
 
-# options both commands take
-DataOpt = Annotated[str, typer.Option(help="Built-in name or a data file.")]
-LabelColumnOpt = Annotated[str | None, typer.Option(help="Label column of a table.")]
-IdColumnOpt = Annotated[str | None, typer.Option(help="Record-ID column of a table.")]
-NRecordsOpt = Annotated[int | None, typer.Option(help="Stratified subset size.")]
-ModelOpt = Annotated[str, typer.Option(help="Recipe: mlp, logistic or cnn.")]
-
-
 def register(app: typer.Typer) -> None:
     """Add ``sweep`` and ``audit-one-run`` to the ``miaudit`` typer app."""
 
@@ -127,44 +120,37 @@ def register(app: typer.Typer) -> None:
             "--param", help="The swept recipe parameter and its values: NAME=V1,V2,... "
             "(';' between values that hold commas, e.g. hidden=64,32;128)."
         )],
-        data: DataOpt,
-        label_column: LabelColumnOpt = None,
-        id_column: IdColumnOpt = None,
-        n_records: NRecordsOpt = None,
-        model: ModelOpt = "mlp",
+        data: opt.Data,
+        label_column: opt.LabelColumn = None,
+        id_column: opt.IdColumn = None,
+        n_records: opt.NRecords = None,
+        model: opt.Model = DEFAULT_RECIPE,
         set_: Annotated[list[str] | None, typer.Option(
             "--set", "-s", help="Fixed recipe parameter key=value, repeatable."
         )] = None,
-        attacks: Annotated[str | None, typer.Option(
-            help="Comma-separated attacks; default: all the exposure allows."
-        )] = None,
+        attacks: opt.Attacks = None,
         attack: Annotated[str | None, typer.Option(
             help="The attack of the table; default: each setting's strongest."
         )] = None,
-        exposure: Annotated[str, typer.Option(help="What the attacker sees.")] = "logits",
-        references: Annotated[int, typer.Option(help="Reference models (LiRA, RMIA, ...).")
-                              ] = 0,
-        reference_mode: Annotated[str, typer.Option(help="online or offline.")] = "online",
-        targets: Annotated[int, typer.Option(help="Models taking the target's role.")] = 1,
-        seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+        exposure: opt.Exposure = DEFAULT_EXPOSURE,
+        references: opt.References = 0,
+        reference_mode: opt.ReferenceMode = "online",
+        targets: opt.Targets = 1,
+        seed: opt.Seed = 0,
         out: Annotated[Path | None, typer.Option(
             help="Run folder: the last setting's audit with the sweep (default: "
             "runs/<time>-<data>-<model>-sweep)."
         )] = None,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a run folder.")
-                             ] = False,
-        device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-        cache_dir: Annotated[Path | None, typer.Option(help="Model cache folder.")] = None,
-        no_cache: Annotated[bool, typer.Option("--no-cache", help="Store no models.")
-                            ] = False,
-        executor: Annotated[str, typer.Option(
-            help="Where models train: inprocess, process or ray."
-        )] = "inprocess",
-        workers: Annotated[int | None, typer.Option(help="Workers for process/ray.")] = None,
+        overwrite: opt.Overwrite = False,
+        device: opt.Device = "cpu",
+        cache_dir: opt.CacheDir = None,
+        no_cache: opt.NoCache = False,
+        executor: opt.Executor = "inprocess",
+        workers: opt.Workers = None,
         format: Annotated[OutputFormat, typer.Option(
             "--format", help="text: a table on stdout; json: the sweep section on stdout."
         )] = OutputFormat.text,
-        quiet: Annotated[bool, typer.Option("--quiet", help="No progress messages.")] = False,
+        quiet: opt.Quiet = False,
     ) -> None:
         """Privacy-utility sweep: audit the recipe once per value of one parameter (DP
         epsilon, weight decay, dropout, ...) and compare accuracy, AUC, TPR at 0.1% FPR,
@@ -194,7 +180,7 @@ def register(app: typer.Typer) -> None:
                 exposure=exposure, references=references, reference_mode=reference_mode,
                 targets=targets, seed=seed, device=device, executor=executor,
                 workers=workers,
-                cache_dir=model_cache(cache_dir, no_cache))
+                cache=not no_cache, cache_dir=cache_dir)
         saved = result.to_result().save(out_dir, overwrite=overwrite)
         if format is OutputFormat.json:
             print(json.dumps(result.section(), indent=2))
@@ -217,11 +203,11 @@ def register(app: typer.Typer) -> None:
     )
     @friendly
     def one_run_command(
-        data: DataOpt,
-        label_column: LabelColumnOpt = None,
-        id_column: IdColumnOpt = None,
-        n_records: NRecordsOpt = None,
-        model: ModelOpt = "mlp",
+        data: opt.Data,
+        label_column: opt.LabelColumn = None,
+        id_column: opt.IdColumn = None,
+        n_records: opt.NRecords = None,
+        model: opt.Model = DEFAULT_RECIPE,
         param: Annotated[list[str] | None, typer.Option(
             "--param", "-p", help="Recipe key=value, repeatable (e.g. -p dp_epsilon=4)."
         )] = None,
@@ -243,8 +229,8 @@ def register(app: typer.Typer) -> None:
         delta: Annotated[float | None, typer.Option(
             help="Delta of the bound (default: the recipe's dp_delta, 1e-5)."
         )] = None,
-        seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-        device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+        seed: opt.Seed = 0,
+        device: opt.Device = "cpu",
         format: Annotated[OutputFormat, typer.Option(
             "--format", help="text: a table on stdout; json: the result on stdout."
         )] = OutputFormat.text,

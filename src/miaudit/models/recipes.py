@@ -221,6 +221,8 @@ def _coerce(key: str, value: object) -> object:
             if isinstance(value, str):
                 parts = [p for p in value.replace("x", ",").split(",") if p.strip()]
                 return tuple(int(p) for p in parts)
+            if isinstance(value, int) and not isinstance(value, bool):  # one hidden layer
+                return (value,)
             return tuple(int(v) for v in value)  # type: ignore[union-attr]
         if key in _INT_FIELDS:
             if isinstance(value, float) and not value.is_integer():

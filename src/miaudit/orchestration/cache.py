@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from miaudit._version import __version__
+from miaudit.defaults import CACHE_ENV_VAR
 from miaudit.errors import ConfigError
 from miaudit.models import Recipe
 
@@ -36,15 +37,7 @@ CACHE_FORMAT = 2
 #: Bump whenever training changes what a recipe, seed and data produce (optimizer, init,
 #: minibatch order), so that stale entries are not reused.
 TRAINING_VERSION = 2
-ENV_VAR = "MIAUDIT_CACHE"
-
-
-def default_cache_dir() -> Path:
-    """``$MIAUDIT_CACHE``, else ``$XDG_CACHE_HOME/miaudit``, else ``~/.cache/miaudit``."""
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "miaudit"
+ENV_VAR = CACHE_ENV_VAR
 
 
 def training_data_digest(X: np.ndarray, y: np.ndarray) -> str:

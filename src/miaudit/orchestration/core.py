@@ -141,8 +141,10 @@ def audit(
 
         Compute: ``device`` (torch device), ``executor`` (``inprocess``, ``process`` or
         ``ray``), ``workers``, ``ray_address``, ``models_per_batch`` (default 32; lower
-        it to save memory), ``cache_dir`` (store every trained model under this folder by
-        content hash; a re-run or a resumed run loads what it finds; default: no cache),
+        it to save memory), ``cache`` (default True: store every trained model by content hash
+        and load it on a re-run or a resumed run; False: train all, store nothing),
+        ``cache_dir`` (default ``$MIAUDIT_CACHE`` or ``~/.cache/miaudit``, the command
+        line's too),
         ``progress`` (Rich progress bars on stderr).
 
         ``seed`` (default 0) seeds the split, the training and the cross-fitting folds.
@@ -182,8 +184,9 @@ def audit(
             elif d.n_records is not None:
                 raise ConfigError("n_records applies to data loaded from a name or a file; "
                                   "subset a Dataset yourself with Dataset.subset().")
+            cache_root = cmp.model_cache_dir()
             training = {
-                "cache": None if cmp.cache_dir is None else ModelCache(cmp.cache_dir),
+                "cache": None if cache_root is None else ModelCache(cache_root),
                 "executor": cmp.executor, "workers": cmp.workers,
                 "ray_address": cmp.ray_address, "chunk": cmp.models_per_batch,
                 "augment": ref.augment,

@@ -57,7 +57,8 @@ REPRODUCED_TOLERANCE = 1e-12
 
 
 def run_spec(spec: AuditSpec, out_dir: str | os.PathLike | None = None,
-             overwrite: bool = False, *, cache_dir: str | os.PathLike | None = None,
+             overwrite: bool = False, *, cache: bool = True,
+             cache_dir: str | os.PathLike | None = None,
              progress: bool = False) -> tuple[AuditResult, Path]:
     """Run the audit a spec describes and save it with the spec.
 
@@ -68,8 +69,11 @@ def run_spec(spec: AuditSpec, out_dir: str | os.PathLike | None = None,
         The run folder; default ``runs/<time>-<spec name or file stem>``.
     overwrite : bool, default False
         Replace a previous run's folder.
+    cache : bool, default True
+        Store and reuse the trained models of a classification audit (no effect on the
+        figures).
     cache_dir : path-like, optional
-        Model cache of a classification audit (no effect on the figures); default none.
+        The model cache folder; default ``$MIAUDIT_CACHE`` or ``~/.cache/miaudit``.
     progress : bool, default False
         Progress bars on stderr.
 
@@ -83,13 +87,14 @@ def run_spec(spec: AuditSpec, out_dir: str | os.PathLike | None = None,
     """
     out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
     check_out_dir(out, overwrite=overwrite)
-    result = _audit(spec, cache_dir, progress)
+    result = _audit(spec, cache, cache_dir, progress)
     _attach(result.summary(), spec)
     return result, result.save(out, overwrite=overwrite)
 
 
 def rerun(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-          overwrite: bool = False, cache_dir: str | os.PathLike | None = None,
+          overwrite: bool = False, cache: bool = True,
+          cache_dir: str | os.PathLike | None = None,
           progress: bool = False) -> tuple[AuditResult, Path]:
     """Run a previous audit again from its run folder (see the module notes for what is
     rebuilt and what is refused).
@@ -100,7 +105,7 @@ def rerun(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, 
         A run folder holding ``summary.json``.
     out_dir : path-like, optional
         The new run folder; default ``runs/<time>-rerun-<run folder name>``.
-    overwrite, cache_dir, progress
+    overwrite, cache, cache_dir, progress
         As for :func:`run_spec`.
 
     Returns
@@ -123,7 +128,7 @@ def rerun(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, 
     out = Path(out_dir) if out_dir is not None else (
         Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-rerun-{run.resolve().name}")
     check_out_dir(out, overwrite=overwrite)
-    result = _audit(spec, cache_dir, progress)
+    result = _audit(spec, cache, cache_dir, progress)
     new = result.summary()
     old_fp = (summary.get("data") or {}).get("fingerprint")
     new_fp = (new.get("data") or {}).get("fingerprint")
@@ -193,15 +198,15 @@ def default_out_dir(spec: AuditSpec) -> Path:
 # ---------------------------------------------------------------------- helpers
 
 
-def _audit(spec: AuditSpec, cache_dir: str | os.PathLike | None, progress: bool
-           ) -> AuditResult:
+def _audit(spec: AuditSpec, cache: bool, cache_dir: str | os.PathLike | None,
+           progress: bool) -> AuditResult:
     if spec.task == "lm":
         from miaudit.orchestration.lm import audit_lm
 
         return audit_lm(**spec.to_audit_kwargs(), progress=progress)
     from miaudit.orchestration import audit
 
-    return audit(spec.to_config(), cache_dir=cache_dir, progress=progress)
+    return audit(spec.to_config(), cache=cache, cache_dir=cache_dir, progress=progress)
 
 
 def _attach(summary: dict, spec: AuditSpec) -> None:
