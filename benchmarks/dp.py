@@ -30,7 +30,7 @@ from pathlib import Path
 
 from _results import table, write_section
 
-from miaudit.orchestration.sweep import audit_one_run, sweep
+from miaudit.audits.sweep import audit_one_run, sweep
 from miaudit.report.terminal import figure
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

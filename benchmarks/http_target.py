@@ -28,8 +28,9 @@ import torch
 from _results import table, write_section
 from safetensors.numpy import save_file
 
-from miaudit.models import TorchTarget, build_module, make_recipe
-from miaudit.models.http import HTTPTarget
+from miaudit.targets import TorchTarget
+from miaudit.targets.http import HTTPTarget
+from miaudit.training import build_module, make_recipe
 
 N_FEATURES, N_CLASSES = 64, 10
 SERVER = ("import typer; from miaudit.cli.http import register; app = typer.Typer(); "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from _results import table, write_section
 
-from miaudit.orchestration.lm import audit_lm
+from miaudit.audits.lm import audit_lm
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news_test.csv.gz"
 

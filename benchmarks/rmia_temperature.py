@@ -38,10 +38,11 @@ from miaudit.attacks.reference import (
 from miaudit.data import load_dataset
 from miaudit.game import independent_halves, membership_design
 from miaudit.metrics import auc_delong, tpr_at_fpr
-from miaudit.models import check_outputs, make_recipe
-from miaudit.orchestration.cache import ModelCache
-from miaudit.orchestration.training import train_pool_models
 from miaudit.signals import observe
+from miaudit.targets import check_outputs
+from miaudit.training import make_recipe
+from miaudit.training.cache import ModelCache
+from miaudit.training.executors import train_pool_models
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "location30.npz"
 

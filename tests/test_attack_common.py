@@ -42,9 +42,9 @@ from miaudit.attacks.base import (
 )
 from miaudit.attacks.lm import LM_ATTACKS, NEEDS, LMAttackInput
 from miaudit.errors import ConfigError
-from miaudit.models import check_outputs
 from miaudit.signals import observe
 from miaudit.signals.tokens import TokenScores
+from miaudit.targets import check_outputs
 
 N, C, K, Z, A = 240, 4, 8, 120, 12  # records, classes, references, population, copies
 

@@ -30,8 +30,8 @@ from miaudit.attacks.class_threshold import (
     reference_threshold_scores,
 )
 from miaudit.errors import ConfigError, ExposureError
-from miaudit.models import check_outputs
 from miaudit.signals import observe, parse_exposure
+from miaudit.targets import check_outputs
 
 
 def _inputs(z, y, is_member=None, folds=None, exposure="logits", refs=None):

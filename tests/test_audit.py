@@ -14,7 +14,7 @@ import miaudit
 from miaudit.data import load_dataset
 from miaudit.errors import ConfigError, MembershipError, OutputError
 from miaudit.game import membership_design, split_members
-from miaudit.models import PrecomputedOutputs, check_outputs
+from miaudit.targets import PrecomputedOutputs, check_outputs
 
 FAST_MLP = {"epochs": 15, "hidden": (64,)}
 
@@ -269,7 +269,7 @@ def test_typed_attack_reports_mirror_the_summary():
     with their intervals, the reason of every figure that could not be measured."""
     import math
 
-    from miaudit.orchestration import AttackReport, Figure
+    from miaudit.audits import AttackReport, Figure
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

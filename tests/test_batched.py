@@ -7,11 +7,11 @@ import pytest
 
 from miaudit.errors import ConfigError
 from miaudit.game import membership_design
-from miaudit.models import make_recipe, train
-from miaudit.models.adapters import TorchTarget
+from miaudit.targets.adapters import TorchTarget
+from miaudit.training import make_recipe, train
 
 torch = pytest.importorskip("torch")
-from miaudit.models.batched import predict_stacked, train_batched  # noqa: E402
+from miaudit.training.batched import predict_stacked, train_batched  # noqa: E402
 
 
 @pytest.mark.parametrize(("activation", "optimizer"), [("tanh", "adam"), ("relu", "sgd")])
@@ -36,7 +36,7 @@ def test_batched_models_match_one_by_one(activation, optimizer):
 
 
 def test_training_tanh_matches_torch_tanh_and_its_gradient():
-    from miaudit.models.batched import _training_tanh
+    from miaudit.training.batched import _training_tanh
 
     x = torch.linspace(-12, 12, 20001, dtype=torch.float32)
     exact = torch.tanh(x.double())
@@ -77,7 +77,7 @@ def test_rows_of_unequal_size_match_one_by_one(activation, optimizer, extra, spa
     recipe = make_recipe("mlp", {"hidden": (16, 8), "epochs": 3, "batch_size": 32,
                                  "activation": activation, "optimizer": optimizer,
                                  "lr": 0.01, "weight_decay": 1e-3, **extra})
-    from miaudit.models.batched import train_models
+    from miaudit.training.batched import train_models
 
     trained = train_models(recipe, X, y, design, n_classes=3, seeds=seeds)
     assert trained.batched
@@ -114,7 +114,7 @@ def test_bernoulli_design_trains_batched_and_deterministically():
 
 def test_equal_rows_take_the_plain_path(monkeypatch):
     # no padding and no slicing of the stack when every row has as many records
-    import miaudit.models.batched as batched
+    import miaudit.training.batched as batched
 
     def refuse(*args, **kwargs):
         raise AssertionError("sliced")
@@ -171,7 +171,7 @@ def test_sparse_rows_rebuild_the_dense_minibatch():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from miaudit.models.batched import SparseRows
+    from miaudit.training.batched import SparseRows
 
     X, _ = _sparse_data(40, 33, 0.1, binary=False)
     X[3] = 0  # a record without any non-zero input
@@ -197,7 +197,7 @@ def test_sparse_rows_rebuild_the_dense_minibatch():
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_sparse_first_layer_forward_and_gradients_match_dense(binary):
-    from miaudit.models.batched import SparseRows, forward_stacked, init_stacked
+    from miaudit.training.batched import SparseRows, forward_stacked, init_stacked
 
     X, _ = _sparse_data(60, 40, 0.08, binary=binary)
     rows = SparseRows(X)
@@ -235,7 +235,7 @@ def test_sparse_and_dense_training_give_the_same_models(binary):
 
 
 def test_sparse_first_layer_rule():
-    from miaudit.models.batched import SPARSE_DENSITY, sparse_first_layer
+    from miaudit.training.batched import SPARSE_DENSITY, sparse_first_layer
 
     X, _ = _sparse_data(100, 64, SPARSE_DENSITY / 2, binary=True)
     assert sparse_first_layer(X)

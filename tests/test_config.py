@@ -112,7 +112,7 @@ def test_audit_refuses_a_setting_given_twice():
 
 
 def test_a_bad_setting_fails_before_anything_is_loaded(monkeypatch):
-    import miaudit.orchestration.core as core
+    import miaudit.audits.classification as core
 
     monkeypatch.setattr(core, "load_dataset", lambda *a, **k: pytest.fail("loaded"))
     with pytest.raises(SettingError, match="alpha"):

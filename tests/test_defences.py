@@ -12,7 +12,6 @@ from scipy.special import softmax
 from sklearn.metrics import roc_auc_score
 
 from miaudit.errors import ExposureError
-from miaudit.models import check_outputs
 from miaudit.signals import observe, parse_exposure
 from miaudit.signals.defences import (
     DEFENCES,
@@ -21,6 +20,7 @@ from miaudit.signals.defences import (
     temperature_scale,
 )
 from miaudit.signals.exposure import EXPOSURE_KINDS, RELEASED_FIELDS, Exposure, apply_defence
+from miaudit.targets import check_outputs
 
 PROBS_FIELDS = {"probs", "loss", "predicted"}
 

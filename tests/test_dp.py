@@ -12,19 +12,19 @@ import pytest
 import miaudit
 from miaudit.errors import ConfigError
 from miaudit.game import membership_design
-from miaudit.models import Recipe, build_module, make_recipe, train
-from miaudit.models.recipes import early_stopping_split
+from miaudit.training import Recipe, build_module, make_recipe, train
+from miaudit.training.recipes import early_stopping_split
 
 torch = pytest.importorskip("torch")
-from miaudit.models.adapters import TorchTarget  # noqa: E402
-from miaudit.models.batched import (  # noqa: E402
+from miaudit.targets.adapters import TorchTarget  # noqa: E402
+from miaudit.training.batched import (  # noqa: E402
     predict_stacked,
     stack_state_dicts,
     stacked_state_dicts,
     train_batched,
     train_models,
 )
-from miaudit.orchestration.cache import recipe_key  # noqa: E402
+from miaudit.training.cache import recipe_key  # noqa: E402
 
 
 def _toy(n=200, d=12, seed=0):
@@ -187,7 +187,7 @@ def test_stacking_state_dicts_round_trips():
 # ---------------------------------------------------------------- DP-SGD
 
 pytest.importorskip("opacus")
-from miaudit.models.dp import dp_accounting  # noqa: E402
+from miaudit.training.dp import dp_accounting  # noqa: E402
 
 DP_SMALL = {"hidden": (16,), "epochs": 3, "batch_size": 32, "lr": 0.01}
 

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from miaudit import audit
+from miaudit.audits.exposures import record_risk, strongest_attack
 from miaudit.cli import app
 from miaudit.errors import ConfigError
-from miaudit.orchestration.exposures import record_risk, strongest_attack
 
 COMPARED = ["logits", "top-k:1", "label", "loss", "temperature:4", "noise:0.2", "memguard:1"]
 

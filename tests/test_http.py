@@ -25,11 +25,11 @@ pytest.importorskip("httpx")
 import miaudit  # noqa: E402
 from miaudit.data import load_dataset  # noqa: E402
 from miaudit.errors import ConfigError, DataError, OutputError, QueryBudgetError  # noqa: E402
-from miaudit.models import TorchTarget, check_outputs  # noqa: E402
-from miaudit.models.http import HTTPTarget, detect_exposure, public_url  # noqa: E402
-from miaudit.models.http.retries import retry_after  # noqa: E402
-from miaudit.models.http.wire import read_items, to_matrix  # noqa: E402
 from miaudit.signals import observe  # noqa: E402
+from miaudit.targets import TorchTarget, check_outputs  # noqa: E402
+from miaudit.targets.http import HTTPTarget, detect_exposure, public_url  # noqa: E402
+from miaudit.targets.http.retries import retry_after  # noqa: E402
+from miaudit.targets.http.wire import read_items, to_matrix  # noqa: E402
 from miaudit.testing.server import Faults, ModelServer, load_model, release, serve_in_thread  # noqa: E402
 
 TOKEN_ENV = "MIAUDIT_TEST_HTTP_TOKEN"
@@ -562,7 +562,7 @@ def test_audit_summary_names_the_endpoint_and_marks_a_partial_audit(tmp_path):
 
     import miaudit
     from miaudit.data import load_dataset
-    from miaudit.models.http import HTTPTarget
+    from miaudit.targets.http import HTTPTarget
     from miaudit.testing.server import serve_in_thread
 
     ds = load_dataset("digits")

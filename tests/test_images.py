@@ -165,14 +165,14 @@ def test_cifar10_fingerprints_stable_and_split(cifar):
 # ----------------------------------------------------------------------------- CNN
 
 torch = pytest.importorskip("torch")
-from miaudit.models import build_module, make_recipe, train  # noqa: E402
-from miaudit.models.adapters import TorchTarget  # noqa: E402
-from miaudit.models.batched import (  # noqa: E402
+from miaudit.targets.adapters import TorchTarget  # noqa: E402
+from miaudit.training import build_module, make_recipe, train  # noqa: E402
+from miaudit.training.batched import (  # noqa: E402
     predict_stacked,
     stacked_state_dicts,
     train_batched,
 )
-from miaudit.models.cnn import AUGMENTATIONS, build_cnn, predict_stacked_cnn  # noqa: E402
+from miaudit.training.cnn import AUGMENTATIONS, build_cnn, predict_stacked_cnn  # noqa: E402
 
 
 @pytest.fixture(scope="module")

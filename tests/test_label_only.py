@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 from miaudit import audit
 from miaudit.attacks import ATTACKS, AttackInput, LabelQueries
 from miaudit.errors import ConfigError
-from miaudit.models import check_outputs
 from miaudit.signals import observe
+from miaudit.targets import check_outputs
 
 LABEL_ONLY = ["label-augment", "label-boundary", "label-augment-learned"]
 

@@ -11,7 +11,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from miaudit.errors import ConfigError, DataError, QueryBudgetError
-from miaudit.models.oracle import LabelOracle
 from miaudit.signals.label_queries import (
     DEFAULT_BOUNDARY_QUERIES,
     DEFAULT_COPIES,
@@ -20,6 +19,7 @@ from miaudit.signals.label_queries import (
     augmentation_correctness,
     boundary_distance,
 )
+from miaudit.targets.oracle import LabelOracle
 
 
 def linear_problem(n: int, d: int, seed: int = 0, noise: float = 0.1):

@@ -38,8 +38,8 @@ def test_library_code_never_imports_the_command_line():
 
 
 def test_importing_the_library_loads_no_cli_framework():
-    code = ("import sys, miaudit.orchestration, miaudit.report.html, miaudit.report.markdown, "
-            "miaudit.governance.policy, miaudit.run_folder; "
+    code = ("import sys, miaudit.audits, miaudit.report.html, miaudit.report.markdown, "
+            "miaudit.governance.policy, miaudit.results.folder; "
             "print(sorted(m for m in ('typer', 'click', 'miaudit.cli') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

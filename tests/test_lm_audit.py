@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 pytest.importorskip("transformers")
 
+from miaudit.audits.lm import audit_lm
 from miaudit.cli import app
 from miaudit.data.text import text_fingerprints
 from miaudit.errors import ConfigError, MembershipError
-from miaudit.models.lm import tokenizer_fingerprint, train_tokenizer
-from miaudit.orchestration.lm import audit_lm
+from miaudit.training.lm import tokenizer_fingerprint, train_tokenizer
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "n_positions": 64, "block_size": 64,
         "vocab_size": 300, "epochs": 25, "batch_size": 8, "lr": 3e-3}
@@ -113,7 +113,7 @@ def _rare_corpus() -> tuple[list[str], np.ndarray]:
 def swapped(tmp_path_factory):
     """The same texts audited twice with the same seed, members and non-members swapped,
     recording every tokenizer the recipe trains and the one each LM is trained with."""
-    import miaudit.models.lm as lm
+    import miaudit.training.lm as lm
 
     train_tokenizer, finetune_lm = lm.train_tokenizer, lm.finetune_lm
     texts, members = _rare_corpus()
@@ -192,7 +192,7 @@ def test_tokenizer_share_is_a_recipe_setting(tmp_path):
 
 
 def test_given_model_folder_with_a_reference_model(tmp_path):
-    from miaudit.models.lm import LMRecipe, finetune_lm, save_lm, train_tokenizer
+    from miaudit.training.lm import LMRecipe, finetune_lm, save_lm, train_tokenizer
 
     texts = _texts(40, 2)
     members = np.arange(40) < 20

@@ -15,20 +15,22 @@ torch = pytest.importorskip("torch")
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from miaudit.errors import ConfigError, DataError, DependencyError  # noqa: E402
-from miaudit.models.lm import (  # noqa: E402
+from miaudit.signals.tokens import TokenScores  # noqa: E402
+from miaudit.targets.lm import (  # noqa: E402
     CausalLMTarget,
-    LMRecipe,
     TokenLogProbs,
-    build_lm,
-    finetune_lm,
     load_causal_lm,
-    save_lm,
     sliding_windows,
     token_scores,
+)
+from miaudit.training.lm import (  # noqa: E402
+    LMRecipe,
+    build_lm,
+    finetune_lm,
+    save_lm,
     tokenizer_fingerprint,
     train_tokenizer,
 )
-from miaudit.signals.tokens import TokenScores  # noqa: E402
 
 ADJ = ["red", "big", "small", "old", "young", "quiet", "loud", "happy", "sad", "green", "blue",
        "dark", "bright", "soft"]

@@ -141,7 +141,7 @@ def test_default_guesses():
 
 pytest.importorskip("torch")
 pytest.importorskip("opacus")
-from miaudit.orchestration.sweep import OneRunResult, audit_one_run  # noqa: E402
+from miaudit.audits.sweep import OneRunResult, audit_one_run  # noqa: E402
 
 ONE_RUN = {"data": "digits", "canaries": 500, "seed": 0}
 SMALL = ["hidden=128", "epochs=30", "lr=0.003"]
@@ -171,7 +171,7 @@ def test_dp_model_bound_stays_below_the_accountant():
 
 
 def test_a_bound_above_the_accountant_is_flagged_loudly(monkeypatch):
-    import miaudit.models as models
+    import miaudit.training as models
 
     real = models.train
 

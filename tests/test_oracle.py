@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from miaudit.errors import OutputError, QueryBudgetError
-from miaudit.models.oracle import LabelOracle
+from miaudit.targets.oracle import LabelOracle
 
 
 def test_counts_queries_and_refuses_a_batch_beyond_the_budget():

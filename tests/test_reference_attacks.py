@@ -23,8 +23,8 @@ from miaudit.attacks.reference import (
     rmia_scores,
 )
 from miaudit.errors import ConfigError, MiauditWarning
-from miaudit.models import check_outputs
 from miaudit.signals import observe
+from miaudit.targets import check_outputs
 
 MODULE_ATTACKS = ["attack-p", "attack-r", "lira-online", "lira-offline", "rmia-online",
                   "rmia-offline"]
@@ -462,7 +462,7 @@ def test_existing_model_with_offline_references_trained_locally():
     from miaudit import audit
     from miaudit.data import load_dataset
     from miaudit.errors import ConfigError
-    from miaudit.models import make_recipe, train
+    from miaudit.training import make_recipe, train
 
     ds = load_dataset("digits")
     members = np.arange(ds.n_records) % 2 == 0

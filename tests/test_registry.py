@@ -142,7 +142,7 @@ def test_record_two_real_runs_and_query_everything(wine_runs, sqlite_url):
 
 
 def test_record_risk_matches_the_strongest_attack(wine_runs, sqlite_url):
-    from miaudit.orchestration.exposures import record_risk
+    from miaudit.audits.exposures import record_risk
 
     reg = Registry(sqlite_url)
     summary, scores = _load(wine_runs[0])

@@ -17,9 +17,9 @@ from miaudit.attacks.reference import (
     observed_phi,
     rmia_online,
 )
-from miaudit.models.outputs import check_outputs
 from miaudit.signals.exposure import observe, released_logits
 from miaudit.signals.transforms import modified_entropy
+from miaudit.targets.outputs import check_outputs
 
 EXPOSURES = ["logits", "probabilities", "rounded:1", "rounded:3", "temperature:0.1",
              "temperature:4", "noise:0.05", "memguard:0.5", "loss", "top-k:1", "top-k:3"]

@@ -22,8 +22,8 @@ from miaudit.attacks.reference import (
     tune_rmia,
 )
 from miaudit.errors import MiauditWarning
-from miaudit.models import check_outputs
 from miaudit.signals import observe
+from miaudit.targets import check_outputs
 
 
 def _leaky(membership, y, rng, c, difficulty, exposure_of):

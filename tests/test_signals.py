@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from miaudit.errors import ExposureError, OutputError
-from miaudit.models import check_outputs
 from miaudit.signals import (
     entropy,
     logit_scaled_confidence,
@@ -19,6 +18,7 @@ from miaudit.signals import (
     observe,
     parse_exposure,
 )
+from miaudit.targets import check_outputs
 
 logit_rows = arrays(np.float64, (6, 4), elements=st.floats(-20, 20))
 
@@ -202,7 +202,7 @@ def test_zero_probabilities_give_finite_losses():
 
 
 def test_checking_probabilities_twice_changes_nothing():
-    from miaudit.models import check_outputs
+    from miaudit.targets import check_outputs
 
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(5), size=200)

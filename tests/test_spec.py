@@ -14,11 +14,11 @@ import typer
 from typer.testing import CliRunner
 
 import miaudit
+from miaudit.audits.lm import audit_lm
 from miaudit.cli import common
 from miaudit.cli.spec import register
 from miaudit.config import SECTIONS, SETTINGS, AuditConfig
 from miaudit.errors import ConfigError, DataError, MiauditWarning
-from miaudit.orchestration.lm import audit_lm
 from miaudit.spec import (
     AuditSpec,
     SpecError,
@@ -384,7 +384,7 @@ def test_rerun_refuses_changed_data(tmp_path):
 
 
 def test_language_model_runs_rebuild_from_their_settings(tmp_path):
-    from miaudit.models.lm import LMRecipe
+    from miaudit.training.lm import LMRecipe
 
     texts = _write(tmp_path, "t.jsonl", '{"text": "a"}\n')
     summary = {

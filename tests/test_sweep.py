@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from miaudit.audits.sweep import SweepResult, parse_sweep, sweep, sweep_plot
 from miaudit.errors import ConfigError
-from miaudit.orchestration.sweep import SweepResult, parse_sweep, sweep, sweep_plot
-from miaudit.run_folder import RUN_FILES
+from miaudit.results.folder import RUN_FILES
 
 pytest.importorskip("torch")
 

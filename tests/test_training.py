@@ -77,8 +77,8 @@ def test_cached_weights_load_into_the_recipe_module(tmp_path):
     import torch
 
     from miaudit.data import load_dataset
-    from miaudit.models import build_module, make_recipe
-    from miaudit.orchestration.cache import ModelCache
+    from miaudit.training import build_module, make_recipe
+    from miaudit.training.cache import ModelCache
 
     result = miaudit.audit(**{**ARGS, "references": 1, "targets": 1,
                               "attacks": ["loss"]}, cache_dir=tmp_path)
@@ -156,7 +156,7 @@ def test_another_label_column_never_reuses_cached_models(tmp_path):
 
 
 def test_recipe_objects_are_validated():
-    from miaudit.models import Recipe
+    from miaudit.training import Recipe
 
     with pytest.raises(miaudit.errors.ConfigError, match="optimizer must be one of"):
         miaudit.audit(data="wine", model=Recipe("mlp", hidden=(8,), optimizer="bogus"))
@@ -175,9 +175,9 @@ def test_unknown_executor():
 def test_a_bernoulli_design_trains_caches_and_reuses(tmp_path):
     # a target drawn per record (rows of unequal size), in chunks that mix sizes
     from miaudit.game import membership_design
-    from miaudit.models import make_recipe
-    from miaudit.orchestration.cache import ModelCache
-    from miaudit.orchestration.training import train_pool_models
+    from miaudit.training import make_recipe
+    from miaudit.training.cache import ModelCache
+    from miaudit.training.executors import train_pool_models
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(121, 5)).astype(np.float32)
@@ -226,8 +226,8 @@ class _Bar:
 def test_training_progress_counts_model_epochs(params):
     """The bar counts model-epochs and names the epoch reached; models stopped early are
     counted in full when their chunk ends, so the bar always completes."""
-    from miaudit.models import make_recipe
-    from miaudit.orchestration.training import train_pool_models
+    from miaudit.training import make_recipe
+    from miaudit.training.executors import train_pool_models
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(300, 8)).astype(np.float32), rng.integers(0, 3, 300)

@@ -9,11 +9,11 @@ import pytest
 
 import miaudit
 from miaudit.attacks import ATTACKS
+from miaudit.audits.verdict import audit_verdict
 from miaudit.data import load_dataset
 from miaudit.errors import ConfigError, DegenerateResultWarning, MiauditWarning
 from miaudit.metrics import evaluate
-from miaudit.models import PrecomputedOutputs, check_outputs
-from miaudit.orchestration.verdict import audit_verdict
+from miaudit.targets import PrecomputedOutputs, check_outputs
 
 
 def _random_outputs(seed: int, n: int = 2000, classes: int = 10) -> PrecomputedOutputs:

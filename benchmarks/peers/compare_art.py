@@ -55,7 +55,7 @@ from _results import table, write_section
 import miaudit
 from miaudit.data import Dataset, load_dataset
 from miaudit.metrics import AttackMetrics, evaluate
-from miaudit.models import build_module, make_recipe
+from miaudit.training import build_module, make_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"

@@ -14,13 +14,13 @@ from miaudit._version import __version__
 __all__ = ["AuditResult", "__version__", "audit"]
 
 if TYPE_CHECKING:
-    from miaudit.orchestration import AuditResult, audit
+    from miaudit.audits import AuditResult, audit
 
 
 def __getattr__(name: str):
     # Imported on first use, so that `import miaudit` stays light.
     if name in ("audit", "AuditResult"):
-        from miaudit import orchestration
+        from miaudit import audits
 
-        return getattr(orchestration, name)
+        return getattr(audits, name)
     raise AttributeError(f"module 'miaudit' has no attribute {name!r}")

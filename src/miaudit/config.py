@@ -55,8 +55,8 @@ from miaudit.defaults import (
     default_cache_dir,
 )
 from miaudit.errors import ConfigError, MiauditError
-from miaudit.models.recipes import Recipe
 from miaudit.signals.exposure import Exposure, parse_exposure
+from miaudit.training.recipes import Recipe
 
 __all__ = ["SECTIONS", "SETTINGS", "AttacksConfig", "AuditConfig", "ComputeConfig", "DataConfig",
            "MetricsConfig", "ReferencesConfig", "SettingError", "TargetConfig",

@@ -100,7 +100,7 @@ def _http_target(url, members, data, label_column, id_column, n_records, seed, e
     from miaudit.data import load_dataset
     from miaudit.errors import ConfigError
     from miaudit.governance.forget import load_id_list
-    from miaudit.models.http import HTTPTarget, detect_exposure
+    from miaudit.targets.http import HTTPTarget, detect_exposure
 
     if data is None or members is None:
         raise ConfigError("--target needs --data (the records) and --members (the IDs of "
@@ -131,8 +131,8 @@ def _http_target(url, members, data, label_column, id_column, n_records, seed, e
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
                     no_cache: bool, **settings):
     """Check the run folder first, audit (warnings go to the summary, not stderr), save."""
-    from miaudit.orchestration import audit
-    from miaudit.orchestration.result import check_out_dir
+    from miaudit.audits import audit
+    from miaudit.results.result import check_out_dir
 
     check_out_dir(out_dir, overwrite=overwrite)
     with warnings.catch_warnings():
@@ -246,7 +246,7 @@ def run(
     out_dir = out or default_out(data if outputs is None else str(outputs), model)
     target_settings = {}
     if target is not None:
-        from miaudit.orchestration.result import check_out_dir
+        from miaudit.results.result import check_out_dir
 
         check_out_dir(out_dir, overwrite=overwrite)  # before any query is sent
         data, target_settings, exposure = _http_target(
@@ -413,9 +413,9 @@ def run_lm(
 ) -> None:
     """Audit a causal language model: LOSS, zlib, lowercase, reference, Min-K%, Min-K%++,
     text LiRA, canary exposure, and a blind baseline that checks the evaluation itself."""
-    from miaudit.orchestration.lm import audit_lm
-    from miaudit.orchestration.result import check_out_dir
+    from miaudit.audits.lm import audit_lm
     from miaudit.report import print_summary
+    from miaudit.results.result import check_out_dir
 
     out_dir = out or default_out(data, "lm")
     check_out_dir(out_dir, overwrite=overwrite)
@@ -496,7 +496,7 @@ def list_datasets() -> None:
 @friendly
 def list_recipes() -> None:
     """List the model recipes and their default parameters."""
-    from miaudit.models import RECIPES
+    from miaudit.training import RECIPES
 
     for recipe in RECIPES.values():
         out_console.print(f"[bold]{recipe.name}[/]: {recipe.describe()}", highlight=False)

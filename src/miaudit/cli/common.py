@@ -100,7 +100,7 @@ def run_folder(run: str) -> Path:
     MiauditError
         From the lookup: no registry, or no such run in it.
     """
-    from miaudit.run_folder import check_run_folder
+    from miaudit.results.folder import check_run_folder
 
     path = Path(run)
     if not path.is_dir():

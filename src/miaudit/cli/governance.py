@@ -164,7 +164,7 @@ def register(app: typer.Typer) -> None:
         """Write the "Privacy: membership inference" section of a model card (Markdown)."""
         from miaudit.errors import ConfigError
         from miaudit.governance.model_card import model_card_section
-        from miaudit.run_folder import RUN_FILES, load_run, write_text_file
+        from miaudit.results.folder import RUN_FILES, load_run, write_text_file
 
         if top_records < 0:
             raise ConfigError(f"--top-records must be >= 0, got {top_records}.")

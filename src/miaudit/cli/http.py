@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
 
         from miaudit.data import load_dataset
         from miaudit.errors import ConfigError
-        from miaudit.models.http import HTTPTarget, detect_exposure
+        from miaudit.targets.http import HTTPTarget, detect_exposure
 
         if n_probe < 1:
             raise ConfigError(f"--n-probe must be >= 1, got {n_probe}.")

@@ -157,9 +157,9 @@ def register(app: typer.Typer) -> None:
         the empirical epsilon lower bound and the accountant's epsilon."""
         from rich.markup import escape
 
+        from miaudit.audits.sweep import parse_sweep, sweep
         from miaudit.errors import MiauditWarning
-        from miaudit.orchestration.result import check_out_dir
-        from miaudit.orchestration.sweep import parse_sweep, sweep
+        from miaudit.results.result import check_out_dir
 
         started = time.perf_counter()
         name, values = parse_sweep(param)
@@ -238,7 +238,7 @@ def register(app: typer.Typer) -> None:
         """One-run DP audit (Steinke, Nasr & Jagielski 2023): train ONE model with canaries
         and compare the empirical epsilon lower bound with the accountant's epsilon (exit
         code 1 when the bound exceeds it: a bug somewhere)."""
-        from miaudit.orchestration.sweep import audit_one_run
+        from miaudit.audits.sweep import audit_one_run
 
         started = time.perf_counter()
         with warnings.catch_warnings():

@@ -29,7 +29,7 @@ import numpy as np
 
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import ConfigError, DataError, MembershipError, OutputError
-from miaudit.models import PrecomputedOutputs, check_outputs
+from miaudit.targets import PrecomputedOutputs, check_outputs
 
 __all__ = [
     "DEFAULT_ATTACKS",
@@ -264,7 +264,7 @@ def _precomputed(source: str | Path | Mapping, sub: Dataset,
 
 def _figures(model: object, sub: Dataset, forget_ids: np.ndarray, is_member: np.ndarray,
              exposure: str, attacks: list[str], seed: int, alpha: float) -> ModelFigures:
-    from miaudit.orchestration import audit
+    from miaudit.audits import audit
 
     common = {"exposure": exposure, "attacks": attacks, "seed": seed, "alpha": alpha,
               "fprs": (FPR,)}

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from miaudit.audits.exposures import EXPOSED_FPR, strongest_attack
 from miaudit.governance.records import member_risks
-from miaudit.orchestration.exposures import EXPOSED_FPR, strongest_attack
 from miaudit.report.markdown import md_escape as escape_markdown
 
 __all__ = ["escape_markdown", "model_card_section"]

@@ -24,7 +24,7 @@ and ``tpr_at_fpr``; ``epsilon_lower_bound`` is already the lower end of a one-si
 interval, and ``advantage`` has none.
 
 ``record_risk`` bounds the risk of each member (the share of non-members the strongest
-attack scores lower; see :func:`miaudit.orchestration.exposures.record_risk`), with the
+attack scores lower; see :func:`miaudit.audits.exposures.record_risk`), with the
 strongest attack chosen as in the exposure comparison. The value used is the highest
 member risk, or with ``max_records = K`` the (K+1)-th highest, so the rule passes when at
 most ``K`` members have a risk above ``max``. Even with no leakage about
@@ -54,7 +54,7 @@ from pydantic import (
 
 from miaudit.errors import ConfigError, DataError
 from miaudit.governance.records import member_risks
-from miaudit.run_folder import load_run
+from miaudit.results.folder import load_run
 
 __all__ = [
     "CI_WORKFLOW",

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from miaudit.audits.exposures import record_risk, strongest_attack
 from miaudit.errors import DataError
-from miaudit.orchestration.exposures import record_risk, strongest_attack
 
 __all__ = ["member_risks"]
 
@@ -17,10 +17,10 @@ def member_risks(summary: dict, scores: pd.DataFrame,
                  attacks: Sequence[str] | None = None) -> tuple[str, pd.DataFrame]:
     """The strongest attack of a run and every member's risk under it.
 
-    The attack is chosen by :func:`~miaudit.orchestration.exposures.strongest_attack`
+    The attack is chosen by :func:`~miaudit.audits.exposures.strongest_attack`
     (highest TPR at the lowest measurable FPR level, ties to the higher AUC) among
     ``attacks`` (default: all of ``summary["attacks"]``); the risk of a member is
-    :func:`~miaudit.orchestration.exposures.record_risk` (share of non-members scored
+    :func:`~miaudit.audits.exposures.record_risk` (share of non-members scored
     lower), computed per target model on the rows of the run's first exposure.
 
     Parameters

@@ -175,7 +175,7 @@ def _reference_models(run_dir: Path | None, summary: dict, fp_of_id: dict[str, s
 def prepare(summary: dict, scores: pd.DataFrame, run_dir: Path | None,
             spec: dict | None) -> RunRows:
     """The rows of one run (see :meth:`miaudit.registry.Registry.record_run`)."""
-    from miaudit.orchestration.exposures import record_risk
+    from miaudit.audits.exposures import record_risk
 
     _check_inputs(summary, scores)
     data = summary["data"]

@@ -152,19 +152,19 @@ def verdict(summary: dict) -> Verdict:
     """The headline verdict of a summary (see :class:`Verdict`).
 
     An audit's summary carries its own verdict (``summary["verdict"]``, from
-    :func:`~miaudit.orchestration.verdict.audit_verdict`: oracle attacks left out, every
+    :func:`~miaudit.audits.verdict.audit_verdict`: oracle attacks left out, every
     attack tested at a Bonferroni-corrected level); that one is used. For summaries
     without it (older runs, language-model audits) the rule below applies, without a
     correction for choosing the strongest attack. The strongest attack is the one of
-    :func:`~miaudit.orchestration.exposures.strongest_attack` (highest TPR at the lowest
+    :func:`~miaudit.audits.exposures.strongest_attack` (highest TPR at the lowest
     measurable FPR, ties to the higher AUC).
     The level is ``none`` unless the TPR interval lies above the FPR's upper
     Clopper-Pearson bound (the FPR is measured on the same non-members) or the AUC interval
     lies above 0.5; then ``high`` from 10 times a random guess (or AUC >= 0.8), ``moderate``
     from 2 times (or AUC >= 0.6), else ``low``.
     """
+    from miaudit.audits.exposures import strongest_attack
     from miaudit.metrics import clopper_pearson, needed_non_members
-    from miaudit.orchestration.exposures import strongest_attack
 
     attacks = summary.get("attacks") or {}
     exposure = summary.get("exposure", "?")
@@ -386,7 +386,7 @@ def _uses_references(name: str) -> bool:
 def records_at_risk(scores: pd.DataFrame, attack: str, *, top: int = TOP_RECORDS
                     ) -> tuple[pd.DataFrame, int, int]:
     """The members the attack exposes most (risk = share of non-members scored lower,
-    per target; see :func:`~miaudit.orchestration.exposures.record_risk`).
+    per target; see :func:`~miaudit.audits.exposures.record_risk`).
 
     Returns
     -------
@@ -401,7 +401,7 @@ def records_at_risk(scores: pd.DataFrame, attack: str, *, top: int = TOP_RECORDS
     import numpy as np
     import pandas as pd
 
-    from miaudit.orchestration.exposures import record_risk
+    from miaudit.audits.exposures import record_risk
 
     parts = []
     keep = ["record_id", "target", "fingerprint", *[c for c in RAW_COLUMNS

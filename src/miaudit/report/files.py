@@ -8,7 +8,7 @@ from pathlib import Path
 from miaudit.errors import ConfigError
 from miaudit.report.html import render_html
 from miaudit.report.markdown import render_markdown
-from miaudit.run_folder import write_text_file
+from miaudit.results.folder import write_text_file
 
 __all__ = ["write_report"]
 

@@ -26,7 +26,7 @@ from miaudit.report.content import (
     fpr_text,
     raw_values_note,
 )
-from miaudit.run_folder import load_run
+from miaudit.results.folder import load_run
 
 if TYPE_CHECKING:  # numpy, pandas and scipy load on first use: the CLI starts fast
     import pandas as pd

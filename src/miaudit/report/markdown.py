@@ -23,7 +23,7 @@ from miaudit.report.content import (
     fpr_text,
     raw_values_note,
 )
-from miaudit.run_folder import load_run
+from miaudit.results.folder import load_run
 
 #: Characters with a meaning in Markdown (CommonMark and GitHub tables), backslash-escaped.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~!$])")

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit.errors import ExposureError
-from miaudit.models.outputs import ModelOutputs, check_outputs
 from miaudit.signals.defences import (
     DEFENCES,
     gaussian_noise,
@@ -45,6 +44,7 @@ from miaudit.signals.transforms import (
     logit_scaled_confidence_from_loss,
     true_class_loss,
 )
+from miaudit.targets.outputs import ModelOutputs, check_outputs
 
 #: Cap of a phi computed from a loss (``loss`` and ``top-k`` exposures), i.e. ``1 - p_y``
 #: down to 4e-18: below about 1e-16 a float64 log-softmax returns a loss of exactly 0, so a
@@ -434,7 +434,7 @@ def apply_defence(
     -------
     ModelOutputs
         Of kind ``"probs"`` for a defence (validated by
-        :func:`~miaudit.models.outputs.check_outputs`), else ``outputs`` itself.
+        :func:`~miaudit.targets.outputs.check_outputs`), else ``outputs`` itself.
 
     Examples
     --------

@@ -2,7 +2,7 @@
 
 A model trained on a record tends to keep predicting that record's label when the record
 is perturbed, and places its decision boundary farther from it. Two label-only attacks
-measure this by querying a :class:`~miaudit.models.oracle.LabelOracle` (predicted labels
+measure this by querying a :class:`~miaudit.targets.oracle.LabelOracle` (predicted labels
 only, every query counted):
 
 - :func:`augmentation_correctness`: the target's label on perturbed copies of each record
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit.errors import ConfigError, DataError, QueryBudgetError
-from miaudit.models.oracle import LabelOracle
+from miaudit.targets.oracle import LabelOracle
 
 __all__ = [
     "DEFAULT_BOUNDARY_QUERIES",
@@ -195,7 +195,7 @@ def augmentation_correctness(
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.models.oracle import LabelOracle
+    >>> from miaudit.targets.oracle import LabelOracle
     >>> X = np.array([[2.0, 0.0], [0.05, 1.0]])
     >>> oracle = LabelOracle(lambda Z: (Z[:, 0] > 0).astype(int))
     >>> res = augmentation_correctness(oracle, X, np.array([1, 1]), copies=6)
@@ -304,7 +304,7 @@ def boundary_distance(
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.models.oracle import LabelOracle
+    >>> from miaudit.targets.oracle import LabelOracle
     >>> X = np.array([[3.0, 0.0], [-1.0, 2.0], [0.5, -1.0]])
     >>> oracle = LabelOracle(lambda Z: (Z[:, 0] > 0).astype(int))
     >>> res = boundary_distance(oracle, X, np.array([1, 0, 0]), queries_per_record=101)

@@ -44,8 +44,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from miaudit.errors import ConfigError, DataError
-from miaudit.orchestration.result import AuditResult, check_out_dir
-from miaudit.run_folder import SUMMARY_FILE
+from miaudit.results.folder import SUMMARY_FILE
+from miaudit.results.result import AuditResult, check_out_dir
 from miaudit.spec.loading import _validation_problems, missing_files
 from miaudit.spec.locate import Located
 from miaudit.spec.schema import AuditSpec, SpecError, SpecProblem, format_path
@@ -201,10 +201,10 @@ def default_out_dir(spec: AuditSpec) -> Path:
 def _audit(spec: AuditSpec, cache: bool, cache_dir: str | os.PathLike | None,
            progress: bool) -> AuditResult:
     if spec.task == "lm":
-        from miaudit.orchestration.lm import audit_lm
+        from miaudit.audits.lm import audit_lm
 
         return audit_lm(**spec.to_audit_kwargs(), progress=progress)
-    from miaudit.orchestration import audit
+    from miaudit.audits import audit
 
     return audit(spec.to_config(), cache=cache, cache_dir=cache_dir, progress=progress)
 
@@ -359,7 +359,7 @@ def _attacks_run(summary: dict, exposures: list[str], references: int, can_query
 def _lm_spec_data(summary: dict, where: str) -> dict:
     """Spec data of a language-model run written without a spec."""
     from miaudit.attacks.lm import resolve_lm_attacks
-    from miaudit.orchestration.lm import LIRA_ATTACKS
+    from miaudit.audits.lm import LIRA_ATTACKS
 
     data = _need(summary, "data", where, "data section")
     target = _need(summary, "target", where, "target section")

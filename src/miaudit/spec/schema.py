@@ -161,7 +161,7 @@ TrainingSection = _settings_section(
 
 class LMSection(BaseModel):
     """``[lm]``: settings of a language-model audit (``target.task = "lm"``), the keyword
-    arguments of :func:`~miaudit.orchestration.lm.audit_lm` of the same names."""
+    arguments of :func:`~miaudit.audits.lm.audit_lm` of the same names."""
 
     model_config = _STRICT
 
@@ -270,7 +270,7 @@ class AuditSpec(BaseModel):
 
     def to_audit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`miaudit.audit` (``task == "classification"``) or
-        :func:`~miaudit.orchestration.lm.audit_lm` (``task == "lm"``), every one given,
+        :func:`~miaudit.audits.lm.audit_lm` (``task == "lm"``), every one given,
         with paths resolved from the spec's folder. ``cache_dir`` and ``progress`` are left
         to the caller (they change no figure)."""
         a, t, tr = self.audit, self.target, self.training
@@ -448,7 +448,7 @@ def _attack_names(names: list[str] | None, *, lm: bool) -> Iterator[tuple[tuple,
                                      "key out for every attack the exposure allows")
     if lm:
         from miaudit.attacks.lm import LM_ATTACKS
-        from miaudit.orchestration.lm import LIRA_ATTACKS
+        from miaudit.audits.lm import LIRA_ATTACKS
 
         known = [*LM_ATTACKS, *LIRA_ATTACKS]
     else:
@@ -498,7 +498,7 @@ def _params_types(params: dict, cls: type, skip: tuple[str, ...]
 
 
 def _recipe_problems(recipe: str, params: dict) -> Iterator[tuple[tuple, str]]:
-    from miaudit.models import RECIPES, Recipe, make_recipe
+    from miaudit.training import RECIPES, Recipe, make_recipe
 
     if recipe.strip().lower() not in RECIPES:
         yield ("target", "recipe"), (f"unknown recipe {recipe!r}"
@@ -516,7 +516,7 @@ def _recipe_problems(recipe: str, params: dict) -> Iterator[tuple[tuple, str]]:
 def _lm_params(params: dict) -> Iterator[tuple[tuple, str]]:
     if not params:
         return
-    from miaudit.models.lm import LMRecipe
+    from miaudit.training.lm import LMRecipe
 
     problems = list(_params_types(params, LMRecipe, ()))
     yield from problems

@@ -1,13 +1,13 @@
 """A reference prediction server: a local model behind a JSON endpoint, with faults.
 
-It exists to try :class:`~miaudit.models.http.HTTPTarget` (and any other HTTP client)
+It exists to try :class:`~miaudit.targets.http.HTTPTarget` (and any other HTTP client)
 against a realistic endpoint: ``POST /predict`` with ``{"instances": [[...], ...]}``
 answers under a chosen exposure, and injected faults (latency, 429 with ``Retry-After``,
 500, connections closed without an answer) are drawn from a seeded generator. It uses only
 the standard library's :class:`http.server.ThreadingHTTPServer` and listens on 127.0.0.1
 by default. It is a test and demonstration tool, not a production server.
 
-Answers per exposure (the shapes :class:`~miaudit.models.http.HTTPTarget` reads):
+Answers per exposure (the shapes :class:`~miaudit.targets.http.HTTPTarget` reads):
 
 =================  ======================================================================
 ``probabilities``  ``{"predictions": [[p0, p1, ...], ...]}``
@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 
 from miaudit.errors import ConfigError, MiauditError
-from miaudit.models.adapters import TorchTarget, as_target
-from miaudit.models.outputs import ModelOutputs
 from miaudit.signals.exposure import Exposure, apply_defence, parse_exposure
+from miaudit.targets.adapters import TorchTarget, as_target
+from miaudit.targets.outputs import ModelOutputs
 
 __all__ = ["Faults", "ModelServer", "ServerControl", "ServerStats", "load_model", "release",
            "serve_in_thread"]
@@ -152,7 +152,7 @@ def release(outputs: ModelOutputs, exposure: Exposure | str,
             rng: np.random.Generator | None = None) -> dict:
     """The JSON answer of the reference server for ``outputs`` under ``exposure``.
 
-    >>> from miaudit.models import check_outputs
+    >>> from miaudit.targets import check_outputs
     >>> out = check_outputs([[0.1, 0.6, 0.3]], "probs")
     >>> release(out, "top-k:2")["predictions"][0]
     {'top_k': [{'label': 1, 'probability': 0.6}, {'label': 2, 'probability': 0.3}]}
@@ -193,7 +193,7 @@ class ModelServer:
     Parameters
     ----------
     model : Target, torch module, estimator or callable
-        Anything :func:`~miaudit.models.as_target` wraps (a callable returns
+        Anything :func:`~miaudit.targets.as_target` wraps (a callable returns
         probabilities).
     exposure : str, default "probabilities"
         ``probabilities``, ``logits``, ``top-k:K``, ``rounded:D``, ``label``, or a defence.
@@ -296,7 +296,7 @@ class ModelServer:
 
 
 def _tiny_outputs() -> ModelOutputs:
-    from miaudit.models.outputs import check_outputs
+    from miaudit.targets.outputs import check_outputs
 
     return check_outputs([[0.5, 0.5]], "probs")
 
@@ -504,8 +504,8 @@ def load_model(path: str | Path, *, device: str = "cpu",
     info : dict
         ``recipe`` (description), ``n_features``, ``n_classes``, ``path``.
     """
-    from miaudit.models.nets import build_module
-    from miaudit.models.recipes import Recipe, check_recipe
+    from miaudit.training.nets import build_module
+    from miaudit.training.recipes import Recipe, check_recipe
 
     p = Path(path)
     folder = p.parent if p.is_file() else p

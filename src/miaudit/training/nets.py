@@ -1,9 +1,9 @@
 """The network of a recipe: an MLP (or logistic regression) here, the small CNN in
-:mod:`miaudit.models.cnn`."""
+:mod:`miaudit.training.cnn`."""
 
 from __future__ import annotations
 
-from miaudit.models.recipes import Recipe, _torch, seeded_dropout
+from miaudit.training.recipes import Recipe, _torch, seeded_dropout
 
 __all__ = ["build_module"]
 
@@ -16,7 +16,7 @@ def build_module(recipe: Recipe, n_features: int, n_classes: int):
     network and saved weights load into either.
     """
     if recipe.name == "cnn":
-        from miaudit.models.cnn import build_cnn
+        from miaudit.training.cnn import build_cnn
 
         return build_cnn(n_classes, hidden=recipe.hidden, activation=recipe.activation,
                          n_features=n_features)

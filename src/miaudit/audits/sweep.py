@@ -29,10 +29,10 @@ import pandas as pd
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.metrics.one_run import OneRunBound, default_guesses, one_run_audit
-from miaudit.models import Recipe, make_recipe
-from miaudit.models.recipes import _coerce, _parse_pairs, check_recipe
-from miaudit.orchestration.result import AuditResult
-from miaudit.run_folder import RUN_FILES
+from miaudit.results.folder import RUN_FILES
+from miaudit.results.result import AuditResult
+from miaudit.training import Recipe, make_recipe
+from miaudit.training.recipes import _coerce, _parse_pairs, check_recipe
 
 __all__ = ["OneRunResult", "SweepResult", "audit_one_run", "parse_sweep", "sweep"]
 
@@ -140,7 +140,7 @@ def sweep(
     Parameters
     ----------
     param : str
-        A recipe parameter (see :class:`~miaudit.models.Recipe`): ``dp_epsilon``,
+        A recipe parameter (see :class:`~miaudit.training.Recipe`): ``dp_epsilon``,
         ``weight_decay``, ``dropout``, ``label_smoothing``, ``epochs``, ...
     values : sequence
         Its values, as numbers or text (``"inf"`` turns ``dp_epsilon`` off). Every value is
@@ -152,7 +152,7 @@ def sweep(
     **audit_kwargs
         Passed to :func:`miaudit.audit` (``data``, ``model``, ``model_params``,
         ``references``, ``seed``, ...); ``model`` must be a recipe name or a
-        :class:`~miaudit.models.Recipe`, and ``model_params`` are the fixed overrides.
+        :class:`~miaudit.training.Recipe`, and ``model_params`` are the fixed overrides.
 
     Returns
     -------
@@ -166,7 +166,7 @@ def sweep(
     >>> [r["value"] for r in res.rows], res.rows[0]["attack"]
     ([0.0, 0.01], 'loss')
     """
-    from miaudit.orchestration.core import audit
+    from miaudit.audits.classification import audit
 
     recipes = _swept_recipes(param, values, audit_kwargs.get("model", "mlp"),
                              audit_kwargs.get("model_params"))
@@ -231,7 +231,7 @@ def _shown(value: object) -> object:
 
 
 def _row(summary: dict, shown: object, attack: str | None) -> dict:
-    from miaudit.orchestration.exposures import strongest_attack
+    from miaudit.audits.exposures import strongest_attack
 
     attacks = summary["attacks"]
     fprs = [str(f) for f in summary["settings"]["fprs"]]
@@ -419,8 +419,8 @@ def audit_one_run(
     """
     from scipy.special import log_softmax
 
-    from miaudit.models import train
-    from miaudit.orchestration.core import _check_device
+    from miaudit.audits.classification import _check_device
+    from miaudit.training import train
 
     _check_device(device)
     if not isinstance(data, Dataset):

@@ -29,17 +29,17 @@ from miaudit.errors import (
     OutputError,
     QueryBudgetError,
 )
-from miaudit.models.http.cache import CACHE_CHECK_ROWS, CACHE_FORMAT, AnswerCache, same_answer
-from miaudit.models.http.retries import (
+from miaudit.targets.http.cache import CACHE_CHECK_ROWS, CACHE_FORMAT, AnswerCache, same_answer
+from miaudit.targets.http.retries import (
     MAX_RETRY_AFTER,
     TokenBucket,
     hint,
     retry_after,
     server_message,
 )
-from miaudit.models.http.urls import public_url, url_secrets
-from miaudit.models.http.wire import check_rows, form_of, label_index, nest, read_items, to_matrix
-from miaudit.models.outputs import ModelOutputs, check_outputs
+from miaudit.targets.http.urls import public_url, url_secrets
+from miaudit.targets.http.wire import check_rows, form_of, label_index, nest, read_items, to_matrix
+from miaudit.targets.outputs import ModelOutputs, check_outputs
 
 
 @dataclass

@@ -21,22 +21,19 @@ from miaudit.errors import (
     QueryBudgetError,
 )
 from miaudit.game import independent_halves, membership_design
-from miaudit.models import (
+from miaudit.targets import (
     LabelTarget,
     ModelOutputs,
     PrecomputedOutputs,
-    Recipe,
     TorchTarget,
     as_target,
-    build_module,
     load_outputs,
-    make_recipe,
 )
-from miaudit.models.cnn import image_side
-from miaudit.models.outputs import check_outputs
-from miaudit.models.recipes import check_recipe
-from miaudit.orchestration.querying import Query
-from miaudit.orchestration.training import train_pool_models
+from miaudit.targets.outputs import Query, check_outputs
+from miaudit.training import Recipe, build_module, make_recipe
+from miaudit.training.cnn import image_side
+from miaudit.training.executors import train_pool_models
+from miaudit.training.recipes import check_recipe
 
 
 @dataclass

@@ -22,9 +22,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from miaudit.audits.exposures import strongest_attack
 from miaudit.errors import UndefinedMetricWarning
 from miaudit.metrics import evaluate
-from miaudit.orchestration.exposures import strongest_attack
 
 #: The verdict levels, from "cannot tell members apart" to "identifies many members".
 LEVEL_NAMES = ("none", "low", "moderate", "high")

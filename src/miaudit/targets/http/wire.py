@@ -1,5 +1,5 @@
 """The wire format of an HTTP target: request bodies and the answers read into outputs
-(see :mod:`miaudit.models.http` for the mapping)."""
+(see :mod:`miaudit.targets.http` for the mapping)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Auditing a causal language model: :func:`audit_lm`.
 
-The language-model counterpart of :func:`~miaudit.orchestration.audit`: load texts, train
+The language-model counterpart of :func:`~miaudit.audits.audit`: load texts, train
 the tiny recipe on a seeded half (with canaries, if asked) or take the user's model and
 membership, extract per-token log-probabilities, run the language-model attacks, measure
 them, and check the evaluation itself with a model-free blind baseline.
@@ -25,6 +25,7 @@ import pandas as pd
 from miaudit._version import __version__
 from miaudit.attacks.blind import blind_baseline, blind_warning
 from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
+from miaudit.audits.verdict import audit_verdict
 from miaudit.data.text import TextDataset, load_texts, set_aside_texts, split_texts
 from miaudit.defaults import DEFAULT_FPRS
 from miaudit.errors import (
@@ -36,8 +37,7 @@ from miaudit.errors import (
 )
 from miaudit.game import membership_design
 from miaudit.metrics import evaluate
-from miaudit.orchestration.result import AuditResult
-from miaudit.orchestration.verdict import audit_verdict
+from miaudit.results.result import AuditResult
 from miaudit.signals.tokens import TokenScores
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
@@ -82,7 +82,7 @@ def audit_lm(
     Two ways to name the target:
 
     * ``model=None`` (default): train the tiny GPT-2 recipe
-      (:class:`~miaudit.models.lm.LMRecipe`, overridable with ``recipe``) from scratch on a
+      (:class:`~miaudit.training.lm.LMRecipe`, overridable with ``recipe``) from scratch on a
       seeded random half of the texts (or the members ``member_column`` marks), with a
       byte-level BPE tokenizer trained on texts set aside from the audit first (the
       recipe's ``tokenizer_texts``, default 10% of the loaded texts, chosen from their
@@ -266,7 +266,8 @@ def audit_lm(
 
 
 def _lm_module():
-    from miaudit.models import lm
+    """The tiny GPT-2 recipe's module (torch and transformers load here, on first use)."""
+    from miaudit.training import lm
 
     return lm
 
@@ -300,8 +301,10 @@ def _membership(ds: TextDataset, train_mode: bool, seed: int) -> np.ndarray:
 
 
 def _as_lm_target(lm, model, device, batch_size, max_length, stride, progress):
+    from miaudit.targets.lm import CausalLMTarget
+
     if isinstance(model, str | Path):
-        return lm.CausalLMTarget.load(model, device=device, batch_size=batch_size,
+        return CausalLMTarget.load(model, device=device, batch_size=batch_size,
                                       max_length=max_length, stride=stride, progress=progress)
     if callable(getattr(model, "token_scores", None)):
         return model
@@ -329,6 +332,7 @@ def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed,
     """The tokenizer, trained on ``tokenizer_texts`` (set aside from the audit: no member,
     no audited non-member, no canary), then the target, trained on the members."""
     from miaudit.signals.canary import insert_canaries, make_canaries
+    from miaudit.targets.lm import CausalLMTarget
 
     tokenizer = lm.train_tokenizer(list(tokenizer_texts), vocab_size=recipe.vocab_size)
     members = [t for t, m in zip(texts, is_member, strict=True) if m]
@@ -339,7 +343,7 @@ def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed,
         members = insert_canaries(members, canary_set, seed=seed)
     model = lm.finetune_lm(recipe, tokenizer, members, seed=seed, device=device,
                            progress=progress)
-    target = lm.CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
+    target = CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
                                stride=stride, device=device, progress=progress)
     return target, tokenizer, canary_set
 
@@ -368,13 +372,15 @@ def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, bat
     attacker's own), and their per-text NLL. The halves come in complementary pairs
     (:func:`~miaudit.game.membership_design`), so with K >= 2 every text has references
     trained with and without it."""
+    from miaudit.targets.lm import CausalLMTarget
+
     membership = membership_design(len(texts), k, seed=seed + 7)
     nll = np.empty((k, len(texts)))
     for j in range(k):
         train = [t for t, m in zip(texts, membership[j], strict=True) if m]
         model = lm.finetune_lm(recipe, tokenizer, train, seed=seed + 100 + j, device=device,
                                progress=progress)
-        ref = lm.CausalLMTarget(model, tokenizer, batch_size=batch_size,
+        ref = CausalLMTarget(model, tokenizer, batch_size=batch_size,
                                 max_length=max_length, stride=stride, distribution=False,
                                 device=device)
         nll[j] = ref.token_scores(texts).nll()

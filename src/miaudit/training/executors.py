@@ -11,7 +11,7 @@ results are identical run after run; across executors (which chunk the models di
 the logits agree to float32 rounding (about 1e-7).
 
 Recipes that cannot be batched (DP-SGD, trained with Opacus; see
-:func:`miaudit.models.batched.needs_one_by_one`) are trained one model after another
+:func:`miaudit.training.batched.needs_one_by_one`) are trained one model after another
 inside each chunk, on any executor (the ``process`` executor still spreads the chunks
 over its workers). Each model's training facts (early stopping's best epoch, DP-SGD's
 accounting) are stored with it in the cache; the statistics returned hold the DP-SGD
@@ -28,15 +28,15 @@ import numpy as np
 
 from miaudit.defaults import DEFAULT_MODELS_PER_BATCH, EXECUTORS
 from miaudit.errors import ConfigError, DependencyError
-from miaudit.models import Recipe
-from miaudit.models.batched import (
+from miaudit.training import Recipe
+from miaudit.training.batched import (
     needs_one_by_one,
     predict_stacked,
     stacked_state_dicts,
     train_models,
 )
-from miaudit.models.cnn import predict_stacked_cnn
-from miaudit.orchestration.cache import model_key, training_data_digest
+from miaudit.training.cache import model_key, training_data_digest
+from miaudit.training.cnn import predict_stacked_cnn
 
 #: Models trained together in one batched computation (bounds memory).
 DEFAULT_CHUNK = DEFAULT_MODELS_PER_BATCH
@@ -76,8 +76,8 @@ def train_chunk(chunk: Chunk, threads: int | None = None,
     """Train a chunk; return each model's state dict (numpy), all logits ``(k, N, C)``,
     with augmented queries the logits on the other variants ``(k, A - 1, N, C)`` (else
     None), and each model's training facts (see
-    :class:`~miaudit.models.batched.TrainedModels`). ``on_epoch(models, epoch)`` as in
-    :func:`~miaudit.models.batched.train_models`."""
+    :class:`~miaudit.training.batched.TrainedModels`). ``on_epoch(models, epoch)`` as in
+    :func:`~miaudit.training.batched.train_models`."""
     import torch
 
     if threads:
@@ -127,8 +127,8 @@ def train_pool_models(
         early stopping ``early_stopping`` (patience, best epoch of model 0 and the range
         over all models); with DP-SGD ``dp`` (the accounting of model 0's training set, the
         target's, whose size may differ from the others' (rows of unequal size train as
-        well, see :func:`~miaudit.models.batched.train_batched`); see
-        :class:`~miaudit.models.dp.DPAccounting`) and ``dp_epsilon_accountant``.
+        well, see :func:`~miaudit.training.batched.train_batched`); see
+        :class:`~miaudit.training.dp.DPAccounting`) and ``dp_epsilon_accountant``.
     weights : list of dict
         Every model's state dict (numpy arrays, keyed as the recipe's ``build_module``), so
         that the models can be queried on new inputs (label-only attacks).
@@ -194,7 +194,7 @@ def _training_facts(recipe: Recipe, design: np.ndarray, info: list[dict]) -> dic
                                    "best_epoch": info[0].get("best_epoch"),
                                    "best_epoch_range": [min(best), max(best)]}
     if recipe.dp:
-        from miaudit.models.dp import dp_accounting
+        from miaudit.training.dp import dp_accounting
 
         # model 0's (the target's) training set: a Bernoulli target's size differs from
         # its references' (each model's own accounting is in its training info)

@@ -1,8 +1,8 @@
 """The one public entry point: :func:`audit`.
 
 It validates everything at the boundary, plays the privacy game or takes the user's
-membership (:mod:`~miaudit.orchestration.games`), applies the exposure, runs the attacks
-and measures them (:mod:`~miaudit.orchestration.scoring`), and assembles ``summary.json``
+membership (:mod:`~miaudit.game.builders`), applies the exposure, runs the attacks
+and measures them (:mod:`~miaudit.audits.scoring`), and assembles ``summary.json``
 with the verdict. Attacks and metrics below this layer receive clean arrays.
 """
 
@@ -26,6 +26,10 @@ from miaudit.attacks import (
     resolve_attacks,
 )
 from miaudit.attacks.base import KNOWLEDGE, threat_model
+from miaudit.audits.exposures import compare_exposures_section
+from miaudit.audits.querying import QueryPlan
+from miaudit.audits.scoring import attack_entry, measure_attack, score_attacks
+from miaudit.audits.verdict import audit_verdict
 from miaudit.config import AuditConfig
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import (
@@ -35,18 +39,12 @@ from miaudit.errors import (
     reissue_once,
     summary_warnings,
 )
-from miaudit.models import (
-    PrecomputedOutputs,
-    Recipe,
-)
-from miaudit.orchestration.cache import ModelCache
-from miaudit.orchestration.exposures import compare_exposures_section
-from miaudit.orchestration.games import Game, is_http, play_game
-from miaudit.orchestration.querying import QueryPlan
-from miaudit.orchestration.result import AuditResult
-from miaudit.orchestration.scoring import attack_entry, measure_attack, score_attacks
-from miaudit.orchestration.verdict import audit_verdict
+from miaudit.game.builders import Game, is_http, play_game
+from miaudit.results.result import AuditResult
 from miaudit.signals import Exposure, observe
+from miaudit.targets import PrecomputedOutputs
+from miaudit.training import Recipe
+from miaudit.training.cache import ModelCache
 
 
 def audit(
@@ -63,7 +61,7 @@ def audit(
 
     Three ways to name the target:
 
-    * ``model="mlp"`` (or ``"logistic"``, ``"cnn"``, or a :class:`~miaudit.models.Recipe`):
+    * ``model="mlp"`` (or ``"logistic"``, ``"cnn"``, or a :class:`~miaudit.training.Recipe`):
       train it on a seeded random half of ``data`` (the members); the other half are
       non-members. With ``references=K``, reference models of the same recipe are trained
       too, each on its own random half (see ``reference_mode``).
@@ -121,7 +119,7 @@ def audit(
         ``noise:SIGMA``, ``memguard:EPS``; references are the attacker's own and seen in
         full after the same defence. Several, a list or one string with commas, are
         compared on the same models and the summary gains an ``exposures`` section, see
-        :func:`~miaudit.orchestration.exposures.compare_exposures_section`; the first gives
+        :func:`~miaudit.audits.exposures.compare_exposures_section`; the first gives
         the summary's ``attacks``). ``attacks`` (names; default: every attack the
         exposure, the references and the threat model allow: label-only query attacks
         only under ``label`` or when comparing exposures, attacks that know other

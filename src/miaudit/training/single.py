@@ -1,5 +1,5 @@
 """Training one recipe model alone (:func:`train`); DP-SGD recipes go to Opacus
-(:mod:`miaudit.models.dp`), many models at once to :mod:`miaudit.models.batched`."""
+(:mod:`miaudit.training.dp`), many models at once to :mod:`miaudit.training.batched`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from miaudit.models.nets import build_module
-from miaudit.models.recipes import (
+from miaudit.training.nets import build_module
+from miaudit.training.recipes import (
     EarlyStopping,
     Recipe,
     TrainedModel,
@@ -36,7 +36,7 @@ def train(
     Initialisation under ``torch.manual_seed(seed)``, minibatch order from a generator
     seeded ``seed + 1``, dropout masks from one seeded ``seed + 2``; with early stopping
     the validation records are :func:`early_stopping_split` ``(len(y), seed)``. DP-SGD
-    recipes are trained by :func:`miaudit.models.dp.train_dp` (Opacus).
+    recipes are trained by :func:`miaudit.training.dp.train_dp` (Opacus).
 
     Parameters
     ----------
@@ -44,7 +44,7 @@ def train(
         Called as ``on_epoch(epoch, mean_loss)`` after each epoch (for progress bars).
     """
     if recipe.dp:
-        from miaudit.models.dp import train_dp
+        from miaudit.training.dp import train_dp
 
         return train_dp(recipe, X, y, n_classes=n_classes, seed=seed, device=device,
                         on_epoch=on_epoch)

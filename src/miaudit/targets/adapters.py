@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from miaudit.errors import ConfigError, DataError, OutputError
-from miaudit.models.outputs import ModelOutputs, OutputKind, check_outputs
+from miaudit.targets.outputs import ModelOutputs, OutputKind, check_outputs
 
 
 @runtime_checkable

@@ -1,6 +1,6 @@
 """Query a deployed prediction endpoint over HTTP: :class:`HTTPTarget`.
 
-An :class:`HTTPTarget` is a :class:`~miaudit.models.adapters.Target` whose outputs come
+An :class:`HTTPTarget` is a :class:`~miaudit.targets.adapters.Target` whose outputs come
 from a JSON web API, so a deployed model can be audited exactly like a local one:
 ``miaudit.audit(data=ds, model=HTTPTarget(url), members=mask)``. It sends the records in
 batches, a few requests at a time, within a rate limit; retries with exponential backoff
@@ -52,7 +52,7 @@ message. Proxies (``HTTPS_PROXY``) and CA bundles (``SSL_CERT_FILE``) come from 
 environment, as for any httpx client; redirects are not followed.
 """
 
-from miaudit.models.http.client import HTTPTarget, QueryCount, public_url
-from miaudit.models.http.detection import DetectedExposure, detect_exposure
+from miaudit.targets.http.client import HTTPTarget, QueryCount, public_url
+from miaudit.targets.http.detection import DetectedExposure, detect_exposure
 
 __all__ = ["DetectedExposure", "HTTPTarget", "QueryCount", "detect_exposure", "public_url"]

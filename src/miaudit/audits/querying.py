@@ -1,22 +1,19 @@
 """Label-only queries for the audit: the plan (how many queries), and the answers of the
 target and of the attacker's reference models on perturbed copies of the records.
 
-Every label-only attack gets its own :class:`~miaudit.models.oracle.LabelOracle` on the
+Every label-only attack gets its own :class:`~miaudit.targets.oracle.LabelOracle` on the
 target, so its queries are counted (and capped by the budget) separately. The reference
 models are the attacker's own: querying them costs nothing and is not counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from miaudit.attacks import Attack, LabelQueries
 from miaudit.errors import ConfigError
-from miaudit.models import ModelOutputs
-from miaudit.models.oracle import LabelOracle
 from miaudit.signals import Exposure, observe
 from miaudit.signals.label_queries import (
     DEFAULT_BOUNDARY_QUERIES,
@@ -25,8 +22,8 @@ from miaudit.signals.label_queries import (
     augmentation_correctness,
     boundary_distance,
 )
-
-Query = Callable[[np.ndarray], ModelOutputs]
+from miaudit.targets.oracle import LabelOracle
+from miaudit.targets.outputs import Query
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -50,6 +51,10 @@ class ModelOutputs:
         if self.kind == "logits":
             return np.exp(log_softmax(self.values, axis=1))
         return self.values
+
+
+#: A query to a model: inputs in, the model's outputs on them out.
+Query = Callable[[np.ndarray], ModelOutputs]
 
 
 def check_outputs(

@@ -13,8 +13,8 @@ from miaudit.errors import (
     DataError,
     OutputError,
 )
-from miaudit.models.http.client import HTTPTarget
-from miaudit.models.http.wire import FORMS, check_rows, to_matrix
+from miaudit.targets.http.client import HTTPTarget
+from miaudit.targets.http.wire import FORMS, check_rows, to_matrix
 
 _MAX_ROUNDED_DECIMALS = 6
 
@@ -56,7 +56,7 @@ def detect_exposure(target: object, X_probe: np.ndarray) -> DetectedExposure:
 
     Examples
     --------
-    >>> from miaudit.models import CallableTarget
+    >>> from miaudit.targets import CallableTarget
     >>> detect_exposure(CallableTarget(lambda X: np.tile([0.3, 0.7], (len(X), 1))),
     ...                 np.zeros((4, 2))).setting
     'rounded:1'

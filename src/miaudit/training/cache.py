@@ -31,7 +31,7 @@ import numpy as np
 from miaudit._version import __version__
 from miaudit.defaults import CACHE_ENV_VAR
 from miaudit.errors import ConfigError
-from miaudit.models import Recipe
+from miaudit.training import Recipe
 
 CACHE_FORMAT = 2
 #: Bump whenever training changes what a recipe, seed and data produce (optimizer, init,

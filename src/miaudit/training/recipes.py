@@ -2,8 +2,8 @@
 
 A :class:`Recipe` is plain data (it hashes and serialises), so the same recipe can train
 the target now and reference models later. PyTorch is imported only when training:
-:func:`miaudit.models.nets.build_module` builds a recipe's network and
-:func:`miaudit.models.training.train` trains one model (the batched trainer many).
+:func:`miaudit.training.nets.build_module` builds a recipe's network and
+:func:`miaudit.training.single.train` trains one model (the batched trainer many).
 
 Training defences (all off by default)
 --------------------------------------
@@ -17,7 +17,7 @@ Training defences (all off by default)
   given to the trainer, and chose the stopping epoch): the audit counts them as members.
 * DP-SGD (``dp_epsilon`` or ``dp_noise_multiplier``): per-sample clipping to
   ``dp_max_grad_norm`` and Gaussian noise with Poisson sampling, through Opacus; see
-  :mod:`miaudit.models.dp`.
+  :mod:`miaudit.training.dp`.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Recipe:
     ----------
     name : str
         ``"logistic"`` (softmax regression), ``"mlp"``, or ``"cnn"`` (a small convolutional
-        network for flattened channel-first RGB images, see :mod:`miaudit.models.cnn`).
+        network for flattened channel-first RGB images, see :mod:`miaudit.training.cnn`).
     hidden : tuple of int
         Hidden layer sizes (empty for ``logistic``); for ``cnn`` the conv widths, then the
         width of the dense hidden layer.
@@ -424,7 +424,7 @@ class TrainedModel:
     best_epoch : int or None
         With early stopping: the epoch (1-based) whose weights were kept.
     privacy : dict or None
-        With DP-SGD: the accounting (see :class:`miaudit.models.dp.DPAccounting`), with the
+        With DP-SGD: the accounting (see :class:`miaudit.training.dp.DPAccounting`), with the
         accountant's ``epsilon`` at ``delta``.
     """
 

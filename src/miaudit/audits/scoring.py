@@ -17,18 +17,18 @@ from miaudit.attacks import (
 )
 from miaudit.attacks.base import Population
 from miaudit.attacks.reference import temperature_grid, tune_rmia
+from miaudit.audits.querying import QueryPlan, collect_label_queries
 from miaudit.errors import (
     ConfigError,
     OutputError,
     UndefinedMetricWarning,
 )
+from miaudit.game.builders import Game
 from miaudit.metrics import AttackMetrics, evaluate
 from miaudit.metrics.privacy import audit_epsilon_lower_bound
-from miaudit.models.outputs import check_outputs
-from miaudit.orchestration.games import Game
-from miaudit.orchestration.querying import QueryPlan, collect_label_queries
 from miaudit.signals import Exposure, observe
 from miaudit.signals.exposure import released_logits
+from miaudit.targets.outputs import check_outputs
 
 
 def score_attacks(game: Game, chosen: list[Attack], exp: Exposure, targets: int,

@@ -20,7 +20,7 @@ records and minibatch order, and AdamW / SGD act element-wise, so model ``m`` ma
 Measured on 2 CPU cores (4 models x 2,000 CIFAR-10 images x 1 epoch, batch 64): grouped
 convolutions 1.1 s, ``torch.func.vmap(functional_call)`` over ``stack_module_state`` 2.6 s
 (vmap cannot use the channels-last layout), the models one by one with
-:func:`~miaudit.models.training.train` 1.7 s.
+:func:`~miaudit.training.single.train` 1.7 s.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit.errors import ConfigError
-from miaudit.models._batching import epoch_orders, records_per_model
-from miaudit.models.recipes import Recipe, _torch, make_optimizer
+from miaudit.training._batching import epoch_orders, records_per_model
+from miaudit.training.recipes import Recipe, _torch, make_optimizer
 
 __all__ = [
     "AUGMENTATIONS",
@@ -256,7 +256,7 @@ def train_batched_cnn(
     seeds : list of int
         One seed per model: initialisation under ``torch.manual_seed(seed)``, minibatch order
         from ``torch.Generator().manual_seed(seed + 1)``, as in
-        :func:`miaudit.models.training.train`.
+        :func:`miaudit.training.single.train`.
     device : str, default "cpu"
     on_epoch : callable, optional
         Called as ``on_epoch(epoch)`` after each epoch.

@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from miaudit.errors import ConfigError, DependencyError
-from miaudit.models.nets import build_module
-from miaudit.models.recipes import (
+from miaudit.training.nets import build_module
+from miaudit.training.recipes import (
     Recipe,
     TrainedModel,
     _torch,
@@ -127,7 +127,7 @@ def dp_accounting(recipe: Recipe, n_train: int) -> DPAccounting:
 
     Examples
     --------
-    >>> from miaudit.models import make_recipe
+    >>> from miaudit.training import make_recipe
     >>> acc = dp_accounting(make_recipe("mlp", ["dp_noise_multiplier=1", "epochs=5"]), 1000)
     >>> acc.steps, acc.sample_rate, round(acc.epsilon, 2)
     (80, 0.0625, 4.57)

@@ -17,17 +17,17 @@ sums the rows of ``W1`` picked by each record's non-zero features (``embedding_b
 its weight gradient sums the rows of the output gradient per feature, instead of two dense
 matrix products over mostly zero inputs (see :func:`sparse_first_layer`).
 
-The ``cnn`` recipe is trained the same way by :mod:`miaudit.models.cnn` (grouped
-convolutions): :func:`train_batched` then returns a :class:`~miaudit.models.cnn.StackedCNN`,
+The ``cnn`` recipe is trained the same way by :mod:`miaudit.training.cnn` (grouped
+convolutions): :func:`train_batched` then returns a :class:`~miaudit.training.cnn.StackedCNN`,
 which :func:`predict_stacked` and :func:`stacked_state_dicts` recognise.
 
 Training defences: ``label_smoothing``, ``dropout`` (each model draws its masks from its own
-generator seeded ``seed + 2``, in the order :func:`~miaudit.models.training.train` does) and
+generator seeded ``seed + 2``, in the order :func:`~miaudit.training.single.train` does) and
 ``early_stopping`` (each model holds out its own
-:func:`~miaudit.models.recipes.early_stopping_split`, stops on its own and keeps its best
+:func:`~miaudit.training.recipes.early_stopping_split`, stops on its own and keeps its best
 epoch's weights; the batch ends when every model has stopped) are batched, and match the
 models trained one by one. :func:`train_models` trains the rest one after another with
-:func:`~miaudit.models.training.train`: DP-SGD recipes (Opacus, one model at a time, each
+:func:`~miaudit.training.single.train`: DP-SGD recipes (Opacus, one model at a time, each
 with its own Poisson sampling, clipping and noise), and ``cnn`` recipes with label
 smoothing or early stopping.
 """
@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from miaudit.errors import ConfigError
-from miaudit.models.cnn import StackedCNN, cnn_state_dicts, predict_stacked_cnn, train_batched_cnn
-from miaudit.models.nets import build_module
-from miaudit.models.recipes import (
+from miaudit.training.cnn import StackedCNN, cnn_state_dicts, predict_stacked_cnn, train_batched_cnn
+from miaudit.training.nets import build_module
+from miaudit.training.recipes import (
     EarlyStopping,
     Recipe,
     _torch,
@@ -52,7 +52,7 @@ from miaudit.models.recipes import (
     early_stopping_split,
     make_optimizer,
 )
-from miaudit.models.training import train
+from miaudit.training.single import train
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[int],
                  device: str = "cpu") -> list:
     """Stacked parameters ``[W1, b1, W2, b2, ...]`` with ``W: (K, in, out)``, ``b: (K, 1, out)``,
-    each model initialised exactly as :func:`~miaudit.models.training.train` would."""
+    each model initialised exactly as :func:`~miaudit.training.single.train` would."""
     torch = _torch()
     per_model = []
     for seed in seeds:
@@ -236,7 +236,7 @@ def forward_stacked(params: list, x, activation: str, *, training: bool = False,
 
     ``training=True`` uses the fast in-place ``tanh`` of :func:`_training_tanh` and, with
     ``dropout > 0``, multiplies each hidden activation by a dropout mask drawn for model
-    ``m`` from ``generators[m]`` (as :func:`~miaudit.models.training.train` does). With
+    ``m`` from ``generators[m]`` (as :func:`~miaudit.training.single.train` does). With
     ``batch_sizes``, model ``m``'s first ``batch_sizes[m]`` rows are its real records (the
     rest padding): its masks are drawn for those rows only, as when it trains alone.
     """
@@ -299,8 +299,8 @@ def train_batched(
     -------
     list of tensors, or StackedCNN
         The stacked parameters (detached), for :func:`forward_stacked`; for the ``cnn``
-        recipe a :class:`~miaudit.models.cnn.StackedCNN` (see
-        :func:`~miaudit.models.cnn.train_batched_cnn`). Both go to :func:`predict_stacked`
+        recipe a :class:`~miaudit.training.cnn.StackedCNN` (see
+        :func:`~miaudit.training.cnn.train_batched_cnn`). Both go to :func:`predict_stacked`
         and :func:`stacked_state_dicts`. DP-SGD recipes, and ``cnn`` recipes with label
         smoothing or early stopping, are refused: :func:`train_models` trains them one by
         one.
@@ -319,7 +319,7 @@ def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
     """:func:`train_batched`, and each model's best epoch with early stopping (else None)."""
     if needs_one_by_one(recipe):
         raise ConfigError(f"The recipe {recipe.describe()} is not trained as one batched "
-                          "computation; use miaudit.models.batched.train_models.")
+                          "computation; use miaudit.training.batched.train_models.")
     design = np.asarray(design, dtype=bool)
     _check_seeds(design, seeds)
     if recipe.name == "cnn":
@@ -341,7 +341,7 @@ def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
 
 def _train_cnn_by_size(recipe, X, y, design, *, n_classes, seeds, device, on_epoch
                        ) -> StackedCNN:
-    """:func:`~miaudit.models.cnn.train_batched_cnn` on each group of rows of one size (it
+    """:func:`~miaudit.training.cnn.train_batched_cnn` on each group of rows of one size (it
     needs equal sizes), the groups' models stacked back in the design's order."""
     sizes = design.sum(axis=1)
     if (sizes == sizes[0]).all():
@@ -368,7 +368,7 @@ class _Group:
     """Models with as many training records ``n``, stepping through their epochs together.
 
     Each shuffles its records at the start of each of its epochs with its own generator
-    seeded ``seed + 1`` (as :func:`~miaudit.models.training.train` does) and takes
+    seeded ``seed + 1`` (as :func:`~miaudit.training.single.train` does) and takes
     ``ceil(n / batch_size)`` steps per epoch, ``total`` in all.
     """
 
@@ -610,7 +610,7 @@ class TrainedModels:
         The stacked models, as :func:`train_batched` returns them.
     info : list of dict
         Per model: ``best_epoch`` (early stopping) and ``privacy`` (DP-SGD accounting, see
-        :class:`~miaudit.models.dp.DPAccounting`), where they apply; else empty.
+        :class:`~miaudit.training.dp.DPAccounting`), where they apply; else empty.
     batched : bool
         Whether the models were trained as one batched computation.
     """
@@ -633,7 +633,7 @@ def train_models(
     on_epoch: Callable[[int, int], None] | None = None,
 ) -> TrainedModels:
     """Train one model per row of ``design``: batched when the recipe allows it, else one
-    after another with :func:`~miaudit.models.training.train` (see :func:`needs_one_by_one`).
+    after another with :func:`~miaudit.training.single.train` (see :func:`needs_one_by_one`).
 
     Parameters
     ----------
@@ -708,7 +708,7 @@ def predict_stacked(params: list | StackedCNN, X: np.ndarray, activation: str, *
 
     ``params`` is what :func:`train_batched` returned; a ``StackedCNN`` carries its own
     activation (``activation`` is then ignored) and goes to
-    :func:`~miaudit.models.cnn.predict_stacked_cnn`.
+    :func:`~miaudit.training.cnn.predict_stacked_cnn`.
     """
     if isinstance(params, StackedCNN):
         return predict_stacked_cnn(params, X, device=device, batch_size=batch_size)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from miaudit.errors import ConfigError
-from miaudit.run_folder import (
+from miaudit.results.folder import (
     EXPOSURES_FILE,
     RUN_FILES,
     SCORES_FILE,
@@ -213,7 +213,7 @@ class AuditResult:
                 (tmp / name).write_bytes(content)
             if report:
                 from miaudit.report.html import render_html_from
-                from miaudit.run_folder import describe_signals
+                from miaudit.results.folder import describe_signals
 
                 page = render_html_from(self._summary, self.scores, source=out.name,
                                         signals_info=describe_signals(self.signals))
