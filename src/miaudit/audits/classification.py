@@ -13,7 +13,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -161,127 +161,167 @@ def audit(
     """
     started = time.perf_counter()
     cfg, data, model, outputs = _configure(config, data, model, outputs, settings)
-    d, tg, ref, att, met, cmp = (cfg.data, cfg.target, cfg.references, cfg.attacks,
-                                 cfg.metrics, cfg.compute)
-    seed, targets, fprs, alpha = cfg.seed, ref.targets, met.fprs, met.alpha
-    calibration_folds = att.calibration_folds
-    exposures = att.exposures
-    exp = exposures[0]
-    _check_device(cmp.device)
-    plan_by_exposure = _attack_plan(att.names, exposures, model, outputs, ref.count,
-                                    ref.mode, ref.population_fraction)
-    needs_population = any("population" in a.knowledge
-                           for chosen in plan_by_exposure.values() for a in chosen)
-    options = _attack_options(att.lira_variance, att.rmia_temperature, seed)
+    _check_device(cfg.compute.device)
+    ref, att = cfg.references, cfg.attacks
+    plan = _attack_plan(att.names, att.exposures, model, outputs, ref.count, ref.mode,
+                        ref.population_fraction)
+    options = _attack_options(att.lira_variance, att.rmia_temperature, cfg.seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with _progress(cmp.progress) as bar:
-            if data is None and d.source is not None:
-                data = load_dataset(d.source, label_column=d.label_column,
-                                    id_column=d.id_column, n_records=d.n_records, seed=seed)
-            elif d.n_records is not None:
-                raise ConfigError("n_records applies to data loaded from a name or a file; "
-                                  "subset a Dataset yourself with Dataset.subset().")
-            cache_root = cmp.model_cache_dir()
-            training = {
-                "cache": None if cache_root is None else ModelCache(cache_root),
-                "executor": cmp.executor, "workers": cmp.workers,
-                "ray_address": cmp.ray_address, "chunk": cmp.models_per_batch,
-                "augment": ref.augment,
-            }
-            game = play_game(data, model, tg.params, members, outputs, ref.count, targets,
-                             ref.mode, seed, cmp.device, bar, training, ref.recipe,
-                             ref.population_fraction if needs_population else 0.0)
-            if game.target_info.get("labels_only") and any(
-                    e.fields != frozenset({"predicted"}) for e in exposures):
-                raise ConfigError(
-                    f"The model answers with labels only ({game.target_info['model']} has no "
-                    "predict_proba): audit it with --exposure label.")
-            measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": met.prior,
-                       "delta": met.delta, "seed": seed}
-            all_chosen = [a for e in exposures for a in plan_by_exposure[e]]
-            query_plan = QueryPlan.fit(att.query_budget, len(game.labels), all_chosen)
-            is_member = np.concatenate([game.membership[t] for t in range(targets)])
-            # pooled targets score each record once per target: intervals clustered by record
-            clusters = (np.tile(np.arange(len(game.labels)), targets) if targets > 1
-                        else None)
-            runs = {}
-            for e in exposures:
-                per_target, scores, queries, tuned = score_attacks(
-                    game, plan_by_exposure[e], e, targets, options, calibration_folds,
-                    measure, bar, query_plan)
-                metrics = {a.name: measure_attack(a, scores, is_member, game, clusters, measure)
-                           for a in plan_by_exposure[e]}
-                runs[e] = (per_target, scores, metrics, queries, tuned)
-            metrics = runs[exp][2]
+        with _progress(cfg.compute.progress) as bar:
+            game = _play(cfg, data, model, members, outputs, plan, bar)
+            runs = _attack_runs(cfg, game, plan, options, bar)
     reissue_once(caught)
     owner = getattr(game.query[0], "__self__", None) if game.query else None
     if owner is not None and is_http(owner):  # every query sent, label-only ones too
         game.target_info["http"] = owner.stats()
-    recorded = {
-        "seed": seed, "alpha": alpha, "prior": met.prior, "delta": met.delta,
-        "fprs": [float(f) for f in fprs], "calibration_folds": calibration_folds,
-        "references": game.reference_models, "reference_mode": ref.mode,
-        "targets": targets, "lira_variance": att.lira_variance,
-        "rmia_temperature": att.rmia_temperature,
-        "population_fraction": ref.population_fraction, "device": cmp.device,
-        "query_budget": att.query_budget,
+    summary = _summary(cfg, game, runs, plan, options, outputs, caught)
+    exposures, targets = att.exposures, ref.targets
+    tables = [_score_table(game, runs.by_exposure[e].scores, targets, e) for e in exposures]
+    if len(exposures) > 1:
+        summary["exposures"] = compare_exposures_section(
+            {str(e): _entries(cfg, game, runs, plan, options, e) for e in exposures},
+            {str(e): _released_accuracy(game, e, targets, cfg.seed) for e in exposures},
+            {str(e): t for e, t in zip(exposures, tables, strict=True)},
+            {str(e): e.description for e in exposures},
+            fprs=[str(f) for f in cfg.metrics.fprs])
+    summary["elapsed_seconds"] = round(time.perf_counter() - started, 3)
+    return AuditResult(summary=summary, scores=pd.concat(tables, ignore_index=True),
+                       metrics=runs.by_exposure[exposures[0]].metrics, signals=_signals(game),
+                       exposure_metrics={str(e): runs.by_exposure[e].metrics
+                                         for e in exposures})
+
+
+class _Run(NamedTuple):
+    """The attacks of one exposure: scores per target, metrics, queries, tuned settings."""
+
+    per_target: list
+    scores: list[dict[str, np.ndarray]]
+    metrics: dict
+    queries: dict[str, int]
+    tuned: dict
+
+
+class _Runs(NamedTuple):
+    """Every exposure's run, with the pooled membership and the intervals' clusters."""
+
+    by_exposure: dict[Exposure, _Run]
+    is_member: np.ndarray
+    clusters: np.ndarray | None
+
+
+def _play(cfg: AuditConfig, data: Dataset | None, model, members, outputs,
+          plan: dict[Exposure, list[Attack]], bar) -> Game:
+    """Load the data (when named), then build and train the game's models."""
+    d, ref, cmp = cfg.data, cfg.references, cfg.compute
+    if data is None and d.source is not None:
+        data = load_dataset(d.source, label_column=d.label_column, id_column=d.id_column,
+                            n_records=d.n_records, seed=cfg.seed)
+    elif d.n_records is not None:
+        raise ConfigError("n_records applies to data loaded from a name or a file; "
+                          "subset a Dataset yourself with Dataset.subset().")
+    cache_root = cmp.model_cache_dir()
+    training = {
+        "cache": None if cache_root is None else ModelCache(cache_root),
+        "executor": cmp.executor, "workers": cmp.workers, "ray_address": cmp.ray_address,
+        "chunk": cmp.models_per_batch, "augment": ref.augment,
     }
+    needs_population = any("population" in a.knowledge
+                           for chosen in plan.values() for a in chosen)
+    game = play_game(data, model, cfg.target.params, members, outputs, ref.count, ref.targets,
+                     ref.mode, cfg.seed, cmp.device, bar, training, ref.recipe,
+                     ref.population_fraction if needs_population else 0.0)
+    if game.target_info.get("labels_only") and any(
+            e.fields != frozenset({"predicted"}) for e in cfg.attacks.exposures):
+        raise ConfigError(
+            f"The model answers with labels only ({game.target_info['model']} has no "
+            "predict_proba): audit it with --exposure label.")
+    return game
 
-    def entries_of(e: Exposure) -> dict:
-        pt, _, mt, queries, tuned = runs[e]
-        # one query per record and target; augmented copies add theirs; label-only
-        # attacks as counted by their oracles
-        copies = 1 + (0 if game.variants is None else game.variants.shape[1])
-        out = {a.name: attack_entry(
-                   a, mt[a.name], pt, targets, calibration_folds, options.get(a.name), alpha,
-                   queries.get(a.name, targets * len(game.labels)
+
+def _measure_settings(cfg: AuditConfig) -> dict:
+    met = cfg.metrics
+    return {"fprs": tuple(met.fprs), "alpha": met.alpha, "prior": met.prior,
+            "delta": met.delta, "seed": cfg.seed}
+
+
+def _attack_runs(cfg: AuditConfig, game: Game, plan: dict[Exposure, list[Attack]],
+                 options: dict, bar) -> _Runs:
+    """Every planned attack under every exposure, scored on each target and measured."""
+    targets, measure = cfg.references.targets, _measure_settings(cfg)
+    query_plan = QueryPlan.fit(cfg.attacks.query_budget, len(game.labels),
+                               [a for e in cfg.attacks.exposures for a in plan[e]])
+    is_member = np.concatenate([game.membership[t] for t in range(targets)])
+    # pooled targets score each record once per target: intervals clustered by record
+    clusters = np.tile(np.arange(len(game.labels)), targets) if targets > 1 else None
+    by_exposure = {}
+    for e in cfg.attacks.exposures:
+        per_target, scores, queries, tuned = score_attacks(
+            game, plan[e], e, targets, options, cfg.attacks.calibration_folds, measure, bar,
+            query_plan)
+        metrics = {a.name: measure_attack(a, scores, is_member, game, clusters, measure)
+                   for a in plan[e]}
+        by_exposure[e] = _Run(per_target, scores, metrics, queries, tuned)
+    return _Runs(by_exposure, is_member, clusters)
+
+
+def _entries(cfg: AuditConfig, game: Game, runs: _Runs, plan: dict[Exposure, list[Attack]],
+             options: dict, e: Exposure) -> dict:
+    """The ``attacks`` entries of summary.json for exposure ``e``."""
+    run, targets = runs.by_exposure[e], cfg.references.targets
+    # one query per record and target; augmented copies add theirs; label-only attacks as
+    # counted by their oracles
+    copies = 1 + (0 if game.variants is None else game.variants.shape[1])
+    out = {a.name: attack_entry(
+               a, run.metrics[a.name], run.per_target, targets,
+               cfg.attacks.calibration_folds, options.get(a.name), cfg.metrics.alpha,
+               run.queries.get(a.name, targets * len(game.labels)
                                * (copies if a.name in _VARIANT_ATTACKS else 1)))
-               for a in plan_by_exposure[e]}
-        for name, per in tuned.items():  # chosen on references, never on the target
-            out[name]["tuning"] = per[0] if len(per) == 1 else per
-        return out
+           for a in plan[e]}
+    for name, per in run.tuned.items():  # chosen on references, never on the target
+        out[name]["tuning"] = per[0] if len(per) == 1 else per
+    return out
 
-    entries = entries_of(exp)
-    flags = _degenerate_flags(game, entries, runs[exp][1], targets)
+
+def _summary(cfg: AuditConfig, game: Game, runs: _Runs, plan: dict[Exposure, list[Attack]],
+             options: dict, outputs, caught: list) -> dict:
+    """summary.json of the first exposure: data, target, threat model, verdict, attacks,
+    settings, flags and warnings."""
+    exp, met, ref, att = cfg.attacks.exposures[0], cfg.metrics, cfg.references, cfg.attacks
+    entries = _entries(cfg, game, runs, plan, options, exp)
+    flags = _degenerate_flags(game, entries, runs.by_exposure[exp].scores, ref.targets)
     for text in flags:
-        warnings.warn(text, DegenerateResultWarning, stacklevel=2)
+        warnings.warn(text, DegenerateResultWarning, stacklevel=3)
     granted = threat_model(references=game.reference_models > 0,
                            population=game.population is not None, queries=outputs is None)
-
-    def verdict_of(e: Exposure, es: dict) -> dict:
-        pooled = {a.name: np.concatenate([s[a.name] for s in runs[e][1]])
-                  for a in plan_by_exposure[e]}
-        return audit_verdict(es, pooled, is_member, exposure=str(e),
-                             fprs=[str(float(f)) for f in fprs], alpha=alpha,
-                             clusters=clusters)
-
-    summary = {
+    pooled = {a.name: np.concatenate([s[a.name] for s in runs.by_exposure[exp].scores])
+              for a in plan[exp]}
+    verdict = audit_verdict(entries, pooled, runs.is_member, exposure=str(exp),
+                            fprs=[str(float(f)) for f in met.fprs], alpha=met.alpha,
+                            clusters=runs.clusters)
+    recorded = {
+        "seed": cfg.seed, "alpha": met.alpha, "prior": met.prior, "delta": met.delta,
+        "fprs": [float(f) for f in met.fprs], "calibration_folds": att.calibration_folds,
+        "references": game.reference_models, "reference_mode": ref.mode,
+        "targets": ref.targets, "lira_variance": att.lira_variance,
+        "rmia_temperature": att.rmia_temperature,
+        "population_fraction": ref.population_fraction, "device": cfg.compute.device,
+        "query_budget": att.query_budget,
+    }
+    return {
         "miaudit_version": __version__,
         "data": game.data_info,
         "target": game.target_info,
         "exposure": str(exp),
         "threat_model": {"knowledge": sorted(granted),
                          "description": [KNOWLEDGE[k] for k in sorted(granted)]},
-        "verdict": verdict_of(exp, entries),
+        "verdict": verdict,
         "attacks": entries,
         "settings": recorded,
         "flags": flags,
         "warnings": summary_warnings(caught) + [f"DegenerateResultWarning: {t}" for t in flags],
-        "elapsed_seconds": round(time.perf_counter() - started, 3),
+        "elapsed_seconds": None,
     }
-    tables = [_score_table(game, runs[e][1], targets, e) for e in exposures]
-    if len(exposures) > 1:
-        summary["exposures"] = compare_exposures_section(
-            {str(e): entries_of(e) for e in exposures},
-            {str(e): _released_accuracy(game, e, targets, seed) for e in exposures},
-            {str(e): t for e, t in zip(exposures, tables, strict=True)},
-            {str(e): e.description for e in exposures},
-            fprs=[str(f) for f in fprs])
-        summary["elapsed_seconds"] = round(time.perf_counter() - started, 3)
-    return AuditResult(summary=summary, scores=pd.concat(tables, ignore_index=True),
-                       metrics=metrics, signals=_signals(game),
-                       exposure_metrics={str(e): runs[e][2] for e in exposures})
 
 
 def _configure(config: AuditConfig | None, data, model, outputs, settings: dict

@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from miaudit.errors import DataError, MiauditError
 
-__all__ = ["OutputFormat", "default_out", "err_console", "friendly",
+__all__ = ["OutputFormat", "default_out", "err_console", "examples_epilog", "friendly",
            "model_cache", "out_console", "run_folder", "split_list"]
 
 # Piped output is not wrapped at 80 columns: the summary table stays one line per attack.
@@ -59,6 +59,11 @@ def split_list(text: str | None) -> list[str] | None:
     if text is None:
         return None
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def examples_epilog(examples: list[str]) -> str:
+    """A command's ``--help`` epilog: one example command line per paragraph."""
+    return "Examples:\n\n" + "\n\n".join(f"  {line}" for line in examples)
 
 
 def default_out(data: str | None, model: str) -> Path:

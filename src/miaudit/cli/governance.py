@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from rich.markup import escape
 
 from miaudit.cli.common import OutputFormat, err_console, friendly, out_console, run_folder
 from miaudit.errors import MiauditError, MiauditWarning, UndefinedMetricWarning
@@ -103,12 +104,137 @@ def _forget_table(result):
     return table
 
 
+
+@friendly
+def gate_command(
+    run: Annotated[str, typer.Argument(help="Run folder (or run ID).")],
+    policy: Annotated[Path, typer.Option(
+        "--policy", help="TOML policy file of rule tables (example: "
+        "example_policy.toml in the miaudit.governance package)."
+    )],
+    format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text: a table on stdout; json: every check on stdout."
+    )] = OutputFormat.text,
+) -> None:
+    """Check a run against a privacy policy (a CI gate): PASS or FAIL per rule."""
+    from miaudit.governance.policy import gate
+
+    result = _checked(err_console, lambda: gate(run_folder(run), policy))
+    if format is OutputFormat.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        out_console.print(_gate_table(result))
+        n = len(result.results)
+        out_console.print(
+            f"[bold green]gate passed[/]: {n} of {n} checks" if result.passed else
+            f"[bold red]gate failed[/]: {result.n_failed} of {n} checks failed")
+    if not result.passed:
+        raise typer.Exit(1)
+
+@friendly
+def model_card_command(
+    run: Annotated[str, typer.Argument(help="Run folder (or run ID).")],
+    out: Annotated[Path | None, typer.Option(
+        help="Write the Markdown to this file (default: stdout)."
+    )] = None,
+    top_records: Annotated[int, typer.Option(
+        help="Most exposed member records listed (by ID)."
+    )] = 10,
+) -> None:
+    """Write the "Privacy: membership inference" section of a model card (Markdown)."""
+    from miaudit.errors import ConfigError
+    from miaudit.governance.model_card import model_card_section
+    from miaudit.results.folder import RUN_FILES, load_run, write_text_file
+
+    if top_records < 0:
+        raise ConfigError(f"--top-records must be >= 0, got {top_records}.")
+
+    run_dir = run_folder(run)
+    folder = load_run(run_dir, scores="optional")
+    summary, scores = folder.summary, folder.scores
+    text = model_card_section(summary, scores, top_records=top_records)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    if out.name in RUN_FILES and out.parent.resolve() == Path(run_dir).resolve():
+        raise ConfigError(f"Refusing to write over the run's own {out.name}; choose "
+                          "another --out, such as model_card.md.")
+    write_text_file(out, text)
+    err_console.print(f"wrote {escape(str(out))}", highlight=False)
+
+@friendly
+def verify_forget_command(
+    data: Annotated[str, typer.Option(help="Built-in name or data file holding both "
+                                      "sets.")],
+    forget: Annotated[Path, typer.Option(
+        help="Text file: IDs of the records the model should have forgotten, one per "
+        "line."
+    )],
+    fresh: Annotated[Path, typer.Option(
+        help="Text file: IDs of records neither model trained on, one per line."
+    )],
+    outputs: Annotated[Path, typer.Option(
+        help="The model's outputs after forgetting (.npz with ids and logits or probs)."
+    )],
+    original_outputs: Annotated[Path | None, typer.Option(
+        help="The original model's outputs, in the same format."
+    )] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")
+                            ] = None,
+    id_column: Annotated[str | None, typer.Option(help="Record-ID column of a table.")
+                         ] = None,
+    attacks: Annotated[str, typer.Option(help="Comma-separated reference-free attacks.")
+                       ] = "loss,mentr",
+    exposure: Annotated[str, typer.Option(help="What the attacker sees.")
+                        ] = "probabilities",
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    alpha: Annotated[float, typer.Option(
+        help="Error rate of the verdict (intervals: 1 - alpha / number of attacks)."
+    )] = 0.05,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 unless the records are indistinguishable from fresh "
+        "non-members."
+    )] = False,
+    format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text: a table on stdout; json: the result on stdout."
+    )] = OutputFormat.text,
+) -> None:
+    """Do records a model claims to have forgotten still look like its members?"""
+    from miaudit.governance.forget import INDISTINGUISHABLE, load_id_list, verify_forget
+
+    def check():
+        return verify_forget(
+            data=data, forget=load_id_list(forget), fresh=load_id_list(fresh),
+            model=outputs, original=original_outputs,
+            attacks=[a.strip() for a in attacks.split(",") if a.strip()],
+            exposure=exposure, seed=seed, alpha=alpha, label_column=label_column,
+            id_column=id_column)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _checked(err_console, check)
+    seen = []
+    for w in caught:
+        if (issubclass(w.category, MiauditWarning)
+                and not issubclass(w.category, UndefinedMetricWarning)
+                and str(w.message) not in seen):
+            seen.append(str(w.message))
+            err_console.print(f"[yellow]warning[/] {escape(str(w.message))}",
+                              highlight=False)
+    if format is OutputFormat.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        out_console.print(_forget_table(result))
+        color = "green" if result.verdict == INDISTINGUISHABLE else "red"
+        out_console.print(f"[bold {color}]{escape(result.headline())}[/]", highlight=False)
+    if strict and result.verdict != INDISTINGUISHABLE:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``gate``, ``model-card`` and ``verify-forget`` to the ``miaudit`` typer app."""
-    from rich.markup import escape
 
-
-    @app.command(
+    app.command(
         "gate",
         epilog=(
             "Exit codes: 0 every rule passed, 1 a rule failed, 2 unusable policy or run.\n\n"
@@ -116,73 +242,16 @@ def register(app: typer.Typer) -> None:
             "  miaudit gate runs/digits --policy policy.toml\n\n"
             "  miaudit gate runs/digits --policy policy.toml --format json"
         ),
-    )
-    @friendly
-    def gate_command(
-        run: Annotated[str, typer.Argument(help="Run folder (or run ID).")],
-        policy: Annotated[Path, typer.Option(
-            "--policy", help="TOML policy file of rule tables (example: "
-            "example_policy.toml in the miaudit.governance package)."
-        )],
-        format: Annotated[OutputFormat, typer.Option(
-            "--format", help="text: a table on stdout; json: every check on stdout."
-        )] = OutputFormat.text,
-    ) -> None:
-        """Check a run against a privacy policy (a CI gate): PASS or FAIL per rule."""
-        from miaudit.governance.policy import gate
-
-        result = _checked(err_console, lambda: gate(run_folder(run), policy))
-        if format is OutputFormat.json:
-            print(json.dumps(result.to_dict(), indent=2))
-        else:
-            out_console.print(_gate_table(result))
-            n = len(result.results)
-            out_console.print(
-                f"[bold green]gate passed[/]: {n} of {n} checks" if result.passed else
-                f"[bold red]gate failed[/]: {result.n_failed} of {n} checks failed")
-        if not result.passed:
-            raise typer.Exit(1)
-
-    @app.command(
+    )(gate_command)
+    app.command(
         "model-card",
         epilog=(
             "Examples:\n\n"
             "  miaudit model-card runs/digits > privacy.md\n\n"
             "  miaudit model-card runs/digits --out privacy.md --top-records 5"
         ),
-    )
-    @friendly
-    def model_card_command(
-        run: Annotated[str, typer.Argument(help="Run folder (or run ID).")],
-        out: Annotated[Path | None, typer.Option(
-            help="Write the Markdown to this file (default: stdout)."
-        )] = None,
-        top_records: Annotated[int, typer.Option(
-            help="Most exposed member records listed (by ID)."
-        )] = 10,
-    ) -> None:
-        """Write the "Privacy: membership inference" section of a model card (Markdown)."""
-        from miaudit.errors import ConfigError
-        from miaudit.governance.model_card import model_card_section
-        from miaudit.results.folder import RUN_FILES, load_run, write_text_file
-
-        if top_records < 0:
-            raise ConfigError(f"--top-records must be >= 0, got {top_records}.")
-
-        run_dir = run_folder(run)
-        folder = load_run(run_dir, scores="optional")
-        summary, scores = folder.summary, folder.scores
-        text = model_card_section(summary, scores, top_records=top_records)
-        if out is None:
-            typer.echo(text, nl=False)
-            return
-        if out.name in RUN_FILES and out.parent.resolve() == Path(run_dir).resolve():
-            raise ConfigError(f"Refusing to write over the run's own {out.name}; choose "
-                              "another --out, such as model_card.md.")
-        write_text_file(out, text)
-        err_console.print(f"wrote {escape(str(out))}", highlight=False)
-
-    @app.command(
+    )(model_card_command)
+    app.command(
         "verify-forget",
         epilog=(
             "Outputs (.npz): 'ids' (record IDs of the data) and 'logits' or 'probs' "
@@ -193,71 +262,4 @@ def register(app: typer.Typer) -> None:
             "  miaudit verify-forget --data digits --forget forget.txt --fresh fresh.txt "
             "--outputs retrained.npz --original-outputs original.npz"
         ),
-    )
-    @friendly
-    def verify_forget_command(
-        data: Annotated[str, typer.Option(help="Built-in name or data file holding both "
-                                          "sets.")],
-        forget: Annotated[Path, typer.Option(
-            help="Text file: IDs of the records the model should have forgotten, one per "
-            "line."
-        )],
-        fresh: Annotated[Path, typer.Option(
-            help="Text file: IDs of records neither model trained on, one per line."
-        )],
-        outputs: Annotated[Path, typer.Option(
-            help="The model's outputs after forgetting (.npz with ids and logits or probs)."
-        )],
-        original_outputs: Annotated[Path | None, typer.Option(
-            help="The original model's outputs, in the same format."
-        )] = None,
-        label_column: Annotated[str | None, typer.Option(help="Label column of a table.")
-                                ] = None,
-        id_column: Annotated[str | None, typer.Option(help="Record-ID column of a table.")
-                             ] = None,
-        attacks: Annotated[str, typer.Option(help="Comma-separated reference-free attacks.")
-                           ] = "loss,mentr",
-        exposure: Annotated[str, typer.Option(help="What the attacker sees.")
-                            ] = "probabilities",
-        seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-        alpha: Annotated[float, typer.Option(
-            help="Error rate of the verdict (intervals: 1 - alpha / number of attacks)."
-        )] = 0.05,
-        strict: Annotated[bool, typer.Option(
-            "--strict", help="Exit 1 unless the records are indistinguishable from fresh "
-            "non-members."
-        )] = False,
-        format: Annotated[OutputFormat, typer.Option(
-            "--format", help="text: a table on stdout; json: the result on stdout."
-        )] = OutputFormat.text,
-    ) -> None:
-        """Do records a model claims to have forgotten still look like its members?"""
-        from miaudit.governance.forget import INDISTINGUISHABLE, load_id_list, verify_forget
-
-        def check():
-            return verify_forget(
-                data=data, forget=load_id_list(forget), fresh=load_id_list(fresh),
-                model=outputs, original=original_outputs,
-                attacks=[a.strip() for a in attacks.split(",") if a.strip()],
-                exposure=exposure, seed=seed, alpha=alpha, label_column=label_column,
-                id_column=id_column)
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = _checked(err_console, check)
-        seen = []
-        for w in caught:
-            if (issubclass(w.category, MiauditWarning)
-                    and not issubclass(w.category, UndefinedMetricWarning)
-                    and str(w.message) not in seen):
-                seen.append(str(w.message))
-                err_console.print(f"[yellow]warning[/] {escape(str(w.message))}",
-                                  highlight=False)
-        if format is OutputFormat.json:
-            print(json.dumps(result.to_dict(), indent=2))
-        else:
-            out_console.print(_forget_table(result))
-            color = "green" if result.verdict == INDISTINGUISHABLE else "red"
-            out_console.print(f"[bold {color}]{escape(result.headline())}[/]", highlight=False)
-        if strict and result.verdict != INDISTINGUISHABLE:
-            raise typer.Exit(1)
+    )(verify_forget_command)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from miaudit.cli.common import OutputFormat, friendly, out_console
+from miaudit.cli.common import OutputFormat, examples_epilog, friendly, out_console
 
 __all__ = ["register"]
 
@@ -176,6 +176,112 @@ def _record_key(record: str, id_column: str | None) -> str:
     return record
 
 
+FormatOption = Annotated[OutputFormat, typer.Option(
+    "--format", help="text: tables on stdout; json: the data on stdout.")]
+
+def open_registry(url: str | None):
+    from miaudit.registry.core import Registry
+
+    return Registry(url)
+
+@friendly
+def runs_command(
+    limit: Annotated[int, typer.Option(help="Most runs to list (newest first).",
+                                       min=1)] = 50,
+    registry: RegistryOption = None,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """List the recorded audit runs with their headline figures."""
+    with open_registry(registry) as reg:
+        runs = reg.runs(limit=limit)
+    if format is OutputFormat.json:
+        _json(runs)
+    elif not runs:
+        out_console.print("No runs recorded yet (record one with 'miaudit registry record "
+                          "RUN_DIR').")
+    else:
+        _print_runs(runs, out_console)
+
+@friendly
+def models_command(registry: RegistryOption = None,
+                   format: FormatOption = OutputFormat.text) -> None:
+    """List the registered models: data set, recipe, seed, training-set size, runs."""
+    with open_registry(registry) as reg:
+        models = reg.models()
+    if format is OutputFormat.json:
+        _json(models)
+    elif not models:
+        out_console.print("No models registered yet.")
+    else:
+        _print_models(models, out_console)
+
+@friendly
+def show_command(
+    run_id: Annotated[str, typer.Argument(help="Run ID or a unique prefix of it.")],
+    registry: RegistryOption = None,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """Show everything about a run: data, models, attacks, record risks."""
+    with open_registry(registry) as reg:
+        run = reg.show(run_id)
+    if format is OutputFormat.json:
+        _json(run)
+    else:
+        _print_show(run, out_console)
+
+@friendly
+def compare_command(
+    run_a: Annotated[str, typer.Argument(help="First run (ID or unique prefix).")],
+    run_b: Annotated[str, typer.Argument(help="Second run (ID or unique prefix).")],
+    registry: RegistryOption = None,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """Compare two runs: what changed, and which figures moved beyond the intervals
+    (non-overlapping confidence intervals)."""
+    with open_registry(registry) as reg:
+        comparison = reg.compare(run_a, run_b)
+    if format is OutputFormat.json:
+        _json(comparison)
+    else:
+        _print_compare(comparison, out_console)
+
+@friendly
+def trace_command(
+    record: Annotated[str, typer.Option(
+        "--record", help="Record fingerprint (64 hex), record ID, or a one-row "
+        ".csv/.json/.parquet file holding the record (all columns, label included).")],
+    id_column: Annotated[str | None, typer.Option(
+        help="ID column of a record file (left out of the fingerprint).")] = None,
+    registry: RegistryOption = None,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """Which registered models were trained on a record, and how exposed it was in
+    each run auditing them."""
+    key = _record_key(record, id_column)
+    with open_registry(registry) as reg:
+        traced = reg.trace(key)
+        known = [] if traced else reg.known_record(key)
+    if format is OutputFormat.json:
+        _json({"record": key, "models": traced, "registered_as": known})
+    else:
+        _print_trace(key, traced, known, out_console)
+
+@friendly
+def record_command(
+    run_dir: Annotated[Path, typer.Argument(help="A saved run folder (summary.json, "
+                                                 "scores.parquet).")],
+    registry: RegistryOption = None,
+    format: FormatOption = OutputFormat.text,
+) -> None:
+    """Record a saved run folder in the registry and print its run ID."""
+    with open_registry(registry) as reg:
+        run_id = reg.record_run_dir(run_dir)
+    if format is OutputFormat.json:
+        _json({"run_id": run_id, "run_dir": str(run_dir)})
+    else:
+        print(run_id)
+
+
 def register(app: typer.Typer) -> None:
     """Add the registry's commands to a Typer app.
 
@@ -186,120 +292,23 @@ def register(app: typer.Typer) -> None:
         ``compare``, ``trace`` and ``record``.
     """
 
-    FormatOption = Annotated[OutputFormat, typer.Option(
-        "--format", help="text: tables on stdout; json: the data on stdout.")]
-
-    def open_registry(url: str | None):
-        from miaudit.registry.core import Registry
-
-        return Registry(url)
-
-    @app.command("runs", epilog="Examples:\n\n  miaudit runs\n\n  miaudit runs --limit 5 "
-                 "--format json\n\n  miaudit runs --registry postgresql://me@db/audits")
-    @friendly
-    def runs_command(
-        limit: Annotated[int, typer.Option(help="Most runs to list (newest first).",
-                                           min=1)] = 50,
-        registry: RegistryOption = None,
-        format: FormatOption = OutputFormat.text,
-    ) -> None:
-        """List the recorded audit runs with their headline figures."""
-        with open_registry(registry) as reg:
-            runs = reg.runs(limit=limit)
-        if format is OutputFormat.json:
-            _json(runs)
-        elif not runs:
-            out_console.print("No runs recorded yet (record one with 'miaudit registry record "
-                              "RUN_DIR').")
-        else:
-            _print_runs(runs, out_console)
-
-    @app.command("models", epilog="Examples:\n\n  miaudit registry models\n\n  miaudit registry "
-                 "models --format json")
-    @friendly
-    def models_command(registry: RegistryOption = None,
-                       format: FormatOption = OutputFormat.text) -> None:
-        """List the registered models: data set, recipe, seed, training-set size, runs."""
-        with open_registry(registry) as reg:
-            models = reg.models()
-        if format is OutputFormat.json:
-            _json(models)
-        elif not models:
-            out_console.print("No models registered yet.")
-        else:
-            _print_models(models, out_console)
-
-    @app.command("show", epilog="Examples:\n\n  miaudit show 20260520-143000-1a2b3c\n\n"
-                 "  miaudit show 20260520-1430 --format json   (a unique prefix)")
-    @friendly
-    def show_command(
-        run_id: Annotated[str, typer.Argument(help="Run ID or a unique prefix of it.")],
-        registry: RegistryOption = None,
-        format: FormatOption = OutputFormat.text,
-    ) -> None:
-        """Show everything about a run: data, models, attacks, record risks."""
-        with open_registry(registry) as reg:
-            run = reg.show(run_id)
-        if format is OutputFormat.json:
-            _json(run)
-        else:
-            _print_show(run, out_console)
-
-    @app.command("compare", epilog="Examples:\n\n  miaudit registry compare 20260520-143000-1a2b3c "
-                 "20260521-090000-4d5e6f\n\n  miaudit registry compare RUN_A RUN_B --format json")
-    @friendly
-    def compare_command(
-        run_a: Annotated[str, typer.Argument(help="First run (ID or unique prefix).")],
-        run_b: Annotated[str, typer.Argument(help="Second run (ID or unique prefix).")],
-        registry: RegistryOption = None,
-        format: FormatOption = OutputFormat.text,
-    ) -> None:
-        """Compare two runs: what changed, and which figures moved beyond the intervals
-        (non-overlapping confidence intervals)."""
-        with open_registry(registry) as reg:
-            comparison = reg.compare(run_a, run_b)
-        if format is OutputFormat.json:
-            _json(comparison)
-        else:
-            _print_compare(comparison, out_console)
-
-    @app.command("trace", epilog="Examples:\n\n  miaudit registry trace --record 1f3a...c9 "
-                 "(64 hex digits)\n\n  miaudit registry trace --record 1234   (a record ID)\n\n"
-                 "  miaudit registry trace --record person.csv --id-column id")
-    @friendly
-    def trace_command(
-        record: Annotated[str, typer.Option(
-            "--record", help="Record fingerprint (64 hex), record ID, or a one-row "
-            ".csv/.json/.parquet file holding the record (all columns, label included).")],
-        id_column: Annotated[str | None, typer.Option(
-            help="ID column of a record file (left out of the fingerprint).")] = None,
-        registry: RegistryOption = None,
-        format: FormatOption = OutputFormat.text,
-    ) -> None:
-        """Which registered models were trained on a record, and how exposed it was in
-        each run auditing them."""
-        key = _record_key(record, id_column)
-        with open_registry(registry) as reg:
-            traced = reg.trace(key)
-            known = [] if traced else reg.known_record(key)
-        if format is OutputFormat.json:
-            _json({"record": key, "models": traced, "registered_as": known})
-        else:
-            _print_trace(key, traced, known, out_console)
-
-    @app.command("record", epilog="Examples:\n\n  miaudit registry record runs/digits\n\n"
-                 "  miaudit registry record runs/digits --registry postgresql://me@db/audits")
-    @friendly
-    def record_command(
-        run_dir: Annotated[Path, typer.Argument(help="A saved run folder (summary.json, "
-                                                     "scores.parquet).")],
-        registry: RegistryOption = None,
-        format: FormatOption = OutputFormat.text,
-    ) -> None:
-        """Record a saved run folder in the registry and print its run ID."""
-        with open_registry(registry) as reg:
-            run_id = reg.record_run_dir(run_dir)
-        if format is OutputFormat.json:
-            _json({"run_id": run_id, "run_dir": str(run_dir)})
-        else:
-            print(run_id)
+    commands = [
+        ("runs", runs_command, ["miaudit runs", "miaudit runs --limit 5 --format json",
+                                "miaudit runs --registry postgresql://me@db/audits"]),
+        ("models", models_command, ["miaudit registry models",
+                                    "miaudit registry models --format json"]),
+        ("show", show_command, ["miaudit show 20260520-143000-1a2b3c",
+                                "miaudit show 20260520-1430 --format json   (a unique prefix)"]),
+        ("compare", compare_command, [
+            "miaudit registry compare 20260520-143000-1a2b3c 20260521-090000-4d5e6f",
+            "miaudit registry compare RUN_A RUN_B --format json"]),
+        ("trace", trace_command, [
+            "miaudit registry trace --record 1f3a...c9 (64 hex digits)",
+            "miaudit registry trace --record 1234   (a record ID)",
+            "miaudit registry trace --record person.csv --id-column id"]),
+        ("record", record_command, [
+            "miaudit registry record runs/digits",
+            "miaudit registry record runs/digits --registry postgresql://me@db/audits"]),
+    ]
+    for name, command, examples in commands:
+        app.command(name, epilog=examples_epilog(examples))(command)

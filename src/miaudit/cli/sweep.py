@@ -101,10 +101,147 @@ def _ints(text: str | None) -> int | list[int] | None:
     return parts[0] if len(parts) == 1 else parts
 
 
+@friendly
+def sweep_command(
+    param: Annotated[str, typer.Option(
+        "--param", help="The swept recipe parameter and its values: NAME=V1,V2,... "
+        "(';' between values that hold commas, e.g. hidden=64,32;128)."
+    )],
+    data: opt.Data,
+    label_column: opt.LabelColumn = None,
+    id_column: opt.IdColumn = None,
+    n_records: opt.NRecords = None,
+    model: opt.Model = DEFAULT_RECIPE,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", "-s", help="Fixed recipe parameter key=value, repeatable."
+    )] = None,
+    attacks: opt.Attacks = None,
+    attack: Annotated[str | None, typer.Option(
+        help="The attack of the table; default: each setting's strongest."
+    )] = None,
+    exposure: opt.Exposure = DEFAULT_EXPOSURE,
+    references: opt.References = 0,
+    reference_mode: opt.ReferenceMode = "online",
+    targets: opt.Targets = 1,
+    seed: opt.Seed = 0,
+    out: Annotated[Path | None, typer.Option(
+        help="Run folder: the last setting's audit with the sweep (default: "
+        "runs/<time>-<data>-<model>-sweep)."
+    )] = None,
+    overwrite: opt.Overwrite = False,
+    device: opt.Device = "cpu",
+    cache_dir: opt.CacheDir = None,
+    no_cache: opt.NoCache = False,
+    executor: opt.Executor = "inprocess",
+    workers: opt.Workers = None,
+    format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text: a table on stdout; json: the sweep section on stdout."
+    )] = OutputFormat.text,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Privacy-utility sweep: audit the recipe once per value of one parameter (DP
+    epsilon, weight decay, dropout, ...) and compare accuracy, AUC, TPR at 0.1% FPR,
+    the empirical epsilon lower bound and the accountant's epsilon."""
+    from rich.markup import escape
+
+    from miaudit.audits.sweep import parse_sweep, sweep
+    from miaudit.errors import MiauditWarning
+    from miaudit.results.result import check_out_dir
+
+    started = time.perf_counter()
+    name, values = parse_sweep(param)
+    out_dir = out or default_out(data, f"{model}-sweep")
+    check_out_dir(out_dir, overwrite=overwrite)
+
+    def say(i: int, value) -> None:
+        if not quiet:
+            err_console.print(f"[dim]{name}={value} ({i + 1}/{len(values)})[/]",
+                              highlight=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MiauditWarning)  # in each summary instead
+        result = sweep(
+            name, values, attack=attack, on_value=say, data=data,
+            label_column=label_column, id_column=id_column, n_records=n_records,
+            model=model, model_params=set_, attacks=split_list(attacks),
+            exposure=exposure, references=references, reference_mode=reference_mode,
+            targets=targets, seed=seed, device=device, executor=executor,
+            workers=workers,
+            cache=not no_cache, cache_dir=cache_dir)
+    saved = result.to_result().save(out_dir, overwrite=overwrite)
+    if format is OutputFormat.json:
+        print(json.dumps(result.section(), indent=2))
+        return
+    out_console.print(_sweep_table(result.section()))
+    err_console.print(f"[bold]run folder[/] {escape(str(saved))} (report.html shows the "
+                      "sweep)",
+                      highlight=False)
+    err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
+
+@friendly
+def one_run_command(
+    data: opt.Data,
+    label_column: opt.LabelColumn = None,
+    id_column: opt.IdColumn = None,
+    n_records: opt.NRecords = None,
+    model: opt.Model = DEFAULT_RECIPE,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Recipe key=value, repeatable (e.g. -p dp_epsilon=4)."
+    )] = None,
+    canaries: Annotated[int, typer.Option(
+        help="Canaries m, each included with probability 1/2."
+    )] = 1000,
+    mislabel: Annotated[bool, typer.Option(
+        "--mislabel/--no-mislabel", help="Train canaries with a random wrong label "
+        "(a stronger audit)."
+    )] = True,
+    k_pos: Annotated[str | None, typer.Option(
+        help="Guesses 'in' (highest scores); a comma list tries each (Bonferroni). "
+        "Default: m/10."
+    )] = None,
+    k_neg: Annotated[str | None, typer.Option(
+        help="Guesses 'out' (lowest scores); as --k-pos."
+    )] = None,
+    beta: Annotated[float, typer.Option(help="Significance level of the bound.")] = 0.05,
+    delta: Annotated[float | None, typer.Option(
+        help="Delta of the bound (default: the recipe's dp_delta, 1e-5)."
+    )] = None,
+    seed: opt.Seed = 0,
+    device: opt.Device = "cpu",
+    format: Annotated[OutputFormat, typer.Option(
+        "--format", help="text: a table on stdout; json: the result on stdout."
+    )] = OutputFormat.text,
+) -> None:
+    """One-run DP audit (Steinke, Nasr & Jagielski 2023): train ONE model with canaries
+    and compare the empirical epsilon lower bound with the accountant's epsilon (exit
+    code 1 when the bound exceeds it: a bug somewhere)."""
+    from miaudit.audits.sweep import audit_one_run
+
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the flag is printed below
+        result = audit_one_run(
+            data=data, label_column=label_column, id_column=id_column,
+            n_records=n_records, model=model, model_params=param, canaries=canaries,
+            mislabel=mislabel, k_pos=_ints(k_pos), k_neg=_ints(k_neg), beta=beta,
+            delta=delta, seed=seed, device=device)
+    summary = result.summary()
+    if format is OutputFormat.json:
+        print(json.dumps(summary, indent=2, allow_nan=False))
+    else:
+        out_console.print(_one_run_table(summary))
+    if format is not OutputFormat.json:
+        err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
+    if result.flag:
+        err_console.print(f"[bold red]WARNING: {result.flag.upper()}[/]", highlight=False,
+                          soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``sweep`` and ``audit-one-run`` to the ``miaudit`` typer app."""
 
-    @app.command(
+    app.command(
         "sweep",
         epilog=(
             "Examples:\n\n"
@@ -113,85 +250,8 @@ def register(app: typer.Typer) -> None:
             "--references 8 --out runs/wd\n\n"
             "  miaudit sweep --data digits --param 'hidden=64;128,64' --set epochs=20"
         ),
-    )
-    @friendly
-    def sweep_command(
-        param: Annotated[str, typer.Option(
-            "--param", help="The swept recipe parameter and its values: NAME=V1,V2,... "
-            "(';' between values that hold commas, e.g. hidden=64,32;128)."
-        )],
-        data: opt.Data,
-        label_column: opt.LabelColumn = None,
-        id_column: opt.IdColumn = None,
-        n_records: opt.NRecords = None,
-        model: opt.Model = DEFAULT_RECIPE,
-        set_: Annotated[list[str] | None, typer.Option(
-            "--set", "-s", help="Fixed recipe parameter key=value, repeatable."
-        )] = None,
-        attacks: opt.Attacks = None,
-        attack: Annotated[str | None, typer.Option(
-            help="The attack of the table; default: each setting's strongest."
-        )] = None,
-        exposure: opt.Exposure = DEFAULT_EXPOSURE,
-        references: opt.References = 0,
-        reference_mode: opt.ReferenceMode = "online",
-        targets: opt.Targets = 1,
-        seed: opt.Seed = 0,
-        out: Annotated[Path | None, typer.Option(
-            help="Run folder: the last setting's audit with the sweep (default: "
-            "runs/<time>-<data>-<model>-sweep)."
-        )] = None,
-        overwrite: opt.Overwrite = False,
-        device: opt.Device = "cpu",
-        cache_dir: opt.CacheDir = None,
-        no_cache: opt.NoCache = False,
-        executor: opt.Executor = "inprocess",
-        workers: opt.Workers = None,
-        format: Annotated[OutputFormat, typer.Option(
-            "--format", help="text: a table on stdout; json: the sweep section on stdout."
-        )] = OutputFormat.text,
-        quiet: opt.Quiet = False,
-    ) -> None:
-        """Privacy-utility sweep: audit the recipe once per value of one parameter (DP
-        epsilon, weight decay, dropout, ...) and compare accuracy, AUC, TPR at 0.1% FPR,
-        the empirical epsilon lower bound and the accountant's epsilon."""
-        from rich.markup import escape
-
-        from miaudit.audits.sweep import parse_sweep, sweep
-        from miaudit.errors import MiauditWarning
-        from miaudit.results.result import check_out_dir
-
-        started = time.perf_counter()
-        name, values = parse_sweep(param)
-        out_dir = out or default_out(data, f"{model}-sweep")
-        check_out_dir(out_dir, overwrite=overwrite)
-
-        def say(i: int, value) -> None:
-            if not quiet:
-                err_console.print(f"[dim]{name}={value} ({i + 1}/{len(values)})[/]",
-                                  highlight=False)
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MiauditWarning)  # in each summary instead
-            result = sweep(
-                name, values, attack=attack, on_value=say, data=data,
-                label_column=label_column, id_column=id_column, n_records=n_records,
-                model=model, model_params=set_, attacks=split_list(attacks),
-                exposure=exposure, references=references, reference_mode=reference_mode,
-                targets=targets, seed=seed, device=device, executor=executor,
-                workers=workers,
-                cache=not no_cache, cache_dir=cache_dir)
-        saved = result.to_result().save(out_dir, overwrite=overwrite)
-        if format is OutputFormat.json:
-            print(json.dumps(result.section(), indent=2))
-            return
-        out_console.print(_sweep_table(result.section()))
-        err_console.print(f"[bold]run folder[/] {escape(str(saved))} (report.html shows the "
-                          "sweep)",
-                          highlight=False)
-        err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
-
-    @app.command(
+    )(sweep_command)
+    app.command(
         "audit-one-run",
         epilog=(
             "Examples:\n\n"
@@ -200,62 +260,4 @@ def register(app: typer.Typer) -> None:
             "  miaudit dp one-run --data location30.npz --k-pos 50,100,200 "
             "--k-neg 50,100,200"
         ),
-    )
-    @friendly
-    def one_run_command(
-        data: opt.Data,
-        label_column: opt.LabelColumn = None,
-        id_column: opt.IdColumn = None,
-        n_records: opt.NRecords = None,
-        model: opt.Model = DEFAULT_RECIPE,
-        param: Annotated[list[str] | None, typer.Option(
-            "--param", "-p", help="Recipe key=value, repeatable (e.g. -p dp_epsilon=4)."
-        )] = None,
-        canaries: Annotated[int, typer.Option(
-            help="Canaries m, each included with probability 1/2."
-        )] = 1000,
-        mislabel: Annotated[bool, typer.Option(
-            "--mislabel/--no-mislabel", help="Train canaries with a random wrong label "
-            "(a stronger audit)."
-        )] = True,
-        k_pos: Annotated[str | None, typer.Option(
-            help="Guesses 'in' (highest scores); a comma list tries each (Bonferroni). "
-            "Default: m/10."
-        )] = None,
-        k_neg: Annotated[str | None, typer.Option(
-            help="Guesses 'out' (lowest scores); as --k-pos."
-        )] = None,
-        beta: Annotated[float, typer.Option(help="Significance level of the bound.")] = 0.05,
-        delta: Annotated[float | None, typer.Option(
-            help="Delta of the bound (default: the recipe's dp_delta, 1e-5)."
-        )] = None,
-        seed: opt.Seed = 0,
-        device: opt.Device = "cpu",
-        format: Annotated[OutputFormat, typer.Option(
-            "--format", help="text: a table on stdout; json: the result on stdout."
-        )] = OutputFormat.text,
-    ) -> None:
-        """One-run DP audit (Steinke, Nasr & Jagielski 2023): train ONE model with canaries
-        and compare the empirical epsilon lower bound with the accountant's epsilon (exit
-        code 1 when the bound exceeds it: a bug somewhere)."""
-        from miaudit.audits.sweep import audit_one_run
-
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the flag is printed below
-            result = audit_one_run(
-                data=data, label_column=label_column, id_column=id_column,
-                n_records=n_records, model=model, model_params=param, canaries=canaries,
-                mislabel=mislabel, k_pos=_ints(k_pos), k_neg=_ints(k_neg), beta=beta,
-                delta=delta, seed=seed, device=device)
-        summary = result.summary()
-        if format is OutputFormat.json:
-            print(json.dumps(summary, indent=2, allow_nan=False))
-        else:
-            out_console.print(_one_run_table(summary))
-        if format is not OutputFormat.json:
-            err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
-        if result.flag:
-            err_console.print(f"[bold red]WARNING: {result.flag.upper()}[/]", highlight=False,
-                              soft_wrap=True)
-            raise typer.Exit(1)
+    )(one_run_command)
