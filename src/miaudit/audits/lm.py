@@ -17,6 +17,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -128,92 +129,167 @@ def audit_lm(
         raise ConfigError("references and canaries must be >= 0.")
     if not 0 < k <= 1:
         raise ConfigError(f"k must lie in (0, 1], got {k}.")
+    querying = {"device": device, "progress": progress, "batch_size": batch_size,
+                "max_length": max_length, "stride": stride}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = data if isinstance(data, TextDataset) else load_texts(
+        loaded = data if isinstance(data, TextDataset) else load_texts(
             data, text_column=text_column, id_column=id_column, member_column=member_column,
             n_records=n_records, seed=seed)
-        lm = _lm_module()
-        train_mode = model is None
-        loaded = ds
-        tokenizer_ds = None
-        if train_mode:
-            recipe_obj = _recipe(lm, recipe)
-            aside = set_aside_texts(ds, recipe_obj.tokenizer_count(len(ds)), seed=seed)
-            tokenizer_ds, ds = ds.subset(aside), ds.subset(~aside)
-        is_member = _membership(ds, train_mode, seed)
-        texts = list(ds.texts)
-        canary_info = None
-        if train_mode:
-            target, tokenizer, canary_set = _train_target(
-                lm, recipe_obj, tokenizer_ds.texts, texts, is_member, canaries, seed, device,
-                progress, batch_size, max_length, stride)
-            target_info = {"model": "gpt2 recipe", "recipe": recipe_obj.to_dict(),
-                           "description": recipe_obj.describe(), "seed": seed,
-                           "tokenizer": _tokenizer_info(lm, tokenizer, tokenizer_ds, seed)}
-        else:
-            if canaries:
-                raise ConfigError("Canaries are inserted into training text: they need the "
-                                  "tool to train the model (leave --model out).")
-            recipe_obj = _recipe(lm, recipe) if references else None
-            target = _as_lm_target(lm, model, device, batch_size, max_length, stride,
-                                   progress)
-            tokenizer = getattr(target, "tokenizer", None)
-            canary_set = []
-            target_info = {"model": str(model) if isinstance(model, str | Path)
-                           else type(model).__name__, "seed": None,
-                           "tokenizer": _tokenizer_info(lm, tokenizer, None, None)}
+        game = _lm_game(loaded, model, recipe, references, canaries, seed, querying)
         ref_target = None if reference_model is None else _as_lm_target(
-            lm, reference_model, device, batch_size, max_length, stride, progress)
+            reference_model, **querying)
         chosen, lira = _choose(attacks, reference=ref_target is not None,
                                references=references)
-        if references and tokenizer is None:
+        if references and game.tokenizer is None:
             raise ConfigError("Reference LMs are trained with the target's tokenizer: give "
                               "a model folder, or let the tool train the target.")
-
-        scores_target = target.token_scores(texts)
-        need = {n for a in chosen for n in a.needs}
-        inputs = LMAttackInput(
-            texts, scores_target,
-            lowercase=target.token_scores([t.lower() for t in texts])
-            if "lowercase" in need else None,
-            reference=ref_target.token_scores(texts) if ref_target is not None else None)
-        scores = {a.name: np.asarray(a.score(inputs, **({"k": k} if "min-k" in a.name
-                                                         else {})), dtype=float)
-                  for a in chosen}
-        target_nll = scores_target.nll()
-        ref_nll = ref_membership = None
-        if references:
-            ref_nll, ref_membership = _reference_nlls(
-                lm, recipe_obj, tokenizer, texts, references, seed, device, progress,
-                batch_size, max_length, stride)
-            for name in lira:
-                scores[name] = lira_text(target_nll, ref_nll, ref_membership,
-                                         online=name == "lira-online")
+        run = _lm_scores(game, ref_target, chosen, lira, k, references, seed, querying)
         measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
                    "seed": seed}
-        metrics = {name: evaluate(s, is_member, **measure) for name, s in scores.items()}
-        blind_entry = None
-        if blind:
-            result = blind_baseline(texts, is_member, seed=seed)
-            best = max(m.auc for m in metrics.values())
-            message = blind_warning(result.auc, best, blind_auc_ci=result.auc_ci)
-            blind_entry = {"auc": float(result.auc),
-                           "auc_ci": [float(result.auc_ci[0]), float(result.auc_ci[1])],
-                           "best_attack_auc": float(best), "features": result.features,
-                           "warning": message}
-            if message:
-                warnings.warn(message, MiauditWarning, stacklevel=2)
-        if canary_set:
-            canary_info = _canary_exposures(target, canary_set, seed)
+        metrics = {name: evaluate(s, game.is_member, **measure)
+                   for name, s in run.scores.items()}
+        blind_entry = _blind_entry(game, metrics, seed) if blind else None
+        canary_info = (_canary_exposures(game.target, game.canaries, seed)
+                       if game.canaries else None)
     reissue_once(caught)
+    _describe_target(game, run, references)
+    entries = _lm_entries(metrics, k)
+    summary = {
+        "miaudit_version": __version__,
+        "task": "language model",
+        "data": {"name": loaded.name, "n_records": len(loaded),
+                 "fingerprint": loaded.fingerprint, "source": loaded.source,
+                 **{k_: v for k_, v in loaded.info.items() if k_ not in ("n_texts",)},
+                 "n_records_in_game": len(game.texts),
+                 "n_tokenizer_records": 0 if game.tokenizer_ds is None
+                 else len(game.tokenizer_ds)},
+        "target": game.info,
+        "exposure": "token log-probabilities",
+        "verdict": audit_verdict(entries, run.scores, game.is_member,
+                                 exposure="token log-probabilities",
+                                 fprs=[str(float(f)) for f in fprs], alpha=alpha),
+        "attacks": entries,
+        "blind_baseline": blind_entry,
+        "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
+                     "fprs": [float(f) for f in fprs], "k": k, "references": references,
+                     "canaries": canaries, **{key: querying[key] for key in (
+                         "device", "batch_size", "max_length", "stride")}},
+        "warnings": summary_warnings(caught),
+        "elapsed_seconds": round(time.perf_counter() - started, 3),
+    }
+    artifacts = {}
+    if canary_info is not None:
+        summary["canaries"], artifacts = canary_info
+    return AuditResult(summary=summary, scores=_lm_table(game, run), metrics=metrics,
+                       signals=_lm_signals(game, run), artifacts=artifacts)
 
-    correct = {"n_members": int(is_member.sum()), "n_non_members": int((~is_member).sum()),
-               "member_mean_nll": float(np.nanmean(target_nll[is_member])),
-               "non_member_mean_nll": float(np.nanmean(target_nll[~is_member]))}
-    target_info.update(correct)
+
+@dataclass
+class _LMGame:
+    """The audited texts and the target: trained here (with its tokenizer, trained on
+    texts set aside, and canaries) or loaded."""
+
+    ds: TextDataset
+    texts: list[str]
+    is_member: np.ndarray
+    target: object
+    tokenizer: object | None
+    recipe: object | None
+    info: dict
+    tokenizer_ds: TextDataset | None = None
+    canaries: list = field(default_factory=list)
+
+
+@dataclass
+class _LMRun:
+    """Every attack's score per text, and the NLLs LiRA used."""
+
+    scores: dict[str, np.ndarray]
+    token_scores: TokenScores
+    target_nll: np.ndarray
+    ref_nll: np.ndarray | None = None
+    ref_membership: np.ndarray | None = None
+
+
+def _lm_game(ds: TextDataset, model, recipe, references: int, canaries: int, seed: int,
+             querying: dict) -> _LMGame:
+    """Train the target on the members (``model`` None) or load the given one."""
+    lm = _lm_module()
+    if model is None:
+        recipe_obj = _recipe(lm, recipe)
+        aside = set_aside_texts(ds, recipe_obj.tokenizer_count(len(ds)), seed=seed)
+        tokenizer_ds, ds = ds.subset(aside), ds.subset(~aside)
+        is_member = _membership(ds, True, seed)
+        texts = list(ds.texts)
+        target, tokenizer, canary_set = _train_target(
+            lm, recipe_obj, tokenizer_ds.texts, texts, is_member, canaries, seed, **querying)
+        info = {"model": "gpt2 recipe", "recipe": recipe_obj.to_dict(),
+                "description": recipe_obj.describe(), "seed": seed,
+                "tokenizer": _tokenizer_info(lm, tokenizer, tokenizer_ds, seed)}
+        return _LMGame(ds, texts, is_member, target, tokenizer, recipe_obj, info,
+                       tokenizer_ds, canary_set)
+    if canaries:
+        raise ConfigError("Canaries are inserted into training text: they need the "
+                          "tool to train the model (leave --model out).")
+    is_member = _membership(ds, False, seed)
+    target = _as_lm_target(model, **querying)
+    tokenizer = getattr(target, "tokenizer", None)
+    info = {"model": str(model) if isinstance(model, str | Path) else type(model).__name__,
+            "seed": None, "tokenizer": _tokenizer_info(lm, tokenizer, None, None)}
+    return _LMGame(ds, list(ds.texts), is_member, target, tokenizer,
+                   _recipe(lm, recipe) if references else None, info)
+
+
+def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], k: float,
+               references: int, seed: int, querying: dict) -> _LMRun:
+    """The chosen attacks' scores, and text LiRA's against reference LMs trained here."""
+    texts = game.texts
+    scores_target = game.target.token_scores(texts)
+    need = {n for a in chosen for n in a.needs}
+    inputs = LMAttackInput(
+        texts, scores_target,
+        lowercase=game.target.token_scores([t.lower() for t in texts])
+        if "lowercase" in need else None,
+        reference=ref_target.token_scores(texts) if ref_target is not None else None)
+    scores = {a.name: np.asarray(a.score(inputs, **({"k": k} if "min-k" in a.name else {})),
+                                 dtype=float)
+              for a in chosen}
+    run = _LMRun(scores, scores_target, scores_target.nll())
     if references:
-        target_info["references"] = references
+        run.ref_nll, run.ref_membership = _reference_nlls(
+            _lm_module(), game.recipe, game.tokenizer, texts, references, seed, **querying)
+        for name in lira:
+            scores[name] = lira_text(run.target_nll, run.ref_nll, run.ref_membership,
+                                     online=name == "lira-online")
+    return run
+
+
+def _blind_entry(game: _LMGame, metrics: dict, seed: int) -> dict:
+    """The blind baseline (a model-free classifier of members vs non-members) beside the
+    best attack, warned about when it comes close."""
+    result = blind_baseline(game.texts, game.is_member, seed=seed)
+    best = max(m.auc for m in metrics.values())
+    message = blind_warning(result.auc, best, blind_auc_ci=result.auc_ci)
+    if message:
+        warnings.warn(message, MiauditWarning, stacklevel=3)
+    return {"auc": float(result.auc),
+            "auc_ci": [float(result.auc_ci[0]), float(result.auc_ci[1])],
+            "best_attack_auc": float(best), "features": result.features, "warning": message}
+
+
+def _describe_target(game: _LMGame, run: _LMRun, references: int) -> None:
+    """Add the members' and non-members' counts and mean NLLs to the target's entry."""
+    m, nll = game.is_member, run.target_nll
+    game.info.update({"n_members": int(m.sum()), "n_non_members": int((~m).sum()),
+                      "member_mean_nll": float(np.nanmean(nll[m])),
+                      "non_member_mean_nll": float(np.nanmean(nll[~m]))})
+    if references:
+        game.info["references"] = references
+
+
+def _lm_entries(metrics: dict, k: float) -> dict:
+    """The ``attacks`` entries of summary.json."""
     entries = {}
     for name, m in metrics.items():
         a = LM_ATTACKS.get(name)
@@ -224,45 +300,28 @@ def audit_lm(
                          "knowledge": sorted(a.knowledge) if a else ["references"]}
         if name in ("min-k", "min-k++"):
             entries[name]["options"] = {"k": k}
-    summary = {
-        "miaudit_version": __version__,
-        "task": "language model",
-        "data": {"name": loaded.name, "n_records": len(loaded),
-                 "fingerprint": loaded.fingerprint, "source": loaded.source,
-                 **{k_: v for k_, v in loaded.info.items() if k_ not in ("n_texts",)},
-                 "n_records_in_game": len(texts),
-                 "n_tokenizer_records": 0 if tokenizer_ds is None else len(tokenizer_ds)},
-        "target": target_info,
+    return entries
+
+
+def _lm_table(game: _LMGame, run: _LMRun) -> pd.DataFrame:
+    """scores.parquet: one row per audited text."""
+    return pd.DataFrame({
         "exposure": "token log-probabilities",
-        "verdict": audit_verdict(entries, scores, is_member,
-                                 exposure="token log-probabilities",
-                                 fprs=[str(float(f)) for f in fprs], alpha=alpha),
-        "attacks": entries,
-        "blind_baseline": blind_entry,
-        "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
-                     "fprs": [float(f) for f in fprs], "k": k, "references": references,
-                     "canaries": canaries, "device": device, "batch_size": batch_size,
-                     "max_length": max_length, "stride": stride},
-        "warnings": summary_warnings(caught),
-        "elapsed_seconds": round(time.perf_counter() - started, 3),
-    }
-    artifacts = {}
-    if canary_info is not None:
-        summary["canaries"], artifacts = canary_info
-    table = pd.DataFrame({
-        "exposure": summary["exposure"],
-        "target": np.zeros(len(texts), dtype=np.int64),
-        "record_id": ds.ids.astype(str), "fingerprint": ds.fingerprints,
-        "is_member": is_member, "n_tokens": scores_target.n_tokens, **scores})
-    signals = {"membership": is_member[None, :], "nll": target_nll[None, :],
-               "n_tokens": scores_target.n_tokens, "record_ids": ds.ids.astype(str)}
-    if ref_nll is not None:
-        signals["reference_nll"] = ref_nll
-        signals["reference_membership"] = ref_membership
-    if tokenizer_ds is not None:
-        signals["tokenizer_record_ids"] = tokenizer_ds.ids.astype(str)
-    return AuditResult(summary=summary, scores=table, metrics=metrics, signals=signals,
-                       artifacts=artifacts)
+        "target": np.zeros(len(game.texts), dtype=np.int64),
+        "record_id": game.ds.ids.astype(str), "fingerprint": game.ds.fingerprints,
+        "is_member": game.is_member, "n_tokens": run.token_scores.n_tokens, **run.scores})
+
+
+def _lm_signals(game: _LMGame, run: _LMRun) -> dict[str, np.ndarray]:
+    """signals.npz: membership, NLLs (the target's and the references'), record IDs."""
+    signals = {"membership": game.is_member[None, :], "nll": run.target_nll[None, :],
+               "n_tokens": run.token_scores.n_tokens, "record_ids": game.ds.ids.astype(str)}
+    if run.ref_nll is not None:
+        signals["reference_nll"] = run.ref_nll
+        signals["reference_membership"] = run.ref_membership
+    if game.tokenizer_ds is not None:
+        signals["tokenizer_record_ids"] = game.tokenizer_ds.ids.astype(str)
+    return signals
 
 
 def _lm_module():
@@ -300,12 +359,14 @@ def _membership(ds: TextDataset, train_mode: bool, seed: int) -> np.ndarray:
     return is_member
 
 
-def _as_lm_target(lm, model, device, batch_size, max_length, stride, progress):
+def _as_lm_target(model, *, device: str, progress: bool, batch_size: int,
+                  max_length: int | None, stride: int | None):
+    """A local model folder loaded as a target, or an object with ``token_scores``."""
     from miaudit.targets.lm import CausalLMTarget
 
     if isinstance(model, str | Path):
         return CausalLMTarget.load(model, device=device, batch_size=batch_size,
-                                      max_length=max_length, stride=stride, progress=progress)
+                                   max_length=max_length, stride=stride, progress=progress)
     if callable(getattr(model, "token_scores", None)):
         return model
     raise ConfigError(f"Cannot audit an object of type {type(model).__name__} as a language "
@@ -344,7 +405,7 @@ def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed,
     model = lm.finetune_lm(recipe, tokenizer, members, seed=seed, device=device,
                            progress=progress)
     target = CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
-                               stride=stride, device=device, progress=progress)
+                            stride=stride, device=device, progress=progress)
     return target, tokenizer, canary_set
 
 
@@ -380,9 +441,8 @@ def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, bat
         train = [t for t, m in zip(texts, membership[j], strict=True) if m]
         model = lm.finetune_lm(recipe, tokenizer, train, seed=seed + 100 + j, device=device,
                                progress=progress)
-        ref = CausalLMTarget(model, tokenizer, batch_size=batch_size,
-                                max_length=max_length, stride=stride, distribution=False,
-                                device=device)
+        ref = CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
+                             stride=stride, distribution=False, device=device)
         nll[j] = ref.token_scores(texts).nll()
     return nll, membership
 
