@@ -14,7 +14,7 @@ import tracemalloc
 import numpy as np
 from _results import table, write_section
 
-from miaudit.attacks.reference import rmia_scores
+from miaudit.attacks.rmia import rmia_scores
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from _results import table, write_section
 import miaudit
 from miaudit.attacks import AttackInput, References
 from miaudit.attacks.base import Population
-from miaudit.attacks.reference import (
+from miaudit.attacks.rmia import (
     A_GRID,
     TEMPERATURE_GRID,
     rmia_offline,

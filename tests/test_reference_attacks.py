@@ -13,15 +13,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 import miaudit
 from miaudit.attacks import ATTACKS, AttackInput, Calibration, References
 from miaudit.attacks.base import Population
-from miaudit.attacks.reference import (
-    attack_p,
-    attack_r,
-    lira_offline,
-    lira_online,
-    rmia_offline,
-    rmia_online,
-    rmia_scores,
-)
+from miaudit.attacks.lira import lira_offline, lira_online
+from miaudit.attacks.rmia import rmia_offline, rmia_online, rmia_scores
+from miaudit.attacks.ye import attack_p, attack_r
 from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.signals import observe
 from miaudit.targets import check_outputs

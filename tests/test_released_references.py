@@ -10,13 +10,9 @@ from scipy.special import softmax
 
 import miaudit
 from miaudit.attacks.base import AttackInput, References
-from miaudit.attacks.reference import (
-    lira_offline,
-    lira_online,
-    observed_p_true,
-    observed_phi,
-    rmia_online,
-)
+from miaudit.attacks.lira import lira_offline, lira_online
+from miaudit.attacks.reference_signals import observed_phi
+from miaudit.attacks.rmia import observed_p_true, rmia_online
 from miaudit.signals.exposure import observe, released_logits
 from miaudit.signals.transforms import modified_entropy
 from miaudit.targets.outputs import check_outputs

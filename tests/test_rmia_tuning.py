@@ -11,8 +11,8 @@ from scipy.special import softmax
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from miaudit.attacks import AttackInput, References
-from miaudit.attacks import reference as ref
-from miaudit.attacks.reference import (
+from miaudit.attacks import rmia as ref
+from miaudit.attacks.rmia import (
     A_GRID,
     TEMPERATURE_GRID,
     RmiaTuning,

@@ -6,7 +6,10 @@ Importing this package registers every built-in attack in :data:`ATTACKS`.
 # Registration order is listing order: cheapest attacks first.
 from miaudit.attacks import reference_free  # noqa: I001
 from miaudit.attacks import class_threshold
-from miaudit.attacks import reference, shokri
+from miaudit.attacks import ye
+from miaudit.attacks import lira
+from miaudit.attacks import rmia
+from miaudit.attacks import shokri
 from miaudit.attacks import label_only
 from miaudit.attacks.base import (
     ATTACKS,
@@ -43,10 +46,12 @@ __all__ = [
     "get_attack",
     "knowledge_table",
     "label_only",
-    "reference",
+    "lira",
     "reference_free",
     "register_attack",
     "resolve_attacks",
+    "rmia",
     "shokri",
     "threat_model",
+    "ye",
 ]

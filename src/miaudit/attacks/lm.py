@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import log_ndtr
 
-from miaudit.attacks.reference import _gaussian_fit, gaussian_log_ratio
+from miaudit.attacks.lira import gaussian_log_ratio
+from miaudit.attacks.reference_signals import gaussian_fit
 from miaudit.errors import ConfigError, DataError, OutputError
 from miaudit.signals.tokens import TokenScores
 
@@ -498,8 +499,8 @@ def lira_text(target_nll: np.ndarray, reference_nll: np.ndarray,
     if membership.shape[0] == 0:
         raise DataError("No reference model: reference_nll has K = 0 rows.")
     phi, ref_phi = -target_nll, -reference_nll
-    mu_out, s_out, n_out = _gaussian_fit(ref_phi, ~membership, per_example=False)
-    mu_in, s_in, n_in = _gaussian_fit(ref_phi, membership, per_example=False)
+    mu_out, s_out, n_out = gaussian_fit(ref_phi, ~membership, per_example=False)
+    mu_in, s_in, n_in = gaussian_fit(ref_phi, membership, per_example=False)
     one_sided_in = log_ndtr((phi - mu_in) / s_in)
     offline = np.where(n_out > 0, log_ndtr((phi - mu_out) / s_out), one_sided_in)
     if not online:

@@ -16,7 +16,7 @@ from miaudit.attacks import (
     References,
 )
 from miaudit.attacks.base import Population
-from miaudit.attacks.reference import temperature_grid, tune_rmia
+from miaudit.attacks.rmia import temperature_grid, tune_rmia
 from miaudit.audits.querying import QueryPlan, collect_label_queries
 from miaudit.errors import (
     ConfigError,
@@ -109,7 +109,7 @@ def score_attacks(game: Game, chosen: list[Attack], exp: Exposure, targets: int,
     return per_target, scores, queries, tuned
 
 
-#: RMIA's attacks and the mode in which :func:`~miaudit.attacks.reference.tune_rmia` tunes
+#: RMIA's attacks and the mode in which :func:`~miaudit.attacks.rmia.tune_rmia` tunes
 #: their settings on the references.
 _RMIA_MODES = {"rmia-online": "online", "rmia-offline": "offline"}
 

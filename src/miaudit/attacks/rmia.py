@@ -1,220 +1,36 @@
-"""Attacks that compare the target with reference models (and population data).
+"""RMIA, the relative membership-inference attack (Zarifzadeh et al., "Low-Cost
+High-Power Membership Inference Attacks", ICML 2024), online and offline, and the tuning
+of its offline ``a`` and softmax temperature on the reference models (:func:`tune_rmia`).
+
+RMIA's likelihood ratio is ``r(x) = Pr(x | target) / P(x)``, with ``P(x)`` from the
+reference models (online: IN and OUT; offline: OUT, shrunk by ``a``); its score is the
+fraction of population records ``z`` with ``r(z) <= r(x)`` (:func:`rmia_scores`), which
+ranks the records exactly as ``r(x)`` does.
 
 Every score is "higher = more likely a member". The reference models are the attacker's
-own: it knows which records each was trained on (``References.membership``). Population
-data (:class:`~miaudit.attacks.base.Population`) are records set aside from the audit that
-the target never trained on. No attack here reads the audited records' membership.
-
-Knowledge (``Attack.knowledge``): LiRA and Attack-R, ``references``; Attack-P,
-``population``; RMIA, ``references`` (it also reads the population when the audit has one,
-which rescales its score without changing its ranking: see :func:`rmia_scores`).
+own: it knows which records each was trained on (``References.membership``); the audited
+records' membership is never read, and nothing is tuned on the target. Knowledge
+(``Attack.knowledge``): ``references`` (the population, when the audit has one, rescales
+the score without changing its ranking).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import log_ndtr, logsumexp
+from scipy.special import logsumexp
 from scipy.stats import rankdata
 
 from miaudit.attacks.base import Attack, AttackInput, References, register_attack
+from miaudit.attacks.reference_signals import REFERENCES, unscored_records
 from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.metrics import auc_delong, roc_counts
-from miaudit.signals.exposure import PHI_MAX, Observation
-from miaudit.signals.transforms import (
-    logit_scaled_confidence,
-    logit_scaled_confidence_from_loss,
-    loss_from_logits,
-)
-
-#: Below this many reference models LiRA defaults to a global variance (Carlini et al.).
-GLOBAL_VARIANCE_BELOW = 64
-_MIN_STD = 1e-6
-
-REFERENCES = frozenset({"references"})
-POPULATION = frozenset({"population"})
-
-
-def observed_phi(t: Observation) -> np.ndarray:
-    """Logit-scaled confidence of an observation: as :func:`~miaudit.signals.exposure.observe`
-    computed it (by the references' rule); for a hand-built observation from logits when
-    given, else from the loss (a loss of exactly 0 maps to :data:`PHI_MAX`)."""
-    if t.phi is not None:
-        return t.phi
-    if t.logits is not None:
-        return logit_scaled_confidence(t.logits, t.labels)
-    return np.minimum(logit_scaled_confidence_from_loss(t.loss), PHI_MAX)
-
-
-def _unscored(attack: str, refs: References, sides: frozenset[str] | set[str]) -> np.ndarray:
-    """Records without a reference on one of ``sides`` (``in``: trained with the record,
-    ``out``: without), which ``attack`` cannot score: warns naming how many, and returns
-    the mask. The audit refuses such designs; this is for direct callers."""
-    m = refs.membership
-    missing = np.zeros(m.shape[1], dtype=bool)
-    if "in" in sides:
-        missing |= ~m.any(axis=0)
-    if "out" in sides:
-        missing |= m.all(axis=0)
-    n = int(missing.sum())
-    if n:
-        what = " and ".join(w for s, w in (("in", "one trained with it (IN)"),
-                                           ("out", "one trained without it (OUT)"))
-                            if s in sides)
-        warnings.warn(
-            f"{attack}: {n} of {len(missing)} record(s) have no reference model of the kind "
-            f"it needs ({what}); their score is NaN. Train more references, or in "
-            "complementary pairs, so that every record has them.",
-            MiauditWarning, stacklevel=3,
-        )
-    return missing
-
-
-def _gaussian_fit(values: np.ndarray, mask: np.ndarray, per_example: bool):
-    """Mean per record and standard deviation (per record, or pooled within records)
-    of ``values[k, i]`` over the references ``k`` with ``mask[k, i]``.
-
-    The global (pooled) variance is the within-record variance pooled over records; with a
-    single reference per record it falls back to the spread across records, which keeps
-    the ranking of the offline score (it depends on ``phi - mu_out`` only). A per-example
-    standard deviation needs two references; records with fewer use the pooled one.
-    """
-    n = mask.sum(axis=0)
-    safe = np.maximum(n, 1)
-    mean = np.where(mask, values, 0.0).sum(axis=0) / safe
-    sq = np.where(mask, (values - mean) ** 2, 0.0).sum(axis=0)
-    dof = np.maximum(n - 1, 0).sum()
-    if dof > 0:
-        pooled = np.sqrt(sq.sum() / dof)
-    else:  # one reference per record: only the spread across records is left
-        pooled = np.std(values[mask]) if mask.any() else 1.0
-    std = np.full(values.shape[1], pooled)
-    if per_example:  # records with fewer than 2 references keep the pooled value
-        std = np.where(n >= 2, np.sqrt(sq / np.maximum(n - 1, 1)), std)
-    return mean, np.maximum(std, _MIN_STD), n
-
-
-def _variance_mode(variance: str, n_refs: int) -> bool:
-    if variance == "auto":
-        return n_refs >= GLOBAL_VARIANCE_BELOW
-    return variance == "per-example"
-
-
-def gaussian_log_ratio(phi, mu_in, s_in, mu_out, s_out) -> np.ndarray:
-    """``log N(phi; mu_in, s_in^2) - log N(phi; mu_out, s_out^2)``: LiRA's online test
-    (Carlini et al., S&P 2022), for classifiers and language models alike."""
-    return (-0.5 * ((phi - mu_in) / s_in) ** 2 - np.log(s_in)
-            + 0.5 * ((phi - mu_out) / s_out) ** 2 + np.log(s_out))
-
-
-def _lira(phi: np.ndarray, refs: References, per_example: bool, online: bool) -> np.ndarray:
-    mu_out, s_out, _ = _gaussian_fit(refs.phi, ~refs.membership, per_example)
-    if not online:
-        return log_ndtr((phi - mu_out) / s_out)
-    mu_in, s_in, _ = _gaussian_fit(refs.phi, refs.membership, per_example)
-    return gaussian_log_ratio(phi, mu_in, s_in, mu_out, s_out)
-
-
-def lira_online(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
-    """Online LiRA (Carlini et al., S&P 2022): ``log N(phi; mu_in, s_in^2) - log N(phi;
-    mu_out, s_out^2)``, Gaussians fitted per record on references trained with (IN) and
-    without (OUT) it; with augmented queries, the mean of the scores over the variants
-    (one Gaussian per variant). ``variance``: ``"global"`` (pooled; default below 64
-    references), ``"per-example"`` or ``"auto"``. Higher = member.
-
-    Knowledge: ``references``. A record without an IN or without an OUT reference is
-    scored NaN, with a :class:`~miaudit.errors.MiauditWarning` naming how many."""
-    missing = _unscored("lira-online", inputs.references, {"in", "out"})
-    per_example = _variance_mode(variance, inputs.references.n_models)
-    score = np.mean([_lira(observed_phi(t), refs, per_example, online=True)
-                     for t, refs in inputs.query_pairs()], axis=0)
-    return np.where(missing, np.nan, score)
-
-
-def lira_offline(inputs: AttackInput, *, variance: str = "auto") -> np.ndarray:
-    """Offline LiRA: ``log Phi((phi - mu_out) / s_out)``, a one-sided test against the
-    references trained without the record (mean over augmented variants). Higher = member.
-
-    Knowledge: ``references``. A record without an OUT reference is scored NaN, with a
-    :class:`~miaudit.errors.MiauditWarning` naming how many."""
-    missing = _unscored("lira-offline", inputs.references, {"out"})
-    per_example = _variance_mode(variance, inputs.references.n_models)
-    score = np.mean([_lira(observed_phi(t), refs, per_example, online=False)
-                     for t, refs in inputs.query_pairs()], axis=0)
-    return np.where(missing, np.nan, score)
-
-
-#: Silverman's rule of thumb for a Gaussian kernel: bandwidth = (4/3)^(1/5) sd m^(-1/5).
-_SILVERMAN = (4.0 / 3.0) ** 0.2
-
-
-def attack_r(inputs: AttackInput) -> np.ndarray:
-    """Attack-R (Ye et al., CCS 2022): the percentile of the target's loss on the record
-    among the OUT reference models' losses on it, as a continuous score.
-
-    Ye et al. threshold each record at a percentile of its OUT references' losses; the
-    plain count ("fraction of OUT references whose loss is at least the target's") takes
-    only ``K_out + 1`` values, so every record whose target loss lies below all its
-    references' ties at the top, exactly where the TPR at low FPR is read. Here the
-    empirical distribution of the references' losses is smoothed with a Gaussian kernel,
-    on the logit scale ``phi = log(p_y / (1 - p_y))`` (a decreasing function of the loss,
-    on which per-record distributions are close to Gaussian, Carlini et al. 2022):
-
-        S(x) = mean_k Phi((phi_target(x) - phi_k(x)) / h),
-
-    the smoothed fraction of OUT references with a loss at least the target's, with one
-    bandwidth ``h = (4/3) ** (1/5) * s * m ** (-1/5)`` per record (Silverman's rule,
-    ``(4/3) ** (1/5) = 1.06``; ``s`` the
-    within-record spread of the OUT references' ``phi`` pooled over records, ``m`` the
-    record's OUT references). As ``h -> 0`` it is the plain fraction (ties counted half);
-    beyond the references it keeps decreasing, so records are ordered by how far the
-    target's loss sits beyond theirs. Linear interpolation of the empirical CDF (Ye et
-    al.'s implementation) is continuous only between the references' losses and still
-    saturates beyond them; a single fitted Gaussian instead would be offline LiRA.
-
-    Returns
-    -------
-    scores : ndarray (N,)
-        ``log(S / (1 - S))``, the log-odds of the smoothed percentile (``expit`` gives
-        ``S`` back), computed from both tails in log space so that records far beyond every
-        reference stay apart in floating point. Higher = member. NaN (with a
-        :class:`~miaudit.errors.MiauditWarning`) for a record without an OUT reference.
-
-    Knowledge: ``references``.
-    """
-    refs = inputs.references
-    missing = _unscored("attack-r", refs, {"out"})
-    out = ~refs.membership
-    _, spread, n_out = _gaussian_fit(refs.phi, out, per_example=False)
-    h = _SILVERMAN * spread * np.maximum(n_out, 1) ** -0.2
-    d = (observed_phi(inputs.target)[None, :] - refs.phi) / h[None, :]
-    at_least = logsumexp(np.where(out, log_ndtr(d), -np.inf), axis=0)
-    below = logsumexp(np.where(out, log_ndtr(-d), -np.inf), axis=0)
-    with np.errstate(invalid="ignore"):
-        return np.where(missing, np.nan, at_least - below)
-
-
-def attack_p(inputs: AttackInput) -> np.ndarray:
-    """Attack-P (Ye et al., CCS 2022): fraction of population records whose target loss is
-    at least the record's loss (``inputs.population.target.loss``). A non-decreasing
-    function of the loss, so its ROC is the LOSS attack's up to ties between population
-    steps; the score reads as a calibrated p-value. Higher = member.
-
-    Knowledge: ``population`` (records set aside from the audit that the target never
-    trained on); without population data it raises :class:`~miaudit.errors.ConfigError`."""
-    if inputs.population is None:
-        raise ConfigError("attack-p compares each record's loss with the target's losses on "
-                          "population data (records set aside from the audit); this audit "
-                          "has none. Set population records aside, or leave attack-p out.")
-    pop = np.sort(inputs.population.target.loss)
-    below = np.searchsorted(pop, inputs.target.loss, side="left")
-    return (len(pop) - below) / len(pop)
-
-
-# --- RMIA --------------------------------------------------------------------------------
+from miaudit.signals.exposure import Observation
+from miaudit.signals.transforms import loss_from_logits
 
 #: Offline ``a`` values tuned over (Zarifzadeh et al., Sec. 4): 0, 0.1, ..., 1.
 A_GRID = tuple(float(a) for a in np.round(np.linspace(0.0, 1.0, 11), 2))
@@ -239,8 +55,12 @@ MAX_STAND_INS = 4
 #: outright, the weakest choice with one or two references.
 UNTUNED_A = 0.33
 
+#: ``log`` of the IN references' mean ``Pr(x | model)``, their number, and the same for
+#: the OUT references (see :func:`_log_means`).
+_Means = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-def temperature_grid(fields) -> tuple[float, ...]:
+
+def temperature_grid(fields: Collection[str]) -> tuple[float, ...]:
     """The temperatures RMIA may tune over when the exposure releases ``fields``
     (``Exposure.fields`` or ``Observation.fields``): :data:`TEMPERATURE_GRID` when the
     probability vector or the logits are released, else ``(1.0,)`` (a loss or a top-k
@@ -335,6 +155,8 @@ def _log_p_refs(refs: References, temperature: float) -> np.ndarray:
 
 
 def _effective_temperature(inputs: AttackInput, temperature: float) -> float:
+    """The temperature RMIA can apply to this exposure: 1 (with a warning) when it
+    releases no probability vector; a temperature that is not > 0 is refused."""
     if not temperature > 0:
         raise ConfigError(f"RMIA's temperature must be > 0, got {temperature}.")
     t = inputs.target
@@ -348,7 +170,7 @@ def _effective_temperature(inputs: AttackInput, temperature: float) -> float:
     return temperature
 
 
-def _log_means(log_p: np.ndarray, membership: np.ndarray):
+def _log_means(log_p: np.ndarray, membership: np.ndarray) -> _Means:
     """``log`` of the IN and of the OUT references' mean ``Pr(x | model)`` (NaN where a
     side has none), and the numbers of IN and OUT references."""
     out = []
@@ -360,7 +182,7 @@ def _log_means(log_p: np.ndarray, membership: np.ndarray):
     return tuple(out)
 
 
-def _log_marginal(means, mode: str, a: float | None) -> np.ndarray:
+def _log_marginal(means: _Means, mode: str, a: float | None) -> np.ndarray:
     """``log P(x)``. Online: the mean of the IN and OUT references' averages (balanced
     even when their numbers differ), one side's average where the other has none.
     Offline: ``(1 + a)/2 * mean_OUT + (1 - a)/2`` (NaN without an OUT reference)."""
@@ -374,7 +196,8 @@ def _log_marginal(means, mode: str, a: float | None) -> np.ndarray:
         return np.logaddexp(math.log((1.0 + a) / 2.0) + log_out, shrink)
 
 
-def _log_ratios(inputs: AttackInput, mode: str, a: float | None, temperature: float):
+def _log_ratios(inputs: AttackInput, mode: str, a: float | None,
+                temperature: float) -> tuple[np.ndarray, np.ndarray | None]:
     """``log r(x)`` of the audited records (averaged over augmented queries) and ``log
     r(z)`` of the population records (None without population data or its references'
     outputs), ``P`` by the same rule on both sides."""
@@ -447,7 +270,8 @@ class RmiaTuning:
                 "stand_ins": list(self.stand_ins)}
 
 
-def _stand_in_games(membership: np.ndarray, mode: str, max_stand_ins: int):
+def _stand_in_games(membership: np.ndarray, mode: str,
+                    max_stand_ins: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """Up to ``max_stand_ins`` reference models ``k`` to play the target, each with its own
     references (every other model but ``k``'s complement, the model whose membership is the
     exact negation of ``k``'s, if any: in the online game the target's complement is never
@@ -480,6 +304,8 @@ def _stand_in_games(membership: np.ndarray, mode: str, max_stand_ins: int):
 
 
 def _better(key: tuple[float, float], best: tuple[float, float] | None) -> bool:
+    """Whether ``key`` (objective, AUC) beats ``best``: a higher objective, or an equal
+    one (within 1e-12) and a higher AUC."""
     if best is None:
         return True
     if key[0] > best[0] + 1e-12:
@@ -502,7 +328,8 @@ def _mean_tpr(score: np.ndarray, members: np.ndarray, levels: np.ndarray) -> flo
 
 
 def tune_rmia(references: References, *, mode: str = "offline",
-              temperatures=TEMPERATURE_GRID, a_grid=A_GRID, fprs=TUNING_FPRS,
+              temperatures: Sequence[float] = TEMPERATURE_GRID,
+              a_grid: Sequence[float] = A_GRID, fprs: Sequence[float] = TUNING_FPRS,
               max_stand_ins: int = MAX_STAND_INS) -> RmiaTuning:
     """Choose RMIA's offline ``a`` and temperature on the references alone, for the TPR at
     low FPR, down to the lowest measurable level (Zarifzadeh et al., ICML 2024, Sec. 4 tune
@@ -657,7 +484,7 @@ def rmia_offline(inputs: AttackInput, *, a: float | None = None,
     refs = inputs.references
     if a is not None and not 0.0 <= a <= 1.0:
         raise ConfigError(f"RMIA's offline a must lie in [0, 1], got {a}.")
-    _unscored("rmia-offline", refs, {"out"})
+    unscored_records("rmia-offline", refs, {"out"})
     if a is None or temperature is None:
         tuning = tune_rmia(
             refs, mode="offline",
@@ -669,33 +496,6 @@ def rmia_offline(inputs: AttackInput, *, a: float | None = None,
     return rmia_scores(*_log_ratios(inputs, "offline", a, temperature))
 
 
-register_attack(Attack(
-    # knowledge: the target's losses on population data only
-    "attack-p", attack_p, frozenset({"loss"}),
-    "fraction of population records with a higher target loss", "Ye et al., CCS 2022",
-    knowledge=POPULATION,
-))
-register_attack(Attack(
-    # knowledge: reference models (their OUT losses on each record)
-    "attack-r", attack_r, frozenset({"loss"}),
-    "smoothed percentile of the target's loss among OUT references' losses",
-    "Ye et al., CCS 2022", min_references=1, reference_sides=frozenset({"out"}),
-    knowledge=REFERENCES,
-))
-register_attack(Attack(
-    # knowledge: reference models trained with and without each record
-    "lira-online", lira_online, frozenset({"loss"}),
-    "likelihood ratio of IN vs OUT Gaussians of logit-scaled confidence",
-    "Carlini et al., S&P 2022", min_references=2, reference_sides=frozenset({"in", "out"}),
-    knowledge=REFERENCES,
-))
-register_attack(Attack(
-    # knowledge: reference models trained without each record
-    "lira-offline", lira_offline, frozenset({"loss"}),
-    "one-sided test against OUT Gaussians of logit-scaled confidence",
-    "Carlini et al., S&P 2022", min_references=1, reference_sides=frozenset({"out"}),
-    knowledge=REFERENCES,
-))
 register_attack(Attack(
     # knowledge: reference models; the population, when the audit has one, only rescales
     # the score (RMIA ranks as its likelihood ratio r(x) does, see rmia_scores)
