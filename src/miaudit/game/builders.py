@@ -159,25 +159,77 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     audited non-members: offline, it is the references' pool; otherwise a seeded
     ``population_fraction`` of the pool is set aside, and no model trains on it.
     """
+    pool, n_dup, rng, n_aside = _recipe_pool(ds, references, mode, seed, population_fraction)
+    n, offline = pool.n_records, mode == "offline" and bool(references)
+    audited, design, reference_rows = _recipe_design(n, n_aside, targets, references,
+                                                     offline, seed, rng)
+    members0 = design[0, audited]
+    if ds.n_classes < 2 or len(np.unique(pool.y[audited][members0])) < 2:
+        raise MembershipError("The members hold a single class; a classifier cannot be "
+                              "trained. Use a data set with at least two classes.")
+    _check_labels(pool.y[audited], members0)
+    augment = _augmented_queries(recipe, training.pop("augment"), references)
+    logits, variants, train_stats, weights = train_pool_models(
+        recipe, pool.X, pool.y, design, n_classes=ds.n_classes, seed=seed,
+        data_fingerprint=pool.fingerprint, device=device, bar=bar, augment=augment,
+        **training)
+    train_stats["augmented_queries"] = augment
+    for m, z in enumerate(logits):  # every model's outputs on the whole pool, once
+        check_outputs(z, "logits", n_records=n, n_classes=ds.n_classes,
+                      source=f"{recipe.name} model {m}")
+    accs = [_accuracies(z, pool.y, design[m]) for m, z in enumerate(logits)]
+    target_info = _recipe_target_info(recipe, seed, accs, members0, reference_rows, mode,
+                                      targets, train_stats)
+    data_info = _data_info(ds, n_duplicates_left_out=n_dup, n_records_in_game=len(audited),
+                           **({"n_population_records": int(n - len(audited))}
+                              if len(audited) < n else {}))
+    population_view = population_features = None
+    if len(audited) < n:
+        on_pop = np.setdiff1d(np.arange(n), audited)
+        population_view = (logits[:, on_pop], design[:, on_pop], pool.y[on_pop])
+        population_features = pool.X[on_pop]
+    return Game(pool.ids[audited], pool.fingerprints[audited], pool.y[audited],
+                design[:, audited], [ModelOutputs("logits", z[audited]) for z in logits],
+                data_info, target_info, reference_rows=reference_rows,
+                population=population_view, references_train_on_population=offline,
+                bernoulli_membership=True,
+                variants=None if variants is None else variants[:, :, audited],
+                query=_recipe_queries(recipe, weights, ds.n_features, ds.n_classes, device),
+                features=pool.X[audited], population_features=population_features,
+                image_shape=(3, image_side(ds.n_features), image_side(ds.n_features))
+                if recipe.name == "cnn" else None)
+
+
+def _recipe_pool(ds: Dataset, references: int, mode: str, seed: int,
+                 population_fraction: float) -> tuple[Dataset, int, np.random.Generator, int]:
+    """The game's pool: duplicates left out (warned about), and a few records dropped at
+    random so that every model trains on the same number of records (batched training).
+    Returns the pool, the duplicates left out, the game's generator and the number of
+    population records to set aside."""
     dup = ds.duplicate_mask()
     n_dup = int(dup.sum())
     if n_dup:
         warnings.warn(
             f"{n_dup} duplicate record(s) (same fingerprint as an earlier record) were left "
             "out of the game, so no record can be both member and non-member.",
-            DataWarning, stacklevel=2,
+            DataWarning, stacklevel=3,
         )
     keep = np.flatnonzero(~dup)
     rng = np.random.default_rng([seed, 1])
-    # every model trains on exactly the same number of records (batched training)
     offline = mode == "offline" and bool(references)
     multiple = 4 if offline else 2
     n_aside = 0 if offline else round(population_fraction * len(keep))
     drop = (len(keep) - n_aside) % multiple
     if drop:
         keep = np.delete(keep, rng.choice(len(keep), drop, replace=False))
-    pool = ds.subset(keep)
-    n = pool.n_records
+    return ds.subset(keep), n_dup, rng, n_aside
+
+
+def _recipe_design(n: int, n_aside: int, targets: int, references: int, offline: bool,
+                   seed: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """Who trains on what: the audited records, the design (models x pool records) and
+    each target's reference rows (see :func:`_game_from_recipe`)."""
     aside = np.sort(rng.permutation(n)[:n_aside]) if n_aside else np.zeros(0, dtype=np.int64)
     # the targets' membership is drawn independently per record with probability 1/2 (the
     # one-run epsilon bound needs it); every other pair stays an exact complementary half
@@ -190,86 +242,60 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
                                                       bernoulli=target_pairs)
         design[targets:, population] = independent_halves(len(population), references,
                                                           seed=seed + 1)
-        reference_rows = [list(range(targets, targets + references))] * targets
-    elif references:
-        audited = np.setdiff1d(np.arange(n), aside)
-        n_models = online_models(references)
-        design = np.zeros((n_models, n), dtype=bool)
-        design[:, audited] = membership_design(len(audited), n_models, seed=seed,
-                                               bernoulli=target_pairs)
-        reference_rows = [[m for m in range(n_models) if m not in (t, t ^ 1)]
-                          for t in range(targets)]
-    else:
-        audited = np.setdiff1d(np.arange(n), aside)
-        design = np.zeros((1, n), dtype=bool)
-        design[:, audited] = membership_design(len(audited), 1, seed=seed, bernoulli=1)
-        reference_rows = []
-    members0 = design[0, audited]
-    if ds.n_classes < 2 or len(np.unique(pool.y[audited][members0])) < 2:
-        raise MembershipError("The members hold a single class; a classifier cannot be "
-                              "trained. Use a data set with at least two classes.")
-    _check_labels(pool.y[audited], members0)
-    augment = training.pop("augment")
-    if augment is None:  # default: flips and shifts for image recipes with references
+        return audited, design, [list(range(targets, targets + references))] * targets
+    audited = np.setdiff1d(np.arange(n), aside)
+    n_models = online_models(references) if references else 1
+    design = np.zeros((n_models, n), dtype=bool)
+    design[:, audited] = membership_design(len(audited), n_models, seed=seed,
+                                           bernoulli=target_pairs if references else 1)
+    reference_rows = [[m for m in range(n_models) if m not in (t, t ^ 1)]
+                      for t in range(targets)] if references else []
+    return audited, design, reference_rows
+
+
+def _augmented_queries(recipe: Recipe, augment: bool | None, references: int) -> str | None:
+    """The augmentation of the queries (``flip-shift``) or None; default: on for image
+    recipes with references."""
+    if augment is None:
         augment = recipe.name == "cnn" and references > 0
-    augment_name = "flip-shift" if augment else None
     if augment and recipe.name != "cnn":
         raise ConfigError("Augmented queries (flips, shifts) are for image recipes: use "
                           "--model cnn, or leave --augment off.")
-    logits, variants, train_stats, weights = train_pool_models(
-        recipe, pool.X, pool.y, design, n_classes=ds.n_classes, seed=seed,
-        data_fingerprint=pool.fingerprint, device=device, bar=bar, augment=augment_name,
-        **training)
-    train_stats["augmented_queries"] = augment_name
-    for m, z in enumerate(logits):  # every model's outputs on the whole pool, once
-        check_outputs(z, "logits", n_records=n, n_classes=ds.n_classes,
-                      source=f"{recipe.name} model {m}")
-    accs = [_accuracies(z, pool.y, design[m]) for m, z in enumerate(logits)]
-    labels = pool.y[audited]
-    outputs = [ModelOutputs("logits", z[audited]) for z in logits]
-    target_info = {
+    return "flip-shift" if augment else None
+
+
+def _recipe_target_info(recipe: Recipe, seed: int, accs: list[dict], members0: np.ndarray,
+                        reference_rows: list[list[int]], mode: str, targets: int,
+                        train_stats: dict) -> dict:
+    """summary.json's ``target``: the recipe, accuracies, members, references, training."""
+    def mean(rows: list[dict], key: str) -> float:
+        return float(np.mean([a[key] for a in rows]))
+
+    info = {
         "model": recipe.name,
         "recipe": recipe.to_dict(),
         "description": recipe.describe(),
         "seed": seed,
-        "train_accuracy": float(np.mean([a["train_accuracy"] for a in accs[:targets]])),
-        "test_accuracy": float(np.mean([a["test_accuracy"] for a in accs[:targets]])),
+        "train_accuracy": mean(accs[:targets], "train_accuracy"),
+        "test_accuracy": mean(accs[:targets], "test_accuracy"),
         "n_members": int(members0.sum()),
         "n_non_members": int((~members0).sum()),
         "membership_draw": "independent per record with probability 1/2",
     }
-    if references:
+    if reference_rows:
         ref_accs = [accs[m] for m in sorted({m for rows in reference_rows for m in rows})]
-        target_info.update({
+        info.update({
             "references": len(reference_rows[0]),
             "reference_mode": mode,
-            "reference_train_accuracy": float(np.mean([a["train_accuracy"] for a in ref_accs])),
-            "reference_test_accuracy": float(np.mean([a["test_accuracy"] for a in ref_accs])),
+            "reference_train_accuracy": mean(ref_accs, "train_accuracy"),
+            "reference_test_accuracy": mean(ref_accs, "test_accuracy"),
         })
     if targets > 1:
-        target_info["targets"] = targets
-    target_info["training"] = train_stats
-    # --- issue 8 (DP-SGD): the accountant's epsilon of the target(s) at the top level ---
-    if "dp_epsilon_accountant" in train_stats:
-        target_info["dp_epsilon_accountant"] = train_stats["dp_epsilon_accountant"]
-    # --- end issue 8 ---
-    data_info = _data_info(ds, n_duplicates_left_out=n_dup, n_records_in_game=len(audited),
-                           **({"n_population_records": int(n - len(audited))}
-                              if len(audited) < n else {}))
-    population_view = population_features = None
-    if len(audited) < n:
-        on_pop = np.setdiff1d(np.arange(n), audited)
-        population_view = (logits[:, on_pop], design[:, on_pop], pool.y[on_pop])
-        population_features = pool.X[on_pop]
-    return Game(pool.ids[audited], pool.fingerprints[audited], labels, design[:, audited],
-                 outputs, data_info, target_info, reference_rows=reference_rows,
-                 population=population_view, references_train_on_population=offline,
-                 bernoulli_membership=True,
-                 variants=None if variants is None else variants[:, :, audited],
-                 query=_recipe_queries(recipe, weights, ds.n_features, ds.n_classes, device),
-                 features=pool.X[audited], population_features=population_features,
-                 image_shape=(3, image_side(ds.n_features), image_side(ds.n_features))
-                 if recipe.name == "cnn" else None)
+        info["targets"] = targets
+    info["training"] = train_stats
+    if "dp_epsilon_accountant" in train_stats:  # DP-SGD: the accountant's epsilon on top
+        info["dp_epsilon_accountant"] = train_stats["dp_epsilon_accountant"]
+    return info
 
 
 def _recipe_queries(recipe: Recipe, weights: list[dict], n_features: int, n_classes: int,
