@@ -39,7 +39,8 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from miaudit.data import load_dataset
 from miaudit.game import membership_design
 from miaudit.training import build_module, make_recipe, train
-from miaudit.training.batched import SPARSE_DENSITY, train_batched
+from miaudit.training.batched import train_batched
+from miaudit.training.sparse import SPARSE_DENSITY
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "location30.npz"
 

@@ -171,7 +171,7 @@ def test_sparse_rows_rebuild_the_dense_minibatch():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from miaudit.training.batched import SparseRows
+    from miaudit.training.sparse import SparseRows
 
     X, _ = _sparse_data(40, 33, 0.1, binary=False)
     X[3] = 0  # a record without any non-zero input
@@ -197,7 +197,8 @@ def test_sparse_rows_rebuild_the_dense_minibatch():
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_sparse_first_layer_forward_and_gradients_match_dense(binary):
-    from miaudit.training.batched import SparseRows, forward_stacked, init_stacked
+    from miaudit.training.batched import forward_stacked, init_stacked
+    from miaudit.training.sparse import SparseRows
 
     X, _ = _sparse_data(60, 40, 0.08, binary=binary)
     rows = SparseRows(X)
@@ -235,7 +236,7 @@ def test_sparse_and_dense_training_give_the_same_models(binary):
 
 
 def test_sparse_first_layer_rule():
-    from miaudit.training.batched import SPARSE_DENSITY, sparse_first_layer
+    from miaudit.training.sparse import SPARSE_DENSITY, sparse_first_layer
 
     X, _ = _sparse_data(100, 64, SPARSE_DENSITY / 2, binary=True)
     assert sparse_first_layer(X)

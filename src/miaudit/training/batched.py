@@ -15,7 +15,7 @@ Sparse inputs (one-hot and bag-of-features tables, where most entries are zero) 
 the zeros in the first layer: its forward pass
 sums the rows of ``W1`` picked by each record's non-zero features (``embedding_bag``) and
 its weight gradient sums the rows of the output gradient per feature, instead of two dense
-matrix products over mostly zero inputs (see :func:`sparse_first_layer`).
+matrix products over mostly zero inputs (:mod:`miaudit.training.sparse`).
 
 The ``cnn`` recipe is trained the same way by :mod:`miaudit.training.cnn` (grouped
 convolutions): :func:`train_batched` then returns a :class:`~miaudit.training.cnn.StackedCNN`,
@@ -53,9 +53,10 @@ from miaudit.training.recipes import (
     make_optimizer,
 )
 from miaudit.training.single import train
+from miaudit.training.sparse import SparseBatch, SparseRows, _sparse_linear, sparse_first_layer
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 
 def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[int],
@@ -77,128 +78,6 @@ def init_stacked(recipe: Recipe, n_features: int, n_classes: int, seeds: list[in
             stacked = torch.stack([pm[layer][part] for pm in per_model]).to(device)
             params.append(stacked.requires_grad_(True))
     return params
-
-
-#: inputs with at most this share of non-zero entries train with a sparse first layer by
-#: default. Measured on 2 CPU cores, 16 models (benchmarks/batched_training.py): 1.74x
-#: faster for 2,000 features at 3% non-zero, 1.59x for 6,000 at 1%, 1.2x on Location30 (446
-#: features, 12%); in one-off runs as fast as dense at 25%, and about 3% slower than dense
-#: for 4 or 8 models at 12%.
-SPARSE_DENSITY = 0.15
-
-
-def sparse_first_layer(X: np.ndarray, device: str = "cpu") -> bool:
-    """Whether :func:`train_batched` trains on ``X`` with a sparse first layer by default:
-    on CPU, for at least 32 features of which at most :data:`SPARSE_DENSITY` are non-zero."""
-    if str(device) != "cpu" or X.ndim != 2 or X.shape[1] < 32 or X.size == 0:
-        return False
-    return np.count_nonzero(X) <= SPARSE_DENSITY * X.size
-
-
-@dataclass
-class SparseBatch:
-    """A minibatch of ``K`` models x ``B`` records as flat lists of non-zero entries.
-
-    Attributes
-    ----------
-    indices : tensor (nnz,)
-        ``model * n_features + feature`` of each entry: a row of the flattened ``W1``.
-    offsets : tensor (K * B,)
-        Where each (model, record) bag starts in ``indices``.
-    bags : tensor (nnz,)
-        ``model * B + record`` of each entry.
-    weights : tensor (nnz,) or None
-        The entries' values; None when every non-zero input is 1.
-    shape : (K, B)
-    """
-
-    indices: torch.Tensor
-    offsets: torch.Tensor
-    bags: torch.Tensor
-    weights: torch.Tensor | None
-    shape: tuple[int, int]
-
-
-class SparseRows:
-    """The non-zero entries of a fixed input matrix (CSR), cut into :class:`SparseBatch`."""
-
-    def __init__(self, X: np.ndarray, device: str = "cpu"):
-        torch = _torch()
-        rows, cols = np.nonzero(X)  # row-major: sorted by record, then feature
-        values = np.asarray(X[rows, cols], dtype=np.float32)
-        # 32-bit indices (embedding_bag, sort and gathers run faster) while every index fits:
-        # entries, and model * n_features + feature (K <= records, so below X.size)
-        self.dtype = torch.int32 if X.size < 2**31 - 1 else torch.int64
-        as_index = functools.partial(torch.as_tensor, dtype=self.dtype, device=device)
-        self.n_features = X.shape[1]
-        row_nnz = np.bincount(rows, minlength=len(X))
-        self.row_nnz = as_index(row_nnz)
-        self.row_start = as_index(np.concatenate([[0], np.cumsum(row_nnz)[:-1]]))
-        self.cols = as_index(cols)
-        self.values = None if np.all(values == 1) else torch.as_tensor(values, device=device)
-        self._arange = as_index(np.arange(0))
-
-    def _range(self, n: int):
-        """``arange(n)``, sliced from a cached one."""
-        if len(self._arange) < n:
-            self._arange = _torch().arange(2 * n, dtype=self.dtype, device=self._arange.device)
-        return self._arange[:n]
-
-    def batch(self, idx) -> SparseBatch:
-        """The entries of records ``idx: (K, B)`` (model ``m`` reads rows ``idx[m]``)."""
-        torch = _torch()
-        k, b = idx.shape
-        rows = idx.reshape(-1)
-        lengths = torch.index_select(self.row_nnz, 0, rows)
-        starts = torch.zeros(k * b + 1, dtype=self.dtype, device=rows.device)
-        torch.cumsum(lengths, 0, out=starts[1:])
-        total = int(starts[-1])
-        def spread(per_row):  # one value per (model, record) -> one per entry
-            return torch.repeat_interleave(per_row, lengths, output_size=total)
-        bags = spread(self._range(k * b))
-        # position of each entry in the CSR arrays: its row's start plus its rank in the row
-        pos = spread(torch.index_select(self.row_start, 0, rows) - starts[:-1])
-        pos += self._range(total)
-        indices = torch.index_select(self.cols, 0, pos)
-        indices += spread(self._range(k).repeat_interleave(b) * self.n_features)
-        weights = None if self.values is None else torch.index_select(self.values, 0, pos)
-        return SparseBatch(indices, starts[:-1], bags, weights, (k, b))
-
-
-@functools.cache
-def _sparse_linear():
-    """``x @ W + b`` for a :class:`SparseBatch` ``x``, through ``embedding_bag``.
-
-    Forward: row ``(m, r)`` of the output sums the rows ``W[m, f]`` of the record's
-    non-zero features ``f`` (times their values). Backward: the weight gradient
-    ``x^T grad`` sums, for each (model, feature), the output-gradient rows of the records
-    that have the feature; the entries are sorted by feature once per step so that this is
-    an ``embedding_bag`` too. No input gradient (the first layer's input is data).
-    """
-    torch = _torch()
-    bag = torch.nn.functional.embedding_bag
-
-    class SparseLinear(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, weight, bias, x):
-            k, d, h = weight.shape
-            ctx.x, ctx.shape = x, (k, d, h)
-            out = bag(x.indices, weight.reshape(k * d, h), x.offsets, mode="sum",
-                      per_sample_weights=x.weights)
-            return torch.add(out.view(*x.shape, h), bias)  # a new tensor, not a view
-
-        @staticmethod
-        def backward(ctx, grad):
-            x, (k, d, h) = ctx.x, ctx.shape
-            keys, order = torch.sort(x.indices, stable=True)
-            starts = torch.zeros(k * d, dtype=keys.dtype, device=keys.device)
-            torch.cumsum(torch.bincount(keys, minlength=k * d)[:-1], 0, out=starts[1:])
-            weights = None if x.weights is None else torch.index_select(x.weights, 0, order)
-            grad_w = bag(torch.index_select(x.bags, 0, order), grad.reshape(-1, h), starts,
-                         mode="sum", per_sample_weights=weights)
-            return grad_w.view(k, d, h), grad.sum(dim=1, keepdim=True), None
-
-    return SparseLinear.apply
 
 
 @functools.cache
@@ -420,105 +299,145 @@ def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
     decay or momentum move a model even on a zero gradient). With equal rows this is one
     group and the plain loop: no padding, no slicing.
     """
-    torch = _torch()
-    dev = torch.device(device)
-    k = len(seeds)
-    params = init_stacked(recipe, X.shape[1], n_classes, seeds, device)
-    Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=dev)
-    yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=dev)
-    if sparse is None:
-        sparse = sparse_first_layer(X, device)
-    rows = SparseRows(X, device) if sparse else None
-    gens = [torch.Generator().manual_seed(s + 2) for s in seeds] if recipe.dropout else None
-    members = [np.flatnonzero(row) for row in design]
-    stoppers = val = best = None
-    if recipe.early_stopping:
-        held_out = []
-        for m, s in enumerate(seeds):
-            fit, held = early_stopping_split(len(members[m]), s)
-            held_out.append(members[m][held])
-            members[m] = members[m][fit]
-        val = _Validation(held_out, dev)
-        stoppers = [EarlyStopping(recipe.early_stopping) for _ in seeds]
-        best = [p.detach().clone() for p in params]
-    sizes = [len(r) for r in members]
-    groups, first = [], 0
-    for size in sorted(set(sizes), reverse=True):  # the rows come sorted by size
-        last = first + sizes.count(size)
-        block = np.stack(members[first:last]).reshape(last - first, size)
-        groups.append(_Group(torch.as_tensor(block, device=dev), seeds[first:last],
-                             recipe.batch_size, recipe.epochs, dev))
-        first = last
-    alive = np.arange(k)  # original position of each model of the stack
-    final = [torch.empty_like(p, requires_grad=False) for p in params]
-    opt = make_optimizer(recipe, params)
-    reported = 0
-    while True:
-        keep = np.concatenate([np.full(g.k, g.done < g.total) for g in groups])
-        if not keep.all():  # models that took all their steps leave the batch
-            gone = np.flatnonzero(~keep)
-            for f, p in zip(final, params, strict=True):
-                f[alive[gone]] = p.detach()[gone]
-            if not keep.any():
-                break
-            stay = np.flatnonzero(keep)
-            params, opt = _slice_models(recipe, params, opt, stay)
-            alive = alive[stay]
-            gens = None if gens is None else [gens[i] for i in stay]
-            if val is not None:
-                val.keep(stay)
-            groups = [g for g in groups if g.done < g.total]
-        batches = [g.batch() for g in groups]
+    run = _StackedRun(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
+                      device=device, sparse=sparse)
+    while run.retire_finished():
+        ended = run.step()
+        if on_epoch is not None:
+            run.report(on_epoch)
+        if run.stoppers is not None and ended and _early_stop(
+                run.params, run.best, run.stoppers, run.Xt, run.yt, run.val,
+                recipe.activation, run.alive, ended):
+            break
+    if on_epoch is not None and run.reported < recipe.epochs and run.stoppers is None:
+        on_epoch(recipe.epochs)
+    if run.stoppers is not None:
+        return run.best, [s.best_epoch for s in run.stoppers]
+    return run.final, None
+
+
+class _StackedRun:
+    """The state of one batched training run of :func:`_train_stacked`: the stacked
+    parameters and optimizer of the models still in the batch, their groups (one per
+    training-set size), each model's final weights once it leaves, and early stopping."""
+
+    def __init__(self, recipe: Recipe, X: np.ndarray, y: np.ndarray, design: np.ndarray, *,
+                 n_classes: int, seeds: list[int], device, sparse: bool | None) -> None:
+        torch = _torch()
+        dev = torch.device(device)
+        self.recipe, self.n_classes, self.dev = recipe, n_classes, dev
+        self.params = init_stacked(recipe, X.shape[1], n_classes, seeds, device)
+        self.Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float32), device=dev)
+        self.yt = torch.as_tensor(np.asarray(y, dtype=np.int64), device=dev)
+        if sparse is None:
+            sparse = sparse_first_layer(X, device)
+        self.rows = SparseRows(X, device) if sparse else None
+        self.gens = ([torch.Generator().manual_seed(s + 2) for s in seeds]
+                     if recipe.dropout else None)
+        members = [np.flatnonzero(row) for row in design]
+        self.stoppers = self.val = self.best = None
+        if recipe.early_stopping:
+            held_out = []
+            for m, s in enumerate(seeds):
+                fit, held = early_stopping_split(len(members[m]), s)
+                held_out.append(members[m][held])
+                members[m] = members[m][fit]
+            self.val = _Validation(held_out, dev)
+            self.stoppers = [EarlyStopping(recipe.early_stopping) for _ in seeds]
+            self.best = [p.detach().clone() for p in self.params]
+        self.groups = _groups(members, seeds, recipe, dev)
+        self.alive = np.arange(len(seeds))  # original position of each model of the stack
+        self.final = [torch.empty_like(p, requires_grad=False) for p in self.params]
+        self.opt = make_optimizer(recipe, self.params)
+        self.reported = 0  # epochs reported to on_epoch
+
+    def retire_finished(self) -> bool:
+        """Models that took all their steps leave the batch (their weights are kept in
+        ``final``); False when no model is left."""
+        keep = np.concatenate([np.full(g.k, g.done < g.total) for g in self.groups])
+        if keep.all():
+            return True
+        gone = np.flatnonzero(~keep)
+        for f, p in zip(self.final, self.params, strict=True):
+            f[self.alive[gone]] = p.detach()[gone]
+        if not keep.any():
+            return False
+        stay = np.flatnonzero(keep)
+        self.params, self.opt = _slice_models(self.recipe, self.params, self.opt, stay)
+        self.alive = self.alive[stay]
+        self.gens = None if self.gens is None else [self.gens[i] for i in stay]
+        if self.val is not None:
+            self.val.keep(stay)
+        self.groups = [g for g in self.groups if g.done < g.total]
+        return True
+
+    def step(self) -> list[tuple[int, int]]:
+        """One minibatch step of every model in the batch; returns ``(stack row, epochs
+        done)`` of the models that ended an epoch."""
+        torch, recipe, dev = _torch(), self.recipe, self.dev
+        batches = [g.batch() for g in self.groups]
         widths = [b.shape[1] for b in batches]
         width = max(widths)
         idx = batches[0] if len(batches) == 1 else torch.cat(
             [torch.nn.functional.pad(b, (0, width - b.shape[1])) for b in batches])
         counts = weights = None
         if min(widths) < width:
-            counts = [w for g, w in zip(groups, widths, strict=True) for _ in range(g.k)]
+            counts = [w for g, w in zip(self.groups, widths, strict=True) for _ in range(g.k)]
             n_real = torch.as_tensor(counts, device=dev)[:, None]
             weights = (torch.arange(width, device=dev)[None, :] < n_real) / n_real
-        opt.zero_grad(set_to_none=True)
-        if rows is not None:
-            xb = rows.batch(idx)
+        self.opt.zero_grad(set_to_none=True)
+        if self.rows is not None:
+            xb = self.rows.batch(idx)
         else:
             # index_select gathers whole rows, several times faster than Xt[idx]
-            xb = torch.index_select(Xt, 0, idx.reshape(-1)).view(*idx.shape, -1)
-        logits = forward_stacked(params, xb, recipe.activation, training=True,
-                                 dropout=recipe.dropout, generators=gens, batch_sizes=counts)
-        labels = torch.index_select(yt, 0, idx.reshape(-1))
-        if weights is None:
-            # mean over each model's batch, summed over models: independent gradients
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, n_classes), labels, reduction="sum",
-                label_smoothing=recipe.label_smoothing,
-            ) / idx.shape[1]
-        else:  # each model's mean over its real records; padding weighs 0
-            loss = (torch.nn.functional.cross_entropy(
-                logits.reshape(-1, n_classes), labels, reduction="none",
-                label_smoothing=recipe.label_smoothing,
-            ).view(idx.shape) * weights).sum()
-        loss.backward()
-        opt.step()
-        ended = []  # (stack row, its epochs done) of models that ended an epoch
-        row = 0
-        for g in groups:
+            xb = torch.index_select(self.Xt, 0, idx.reshape(-1)).view(*idx.shape, -1)
+        logits = forward_stacked(self.params, xb, recipe.activation, training=True,
+                                 dropout=recipe.dropout, generators=self.gens,
+                                 batch_sizes=counts)
+        labels = torch.index_select(self.yt, 0, idx.reshape(-1))
+        _stacked_loss(logits, labels, idx, weights, self.n_classes,
+                      recipe.label_smoothing).backward()
+        self.opt.step()
+        ended, row = [], 0
+        for g in self.groups:
             if g.advance():
                 ended.extend((row + i, g.epochs_done) for i in range(g.k))
             row += g.k
-        if on_epoch is not None:
-            done = min(g.epochs_done for g in groups)  # groups gone have done them all
-            if done > reported:
-                reported = done
-                on_epoch(done)
-        if stoppers is not None and ended and _early_stop(
-                params, best, stoppers, Xt, yt, val, recipe.activation, alive, ended):
-            break
-    if on_epoch is not None and reported < recipe.epochs and stoppers is None:
-        on_epoch(recipe.epochs)
-    if stoppers is not None:
-        return best, [s.best_epoch for s in stoppers]
-    return final, None
+        return ended
+
+    def report(self, on_epoch: Callable[[int], None]) -> None:
+        """Call ``on_epoch`` when every model has done one more epoch."""
+        done = min(g.epochs_done for g in self.groups)  # groups gone have done them all
+        if done > self.reported:
+            self.reported = done
+            on_epoch(done)
+
+
+def _groups(members: list[np.ndarray], seeds: list[int], recipe: Recipe, dev) -> list[_Group]:
+    """One :class:`_Group` per training-set size (the rows come sorted by size)."""
+    torch = _torch()
+    sizes = [len(r) for r in members]
+    groups, first = [], 0
+    for size in sorted(set(sizes), reverse=True):
+        last = first + sizes.count(size)
+        block = np.stack(members[first:last]).reshape(last - first, size)
+        groups.append(_Group(torch.as_tensor(block, device=dev), seeds[first:last],
+                             recipe.batch_size, recipe.epochs, dev))
+        first = last
+    return groups
+
+
+def _stacked_loss(logits, labels, idx, weights, n_classes: int, label_smoothing: float):
+    """The sum over models of each model's mean loss on its own minibatch (independent
+    gradients); with ``weights``, the mean over its real records (padding weighs 0)."""
+    torch = _torch()
+    flat = logits.reshape(-1, n_classes)
+    if weights is None:
+        return torch.nn.functional.cross_entropy(
+            flat, labels, reduction="sum", label_smoothing=label_smoothing) / idx.shape[1]
+    return (torch.nn.functional.cross_entropy(
+        flat, labels, reduction="none", label_smoothing=label_smoothing,
+    ).view(idx.shape) * weights).sum()
 
 
 def _slice_models(recipe: Recipe, params: list, opt, stay: np.ndarray) -> tuple[list, object]:
