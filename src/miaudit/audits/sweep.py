@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -426,11 +427,7 @@ def audit_one_run(
     if not isinstance(data, Dataset):
         data = load_dataset(data, label_column=label_column, id_column=id_column,
                             n_records=n_records, seed=seed)
-    recipe = model if isinstance(model, Recipe) else make_recipe(model, model_params)
-    if isinstance(model, Recipe):
-        if model_params:
-            raise ConfigError("Give model_params with a recipe name, not with a Recipe.")
-        check_recipe(recipe)
+    recipe = _one_run_recipe(model, model_params)
     pool = data.subset(np.flatnonzero(~data.duplicate_mask()))
     n, n_classes = pool.n_records, data.n_classes
     if not 2 <= canaries <= n - 2:
@@ -445,36 +442,31 @@ def audit_one_run(
                           "so compare at a delta >= dp_delta.")
     kp = default_guesses(canaries) if k_pos is None else k_pos
     kn = default_guesses(canaries) if k_neg is None else k_neg
-    rng = np.random.default_rng([seed, 11])
-    idx = np.sort(rng.choice(n, canaries, replace=False))
-    included = rng.random(canaries) < 0.5
-    true_labels = pool.y[idx]
-    labels = ((true_labels + rng.integers(1, n_classes, size=canaries)) % n_classes
-              if mislabel else true_labels.copy())
-    base = np.setdiff1d(np.arange(n), idx)
-    X_train = np.concatenate([pool.X[base], pool.X[idx][included]])
-    y_train = np.concatenate([pool.y[base], labels[included]])
+    c = _draw_canaries(pool, n_classes, canaries, mislabel, seed)
+    X_train = np.concatenate([pool.X[c.base], pool.X[c.idx][c.included]])
+    y_train = np.concatenate([pool.y[c.base], c.labels[c.included]])
     trained = train(recipe, X_train, y_train, n_classes=n_classes, seed=seed, device=device)
     logp = log_softmax(_logits(trained.module, pool.X, device), axis=1)
-    scores = logp[idx, labels]  # LOSS attack: minus the loss on the canary's label
-    bound = one_run_audit(scores, included, k_pos=kp, k_neg=kn, beta=beta, delta=audit_delta)
-    pure = one_run_audit(scores, included, k_pos=kp, k_neg=kn, beta=beta, delta=0.0)
+    scores = logp[c.idx, c.labels]  # LOSS attack: minus the loss on the canary's label
+    bound = one_run_audit(scores, c.included, k_pos=kp, k_neg=kn, beta=beta,
+                          delta=audit_delta)
+    pure = one_run_audit(scores, c.included, k_pos=kp, k_neg=kn, beta=beta, delta=0.0)
     eps_acc = None if trained.privacy is None else float(trained.privacy["epsilon"])
     exceeds = eps_acc is not None and bound.epsilon > eps_acc
     predicted = logp.argmax(axis=1)
+    held_out = ~c.included  # never trained on: the excluded canaries, with their true labels
     info = {
         "data": {"name": pool.name, "n_records": n, "fingerprint": data.fingerprint},
         "target": {"model": recipe.name, "recipe": recipe.to_dict(),
                    "description": recipe.describe(), "seed": seed,
                    "n_train_records": len(y_train),
-                   "train_accuracy": float(np.mean(predicted[base] == pool.y[base])),
-                   # never trained on: the excluded canaries, with their true labels
-                   "held_out_accuracy": (float(np.mean(predicted[idx][~included]
-                                                       == true_labels[~included]))
-                                         if (~included).any() else None),
+                   "train_accuracy": float(np.mean(predicted[c.base] == pool.y[c.base])),
+                   "held_out_accuracy": (float(np.mean(predicted[c.idx][held_out]
+                                                       == c.true_labels[held_out]))
+                                         if held_out.any() else None),
                    "privacy": trained.privacy},
         "canaries": {"n": canaries, "mislabelled": mislabel,
-                     "n_included": int(included.sum()), "attack": "loss",
+                     "n_included": int(c.included.sum()), "attack": "loss",
                      "inclusion_probability": 0.5},
         "method": ("one-run audit (Steinke, Nasr & Jagielski 2023): guesses 'in' for the "
                    "k_pos highest LOSS scores, 'out' for the k_neg lowest; bound = smallest "
@@ -482,12 +474,45 @@ def audit_one_run(
                    + (f" (Bonferroni over {bound.n_hypotheses} (k_pos, k_neg) pairs)"
                       if bound.n_hypotheses > 1 else " (k_pos, k_neg fixed in advance)")),
     }
-    table = pd.DataFrame({"record_id": pool.ids[idx], "included": included, "label": labels,
-                          "true_label": true_labels, "score": scores})
+    table = pd.DataFrame({"record_id": pool.ids[c.idx], "included": c.included,
+                          "label": c.labels, "true_label": c.true_labels, "score": scores})
     result = OneRunResult(bound, pure, eps_acc, exceeds, table, info)
     if exceeds:
         warnings.warn(f"!!! {result.flag.upper()} !!!", MiauditWarning, stacklevel=2)
     return result
+
+
+def _one_run_recipe(model: str | Recipe, model_params) -> Recipe:
+    """The recipe of a one-run audit: a name with overrides, or a checked Recipe."""
+    if not isinstance(model, Recipe):
+        return make_recipe(model, model_params)
+    if model_params:
+        raise ConfigError("Give model_params with a recipe name, not with a Recipe.")
+    check_recipe(model)
+    return model
+
+
+class _Canaries(NamedTuple):
+    """The canaries of a one-run audit: their records, inclusion and training labels."""
+
+    idx: np.ndarray  # pool indices of the canaries
+    included: np.ndarray  # each included with probability 1/2
+    true_labels: np.ndarray
+    labels: np.ndarray  # the labels they train with (a random wrong one when mislabelled)
+    base: np.ndarray  # the other records, always trained on
+
+
+def _draw_canaries(pool: Dataset, n_classes: int, canaries: int, mislabel: bool, seed: int
+                   ) -> _Canaries:
+    """Draw the canaries, their inclusion and (mislabelled) labels, seeded."""
+    n = pool.n_records
+    rng = np.random.default_rng([seed, 11])
+    idx = np.sort(rng.choice(n, canaries, replace=False))
+    included = rng.random(canaries) < 0.5
+    true_labels = pool.y[idx]
+    labels = ((true_labels + rng.integers(1, n_classes, size=canaries)) % n_classes
+              if mislabel else true_labels.copy())
+    return _Canaries(idx, included, true_labels, labels, np.setdiff1d(np.arange(n), idx))
 
 
 def _logits(module, X: np.ndarray, device: str) -> np.ndarray:
