@@ -125,7 +125,8 @@ def _http_target(url, members, data, label_column, id_column, n_records, seed, e
     if n_records is not None:  # the members file lists the whole training set
         kept = set(map(str, ds.ids))
         member_ids = [m for m in member_ids if m in kept]
-    return ds, {"model": endpoint, "members": member_ids}, exposure
+    return {"data": ds, "model": endpoint, "members": member_ids, "exposure": exposure,
+            "n_records": None}
 
 
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
@@ -220,62 +221,70 @@ def run(
     no_registry: opt.NoRegistry = False,
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
-    given = {k: v for k, v in locals().items()
-             if k not in ("spec", "out", "overwrite", "format", "quiet", "registry",
-                          "no_registry", "cache_dir", "no_cache")
-             and v != inspect.signature(run).parameters[k].default}
-
+    options = dict(locals())
     started = time.perf_counter()
     if spec is not None:
-        from miaudit.spec import load_spec, run_spec
+        result, saved = _run_spec_file(spec, options)
+    else:
+        settings = _audit_settings(options)
+        out_dir = out or default_out(data if outputs is None else str(outputs), model)
+        if target is not None:
+            from miaudit.results.result import check_out_dir
 
-        if given:
+            check_out_dir(out_dir, overwrite=overwrite)  # before any query is sent
+            settings.update(_http_target(
+                target, members, data, label_column, id_column, n_records, seed, exposure,
+                explicit_exposure=exposure != DEFAULT_EXPOSURE, model=model,
+                references=references, auth_env=target_auth_env, budget=target_budget,
+                batch_size=target_batch_size, concurrency=target_concurrency,
+                rate_limit=target_rate_limit, cache_dir=model_cache(cache_dir, no_cache)))
+        elif members is not None:
             from miaudit.errors import ConfigError
 
-            first = next(iter(given)).replace("_", "-")
-            raise ConfigError(f"--spec describes the whole audit; remove --{first} (or put "
-                              "it in the spec).")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
-            result, saved = run_spec(load_spec(spec), out, overwrite,
-                                     progress=not quiet and sys.stderr.isatty(),
-                                     cache=not no_cache, cache_dir=cache_dir)
-        _record(result, saved, registry, no_registry)
-        _print_run(result, saved, format, started)
-        return
-    out_dir = out or default_out(data if outputs is None else str(outputs), model)
-    target_settings = {}
-    if target is not None:
-        from miaudit.results.result import check_out_dir
-
-        check_out_dir(out_dir, overwrite=overwrite)  # before any query is sent
-        data, target_settings, exposure = _http_target(
-            target, members, data, label_column, id_column, n_records, seed, exposure,
-            explicit_exposure="exposure" in given, model=model, references=references,
-            auth_env=target_auth_env, budget=target_budget, batch_size=target_batch_size,
-            concurrency=target_concurrency, rate_limit=target_rate_limit,
-            cache_dir=model_cache(cache_dir, no_cache))
-        n_records = None
-    elif members is not None:
-        from miaudit.errors import ConfigError
-
-        raise ConfigError("--members is for --target (an endpoint's training records).")
-    result, saved = _audit_and_save(
-        out_dir, overwrite, quiet, cache_dir, no_cache,
-        data=data, label_column=label_column, id_column=id_column, n_records=n_records,
-        model=target_settings.get("model", model), model_params=param, outputs=outputs,
-        exposure=exposure, members=target_settings.get("members"),
-        reference_recipe=model,
-        attacks=split_list(attacks), seed=seed, references=references,
-        reference_mode=reference_mode, targets=targets, lira_variance=lira_variance,
-        rmia_temperature=rmia_temperature,
-        population_fraction=population_fraction, executor=executor,
-        workers=workers, ray_address=ray_address, models_per_batch=models_per_batch,
-        augment=opt.augment_setting(augment, no_augment), query_budget=query_budget,
-        alpha=alpha, prior=prior, device=device,
-    )
+            raise ConfigError("--members is for --target (an endpoint's training records).")
+        result, saved = _audit_and_save(out_dir, overwrite, quiet, cache_dir, no_cache,
+                                        **settings)
     _record(result, saved, registry, no_registry)
     _print_run(result, saved, format, started)
+
+
+#: Options of ``run`` about where the run goes and what it caches (``--spec`` takes them).
+_OUTPUT = ("spec", "out", "overwrite", "format", "quiet", "registry", "no_registry",
+           "cache_dir", "no_cache")
+#: Options of ``run`` that are not settings of the audit itself.
+_RUN_ONLY = (*_OUTPUT, "target", "members", "target_auth_env", "target_budget",
+             "target_batch_size", "target_concurrency", "target_rate_limit")
+
+
+def _audit_settings(options: dict) -> dict:
+    """``run``'s options as the flat settings of :class:`miaudit.config.AuditConfig` (the
+    same names; ``--param``, ``--attacks`` and ``--augment`` translated)."""
+    settings = {k: v for k, v in options.items()
+                if k not in _RUN_ONLY and k not in ("param", "augment", "no_augment")}
+    settings.update(model_params=options["param"], attacks=split_list(options["attacks"]),
+                    augment=opt.augment_setting(options["augment"], options["no_augment"]),
+                    reference_recipe=options["model"])
+    return settings
+
+
+def _run_spec_file(spec: Path, options: dict):
+    """``run --spec``: the spec describes the whole audit, so other audit options are
+    refused."""
+    from miaudit.spec import load_spec, run_spec
+
+    defaults = inspect.signature(run).parameters
+    given = [k for k, v in options.items() if k not in _OUTPUT and v != defaults[k].default]
+    if given:
+        from miaudit.errors import ConfigError
+
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"--spec describes the whole audit; remove {flag} (or put it in the "
+                          "spec).")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
+        return run_spec(load_spec(spec), options["out"], options["overwrite"],
+                        progress=not options["quiet"] and sys.stderr.isatty(),
+                        cache=not options["no_cache"], cache_dir=options["cache_dir"])
 
 
 def _print_run(result, saved: Path, format: OutputFormat, started: float) -> None:
