@@ -46,6 +46,17 @@ def test_importing_the_library_loads_no_cli_framework():
     assert out == "[]"
 
 
+def test_jinja2_loads_only_when_a_report_is_rendered():
+    """The command line starts fast: importing it, the report modules or the model card
+    loads no template engine."""
+    code = ("import sys, miaudit.cli, miaudit.report.html, miaudit.report.markdown, "
+            "miaudit.report.files, miaudit.governance.model_card; "
+            "print(sorted(m for m in ('jinja2', 'markupsafe') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
 @pytest.mark.skipif(not CYCLES_TOOL.exists(), reason="../shared/tools/import_cycles.py absent")
 def test_no_import_cycles():
     res = subprocess.run([sys.executable, str(CYCLES_TOOL), str(SRC)], capture_output=True,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -321,6 +323,109 @@ def test_show_records_shows_stored_raw_values_only_when_asked():
     raw = scores.loc[scores["record_id"] == top, "text"].iloc[0]
     assert raw not in hidden.text and "--show-records" in hidden.text
     assert raw in shown.text
+
+
+
+IMG = '"><img src=x onerror=1>'
+
+
+def _hostile_lm_run() -> tuple[dict, pd.DataFrame]:
+    """The hand-made LM run with markup in the record IDs, the raw texts, names, warnings
+    and the run folder's name."""
+    summary, scores = _lm_summary_and_scores()
+    member = scores["is_member"].to_numpy(bool)
+    scores["record_id"] = [(HOSTILE if i % 2 else IMG) + f" #{i}" if m else f"doc-{i}"
+                           for i, m in enumerate(member)]
+    scores["text"] = [f"<b onmouseover=x>{i}</b>" for i in range(len(scores))]
+    summary["data"]["name"] = IMG
+    summary["target"]["description"] = HOSTILE
+    summary["warnings"] = [IMG, HOSTILE]
+    return summary, scores
+
+
+def test_hostile_record_ids_and_names_are_escaped_in_html_and_markdown():
+    summary, scores = _hostile_lm_run()
+    text = render_html_from(summary, scores, show_records=True, source=IMG)
+    assert "<script" not in text.lower() and "<img" not in text.lower()
+    assert "<b " not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&#34;&gt;&lt;img src=x onerror=1&gt;" in text
+    page = _Page(text)
+    shown = [a for t, a in page.tags if t in ("script", "img", "b")]
+    assert shown == []
+    top = list(records_at_risk(scores, verdict(summary).attack)[0]["record_id"])
+    assert any(HOSTILE in r for r in top) and any(IMG in r for r in top)
+    assert all(r in page.text for r in top)  # shown as text
+    assert "<b onmouseover=x>" in page.text  # the raw texts, asked for, as text
+    _no_outside_references(page, text)
+    md = render_markdown_from(summary, scores, show_records=True, source=IMG)
+    assert "<script" not in md.lower() and "<img" not in md.lower() and "<b " not in md
+    assert all(md_escape(r) in md for r in top)
+    assert f"- {md_escape(IMG)}\n" in md  # the warnings
+    assert md.endswith(f"from the run folder {md_escape(IMG)}.\n")
+
+
+def test_html_environment_autoescapes_and_is_strict():
+    import jinja2
+
+    from miaudit.report import content
+    from miaudit.report.html import TEMPLATE, environment
+
+    env = environment()
+    assert env is environment()  # built once
+    assert env.undefined is jinja2.StrictUndefined
+    assert env.autoescape(TEMPLATE) is True
+    assert env.from_string("{{ x }}").render(x=IMG) == "&#34;&gt;&lt;img src=x onerror=1&gt;"
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("{{ missing }}").render()
+    with pytest.raises(jinja2.UndefinedError):
+        env.get_template(TEMPLATE).render({})
+    # one formatter: the report's own figure functions are the templates' filters
+    assert env.filters["figure"] is content.format_figure
+    assert env.filters["interval"] is content.format_interval
+    assert env.filters["fpr_text"] is content.fpr_text
+
+
+def test_only_the_svg_plots_are_marked_safe():
+    """The page template lets no value through unescaped but the plots; the Markdown
+    template none at all."""
+    templates = Path(miaudit.__file__).parent / "report" / "templates"
+    page = (templates / "report.html.j2").read_text(encoding="utf-8")
+    assert re.findall(r"\w+(?:\.\w+)*\s*\|\s*safe\b", page) == ["fig.svg|safe"]
+    assert "autoescape" not in page  # no {% autoescape false %} block
+    md = (templates / "report.md.j2").read_text(encoding="utf-8")
+    assert not re.search(r"\|\s*safe\b", md)
+    for name in ("html.py", "markdown.py", "templating.py"):
+        assert "Markup(" not in (templates.parent / name).read_text(encoding="utf-8")
+
+
+def test_templates_are_found_from_a_site_packages_layout(tmp_path):
+    """The templates are package data: a copy of the package elsewhere (as installed into
+    site-packages) renders from its own copy of them."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(miaudit.__file__).parent, site / "miaudit",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    summary, scores = _lm_summary_and_scores()
+    (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    scores.to_parquet(tmp_path / "scores.parquet")
+    code = (
+        "import json, sys, pandas as pd, miaudit\n"
+        "from miaudit.report.html import environment, render_html_from\n"
+        "from miaudit.report.markdown import render_markdown_from\n"
+        "env = environment()\n"
+        "s = json.load(open('summary.json'))\n"
+        "t = pd.read_parquet('scores.parquet')\n"
+        "print(json.dumps({'package': miaudit.__file__,\n"
+        "  'templates': sorted(env.list_templates()),\n"
+        "  'file': env.get_template('report.html.j2').filename,\n"
+        "  'html': render_html_from(s, t)[:15], 'md': render_markdown_from(s, t)[:28]}))\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    found = json.loads(out)
+    assert found["package"].startswith(str(site))
+    assert {"report.html.j2", "report.md.j2", "report.css.j2"} <= set(found["templates"])
+    assert found["file"].startswith(str(site))
+    assert found["html"] == "<!DOCTYPE html>" and found["md"] == "# Membership-inference audit"
 
 
 # -- hand-made sections ------------------------------------------------------------------------
