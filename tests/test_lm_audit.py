@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 
 from miaudit.audits.lm import audit_lm
 from miaudit.cli import app
-from miaudit.data.text import text_fingerprints
+from miaudit.data import text_fingerprints
 from miaudit.errors import ConfigError, MembershipError
 from miaudit.training.lm import tokenizer_fingerprint, train_tokenizer
 

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from miaudit.data.text import (
+from miaudit.data import (
     TextDataset,
     load_texts,
     set_aside_texts,

@@ -6,7 +6,7 @@ membership, extract per-token log-probabilities, run the language-model attacks,
 them, and check the evaluation itself with a model-free blind baseline.
 
 The recipe's tokenizer is trained on texts set aside from the audit
-(:func:`~miaudit.data.text.set_aside_texts`): never on the members, whose rare words would
+(:func:`~miaudit.data.set_aside_texts`): never on the members, whose rare words would
 otherwise become single tokens and carry membership into every token-level score, and
 never on the audited non-members. The target and every reference LM share it.
 """
@@ -27,7 +27,7 @@ from miaudit._version import __version__
 from miaudit.attacks.blind import blind_baseline, blind_warning
 from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
 from miaudit.audits.verdict import audit_verdict
-from miaudit.data.text import TextDataset, load_texts, set_aside_texts, split_texts
+from miaudit.data import TextDataset, load_texts, set_aside_texts, split_texts
 from miaudit.defaults import DEFAULT_FPRS
 from miaudit.errors import (
     ConfigError,

@@ -126,7 +126,7 @@ def _encode_column(
                 np.sort(parsed), np.arange(len(parsed)) + parsed.min()):
             warnings.warn(f"Column {name!r} numbers the rows (a saved pandas index?); it is "
                           f"used as a feature: pass --id-column {name!r} or remove it.",
-                          DataWarning, stacklevel=3)
+                          DataWarning, stacklevel=4)
         scaled, mean, std = zscore(parsed.reshape(-1, 1))
         block = np.zeros((len(values), 1), dtype=np.float64)
         block[~missing, 0] = scaled[:, 0]
@@ -144,7 +144,7 @@ def _encode_column(
     if len(categories) == len(present) and len(present) > 20:
         warnings.warn(f"Column {name!r} has a different value in every row: if it is an "
                       f"identifier, pass --id-column {name}, or a model can memorise it.",
-                      DataWarning, stacklevel=3)
+                      DataWarning, stacklevel=4)
     names = [f"{name}={c}" for c in categories.tolist()]
     width = len(categories) + int(missing.any())
     all_codes = np.full(len(values), len(categories), dtype=np.intp)
@@ -177,25 +177,9 @@ def load_table(
     dataset : Dataset
     """
     frame = _read_frame(path, fmt)
-    columns = [str(c).strip() for c in frame.columns]
-    seen: set[str] = set()
-    for c in columns:
-        if c in seen:
-            raise DataError(f"Column name {c!r} appears twice in {path.name}; "
-                            f"column names must be unique.")
-        seen.add(c)
-    frame.columns = pd.Index(columns)
-    if label_column is None:
-        raise DataError(f"label_column is required for {_FORMAT_NAMES[fmt]} files: name the column "
-                        f"of {path.name} that holds the class labels ({list_names(columns)}).")
-    if label_column not in seen:
-        raise _column_error("Label column", label_column, columns, path)
-    if id_column is not None:
-        if id_column not in seen:
-            raise _column_error("ID column", id_column, columns, path)
-        if id_column == label_column:
-            raise DataError(f"id_column and label_column are both {id_column!r}; "
-                            f"they must name different columns.")
+    columns = _unique_columns(frame, path)
+    label_column = _check_key_columns(columns, fmt, path, label_column=label_column,
+                                      id_column=id_column)
     if len(frame) == 0:
         raise DataError(f"Data file {path} is empty: it has a header but no records.")
     if fmt == "parquet":  # a CSV cell is always text; only Parquet has nested types
@@ -204,27 +188,92 @@ def load_table(
     cells = {c: _raw_cells(frame[c]) for c in columns}
 
     labels, label_missing = cells[label_column]
-    keep = ~label_missing
-    n_dropped = int(label_missing.sum())
-    if n_dropped:
-        warnings.warn(f"Dropped {n_dropped} of {len(frame)} rows of {path.name} whose label "
-                      f"column {label_column!r} is missing.", DataWarning, stacklevel=3)
-    if id_column is not None:
-        id_values, id_missing = cells[id_column]
-        if id_missing.any():
-            raise DataError(f"ID column {id_column!r} has {int(id_missing.sum())} missing "
-                            f"value(s) (first at row {int(np.argmax(id_missing))}); every "
-                            f"record needs an ID.")
-        ids = id_values[keep]
-    else:
-        ids = np.flatnonzero(keep).astype(str)
-
+    keep = _labelled_rows(label_missing, label_column, path)
+    ids = _record_ids(cells, keep, id_column)
     feature_columns = [c for c in columns if c not in (label_column, id_column)]
     if not feature_columns:
         raise DataError(f"{path.name} has no feature columns besides the label"
                         f"{' and id' if id_column else ''} column.")
     y, classes = encode_labels(labels[keep].astype(str))
+    X, names, facts, missing_per_column = _encode_features(cells, keep, feature_columns)
 
+    fp_columns = [c for c in columns if c != id_column]
+    fingerprints = table_record_fingerprints({c: cells[c][0][keep] for c in fp_columns},
+                                             {c: cells[c][1][keep] for c in fp_columns})
+    info: dict[str, Any] = {
+        "source": str(path.resolve()),
+        "format": fmt,
+        "label_column": label_column,
+        "id_column": id_column,
+        "ids": f"column {id_column!r}" if id_column else "0-based row numbers of the file",
+        "n_rows_read": len(frame),
+        "n_dropped_missing_label": int(label_missing.sum()),
+        **_encoding_info(feature_columns, facts, missing_per_column),
+    }
+    return build_dataset(name=path.name, X=X, y=y, ids=ids, fingerprints=fingerprints,
+                         classes=classes, feature_names=names, info=info,
+                         id_source=f"column {id_column!r}" if id_column else "")
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _unique_columns(frame: pd.DataFrame, path: Path) -> list[str]:
+    """Strip the column names of ``frame`` (in place) and refuse a name given twice."""
+    columns = [str(c).strip() for c in frame.columns]
+    seen: set[str] = set()
+    for c in columns:
+        if c in seen:
+            raise DataError(f"Column name {c!r} appears twice in {path.name}; "
+                            f"column names must be unique.")
+        seen.add(c)
+    frame.columns = pd.Index(columns)
+    return columns
+
+
+def _check_key_columns(columns: list[str], fmt: str, path: Path, *, label_column: str | None,
+                       id_column: str | None) -> str:
+    """Check that the label (required) and ID columns exist and differ; return the label one."""
+    if label_column is None:
+        raise DataError(f"label_column is required for {_FORMAT_NAMES[fmt]} files: name the column "
+                        f"of {path.name} that holds the class labels ({list_names(columns)}).")
+    if label_column not in columns:
+        raise _column_error("Label column", label_column, columns, path)
+    if id_column is not None:
+        if id_column not in columns:
+            raise _column_error("ID column", id_column, columns, path)
+        if id_column == label_column:
+            raise DataError(f"id_column and label_column are both {id_column!r}; "
+                            f"they must name different columns.")
+    return label_column
+
+
+def _labelled_rows(label_missing: np.ndarray, label_column: str, path: Path) -> np.ndarray:
+    """The mask of rows with a label, warning (at load_dataset's caller) of those dropped."""
+    n_dropped = int(label_missing.sum())
+    if n_dropped:
+        warnings.warn(f"Dropped {n_dropped} of {len(label_missing)} rows of {path.name} whose "
+                      f"label column {label_column!r} is missing.", DataWarning, stacklevel=4)
+    return ~label_missing
+
+
+def _record_ids(cells: dict[str, tuple[np.ndarray, np.ndarray]], keep: np.ndarray,
+                id_column: str | None) -> np.ndarray:
+    """IDs of the kept rows: the ID column (no cell missing) or the file's row numbers."""
+    if id_column is None:
+        return np.flatnonzero(keep).astype(str)
+    id_values, id_missing = cells[id_column]
+    if id_missing.any():
+        raise DataError(f"ID column {id_column!r} has {int(id_missing.sum())} missing "
+                        f"value(s) (first at row {int(np.argmax(id_missing))}); every "
+                        f"record needs an ID.")
+    return id_values[keep]
+
+
+def _encode_features(
+    cells: dict[str, tuple[np.ndarray, np.ndarray]], keep: np.ndarray, feature_columns: list[str]
+) -> tuple[np.ndarray, list[str], dict[str, dict[str, Any]], dict[str, int]]:
+    """Encode the kept rows of the feature columns: X, feature names, facts, missing counts."""
     blocks, names, facts = [], [], {}
     missing_per_column: dict[str, int] = {}
     for c in feature_columns:
@@ -239,19 +288,14 @@ def load_table(
         row, col = map(int, np.argwhere(~np.isfinite(X))[0])
         raise DataError(f"Feature {names[col]!r} is not finite after encoding at record {row}; "
                         "check that column's values.")
+    return X, names, facts, missing_per_column
 
-    fp_columns = [c for c in columns if c != id_column]
-    fingerprints = table_record_fingerprints({c: cells[c][0][keep] for c in fp_columns},
-                                             {c: cells[c][1][keep] for c in fp_columns})
+
+def _encoding_info(feature_columns: list[str], facts: dict[str, dict[str, Any]],
+                   missing_per_column: dict[str, int]) -> dict[str, Any]:
+    """The ``info`` entries on missing values and on how the feature columns were encoded."""
     numeric = [c for c in feature_columns if facts[c]["kind"] == "numeric"]
-    info: dict[str, Any] = {
-        "source": str(path.resolve()),
-        "format": fmt,
-        "label_column": label_column,
-        "id_column": id_column,
-        "ids": f"column {id_column!r}" if id_column else "0-based row numbers of the file",
-        "n_rows_read": len(frame),
-        "n_dropped_missing_label": n_dropped,
+    return {
         "n_missing_values": int(sum(missing_per_column.values())),
         "missing_per_column": missing_per_column,
         "missing_markers": sorted(MISSING_MARKERS),
@@ -263,6 +307,3 @@ def load_table(
         "numeric_scaling": {c: {"mean": facts[c]["mean"], "std": facts[c]["std"]}
                             for c in numeric},
     }
-    return build_dataset(name=path.name, X=X, y=y, ids=ids, fingerprints=fingerprints,
-                         classes=classes, feature_names=names, info=info,
-                         id_source=f"column {id_column!r}" if id_column else "")

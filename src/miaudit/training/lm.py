@@ -11,7 +11,7 @@ texts set aside from the audit (``tokenizer_texts``). Optional (``pip install
 **Tokenizer.** A tokenizer trained on the members would carry membership into every
 token-level score: a word seen only in members becomes one cheap token, while the same kind
 of word in a non-member is spelt out in bytes. So the recipe's tokenizer is trained on texts
-that take no part in the audit (:func:`miaudit.data.text.set_aside_texts`, a share of the
+that take no part in the audit (:func:`miaudit.data.set_aside_texts`, a share of the
 corpus chosen from the texts' contents and the seed, never from membership), and the target
 and every reference LM share it. :func:`tokenizer_fingerprint` identifies a vocabulary.
 
