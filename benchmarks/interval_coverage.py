@@ -32,14 +32,8 @@ from scipy import stats
 
 from miaudit.errors import UndefinedMetricWarning
 from miaudit.metrics import clopper_pearson, tpr_at_fpr
-from miaudit.metrics.roc import (
-    BIAS_NOTE_BELOW,
-    TPR_INTERVAL,
-    _auc_with_ci,
-    _clusters,
-    _roc,
-    _tpr_at_fpr,
-)
+from miaudit.metrics.roc import _auc_with_ci, _clusters, _roc
+from miaudit.metrics.tpr import BIAS_NOTE_BELOW, TPR_INTERVAL, _tpr_at_fpr
 
 ALPHA = 0.05
 FPRS = (0.01, 0.001)

@@ -30,9 +30,8 @@ from miaudit.metrics import (
     tpr_at_fpr,
 )
 from miaudit.metrics.privacy import audit_epsilon_lower_bound
-from miaudit.metrics.roc import (
-    AUC_INTERVAL,
-    AUC_INTERVAL_CLUSTERED,
+from miaudit.metrics.roc import AUC_INTERVAL, AUC_INTERVAL_CLUSTERED
+from miaudit.metrics.tpr import (
     BIAS_NOTE_BELOW,
     TPR_INTERVAL,
     TPR_INTERVAL_CLUSTERED,
@@ -708,7 +707,7 @@ def test_all_names_exist():
     assert len(set(M.__all__)) == len(M.__all__)
 
 
-@pytest.mark.parametrize("module", ["roc", "privacy", "evaluate"])
+@pytest.mark.parametrize("module", ["roc", "tpr", "binomial", "privacy", "evaluate"])
 def test_docstring_examples_run(module):
     import importlib
 

@@ -6,23 +6,25 @@ measured on the sample are None with a reason, and emit
 :class:`~miaudit.errors.UndefinedMetricWarning`.
 """
 
+from miaudit.metrics.binomial import clopper_pearson
 from miaudit.metrics.evaluate import AttackMetrics, evaluate
 from miaudit.metrics.privacy import EpsilonBound
 from miaudit.metrics.roc import (
     AUC_INTERVAL,
     AUC_INTERVAL_CLUSTERED,
-    TPR_INTERVAL,
-    TPR_INTERVAL_CLUSTERED,
-    TprAtFpr,
     advantage,
     auc_delong,
     auc_with_ci,
     balanced_accuracy,
-    clopper_pearson,
-    needed_non_members,
     ppv,
     roc_counts,
     roc_curve,
+)
+from miaudit.metrics.tpr import (
+    TPR_INTERVAL,
+    TPR_INTERVAL_CLUSTERED,
+    TprAtFpr,
+    needed_non_members,
     tpr_at_fpr,
 )
 

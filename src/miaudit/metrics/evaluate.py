@@ -15,19 +15,16 @@ from miaudit.metrics.privacy import EpsilonBound, audit_epsilon_lower_bound
 from miaudit.metrics.roc import (
     AUC_INTERVAL,
     AUC_INTERVAL_CLUSTERED,
-    TPR_INTERVAL,
-    TPR_INTERVAL_CLUSTERED,
     FloatArray,
-    TprAtFpr,
     _advantage,
     _as_arrays,
     _auc_with_ci,
     _balanced_accuracy,
     _clusters,
     _roc,
-    _tpr_at_fpr,
     ppv,
 )
+from miaudit.metrics.tpr import TPR_INTERVAL, TPR_INTERVAL_CLUSTERED, TprAtFpr, _tpr_at_fpr
 
 
 def _pair(ci: tuple[float, float] | None) -> list[float] | None:

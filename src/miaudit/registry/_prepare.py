@@ -172,73 +172,86 @@ def _reference_models(run_dir: Path | None, summary: dict, fp_of_id: dict[str, s
     return out
 
 
-def prepare(summary: dict, scores: pd.DataFrame, run_dir: Path | None,
-            spec: dict | None) -> RunRows:
-    """The rows of one run (see :meth:`miaudit.registry.Registry.record_run`)."""
-    from miaudit.audits.exposures import record_risk
-
-    _check_inputs(summary, scores)
-    data = summary["data"]
-    dataset_fp = str(data["fingerprint"])
-    exposure = summary.get("exposure")
+def _first_exposure(scores: pd.DataFrame, exposure: Any) -> pd.DataFrame:
+    """The score rows of the run's (first) exposure, else of the table's first exposure."""
     first = scores[scores["exposure"].astype(str) == str(exposure)] if exposure is not None \
         else scores
     if len(first) == 0:
         first = scores[scores["exposure"] == scores["exposure"].iloc[0]]
+    return first
+
+
+def _record_rows(scores: pd.DataFrame, dataset_fp: str) -> list[dict[str, str]]:
+    """One ``records`` row per distinct record fingerprint, sorted by fingerprint."""
     unique = scores.drop_duplicates("fingerprint")
-    records = sorted(({"dataset_fingerprint": dataset_fp, "fingerprint": str(fp),
-                       "record_id": str(rid)[:500]}
-                      for fp, rid in zip(unique["fingerprint"], unique["record_id"],
-                                         strict=True)),
-                     key=lambda r: r["fingerprint"])
-    fp_of_id = {r["record_id"]: r["fingerprint"] for r in records}
+    return sorted(({"dataset_fingerprint": dataset_fp, "fingerprint": str(fp),
+                    "record_id": str(rid)[:500]}
+                   for fp, rid in zip(unique["fingerprint"], unique["record_id"],
+                                      strict=True)),
+                  key=lambda r: r["fingerprint"])
 
-    attacks = [attack_row(name, entry) for name, entry in (summary.get("attacks") or {}).items()
-               if isinstance(entry, dict)]
-    risk_attack = strongest(attacks)
-    if risk_attack is not None and risk_attack not in first.columns:
-        risk_attack = None
 
-    target = summary.get("target") or {}
+def _model_head(target: dict, dataset_fp: str) -> dict[str, Any]:
+    """The ``models`` columns shared by the run's models, and the ``identity`` they hash."""
     recipe = jsonable(target.get("recipe"))
     name = target.get("model")
     seed = target.get("seed")
     seed = int(seed) if isinstance(seed, int | np.integer) else None
-    head = {"dataset_fingerprint": dataset_fp, "name": _text(name, 200),
+    return {"dataset_fingerprint": dataset_fp, "name": _text(name, 200),
             "recipe": recipe, "seed": seed,
             "description": _text(target.get("description"), 2000),
             # a model not built from a recipe is known by its outputs (and endpoint)
             "identity": recipe if recipe is not None else {
                 "model": name, "endpoint": target.get("endpoint"),
                 "outputs": target.get("outputs_sha256")}}
+
+
+def _record_risks(values: np.ndarray, member: np.ndarray, fps: np.ndarray
+                  ) -> list[dict[str, Any]]:
+    """The ``record_risk`` rows of one target, once per record (its first score)."""
+    from miaudit.audits.exposures import record_risk
+
+    risk = record_risk(values, member)
+    risk[np.isnan(values)] = np.nan
+    out = []
+    seen: set[str] = set()
+    for fp, m, r in zip(fps.tolist(), member.tolist(), risk.tolist(), strict=True):
+        if fp not in seen:
+            seen.add(fp)
+            out.append({"record_fingerprint": fp, "is_member": bool(m), "risk": _float(r)})
+    return out
+
+
+def _target_models(first: pd.DataFrame, head: dict[str, Any], risk_attack: str | None
+                   ) -> list[ModelRows]:
+    """The run's target models, with their record risks under ``risk_attack``."""
     models = []
     for t, rows in first.groupby("target", sort=True):
         member = rows["is_member"].to_numpy(dtype=bool)
         fps = rows["fingerprint"].astype(str).to_numpy(dtype=object)
         members = sorted(set(fps[member].tolist()))
         model = ModelRows(
-            content_hash=model_hash(dataset_fp, head["identity"], seed, members),
+            content_hash=model_hash(head["dataset_fingerprint"], head["identity"],
+                                    head["seed"], members),
             fields={k: v for k, v in head.items() if k != "identity"} | {
                 "n_members": len(members)},
             members=members, role="target", target_index=int(t))
         if risk_attack is not None:
-            values = rows[risk_attack].to_numpy(dtype=np.float64)
-            risk = record_risk(values, member)
-            risk[np.isnan(values)] = np.nan
-            seen: set[str] = set()
-            for fp, m, r in zip(fps.tolist(), member.tolist(), risk.tolist(), strict=True):
-                if fp not in seen:
-                    seen.add(fp)
-                    model.risks.append({"record_fingerprint": fp, "is_member": bool(m),
-                                        "risk": _float(r)})
+            model.risks.extend(_record_risks(rows[risk_attack].to_numpy(dtype=np.float64),
+                                             member, fps))
         models.append(model)
-    models += _reference_models(run_dir, summary, fp_of_id, len(models), head)
+    return models
 
+
+def _run_row(summary: dict, run_dir: Path | None, spec: dict | None, dataset_fp: str,
+             attacks: list[dict[str, Any]], risk_attack: str | None) -> dict[str, Any]:
+    """The ``runs`` row, but its ID and time: settings, summary and headline figures."""
+    exposure = summary.get("exposure")
     best_tpr = max((a for a in attacks if a["tpr_at_0_1"] is not None),
                    key=lambda a: a["tpr_at_0_1"], default=None)
     aucs = [a["auc"] for a in attacks if a["auc"] is not None]
     eps = [a["epsilon_lb"] for a in attacks if a["epsilon_lb"] is not None]
-    run = {
+    return {
         "run_dir": None if run_dir is None else str(Path(run_dir).expanduser().resolve()),
         "miaudit_version": summary.get("miaudit_version"),
         "dataset_fingerprint": dataset_fp,
@@ -252,9 +265,37 @@ def prepare(summary: dict, scores: pd.DataFrame, run_dir: Path | None,
         "max_epsilon_lb": max(eps, default=None),
         "risk_attack": risk_attack,
     }
+
+
+def _dataset_row(data: dict, dataset_fp: str, n_stored: int) -> dict[str, Any]:
+    """The ``datasets`` row (``n_records`` from the summary, else the records stored)."""
     n_records = data.get("n_records")
-    dataset = {"fingerprint": dataset_fp, "name": _text(data.get("name"), 500),
-               "source": _text(data.get("source"), 2000),
-               "n_records": int(n_records) if isinstance(n_records, int | np.integer)
-               else len(records)}
-    return RunRows(dataset=dataset, records=records, models=models, run=run, attacks=attacks)
+    return {"fingerprint": dataset_fp, "name": _text(data.get("name"), 500),
+            "source": _text(data.get("source"), 2000),
+            "n_records": int(n_records) if isinstance(n_records, int | np.integer)
+            else n_stored}
+
+
+def prepare(summary: dict, scores: pd.DataFrame, run_dir: Path | None,
+            spec: dict | None) -> RunRows:
+    """The rows of one run (see :meth:`miaudit.registry.Registry.record_run`)."""
+    _check_inputs(summary, scores)
+    data = summary["data"]
+    dataset_fp = str(data["fingerprint"])
+    first = _first_exposure(scores, summary.get("exposure"))
+    records = _record_rows(scores, dataset_fp)
+    fp_of_id = {r["record_id"]: r["fingerprint"] for r in records}
+
+    attacks = [attack_row(name, entry) for name, entry in (summary.get("attacks") or {}).items()
+               if isinstance(entry, dict)]
+    risk_attack = strongest(attacks)
+    if risk_attack is not None and risk_attack not in first.columns:
+        risk_attack = None
+
+    head = _model_head(summary.get("target") or {}, dataset_fp)
+    models = _target_models(first, head, risk_attack)
+    models += _reference_models(run_dir, summary, fp_of_id, len(models), head)
+    return RunRows(dataset=_dataset_row(data, dataset_fp, len(records)), records=records,
+                   models=models, run=_run_row(summary, run_dir, spec, dataset_fp, attacks,
+                                               risk_attack),
+                   attacks=attacks)
