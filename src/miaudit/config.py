@@ -38,6 +38,7 @@ from pydantic import (
 )
 
 from miaudit.defaults import (
+    CHECKPOINT_SECONDS,
     DEFAULT_ALPHA,
     DEFAULT_CALIBRATION_FOLDS,
     DEFAULT_DELTA,
@@ -248,6 +249,9 @@ class ComputeConfig(_Section):
     cache_dir: str | None = Field(
         None, description="Model cache folder; default $MIAUDIT_CACHE or ~/.cache/miaudit "
         "(the command line's too).")
+    checkpoint_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        CHECKPOINT_SECONDS, description="With the cache: seconds between two checkpoints "
+        "of a batched training run, the most a killed run loses.")
     progress: bool = Field(False, description="Rich progress bars on stderr.")
 
     def model_cache_dir(self) -> Path | None:
@@ -289,7 +293,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "prior": ("metrics", "prior"), "delta": ("metrics", "delta"),
     **{name: ("compute", name) for name in ("device", "executor", "workers", "ray_address",
                                             "models_per_batch", "cache", "cache_dir",
-                                            "progress")},
+                                            "checkpoint_seconds", "progress")},
     "seed": ("", "seed"),
 }
 

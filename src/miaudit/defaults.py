@@ -34,6 +34,8 @@ DEFAULT_FPRS = (0.01, 0.001, 0.0001)
 DEFAULT_RECIPE = "mlp"
 #: Models trained together in one batched computation.
 DEFAULT_MODELS_PER_BATCH = 32
+#: Seconds between two checkpoints of a batched training run (see miaudit.training.checkpoint).
+CHECKPOINT_SECONDS = 30.0
 #: Share of a recipe game's pool set aside as population data.
 POPULATION_FRACTION = 0.1
 #: Most population data a game may set aside.

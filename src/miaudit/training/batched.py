@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from miaudit.errors import ConfigError
+from miaudit.training.checkpoint import Checkpoint
 from miaudit.training.cnn import StackedCNN, cnn_state_dicts, predict_stacked_cnn, train_batched_cnn
 from miaudit.training.nets import build_module
 from miaudit.training.recipes import (
@@ -193,9 +194,12 @@ def _check_seeds(design: np.ndarray, seeds: list[int]) -> None:
         raise ConfigError(f"{len(seeds)} seeds for {design.shape[0]} models.")
 
 
-def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, sparse=None
+def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, sparse=None,
+                   checkpoint: Checkpoint | None = None
                    ) -> tuple[list | StackedCNN, list[int] | None]:
-    """:func:`train_batched`, and each model's best epoch with early stopping (else None)."""
+    """:func:`train_batched`, and each model's best epoch with early stopping (else None).
+    ``checkpoint`` applies to the MLP / logistic recipes (the ``cnn`` recipe trains without
+    one)."""
     if needs_one_by_one(recipe):
         raise ConfigError(f"The recipe {recipe.describe()} is not trained as one batched "
                           "computation; use miaudit.training.batched.train_models.")
@@ -209,7 +213,7 @@ def _train_batched(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
     inverse = np.argsort(perm)
     params, best = _train_stacked(recipe, X, y, design[perm], n_classes=n_classes,
                                   seeds=[seeds[m] for m in perm], device=device,
-                                  on_epoch=on_epoch, sparse=sparse)
+                                  on_epoch=on_epoch, sparse=sparse, checkpoint=checkpoint)
     if (perm != np.arange(len(perm))).any():
         torch = _torch()
         back = torch.as_tensor(inverse, device=params[0].device)
@@ -251,8 +255,10 @@ class _Group:
     ``ceil(n / batch_size)`` steps per epoch, ``total`` in all.
     """
 
-    def __init__(self, members, seeds: list[int], batch_size: int, epochs: int, device):
+    def __init__(self, members, seeds: list[int], batch_size: int, epochs: int, device,
+                 index: int = 0):
         torch = _torch()
+        self.index = index  # position among the run's groups (for checkpoints)
         self.members = members  # (k, n) record indices
         self.k, self.n = int(members.shape[0]), int(members.shape[1])
         self.gens = [torch.Generator().manual_seed(s + 1) for s in seeds]
@@ -284,8 +290,8 @@ class _Group:
         return self.done // self.steps if self.steps else self.total
 
 
-def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, sparse=None
-                   ) -> tuple[list, list[int] | None]:
+def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, sparse=None,
+                   checkpoint: Checkpoint | None = None) -> tuple[list, list[int] | None]:
     """The MLP / logistic models of ``design`` (rows sorted by decreasing size) trained as
     one batched computation.
 
@@ -301,6 +307,10 @@ def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
     """
     run = _StackedRun(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
                       device=device, sparse=sparse)
+    saved = None if checkpoint is None else checkpoint.load(run.dev)
+    if saved is not None:
+        run.restore(*saved)
+        checkpoint.resumed_epoch = run.resumed
     while run.retire_finished():
         ended = run.step()
         if on_epoch is not None:
@@ -309,6 +319,8 @@ def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
                 run.params, run.best, run.stoppers, run.Xt, run.yt, run.val,
                 recipe.activation, run.alive, ended):
             break
+        if checkpoint is not None and checkpoint.due():
+            checkpoint.save(*run.state())
     if on_epoch is not None and run.reported < recipe.epochs and run.stoppers is None:
         on_epoch(recipe.epochs)
     if run.stoppers is not None:
@@ -350,6 +362,7 @@ class _StackedRun:
         self.final = [torch.empty_like(p, requires_grad=False) for p in self.params]
         self.opt = make_optimizer(recipe, self.params)
         self.reported = 0  # epochs reported to on_epoch
+        self.resumed: int | None = None  # epochs done when resumed from a checkpoint
 
     def retire_finished(self) -> bool:
         """Models that took all their steps leave the batch (their weights are kept in
@@ -405,12 +418,76 @@ class _StackedRun:
             row += g.k
         return ended
 
+    def state(self) -> tuple[dict, dict]:
+        """Everything needed to go on exactly where the run is: tensors and JSON state."""
+        tensors = {f"param.{i}": p for i, p in enumerate(self.params)}
+        tensors.update({f"final.{i}": f for i, f in enumerate(self.final)})
+        for i, p in enumerate(self.params):
+            for key, value in self.opt.state.get(p, {}).items():
+                if value is not None:
+                    tensors[f"opt.{i}.{key}"] = _as_tensor(value)
+        for g, group in enumerate(self.groups):
+            tensors.update({f"group.{g}.gen.{j}": gen.get_state()
+                            for j, gen in enumerate(group.gens)})
+            if group.order is not None:
+                tensors[f"group.{g}.order"] = group.order
+        for j, gen in enumerate(self.gens or []):
+            tensors[f"dropout.{j}"] = gen.get_state()
+        for i, b in enumerate(self.best or []):
+            tensors[f"best.{i}"] = b
+        state = {"alive": self.alive.tolist(), "reported": self.reported,
+                 "groups": [[g.index, g.done] for g in self.groups],
+                 "stoppers": None if self.stoppers is None else [
+                     vars(st) for st in self.stoppers]}
+        return tensors, state
+
+    def restore(self, tensors: dict, state: dict) -> None:
+        """Go on from a :meth:`state` saved by the same run (same recipe, data, seeds)."""
+        self.alive = np.asarray(state["alive"], dtype=np.int64)
+        self.reported = int(state["reported"])
+        if len(self.alive) < len(self.final) and self.val is not None:
+            self.val.keep(self.alive)
+        if self.gens is not None:
+            self.gens = [self.gens[m] for m in self.alive]
+            for j, gen in enumerate(self.gens):
+                gen.set_state(tensors[f"dropout.{j}"])
+        self.params = [tensors[f"param.{i}"].clone().requires_grad_(True)
+                       for i in range(len(self.params))]
+        self.final = [tensors[f"final.{i}"].clone() for i in range(len(self.final))]
+        self.opt = make_optimizer(self.recipe, self.params)
+        for i, p in enumerate(self.params):
+            prefix = f"opt.{i}."
+            entries = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if entries:
+                self.opt.state[p] = {k: v.clone() for k, v in entries.items()}
+        by_index = {g.index: g for g in self.groups}
+        self.groups = []
+        for g, (index, done) in enumerate(state["groups"]):
+            group = by_index[index]
+            group.done = int(done)
+            for j, gen in enumerate(group.gens):
+                gen.set_state(tensors[f"group.{g}.gen.{j}"])
+            order = tensors.get(f"group.{g}.order")
+            group.order = None if order is None else order.to(self.dev)
+            self.groups.append(group)
+        if self.stoppers is not None:
+            for st, saved in zip(self.stoppers, state["stoppers"], strict=True):
+                vars(st).update(saved)
+            self.best = [tensors[f"best.{i}"].clone() for i in range(len(self.best))]
+        self.resumed = min(g.epochs_done for g in self.groups) if self.groups else 0
+
     def report(self, on_epoch: Callable[[int], None]) -> None:
         """Call ``on_epoch`` when every model has done one more epoch."""
         done = min(g.epochs_done for g in self.groups)  # groups gone have done them all
         if done > self.reported:
             self.reported = done
             on_epoch(done)
+
+
+def _as_tensor(value):
+    """An optimizer state value as a tensor (Adam's ``step`` may be a plain number)."""
+    torch = _torch()
+    return value if torch.is_tensor(value) else torch.tensor(float(value))
 
 
 def _groups(members: list[np.ndarray], seeds: list[int], recipe: Recipe, dev) -> list[_Group]:
@@ -422,7 +499,7 @@ def _groups(members: list[np.ndarray], seeds: list[int], recipe: Recipe, dev) ->
         last = first + sizes.count(size)
         block = np.stack(members[first:last]).reshape(last - first, size)
         groups.append(_Group(torch.as_tensor(block, device=dev), seeds[first:last],
-                             recipe.batch_size, recipe.epochs, dev))
+                             recipe.batch_size, recipe.epochs, dev, index=len(groups)))
         first = last
     return groups
 
@@ -550,6 +627,7 @@ def train_models(
     device: str = "cpu",
     on_model: Callable[[int], None] | None = None,
     on_epoch: Callable[[int, int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> TrainedModels:
     """Train one model per row of ``design``: batched when the recipe allows it, else one
     after another with :func:`~miaudit.training.single.train` (see :func:`needs_one_by_one`).
@@ -566,6 +644,11 @@ def train_models(
         Called as ``on_epoch(models, epoch)`` when ``models`` models have finished their
         epoch ``epoch`` (1-based; for progress bars). Models stopped early report no
         further epochs.
+    checkpoint : Checkpoint, optional
+        Save the batched run's state there at its interval, and resume from it when it
+        holds this run's state (:mod:`miaudit.training.checkpoint`); MLP and logistic
+        recipes (models trained one by one, and ``cnn``, go without). After a resume,
+        ``checkpoint.resumed_epoch`` says from which epoch.
 
     Returns
     -------
@@ -575,7 +658,8 @@ def train_models(
     if not needs_one_by_one(recipe):
         params, best = _train_batched(
             recipe, X, y, design, n_classes=n_classes, seeds=seeds, device=device,
-            on_epoch=None if on_epoch is None else (lambda e: on_epoch(len(seeds), e)))
+            on_epoch=None if on_epoch is None else (lambda e: on_epoch(len(seeds), e)),
+            checkpoint=checkpoint)
         if on_model is not None:
             on_model(len(seeds))
         info = [{} if best is None else {"best_epoch": b} for b in (best or [None] * len(seeds))]

@@ -11,7 +11,9 @@ record of the pool), ``variants.npy`` (logits on augmented queries, image recipe
 temporary folder, flushed to disk and renamed into place, so a run killed mid-write leaves
 no corrupt entry, and a re-run skips every model already stored. An entry damaged later
 (a truncated or altered file) fails its checksums when read: it is set aside and the model
-trained again.
+trained again. A chunk of models still training keeps a checkpoint under ``checkpoints/``
+(:mod:`miaudit.training.checkpoint`), removed once its models are stored, so a run killed
+mid-training resumes where it was.
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ from miaudit._version import __version__
 from miaudit.defaults import CACHE_ENV_VAR
 from miaudit.errors import ConfigError
 from miaudit.training import Recipe
+from miaudit.training.checkpoint import Checkpoint
 
 CACHE_FORMAT = 2
 #: Bump whenever training changes what a recipe, seed and data produce (optimizer, init,
 #: minibatch order), so that stale entries are not reused.
 TRAINING_VERSION = 2
 ENV_VAR = CACHE_ENV_VAR
+#: The cache's folder of training checkpoints of unfinished chunks of models.
+CHECKPOINTS = "checkpoints"
 
 
 def training_data_digest(X: np.ndarray, y: np.ndarray) -> str:
@@ -163,6 +168,14 @@ class ModelCache:
         warnings.warn(f"The cached model {entry.name[:12]} was damaged ({exc}); it was moved "
                       f"to {bad.name} and the model is trained again.", MiauditWarning,
                       stacklevel=4)
+
+    def checkpoint(self, keys: list[str], every: float) -> Checkpoint:
+        """Where the chunk of models ``keys`` checkpoints its training
+        (``checkpoints/<hash of the keys>.safetensors``; see
+        :mod:`miaudit.training.checkpoint`)."""
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        return Checkpoint(self.root / CHECKPOINTS / f"{digest}.safetensors", every=every,
+                          signature=digest)
 
     def load_weights(self, key: str) -> dict[str, np.ndarray]:
         entry = self.load(key)
