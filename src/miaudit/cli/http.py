@@ -30,6 +30,9 @@ def serve_model(
         "--p500", help="Probability of 500 Internal Server Error.")] = 0.0,
     p_drop: Annotated[float, typer.Option(
         help="Probability of closing the connection without an answer.")] = 0.0,
+    p_malformed: Annotated[float, typer.Option(
+        help="Probability of a 200 answer with a malformed body (cut JSON, or a row "
+        "missing).")] = 0.0,
     retry_after: Annotated[float, typer.Option(
         help="Seconds sent in Retry-After with a 429.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed of the injected faults.")] = 0,
@@ -49,7 +52,7 @@ def serve_model(
     from miaudit.testing.server import Faults, ModelServer, load_model
 
     faults = Faults(slow_ms=slow_ms, p_slow=p_slow, p429=p429, p500=p500, p_drop=p_drop,
-                    retry_after=retry_after, seed=seed)
+                    p_malformed=p_malformed, retry_after=retry_after, seed=seed)
     target, info = load_model(model, device=device, n_features=n_features)
     server = ModelServer(target, exposure=exposure, faults=faults, host=host, port=port,
                          auth_env=auth_env, auth_header=auth_header,

@@ -3,9 +3,10 @@
 It exists to try :class:`~miaudit.targets.http.HTTPTarget` (and any other HTTP client)
 against a realistic endpoint: ``POST /predict`` with ``{"instances": [[...], ...]}``
 answers under a chosen exposure, and injected faults (latency, 429 with ``Retry-After``,
-500, connections closed without an answer) are drawn from a seeded generator. It uses only
-the standard library's :class:`http.server.ThreadingHTTPServer` and listens on 127.0.0.1
-by default. It is a test and demonstration tool, not a production server.
+500, connections closed without an answer, malformed 200 answers) are drawn from a seeded
+generator. It uses only the standard library's :class:`http.server.ThreadingHTTPServer`
+and listens on 127.0.0.1 by default. It is a test and demonstration tool, not a
+production server.
 
 Answers per exposure (the shapes :class:`~miaudit.targets.http.HTTPTarget` reads):
 
@@ -69,6 +70,10 @@ class Faults:
         Probability of ``500 Internal Server Error``.
     p_drop : float, default 0
         Probability that the connection is closed without any answer.
+    p_malformed : float, default 0
+        Probability of a ``200`` answer that cannot be read, as a faulty proxy sends them:
+        half of them a body cut in the middle (not JSON), half the right JSON with the
+        last record's answer missing (the wrong shape).
     retry_after : float, default 1
         Seconds sent in ``Retry-After`` (written as an integer when whole).
     seed : int, default 0
@@ -79,18 +84,20 @@ class Faults:
     p429: float = 0.0
     p500: float = 0.0
     p_drop: float = 0.0
+    p_malformed: float = 0.0
     retry_after: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("p_slow", "p429", "p500", "p_drop"):
+        for name in ("p_slow", "p429", "p500", "p_drop", "p_malformed"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"The fault probability {name.replace('_', '-')} must lie "
                                   f"between 0 and 1, got {value}.")
-        if self.p429 + self.p500 + self.p_drop > 1.0:
-            raise ConfigError("The fault probabilities p429 + p500 + p-drop add up to more "
-                              f"than 1 ({self.p429 + self.p500 + self.p_drop:g}).")
+        total = self.p429 + self.p500 + self.p_drop + self.p_malformed
+        if total > 1.0:
+            raise ConfigError("The fault probabilities p429 + p500 + p-drop + p-malformed "
+                              f"add up to more than 1 ({total:g}).")
         if self.slow_ms < 0 or self.retry_after < 0:
             raise ConfigError("slow-ms and retry-after must be >= 0.")
 
@@ -106,9 +113,11 @@ class ServerStats:
     rows_received : int
         Rows in the prediction requests received.
     rows_answered : int
-        Rows in the 200 answers sent.
+        Rows in the good 200 answers sent.
     status : Counter
-        Answers by status code; ``"drop"`` counts connections closed without an answer.
+        Answers by status code; ``"drop"`` counts connections closed without an answer,
+        ``"200-not-json"`` and ``"200-bad-shape"`` the malformed 200 answers (``"200"``
+        only the good ones).
     authorized : int
         Prediction requests that carried the expected auth header (when required).
     max_in_flight : int
@@ -273,6 +282,9 @@ class ModelServer:
 
     # called by the handler threads
     def draw_faults(self) -> tuple[bool, str | None]:
+        """Whether this request is slowed, and its fault: ``drop``, ``429``, ``500``,
+        ``not-json``, ``bad-shape`` or ``None`` (two draws per request, whatever the
+        faults, so that a seed gives the same faults to the same requests)."""
         f = self.faults
         with self._rng_lock:
             u_slow, u = self._fault_rng.random(2)
@@ -281,6 +293,8 @@ class ModelServer:
             if u < p:
                 return slow, name
             u -= p
+        if u < f.p_malformed:
+            return slow, "not-json" if u < f.p_malformed / 2 else "bad-shape"
         return slow, None
 
     def authorized(self, value: str | None) -> bool:
@@ -328,8 +342,12 @@ class _Handler(BaseHTTPRequestHandler):
             path = self.path.split("?", 1)[0]
             print(f"{self.command} {path} {status} rows={rows}", file=sys.stderr)
 
-    def _send_json(self, status: int, body: dict, headers: dict | None = None) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
+    def _send_json(self, status: int, body: dict, headers: dict | None = None,
+                   fault: str | None = None) -> None:
+        data = json.dumps(_malformed(body) if fault == "bad-shape" else body,
+                          separators=(",", ":")).encode()
+        if fault == "not-json":
+            data = data[: len(data) // 2]  # cut in the middle, as by a failing proxy
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -402,16 +420,27 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # the model failed: a server error, as a real API would
             self._reply(500, {"error": f"model error: {type(exc).__name__}: {exc}"}, rows)
             return
+        if fault in ("not-json", "bad-shape"):
+            self._reply(200, body, rows, fault=fault)
+            return
         self._reply(200, body, rows)
         app.stats.add(rows_answered=rows)
 
-    def _reply(self, status: int, body: dict, rows: int, headers: dict | None = None) -> None:
-        self.server.app.stats.add(**{f"status_{status}": 1})
-        self._log(status, rows)
+    def _reply(self, status: int, body: dict, rows: int, headers: dict | None = None,
+               fault: str | None = None) -> None:
+        name = f"{status}-{fault}" if fault else str(status)
+        self.server.app.stats.add(**{f"status_{name}": 1})
+        self._log(name, rows)
         try:
-            self._send_json(status, body, headers)
+            self._send_json(status, body, headers, fault)
         except ConnectionError:
             self.close_connection = True
+
+
+def _malformed(body: dict) -> dict:
+    """``body`` with the last record's answer missing (a list answer one item short)."""
+    return {key: value[:-1] if isinstance(value, list) else value
+            for key, value in body.items()}
 
 
 def _read_instances(raw: bytes, n_features: int | None) -> tuple[int, Any, str | None]:

@@ -3,12 +3,13 @@
 An :class:`HTTPTarget` is a :class:`~miaudit.targets.adapters.Target` whose outputs come
 from a JSON web API, so a deployed model can be audited exactly like a local one:
 ``miaudit.audit(data=ds, model=HTTPTarget(url), members=mask)``. It sends the records in
-batches, a few requests at a time, within a rate limit; retries with exponential backoff
-on 429 (honouring ``Retry-After``), 5xx, timeouts and dropped connections; counts every
-row sent against an optional hard budget; and caches the answers on disk so that a re-run
-or a resumed run sends nothing already answered. :func:`detect_exposure` tells from the
-answers what the endpoint releases (``probabilities``, ``logits``, ``top-k:K``,
-``rounded:D`` or ``label``).
+batches, a few requests at a time, within a rate limit; retries (tenacity) with
+exponential backoff on 429 (honouring ``Retry-After``), 5xx, timeouts, dropped or refused
+connections and 200 answers that cannot be read; counts every row sent against an optional
+hard budget; and caches the answers on disk so that a re-run or a resumed run sends
+nothing already answered (checked first against the endpoint, to float32 rounding).
+:func:`detect_exposure` tells from the answers what the endpoint releases
+(``probabilities``, ``logits``, ``top-k:K``, ``rounded:D`` or ``label``).
 
 Request and response mapping
 ----------------------------

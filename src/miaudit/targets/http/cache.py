@@ -8,6 +8,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from miaudit.errors import (
     ConfigError,
 )
@@ -21,14 +23,54 @@ CACHE_FORMAT = 2
 _TABLE = f"answers_v{CACHE_FORMAT}"  # answers of earlier formats are never read
 
 
-def same_answer(a, b, tol: float = 1e-9) -> bool:
-    """Whether two cached answers ``[code, payload]`` agree (numbers to ``tol``)."""
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(same_answer(x, y, tol) for x, y in zip(a, b, strict=True))
-    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(
-            a, bool) and not isinstance(b, bool):
-        return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
-    return a == b
+#: How far a fresh answer may lie from its cached one and still be "the same model".
+#: float32 carries 24 bits (a relative rounding step of 6e-8); a model served in float32
+#: answers a row of an 8-row batch a few such steps away from the same row in a 256-row
+#: batch (its matrix products sum in another order): up to 9e-7 relative on the
+#: probabilities of a torch MLP. 1e-5 leaves a factor of 10 above that and stays far below
+#: what a changed model moves: one Adam step at lr 1e-4 moves the same MLP's probabilities
+#: by 4e-4, another training run or version by far more. The absolute part (1e-6 times the
+#: row's largest magnitude: 1e-6 for probabilities) covers values near 0, whose rounding
+#: error follows the size of the terms summed, not of the result.
+RTOL = 1e-5
+ATOL = 1e-6
+
+
+def same_answer(a: list, b: list) -> bool:
+    """Whether two answers ``[code, payload]`` of one row agree: the same form, the same
+    labels, and numbers within float32 rounding (:data:`RTOL`, :data:`ATOL` times the
+    row's scale). Top-k lists are compared label by label (a near-tie may swap their
+    order). A rounded answer whose value sits on a rounding boundary may still differ."""
+    if not (isinstance(a, list | tuple) and isinstance(b, list | tuple)
+            and len(a) == len(b) == 2 and a[0] == b[0]):
+        return False
+    code, x, y = a[0], a[1], b[1]
+    if code == "k":
+        if not (isinstance(x, list) and isinstance(y, list)):
+            return x == y
+        x, y = sorted(x, key=_label_key), sorted(y, key=_label_key)
+        return [p[0] for p in x] == [p[0] for p in y] and _close([p[1] for p in x],
+                                                                 [p[1] for p in y])
+    if code in ("v", "p", "z"):
+        return _close(x, y)
+    return x == y  # a label
+
+
+def _label_key(pair: list) -> str:
+    return repr(pair[0])
+
+
+def _close(x: list, y: list) -> bool:
+    try:
+        u, v = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    if u.shape != v.shape or u.ndim != 1:
+        return False
+    if not u.size:
+        return True
+    scale = max(1.0, float(np.abs(u).max()), float(np.abs(v).max()))
+    return bool(np.allclose(u, v, rtol=RTOL, atol=ATOL * scale))
 
 
 class AnswerCache:

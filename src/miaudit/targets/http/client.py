@@ -1,5 +1,6 @@
 """The HTTP client of a deployed model: :class:`HTTPTarget` (batches, concurrency, rate
-limit, retries with backoff, a hard row budget, credentials kept out of every record)."""
+limit, retries with backoff (tenacity), a hard row budget, credentials kept out of every
+record)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,14 @@ import contextlib
 import contextvars
 import hashlib
 import json
-import math
 import os
-import random
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -31,12 +28,14 @@ from miaudit.errors import (
 )
 from miaudit.targets.http.cache import CACHE_CHECK_ROWS, CACHE_FORMAT, AnswerCache, same_answer
 from miaudit.targets.http.retries import (
-    MAX_RETRY_AFTER,
+    RetryableFailure,
     TokenBucket,
     hint,
     retry_after,
+    retry_policy,
     server_message,
 )
+from miaudit.targets.http.settings import check_settings
 from miaudit.targets.http.urls import public_url, url_secrets
 from miaudit.targets.http.wire import check_rows, form_of, label_index, nest, read_items, to_matrix
 from miaudit.targets.outputs import ModelOutputs, check_outputs
@@ -53,6 +52,17 @@ class QueryCount:
 
 _CURRENT_TAG: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "miaudit_http_tag", default=None)
+
+
+@dataclass
+class _Batch:
+    """One batch on its way: its rows, its tag's counter, whether its rows are reserved
+    against the budget for the next attempt, and whether a request of it has gone out."""
+
+    n_rows: int
+    count: QueryCount | None
+    reserved: bool = True  # reserved by _run_batches before the first attempt
+    sent: bool = False
 
 
 class HTTPTarget:
@@ -85,22 +95,26 @@ class HTTPTarget:
     timeout : float, default 10
         Seconds to connect, send and read one request before it counts as failed.
     retries : int, default 5
-        Further attempts of a failed request (429, 408, 5xx, timeout, dropped
-        connection); 4xx answers are not retried.
+        Further attempts of a failed request (429, 408, 5xx, timeout, dropped connection,
+        connection refused, a 200 answer that is not JSON or not of the expected shape);
+        other 4xx answers are not retried.
     backoff : float, default 0.5
         Seconds before the first retry; doubled after each (times a random factor in
-        [0.5, 1.5)). A 429 or 503 with ``Retry-After`` waits as long as it says.
+        [0.5, 1.5)). A 429 or 503 with ``Retry-After`` waits as long as it says (up to
+        10 minutes; longer is not retried).
     budget : int, optional
-        Most rows that may ever be sent (every attempt of every batch counts: a request
-        whose answer was lost may still have been processed). A batch that would go over
-        it is not sent and :class:`~miaudit.errors.QueryBudgetError` is raised, after the
-        batches in flight have finished (and been cached).
+        Most rows that may ever be sent (every request sent counts, retries included: a
+        request whose answer was lost may still have been processed; an attempt whose
+        connection could not be opened sent nothing and does not). A batch that would go
+        over it is not sent and :class:`~miaudit.errors.QueryBudgetError` is raised, after
+        the batches in flight have finished (and been cached).
     cache_dir : str or Path, optional
         Folder of the answer cache (one SQLite file). Each row's answer is stored under a
         SHA-256 of the endpoint (full URL and credential, digested) and the request body
         that row alone would have; cached rows are not sent and not counted as queries.
         Before the first cached answer is used, up to 8 cached rows are asked again (and
-        counted): if the endpoint answers any differently, every cached answer of this
+        counted): if the endpoint answers any differently (beyond float32 rounding, see
+        :func:`~miaudit.targets.http.cache.same_answer`), every cached answer of this
         endpoint is dropped (``cache_dropped``). The cache assumes the endpoint answers the
         same row the same way (leave it off for randomised endpoints).
     n_classes : int, optional
@@ -116,9 +130,12 @@ class HTTPTarget:
     cache_hits : int
         Rows answered from the cache.
     requests : int
-        HTTP requests made (retries included).
+        HTTP requests sent (retries included), as many as the server received.
     retries_made : int
-        Requests that were retries.
+        Requests that sent a batch again (``requests - retries_made`` batches sent).
+    connect_failures : int
+        Attempts whose connection could not be opened (refused, or not within
+        ``timeout``): nothing was sent, so they are not requests and their rows not queries.
     answer_form : str or None
         What the last answers were: ``probabilities``, ``logits``, ``top-k`` or ``label``.
 
@@ -154,35 +171,10 @@ class HTTPTarget:
         n_classes: int | None = None,
         classes: Sequence[str] | None = None,
     ) -> None:
-        parts = urlsplit(str(url))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"The target URL {public_url(str(url))!r} is not an http(s) "
-                              "URL; write it as http://host:port/path.")
-        checks = [("batch_size", batch_size, 1), ("concurrency", concurrency, 1),
-                  ("retries", retries, 0)]
-        for name, value, low in checks:
-            if not isinstance(value, int) or value < low:
-                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}.")
-        if budget is not None and (not isinstance(budget, int) or budget < 0):
-            raise ConfigError(f"budget must be an integer >= 0 or None, got {budget!r}.")
-        for name, value in (("timeout", timeout), ("rate_limit", rate_limit)):
-            if value is not None and not (isinstance(value, int | float) and value > 0
-                                          and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a positive number of seconds"
-                                  f"{'' if name == 'timeout' else ' (requests per second)'}, "
-                                  f"got {value!r}.")
-        if not (isinstance(backoff, int | float) and 0 <= backoff < math.inf):
-            raise ConfigError(f"backoff must be a number of seconds >= 0, got {backoff!r}.")
-        if auth_env is not None and not os.environ.get(auth_env):
-            raise ConfigError(f"The environment variable {auth_env} (auth_env) is not set or "
-                              "empty; export it with the value of the "
-                              f"{auth_header} header.")
-        if not (isinstance(request, str) or callable(request)):
-            raise ConfigError("request must be a dotted path (e.g. 'instances') or a "
-                              f"callable, got {type(request).__name__}.")
-        if response is not None and not (isinstance(response, str) or callable(response)):
-            raise ConfigError("response must be a dotted path (e.g. 'predictions') or a "
-                              f"callable, got {type(response).__name__}.")
+        check_settings(url, batch_size=batch_size, concurrency=concurrency,
+                       retries=retries, budget=budget, timeout=timeout,
+                       rate_limit=rate_limit, backoff=backoff, auth_env=auth_env,
+                       auth_header=auth_header, request=request, response=response)
         self.classes = None if classes is None else tuple(str(c) for c in classes)
         if n_classes is None and self.classes is not None:
             n_classes = len(self.classes)
@@ -210,11 +202,11 @@ class HTTPTarget:
         self._identity: str | None = None
         self.requests = 0
         self.retries_made = 0
+        self.connect_failures = 0
         self.answer_form: str | None = None
         self._by_tag: dict[str, QueryCount] = {}
         self._lock = threading.Lock()
         self._limiter = TokenBucket(rate_limit) if rate_limit else None
-        self._jitter = random.Random()
         self._client = None
         self._pool: ThreadPoolExecutor | None = None
         self._cache: AnswerCache | None = None
@@ -308,11 +300,12 @@ class HTTPTarget:
         return None if self.budget is None else self.budget - self.queries
 
     def stats(self) -> dict:
-        """Counters for a report: endpoint, queries, cache hits, requests, retries, budget."""
+        """Counters for a report: endpoint, queries, cache hits, requests, retries,
+        connection failures, budget."""
         return {"endpoint": self.endpoint, "queries": self.queries,
                 "cache_hits": self.cache_hits, "cache_dropped": self.cache_dropped,
-                "requests": self.requests,
-                "retries": self.retries_made, "budget": self.budget,
+                "requests": self.requests, "retries": self.retries_made,
+                "connect_failures": self.connect_failures, "budget": self.budget,
                 "queries_by_tag": self.queries_by_tag}
 
     def close(self) -> None:
@@ -335,7 +328,7 @@ class HTTPTarget:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_lock", "_client", "_pool", "_cache", "_limiter", "_jitter"):
+        for key in ("_lock", "_client", "_pool", "_cache", "_limiter"):
             state[key] = None
         return state
 
@@ -343,7 +336,6 @@ class HTTPTarget:
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._limiter = TokenBucket(self.rate_limit) if self.rate_limit else None
-        self._jitter = random.Random()
 
     # ---------------------------------------------------------------- internals
 
@@ -545,9 +537,11 @@ class HTTPTarget:
         if self._client is None:
             try:
                 import httpx
-            except ImportError:
-                raise DependencyError("Querying a model over HTTP needs httpx: "
-                                      "pip install 'miaudit[http]'.") from None
+                import tenacity  # noqa: F401  (the retries, see _send)
+            except ImportError as exc:
+                raise DependencyError(f"Querying a model over HTTP needs httpx and tenacity "
+                                      f"({exc.name} is missing): pip install "
+                                      "'miaudit[http]'.") from None
             self._client = httpx.Client(
                 timeout=httpx.Timeout(self.timeout),
                 limits=httpx.Limits(max_connections=self.concurrency,
@@ -585,62 +579,102 @@ class HTTPTarget:
         return text
 
     def _send(self, body: bytes, n_rows: int, count: QueryCount | None) -> list[list]:
-        """POST one batch (already reserved) until it is answered; the answers, parsed."""
+        """POST one batch (its rows already reserved) until it is answered: the answers,
+        parsed. tenacity retries what :meth:`_attempt` marks as retryable; a 4xx other than
+        408/429, or the budget running out, stops at once."""
+        client = self._http()
+        batch = _Batch(n_rows, count)
+        # tenacity decides whether and when to try again (retries.retry_policy); what an
+        # answer means over HTTP (retryable or not, Retry-After, the budget, the counts)
+        # stays in _attempt, which it cannot know
+        try:
+            return retry_policy(self.retries, self.backoff)(self._attempt, client, body, batch)
+        except RetryableFailure as failure:
+            raise self._final_error(failure, n_rows) from None
+
+    def _attempt(self, client: Any, body: bytes, batch: _Batch) -> list[list]:
+        """One POST of a batch: its answers, or :class:`RetryableFailure`. Counts the
+        request when it left (an attempt that could not connect gives its rows back)."""
         import httpx
 
-        client = self._http()
-        attempt = 0
-        while True:
-            if attempt:
-                self._reserve(n_rows, count, retry=True)
-            if self._limiter is not None:
-                self._limiter.acquire()
-            secret = self._secret()
-            headers = {self.auth_header: secret} if secret else None
-            with self._lock:
-                self.requests += 1
-                self.retries_made += bool(attempt)
-            wait_s = None
-            try:
-                resp = client.post(self._url, content=body, headers=headers)
-            except httpx.TimeoutException:
-                problem = f"no answer within {self.timeout:g} s"
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__}: {exc})"
-            else:
-                status = resp.status_code
-                if 200 <= status < 300:
-                    return self._parse(resp, n_rows)
-                message = server_message(resp)
-                problem = f"HTTP {status} {resp.reason_phrase}" + (
-                    f": {message}" if message else "")
-                if status not in (408, 429) and status < 500:
-                    raise ConfigError(self._redact(
-                        f"The endpoint {self.endpoint} refused the request with {problem}"
-                        + hint(status)))
-                if status in (429, 503):
-                    wait_s = retry_after(resp.headers.get("Retry-After"))
-            if attempt >= self.retries:
-                raise OutputError(self._redact(
-                    f"The endpoint {self.endpoint} did not answer a batch of {n_rows} rows "
-                    f"after {attempt + 1} attempt(s); last: {problem}. Try again later, "
-                    "or raise retries / timeout."))
-            if wait_s is not None and wait_s > MAX_RETRY_AFTER:
-                raise OutputError(f"The endpoint {self.endpoint} asks to retry after "
-                                  f"{wait_s:.0f} s (Retry-After); try again later.")
-            if wait_s is None:
-                wait_s = self.backoff * 2.0 ** attempt * (0.5 + self._jitter.random())
-            time.sleep(wait_s)
-            attempt += 1
+        secret = self._secret()
+        headers = {self.auth_header: secret} if secret else None
+        if not batch.reserved:  # every request sent spends one reservation of its rows
+            self._reserve(batch.n_rows, batch.count, retry=True)
+        batch.reserved = False
+        if self._limiter is not None:
+            self._limiter.acquire()
+        sent = True
+        try:
+            resp = client.post(self._url, content=body, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            sent = False  # no connection: nothing of this request reached the server
+            raise RetryableFailure(f"could not connect ({type(exc).__name__}: {exc})"
+                                   ) from None
+        except httpx.TimeoutException:
+            raise RetryableFailure(f"no answer within {self.timeout:g} s") from None
+        except httpx.TransportError as exc:
+            raise RetryableFailure(f"connection failed ({type(exc).__name__}: {exc})"
+                                   ) from None
+        finally:
+            self._count_attempt(batch, sent)
+        return self._read_response(resp, batch.n_rows)
 
-    def _parse(self, resp, n_rows: int) -> list[list]:
+    def _count_attempt(self, batch: _Batch, sent: bool) -> None:
+        with self._lock:
+            if sent:
+                self.requests += 1
+                self.retries_made += batch.sent
+                batch.sent = True
+                return
+            self.connect_failures += 1
+            self.queries -= batch.n_rows
+            if batch.count is not None:
+                batch.count.queries -= batch.n_rows
+
+    def _read_response(self, resp: Any, n_rows: int) -> list[list]:
+        """The answers of a 2xx response; :class:`ConfigError` for a 4xx that a retry
+        cannot mend; :class:`RetryableFailure` for the rest."""
+        status = resp.status_code
+        if 200 <= status < 300:
+            return self._parse(resp, n_rows)
+        message = server_message(resp)
+        problem = f"HTTP {status} {resp.reason_phrase}" + (f": {message}" if message else "")
+        if status not in (408, 429) and status < 500:
+            raise ConfigError(self._redact(
+                f"The endpoint {self.endpoint} refused the request with {problem}"
+                + hint(status)))
+        wait_s = retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
+        raise RetryableFailure(problem, wait_s)
+
+    def _parse(self, resp: Any, n_rows: int) -> list[list]:
+        """The answers in a 2xx body; a body that is not JSON or not of the expected shape
+        is retryable (often a proxy's passing fault), with its own error for the end."""
+        status = resp.status_code
         try:
             data = resp.json()
         except ValueError:
             text = resp.text[:80].replace("\n", " ")
-            raise OutputError(self._redact(
-                f"The endpoint {self.endpoint} answered HTTP {resp.status_code} with a body "
-                f"that is not JSON ({text!r}...).")) from None
-        return read_items(data, self.response, n_rows, self.endpoint)
+            error = OutputError(self._redact(
+                f"The endpoint {self.endpoint} answered HTTP {status} with a body that is "
+                f"not JSON ({text!r}...)."))
+            raise RetryableFailure(f"HTTP {status} with a body that is not JSON",
+                                   error=error) from None
+        try:
+            return read_items(data, self.response, n_rows, self.endpoint)
+        except OutputError as exc:
+            raise RetryableFailure(f"HTTP {status} with an answer that cannot be read",
+                                   error=OutputError(self._redact(str(exc)))) from None
 
-
+    def _final_error(self, failure: RetryableFailure, n_rows: int) -> OutputError:
+        """The one-line error when the retries stop: a Retry-After too long to wait, the
+        last malformed answer's own message, or no answer after the attempts."""
+        if failure.attempts <= self.retries:  # stopped early: Retry-After too long
+            return OutputError(f"The endpoint {self.endpoint} asks to retry after "
+                               f"{failure.wait_s:.0f} s (Retry-After); try again later.")
+        if isinstance(failure.error, OutputError):
+            return failure.error
+        return OutputError(self._redact(
+            f"The endpoint {self.endpoint} did not answer a batch of {n_rows} rows after "
+            f"{failure.attempts} attempt(s); last: {failure.problem}. Try again later, or "
+            "raise retries / timeout."))

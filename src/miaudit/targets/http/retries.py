@@ -1,5 +1,11 @@
-"""Retries and pacing of an HTTP target: server messages (redacted), Retry-After, a token
-bucket for the rate limit."""
+"""Retries and pacing of an HTTP target: the retry policy (tenacity), server messages,
+Retry-After, a token bucket for the rate limit.
+
+tenacity decides when to try again and how long to wait; what it cannot know stays here,
+small and hand-written: which answers are worth another attempt (HTTP semantics, carried by
+:class:`RetryableFailure`), the seconds a server asks for in ``Retry-After`` (seconds or an
+HTTP date), the server's own one-line explanation and a hint per 4xx status.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,86 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 _MESSAGE_CHARS = 300
 
 
+#: Longest Retry-After honoured (seconds); a server asking for more is not retried.
 MAX_RETRY_AFTER = 600.0
+
+
+class RetryableFailure(Exception):
+    """One attempt failed in a way worth another: 429, 408, 5xx, a timeout, a dropped
+    connection, or a 200 answer that cannot be read.
+
+    Attributes
+    ----------
+    problem : str
+        What went wrong, one line (the last one is named when no attempt is left).
+    wait_s : float or None
+        Seconds the server asked to wait (``Retry-After``).
+    error : Exception or None
+        Raised as it is when no attempt is left (a malformed answer's own message).
+    attempts : int
+        Attempts made, set when the policy gives up.
+    """
+
+    def __init__(self, problem: str, wait_s: float | None = None,
+                 error: Exception | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.wait_s = wait_s
+        self.error = error
+        self.attempts = 0
+
+
+def backoff_wait(backoff: float) -> Callable[[Any], float]:
+    """Seconds before the n-th retry: ``backoff * 2**(n-1)`` times a random factor in
+    [0.5, 1.5), as tenacity's exponential wait (half of it) plus its randomised exponential
+    wait (a uniform share of it)."""
+    from tenacity import wait_exponential, wait_random_exponential
+
+    return wait_exponential(multiplier=backoff / 2) + wait_random_exponential(multiplier=backoff)
+
+
+def _asked_wait(state: RetryCallState) -> float | None:
+    failure = state.outcome.exception() if state.outcome is not None else None
+    return failure.wait_s if isinstance(failure, RetryableFailure) else None
+
+
+def _give_up(state: RetryCallState) -> NoReturn:
+    failure = state.outcome.exception()  # type: ignore[union-attr]
+    failure.attempts = state.attempt_number  # type: ignore[union-attr]
+    raise failure  # type: ignore[misc]
+
+
+def retry_policy(retries: int, backoff: float) -> Retrying:
+    """tenacity's :class:`~tenacity.Retrying` for one batch: at most ``retries + 1``
+    attempts, retrying only :class:`RetryableFailure`; before each retry it waits the
+    server's ``Retry-After`` when there is one, else :func:`backoff_wait`. It stops at once
+    when ``Retry-After`` asks for more than :data:`MAX_RETRY_AFTER`. When it stops, the last
+    :class:`RetryableFailure` is raised with ``attempts`` set."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+    exponential = backoff_wait(backoff)
+
+    def wait(state: RetryCallState) -> float:
+        asked = _asked_wait(state)
+        return exponential(state) if asked is None else min(asked, MAX_RETRY_AFTER)
+
+    def asks_too_long(state: RetryCallState) -> bool:
+        asked = _asked_wait(state)
+        return asked is not None and asked > MAX_RETRY_AFTER
+
+    return Retrying(stop=stop_after_attempt(retries + 1) | asks_too_long, wait=wait,
+                    retry=retry_if_exception_type(RetryableFailure),
+                    retry_error_callback=_give_up)
 
 
 def server_message(resp) -> str:
