@@ -1,9 +1,9 @@
+# ruff: noqa: F811  (the fixtures imported from test_http are parameters of the tests)
 """HTTPTarget under faults: retries (tenacity), malformed 200 answers, the request counts of
 client and server, and the answer cache's check against a float32 endpoint."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
@@ -19,7 +19,6 @@ pytest.importorskip("httpx")
 pytest.importorskip("tenacity")
 
 import miaudit  # noqa: E402
-from miaudit.data import load_dataset  # noqa: E402
 from miaudit.errors import ConfigError, MiauditWarning, OutputError  # noqa: E402
 from miaudit.targets import TorchTarget  # noqa: E402
 from miaudit.targets.http import HTTPTarget  # noqa: E402
@@ -28,52 +27,8 @@ from miaudit.targets.http.cache import same_answer  # noqa: E402
 from miaudit.targets.http.retries import backoff_wait  # noqa: E402
 from miaudit.testing.server import Faults, ModelServer, serve_in_thread  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Single-threaded float32 products round alike whatever the batch size."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def ds():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def members(ds):
-    return np.random.default_rng(0).random(ds.n_records) < 0.5
-
-
-@pytest.fixture(scope="module")
-def module(ds, members):
-    """A small MLP fitted to the members (so that the audit has something to find)."""
-    torch.manual_seed(0)
-    m = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(), torch.nn.Linear(32, 10))
-    X, y = torch.as_tensor(ds.X[members]), torch.as_tensor(ds.y[members])
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(m(X), y).backward()
-        opt.step()
-    return m.eval()
-
-
-@pytest.fixture(scope="module")
-def local(ds, module):
-    return TorchTarget(module).outputs(ds.X)
-
-
-@contextlib.contextmanager
-def serving(model, exposure="logits", faults=None, **options):
-    url, stop = serve_in_thread(model, exposure, faults, **options)
-    try:
-        yield url, stop.stats
-    finally:
-        stop()
+# the same endpoint, model and data as the other HTTP tests
+from test_http import _one_torch_thread, ds, local, members, module, serving  # noqa: E402, F401
 
 
 def _fault_sequence(faults: Faults, n: int) -> list[str | None]:
