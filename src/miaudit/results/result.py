@@ -152,7 +152,7 @@ class AuditResult:
     def __init__(self, *, summary: dict, scores: pd.DataFrame, metrics: dict,
                  signals: dict | None = None, exposure_metrics: dict | None = None,
                  artifacts: dict[str, bytes] | None = None) -> None:
-        self._summary = summary
+        self._summary = json_ready(summary)
         self.scores = scores
         self.metrics = metrics
         self.signals = signals or {}
@@ -229,6 +229,34 @@ class AuditResult:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+
+def json_ready(summary: dict) -> dict:
+    """The summary with every value JSON can hold: numpy scalars and arrays as plain
+    numbers and lists, and each infinite or NaN number as ``null``, listed under
+    ``undefined_values`` (its place, what it was, why it is null), so that summary.json is
+    valid JSON that no reader takes for a figure."""
+    found: list[dict] = []
+
+    def clean(value: Any, path: str) -> Any:
+        if isinstance(value, Mapping):
+            return {k: clean(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, np.ndarray):
+            return clean(value.tolist(), path)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            found.append({"path": path, "value": str(value),
+                          "reason": "not a finite number: undefined here, written as null"})
+            return None
+        return value
+
+    out = clean(summary, "")
+    if found:
+        out["undefined_values"] = [*out.get("undefined_values", []), *found]
+    return out
 
 
 def check_out_dir(out: Path, *, overwrite: bool) -> None:
