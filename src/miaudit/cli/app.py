@@ -513,6 +513,7 @@ def list_recipes() -> None:
 
 def _register_commands() -> None:
     """The command groups of the other modules of this package."""
+    from miaudit.cli.cache import register as cache
     from miaudit.cli.governance import register as governance
     from miaudit.cli.http import register as http
     from miaudit.cli.registry import register as registry
@@ -520,7 +521,7 @@ def _register_commands() -> None:
     from miaudit.cli.spec import register as spec
     from miaudit.cli.sweep import register as sweep
 
-    for register in (spec, governance, report, registry, http, sweep):
+    for register in (spec, governance, report, registry, http, sweep, cache):
         register(app)
 
 
@@ -536,6 +537,8 @@ GROUPS = [
     ("lm", "Language models.", [("run", "run-lm", False)]),
     ("dp", "Privacy-utility sweeps and DP auditing.",
      [("sweep", "sweep", True), ("one-run", "audit-one-run", False)]),
+    ("cache", "The model cache: what it holds, and pruning it.",
+     [("info", "cache-info", False), ("prune", "cache-prune", False)]),
     ("http", "Models behind an HTTP endpoint.",
      [("serve", "serve-model", False), ("detect", "detect-exposure", False)]),
 ]

@@ -129,10 +129,13 @@ class ModelCache:
         if not (entry / "meta.json").exists():
             return None
         try:
-            return self._read(entry)
+            model = self._read(entry)
         except Exception as exc:  # any unreadable entry is set aside and retrained
             self._set_aside(entry, exc)
             return None
+        with contextlib.suppress(OSError):  # last use, for 'miaudit cache prune'
+            os.utime(entry / "meta.json")
+        return model
 
     def _read(self, entry: Path) -> CachedModel:
         from safetensors.numpy import load as load_safetensors
@@ -214,3 +217,101 @@ class ModelCache:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- maintenance
+
+#: A temporary file or folder younger than this may belong to a run writing it now.
+STALE_TEMPORARY_SECONDS = 3600.0
+
+
+@dataclass
+class CacheUsage:
+    """What a model cache folder holds: counts and bytes by kind.
+
+    ``entries``: stored models; ``damaged``: entries set aside after failing their
+    checksums; ``temporary``: leftovers of writes that were killed; ``checkpoints``:
+    training checkpoints of unfinished chunks; ``other``: anything else (the HTTP answer
+    cache). ``oldest_use`` / ``newest_use``: when a stored model was last stored or loaded
+    (POSIX seconds)."""
+
+    root: Path
+    counts: dict[str, int]
+    bytes: dict[str, int]
+    oldest_use: float | None = None
+    newest_use: float | None = None
+
+    def to_dict(self) -> dict:
+        return {"root": str(self.root), "counts": self.counts, "bytes": self.bytes,
+                "total_bytes": sum(self.bytes.values()), "oldest_use": self.oldest_use,
+                "newest_use": self.newest_use}
+
+
+KINDS = ("entries", "damaged", "temporary", "checkpoints", "other")
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _items(root: Path):
+    """Every item of the cache as ``(kind, path, last use)``."""
+    for shard in sorted(root.iterdir()) if root.is_dir() else []:
+        if shard.name == CHECKPOINTS and shard.is_dir():
+            for f in shard.iterdir():
+                kind = "temporary" if f.name.startswith(".tmp-") else "checkpoints"
+                yield kind, f, f.stat().st_mtime
+        elif len(shard.name) == 2 and shard.is_dir():
+            for entry in shard.iterdir():
+                if entry.name.startswith(".damaged-"):
+                    yield "damaged", entry, entry.stat().st_mtime
+                elif ".tmp-" in entry.name:
+                    yield "temporary", entry, entry.stat().st_mtime
+                elif (entry / "meta.json").is_file():
+                    yield "entries", entry, (entry / "meta.json").stat().st_mtime
+                else:
+                    yield "other", entry, entry.stat().st_mtime
+        else:
+            yield "other", shard, shard.stat().st_mtime
+
+
+def cache_usage(root: str | os.PathLike) -> CacheUsage:
+    """Counts and sizes of what the cache under ``root`` holds (see :class:`CacheUsage`)."""
+    root = Path(root)
+    counts, sizes = dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0)
+    uses = []
+    for kind, path, used in _items(root):
+        counts[kind] += 1
+        sizes[kind] += _size(path)
+        if kind == "entries":
+            uses.append(used)
+    return CacheUsage(root, counts, sizes, min(uses, default=None), max(uses, default=None))
+
+
+def prune_cache(root: str | os.PathLike, *, older_than_days: float | None = None,
+                dry_run: bool = False, now: float | None = None) -> CacheUsage:
+    """Remove from the cache under ``root``: damaged entries, leftovers of killed writes
+    older than an hour and, with ``older_than_days``, stored models and checkpoints not
+    used for that many days. Returns what was (or, with ``dry_run``, would be) removed."""
+    import time
+
+    if older_than_days is not None and not older_than_days >= 0:
+        raise ConfigError(f"older_than_days must be >= 0, got {older_than_days}.")
+    root, now = Path(root), time.time() if now is None else now
+    counts, sizes = dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0)
+    for kind, path, used in list(_items(root)):
+        age = now - used
+        if kind == "damaged" or (kind == "temporary" and age > STALE_TEMPORARY_SECONDS) or (
+                kind in ("entries", "checkpoints") and older_than_days is not None
+                and age > older_than_days * 86400):
+            counts[kind] += 1
+            sizes[kind] += _size(path)
+            if not dry_run:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+    return CacheUsage(root, counts, sizes)
