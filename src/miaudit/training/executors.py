@@ -3,7 +3,13 @@
 * ``inprocess`` (default): chunks of models trained one after another in this process,
   each chunk as one batched computation.
 * ``process``: chunks trained in parallel by a local pool of worker processes.
-* ``ray``: chunks trained as Ray tasks on a cluster (``pip install 'miaudit[ray]'``).
+* ``ray``: chunks trained as Ray tasks on a cluster (``pip install 'miaudit[ray]'``): a
+  local instance started for the run, or the cluster at ``ray_address`` (``HOST:PORT``,
+  ``ray://HOST:PORT``, ``auto``; else ``$RAY_ADDRESS``). The training data goes into the
+  object store once (one ``ray.put``) and every task receives its reference, so each node
+  fetches it once; a task ships only its rows of the design and its seeds. Every worker
+  must import the same miaudit version as the driver (checked). miaudit disconnects from a
+  cluster it did not start and shuts down only the local instance it started.
 
 Every finished model goes into the cache at once, so an interrupted run resumes where it
 stopped: models already in the cache are never trained again. For one seed and executor the
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from miaudit._version import __version__
 from miaudit.defaults import DEFAULT_MODELS_PER_BATCH, EXECUTORS
 from miaudit.errors import ConfigError, DependencyError
 from miaudit.training import Recipe
@@ -57,11 +64,10 @@ def model_seed(seed: int, m: int) -> int:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Models to train together: rows of the design with their seeds."""
+    """Models to train together: rows of the design with their seeds (the training data,
+    shared by every chunk, travels apart)."""
 
     recipe: Recipe
-    X: np.ndarray
-    y: np.ndarray
     design: np.ndarray
     seeds: tuple[int, ...]
     n_classes: int
@@ -69,29 +75,30 @@ class Chunk:
     augment: str | None = None
 
 
-def train_chunk(chunk: Chunk, threads: int | None = None,
-                on_epoch: Callable[[int, int], None] | None = None
-                ) -> tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray | None,
-                           list[dict]]:
-    """Train a chunk; return each model's state dict (numpy), all logits ``(k, N, C)``,
-    with augmented queries the logits on the other variants ``(k, A - 1, N, C)`` (else
-    None), and each model's training facts (see
+ChunkResult = tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray | None, list[dict]]
+
+
+def train_chunk(chunk: Chunk, X: np.ndarray, y: np.ndarray, threads: int | None = None,
+                on_epoch: Callable[[int, int], None] | None = None) -> ChunkResult:
+    """Train a chunk on records ``X, y``; return each model's state dict (numpy), all
+    logits ``(k, N, C)``, with augmented queries the logits on the other variants
+    ``(k, A - 1, N, C)`` (else None), and each model's training facts (see
     :class:`~miaudit.training.batched.TrainedModels`). ``on_epoch(models, epoch)`` as in
     :func:`~miaudit.training.batched.train_models`."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    trained = train_models(chunk.recipe, chunk.X, chunk.y, chunk.design,
+    trained = train_models(chunk.recipe, X, y, chunk.design,
                            n_classes=chunk.n_classes, seeds=list(chunk.seeds),
                            device=chunk.device, on_epoch=on_epoch)
     params = trained.params
     if chunk.augment:
-        queried = predict_stacked_cnn(params, chunk.X, device=chunk.device,
+        queried = predict_stacked_cnn(params, X, device=chunk.device,
                                       augment=chunk.augment)
         logits, variants = queried[:, 0], queried[:, 1:]
     else:
-        logits = predict_stacked(params, chunk.X, chunk.recipe.activation, device=chunk.device)
+        logits = predict_stacked(params, X, chunk.recipe.activation, device=chunk.device)
         variants = None
     return stacked_state_dicts(params), logits, variants, trained.info
 
@@ -123,7 +130,9 @@ def train_pool_models(
     variants : ndarray (M, A - 1, N, C) float64 or None
         With ``augment``: the logits on the augmented variants of every record.
     stats : dict
-        ``trained`` and ``cached`` model counts, the executor and the chunk size; with
+        ``trained`` and ``cached`` model counts, the executor and the chunk size; on Ray
+        ``ray``: the ``tasks`` run, the ``nodes`` that ran them and the ``data_bytes`` put
+        in the object store once; with
         early stopping ``early_stopping`` (patience, best epoch of model 0 and the range
         over all models); with DP-SGD ``dp`` (the accounting of model 0's training set, the
         target's, whose size may differ from the others' (rows of unequal size train as
@@ -155,12 +164,10 @@ def train_pool_models(
     progress = _TrainingProgress(bar, len(todo), recipe.epochs, n_models == 1)
     if needs_one_by_one(recipe):  # trained one by one anyway: cache each model when done
         chunk = 1
-    elif executor != "inprocess" and todo:  # spread the models over the workers
-        n_workers = workers or os.cpu_count() or 1
-        chunk = min(chunk, -(-len(todo) // n_workers))
-    chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
-    specs = [Chunk(recipe, X, y, design[rows], tuple(seeds[m] for m in rows), n_classes, device,
-                   augment) for rows in chunks]
+
+    def spec(rows: Sequence[int]) -> Chunk:
+        return Chunk(recipe, design[list(rows)], tuple(seeds[m] for m in rows), n_classes,
+                     device, augment)
 
     def done(rows: Sequence[int], states, chunk_logits, chunk_variants, chunk_info) -> None:
         for j, m in enumerate(rows):
@@ -177,10 +184,16 @@ def train_pool_models(
                 })
         progress.chunk_done(rows)
 
-    _run(executor, specs, chunks, done, workers=workers, ray_address=ray_address,
-         on_epoch=progress.on_epoch)
+    jobs = _Jobs(todo, chunk, spec, X, y, done, progress.on_epoch)
+    if executor == "inprocess" or not todo:
+        jobs.run_here()
+    elif executor == "process":
+        jobs.run_in_processes(workers)
+    else:
+        jobs.run_on_ray(workers, ray_address)
     stats = {"trained": len(todo), "cached": n_models - len(todo), "executor": executor,
-             "models_per_batch": chunk, **_training_facts(recipe, design, info)}
+             "models_per_batch": jobs.chunk, **jobs.stats,
+             **_training_facts(recipe, design, info)}
     stacked_variants = None if augment is None else np.stack(variants).astype(np.float64)
     return np.stack(logits).astype(np.float64), stacked_variants, stats, weights
 
@@ -237,46 +250,94 @@ class _TrainingProgress:
             self.bar.update(self.task, advance=max(0, len(rows) * self.epochs - shown))
 
 
-def _run(executor: str, specs: list[Chunk], chunks: list[list[int]],
-         done: Callable, *, workers: int | None, ray_address: str | None,
-         on_epoch: Callable[[Sequence[int]], Callable | None]) -> None:
-    if not specs:
-        return
-    if executor == "inprocess":
-        for rows, spec in zip(chunks, specs, strict=True):
-            done(rows, *train_chunk(spec, on_epoch=on_epoch(rows)))
-        return
-    if executor == "process":
+class _Jobs:
+    """The models to train (``todo``) split in chunks of at most ``chunk``, run on one of
+    the executors; ``done(rows, *results)`` receives each chunk as it finishes."""
+
+    def __init__(self, todo: list[int], chunk: int, spec: Callable[[Sequence[int]], Chunk],
+                 X: np.ndarray, y: np.ndarray, done: Callable[..., None],
+                 on_epoch: Callable[[Sequence[int]], Callable | None]) -> None:
+        self.todo, self.chunk, self.spec, self.X, self.y = todo, chunk, spec, X, y
+        self.done, self.on_epoch = done, on_epoch
+        self.stats: dict = {}  # executor facts for the training statistics
+
+    def split(self, parallel: int | None = None) -> list[list[int]]:
+        """The chunks; with ``parallel`` workers, small enough to keep them all busy."""
+        if parallel and self.todo:
+            self.chunk = min(self.chunk, -(-len(self.todo) // parallel))
+        return [self.todo[i : i + self.chunk] for i in range(0, len(self.todo), self.chunk)]
+
+    def run_here(self) -> None:
+        """Train the chunks one after another in this process."""
+        for rows in self.split():
+            self.done(rows, *train_chunk(self.spec(rows), self.X, self.y,
+                                         on_epoch=self.on_epoch(rows)))
+
+    def run_in_processes(self, workers: int | None) -> None:
+        """Train the chunks in a pool of ``workers`` spawned processes (default: one per
+        CPU)."""
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        n = workers or min(len(specs), os.cpu_count() or 1)
+        chunks = self.split(workers or os.cpu_count() or 1)
+        n = workers or min(len(chunks), os.cpu_count() or 1)
         threads = max(1, (os.cpu_count() or 1) // n)
         with cf.ProcessPoolExecutor(n, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(train_chunk, spec, threads): rows
-                       for rows, spec in zip(chunks, specs, strict=True)}
+            futures = {pool.submit(train_chunk, self.spec(rows), self.X, self.y, threads): rows
+                       for rows in chunks}
             try:
                 for fut in cf.as_completed(futures):
-                    done(futures[fut], *fut.result())  # finished chunks are cached at once
+                    self.done(futures[fut], *fut.result())  # finished chunks cached at once
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
-        return
-    try:
-        import ray
-    except ImportError:
-        raise DependencyError("The ray executor needs Ray: pip install 'miaudit[ray]'.") from None
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False,
-                 include_dashboard=False)
-    try:
-        remote = ray.remote(train_chunk)
-        refs = {remote.remote(spec): rows for rows, spec in zip(chunks, specs, strict=True)}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            done(refs[ready[0]], *ray.get(ready[0]))
-    finally:
-        if started:
-            ray.shutdown()
+
+    def run_on_ray(self, workers: int | None, address: str | None) -> None:
+        """Train the chunks as Ray tasks on the cluster at ``address`` (default: the session
+        already open, ``$RAY_ADDRESS``, else a local instance), one chunk per CPU of the
+        cluster (or per worker), the training data put in the object store once."""
+        try:
+            import ray
+        except ImportError:
+            raise DependencyError("The ray executor needs Ray: pip install 'miaudit[ray]'."
+                                  ) from None
+        started = not ray.is_initialized()  # else the caller's session: left connected
+        if started:  # a new local instance only without an address (argument or variable)
+            local = address is None and not os.environ.get("RAY_ADDRESS")
+            ray.init(address=address, log_to_driver=False,
+                     **({"include_dashboard": False} if local else {}))
+        try:
+            chunks = self.split(workers or int(ray.cluster_resources().get("CPU", 1)) or 1)
+            data = ray.put((self.X, self.y))  # once: every task gets the reference
+            task = ray.remote(_ray_task)
+            refs = {task.remote(self.spec(rows), data): rows for rows in chunks}
+            nodes: set[str] = set()
+            pending = list(refs)
+            try:
+                while pending:
+                    ready, pending = ray.wait(pending, num_returns=1)
+                    result, node, version = ray.get(ready[0])
+                    if version != __version__:
+                        raise ConfigError(f"Ray node {node} runs miaudit {version}, this "
+                                          f"machine {__version__}: install the same version "
+                                          "on every node (or ship it in a runtime_env).")
+                    nodes.add(node)
+                    self.done(refs[ready[0]], *result)
+            except BaseException:
+                for ref in pending:  # a cluster we only joined keeps no orphaned tasks
+                    ray.cancel(ref)
+                raise
+            self.stats["ray"] = {"tasks": len(chunks), "nodes": len(nodes),
+                                 "data_bytes": int(self.X.nbytes + self.y.nbytes)}
+        finally:
+            if started:  # a cluster at an address is only disconnected from, never stopped
+                ray.shutdown()
+
+
+def _ray_task(chunk: Chunk, data: tuple[np.ndarray, np.ndarray]
+              ) -> tuple[ChunkResult, str, str]:
+    """A Ray task: train ``chunk`` on ``data`` (resolved from the object store, read-only);
+    return the results with the node that ran it and its miaudit version."""
+    import ray
+
+    return train_chunk(chunk, *data), ray.get_runtime_context().get_node_id(), __version__
