@@ -117,3 +117,50 @@ def test_saves_are_atomic_and_spaced(tmp_path):
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.safetensors"]  # no temp
     ck.remove()
     assert ck.load("cpu") is None
+
+
+KILLED_AUDIT = """
+import sys, miaudit
+miaudit.audit(data=sys.argv[1], references=2, model_params={"epochs": 20, "hidden": "64"},
+              attacks=["loss", "lira-online"], cache_dir=sys.argv[2], checkpoint_seconds=0.3)
+"""
+
+
+def test_an_audit_killed_mid_training_resumes_with_identical_figures(tmp_path):
+    """kill -9 during reference training loses at most one checkpoint interval; the
+    resumed audit's figures equal an uninterrupted one's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import miaudit
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 60)).astype(np.float32)
+    y = (X[:, :5].sum(1) > 0).astype(int) + 2 * (X[:, 5] > 0)
+    data = tmp_path / "d.npz"
+    np.savez(data, X=X, y=y)
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_AUDIT, str(data), str(cache)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(cache.glob("checkpoints/*.safetensors")):
+            assert proc.poll() is None, "the audit ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint written"
+            time.sleep(0.05)
+        time.sleep(1.0)  # mid-training, a few checkpoints later
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not list(cache.rglob("meta.json")), "killed before any model was stored"
+    settings = {"references": 2, "model_params": {"epochs": 20, "hidden": "64"},
+                "attacks": ["loss", "lira-online"]}
+    resumed = miaudit.audit(data=str(data), cache_dir=cache, **settings).summary()
+    whole = miaudit.audit(data=str(data), cache=False, **settings).summary()
+    training = resumed["target"]["training"]
+    assert training["resumed"]["models"] == 4 and training["resumed"]["from_epoch"] >= 1
+    assert resumed["attacks"] == whole["attacks"]
+    assert not list(cache.glob("checkpoints/*")), "checkpoints left after the models stored"

@@ -97,11 +97,12 @@ def test_cached_weights_load_into_the_recipe_module(tmp_path):
     assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.pt"))
 
 
+@pytest.mark.slow  # minutes on 2 cores; test_checkpoint kills a run in the default suite
 def test_a_killed_run_resumes_without_retraining(tmp_path):
     cache = tmp_path / "cache"
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "miaudit", "run", "--data", "digits", "--model", "mlp",
-           "-p", "epochs=200", "-p", "hidden=32", "--references", "7", "--models-per-batch",
+           "-p", "epochs=60", "-p", "hidden=32", "--references", "5", "--models-per-batch",
            "1", "--attacks", "loss,lira-online", "--cache-dir", str(cache), "--out", str(out),
            "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -111,7 +112,7 @@ def test_a_killed_run_resumes_without_retraining(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     stored = len(list(cache.glob("*/*/meta.json")))
-    assert 2 <= stored < 10, "the run finished or stored nothing before it was killed"
+    assert 2 <= stored < 8, "the run finished or stored nothing before it was killed"
     assert not out.exists()  # nothing half-written
     for entry in cache.glob("*/*"):
         if not entry.name.startswith("."):
@@ -121,7 +122,7 @@ def test_a_killed_run_resumes_without_retraining(tmp_path):
                           timeout=600)
     assert done.returncode == 0, done.stderr
     training = json.loads(done.stdout)["target"]["training"]
-    assert training["cached"] >= stored and training["trained"] == 10 - training["cached"]
+    assert training["cached"] >= stored and training["trained"] == 8 - training["cached"]
 
 
 def test_process_pool_gives_the_same_models(plain):

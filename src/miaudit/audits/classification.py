@@ -225,6 +225,7 @@ def _play(cfg: AuditConfig, data: Dataset | None, model, members, outputs,
         "cache": None if cache_root is None else ModelCache(cache_root),
         "executor": cmp.executor, "workers": cmp.workers, "ray_address": cmp.ray_address,
         "chunk": cmp.models_per_batch, "augment": ref.augment,
+        "checkpoint_seconds": cmp.checkpoint_seconds,
     }
     needs_population = any("population" in a.knowledge
                            for chosen in plan.values() for a in chosen)

@@ -32,6 +32,7 @@ from miaudit.cli.common import (
     split_list,
 )
 from miaudit.defaults import (
+    CHECKPOINT_SECONDS,
     DEFAULT_ALPHA,
     DEFAULT_EXPOSURE,
     DEFAULT_MODELS_PER_BATCH,
@@ -209,6 +210,7 @@ def run(
     device: opt.Device = "cpu",
     cache_dir: opt.CacheDir = None,
     no_cache: opt.NoCache = False,
+    checkpoint_seconds: opt.CheckpointSeconds = CHECKPOINT_SECONDS,
     executor: opt.Executor = "inprocess",
     workers: opt.Workers = None,
     ray_address: opt.RayAddress = None,

@@ -20,7 +20,8 @@ from miaudit.defaults import Executor as ExecutorChoice
 from miaudit.defaults import LiraVariance as LiraVarianceChoice
 from miaudit.defaults import ReferenceMode as ReferenceModeChoice
 
-__all__ = ["Alpha", "Attacks", "Augment", "CacheDir", "Data", "Device", "Executor", "Exposure",
+__all__ = ["Alpha", "Attacks", "Augment", "CacheDir", "CheckpointSeconds", "Data", "Device",
+           "Executor", "Exposure",
            "Format", "IdColumn", "LabelColumn", "LiraVariance", "Model", "ModelsPerBatch",
            "NRecords", "NoAugment", "NoCache", "NoRegistry", "Out", "Overwrite", "Param",
            "PopulationFraction", "Prior", "QueryBudget", "Quiet", "RayAddress",
@@ -103,6 +104,9 @@ Device = Annotated[str, _opt(COMPUTE, help="Torch device: cpu, cuda, cuda:N or m
 CacheDir = Annotated[Path | None, _opt(
     COMPUTE, help="Model cache (default: $MIAUDIT_CACHE or ~/.cache/miaudit, as in the "
     "Python API).")]
+CheckpointSeconds = Annotated[float, _opt(
+    COMPUTE, help="With the cache: seconds between two checkpoints of a batched training "
+    "run, the most a killed run loses.")]
 NoCache = Annotated[bool, _opt(COMPUTE, "--no-cache", help="Train every model, store "
                                "nothing.")]
 Executor = Annotated[ExecutorChoice, _opt(

@@ -104,6 +104,11 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
     if training and training.get("cached"):
         console.print(f"[bold]models[/] {training['trained']} trained, {training['cached']} "
                       "loaded from the cache")
+    if training and training.get("resumed"):
+        r = training["resumed"]
+        console.print(f"[bold]resumed[/] {r['models']} model(s) from their training "
+                      f"checkpoint at epoch {r['from_epoch']} (a previous run was "
+                      "interrupted)", highlight=False)
     console.print(summary_table(summary))
     blind = summary.get("blind_baseline")
     if blind:

@@ -83,6 +83,7 @@ class Checkpoint:
         """The saved tensors (on ``device``) and state, or None when there is no usable
         checkpoint (absent, of another run or format, or damaged: then removed with a
         warning, and the chunk trains from the start)."""
+        self._last = time.monotonic()  # the interval counts from the start of training
         if not self.path.is_file():
             return None
         from safetensors import SafetensorError, safe_open

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from miaudit._version import __version__
-from miaudit.defaults import DEFAULT_MODELS_PER_BATCH, EXECUTORS
+from miaudit.defaults import CHECKPOINT_SECONDS, DEFAULT_MODELS_PER_BATCH, EXECUTORS
 from miaudit.errors import ConfigError, DependencyError
 from miaudit.training import Recipe
 from miaudit.training.batched import (
@@ -43,10 +43,13 @@ from miaudit.training.batched import (
     train_models,
 )
 from miaudit.training.cache import model_key, training_data_digest
+from miaudit.training.checkpoint import Checkpoint
 from miaudit.training.cnn import predict_stacked_cnn
 
 #: Models trained together in one batched computation (bounds memory).
 DEFAULT_CHUNK = DEFAULT_MODELS_PER_BATCH
+#: Key of a model's training facts saying from which epoch it resumed (not cached).
+RESUMED = "resumed_from_epoch"
 
 
 def check_training(executor: str, workers: int | None, models_per_batch: int) -> None:
@@ -73,6 +76,7 @@ class Chunk:
     n_classes: int
     device: str
     augment: str | None = None
+    checkpoint: Checkpoint | None = None  # where the chunk checkpoints its training
 
 
 ChunkResult = tuple[list[dict[str, np.ndarray]], np.ndarray, np.ndarray | None, list[dict]]
@@ -91,7 +95,10 @@ def train_chunk(chunk: Chunk, X: np.ndarray, y: np.ndarray, threads: int | None 
         torch.set_num_threads(threads)
     trained = train_models(chunk.recipe, X, y, chunk.design,
                            n_classes=chunk.n_classes, seeds=list(chunk.seeds),
-                           device=chunk.device, on_epoch=on_epoch)
+                           device=chunk.device, on_epoch=on_epoch, checkpoint=chunk.checkpoint)
+    if chunk.checkpoint is not None and chunk.checkpoint.resumed_epoch is not None:
+        for entry in trained.info:  # said once per model, taken out before caching
+            entry[RESUMED] = chunk.checkpoint.resumed_epoch
     params = trained.params
     if chunk.augment:
         queried = predict_stacked_cnn(params, X, device=chunk.device,
@@ -120,8 +127,14 @@ def train_pool_models(
     cache=None,
     bar=None,
     chunk: int = DEFAULT_CHUNK,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> tuple[np.ndarray, np.ndarray | None, dict, list[dict[str, np.ndarray]]]:
     """Train (or load from ``cache``) one model per row of ``design``.
+
+    With a ``cache``, each chunk of MLP / logistic models checkpoints its training there
+    every ``checkpoint_seconds`` (:mod:`miaudit.training.checkpoint`), so a run killed
+    mid-training resumes where it was: its models are bit-identical to an uninterrupted
+    run's.
 
     Returns
     -------
@@ -130,7 +143,8 @@ def train_pool_models(
     variants : ndarray (M, A - 1, N, C) float64 or None
         With ``augment``: the logits on the augmented variants of every record.
     stats : dict
-        ``trained`` and ``cached`` model counts, the executor and the chunk size; on Ray
+        ``trained`` and ``cached`` model counts, the executor and the chunk size;
+        ``resumed`` (``models``, ``from_epoch``) when chunks resumed from checkpoints; on Ray
         ``ray``: the ``tasks`` run, the ``nodes`` that ran them and the ``data_bytes`` put
         in the object store once; with
         early stopping ``early_stopping`` (patience, best epoch of model 0 and the range
@@ -165,9 +179,16 @@ def train_pool_models(
     if needs_one_by_one(recipe):  # trained one by one anyway: cache each model when done
         chunk = 1
 
+    def checkpoint(rows: Sequence[int]) -> Checkpoint | None:
+        if cache is None or needs_one_by_one(recipe) or recipe.name == "cnn":
+            return None  # only batched MLP / logistic runs checkpoint
+        return cache.checkpoint([keys[m] for m in rows], every=checkpoint_seconds)
+
     def spec(rows: Sequence[int]) -> Chunk:
         return Chunk(recipe, design[list(rows)], tuple(seeds[m] for m in rows), n_classes,
-                     device, augment)
+                     device, augment, checkpoint(rows))
+
+    resumed: dict[int, int] = {}  # model -> epochs it had done when resumed
 
     def done(rows: Sequence[int], states, chunk_logits, chunk_variants, chunk_info) -> None:
         for j, m in enumerate(rows):
@@ -175,6 +196,8 @@ def train_pool_models(
             weights[m] = states[j]
             variants[m] = None if chunk_variants is None else chunk_variants[j]
             info[m] = chunk_info[j]
+            if RESUMED in info[m]:
+                resumed[m] = info[m].pop(RESUMED)
             if cache is not None:
                 cache.store(keys[m], weights=states[j], logits=chunk_logits[j],
                             variants=variants[m], meta={
@@ -182,6 +205,9 @@ def train_pool_models(
                     "data_fingerprint": data_fingerprint, "n_classes": n_classes,
                     "n_train_records": int(design[m].sum()), "training_info": info[m],
                 })
+        done_checkpoint = checkpoint(rows)
+        if done_checkpoint is not None:  # the models are stored: nothing to resume
+            done_checkpoint.remove()
         progress.chunk_done(rows)
 
     jobs = _Jobs(todo, chunk, spec, X, y, done, progress.on_epoch)
@@ -194,6 +220,8 @@ def train_pool_models(
     stats = {"trained": len(todo), "cached": n_models - len(todo), "executor": executor,
              "models_per_batch": jobs.chunk, **jobs.stats,
              **_training_facts(recipe, design, info)}
+    if resumed:
+        stats["resumed"] = {"models": len(resumed), "from_epoch": min(resumed.values())}
     stacked_variants = None if augment is None else np.stack(variants).astype(np.float64)
     return np.stack(logits).astype(np.float64), stacked_variants, stats, weights
 
