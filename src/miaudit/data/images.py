@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from miaudit.data._encoding import stratified_positions
+from miaudit.data._npz import open_npz, read_arrays
 from miaudit.data.dataset import Dataset, build_dataset
 from miaudit.data.fingerprint import RECORD_PREFIX
 from miaudit.errors import DataError, DependencyError
@@ -42,6 +42,10 @@ SPLITS = ("all", "train", "test")
 
 CHANNEL_NAMES = ("R", "G", "B")
 
+#: Class codes of an archive without ``classes`` must be below this (each code up to the
+#: largest one becomes a class name).
+MAX_CLASS_CODE = 100_000
+
 
 def _pillow():
     try:
@@ -53,28 +57,15 @@ def _pillow():
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"Cannot read {path} as an .npz archive: {reason}.") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{path} holds a single .npy array, not an .npz archive of JPEG "
-                        f"images (arrays 'jpeg', 'offsets', 'y').")
-    with archive:
+    with open_npz(path) as archive:
         files = list(archive.files)
         absent = [k for k in ("jpeg", "offsets", "y") if k not in files]
         if absent:
             raise DataError(f"{path.name} lacks array(s) {', '.join(map(repr, absent))}; a JPEG "
                             f"image archive needs 'jpeg', 'offsets' and 'y' (it has "
                             f"{', '.join(map(repr, files)) or 'no arrays'}).")
-        try:
-            arrays = {k: np.asarray(archive[k]) for k in ("jpeg", "offsets", "y", "is_test",
-                                                           "classes") if k in files}
-        except ValueError as exc:
-            raise DataError(f"{path.name} holds Python objects, which miaudit never "
-                            f"unpickles.") from exc
-    return arrays
+        return read_arrays(archive, path, [k for k in ("jpeg", "offsets", "y", "is_test",
+                                                       "classes") if k in files])
 
 
 def _check(arrays: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -90,6 +81,7 @@ def _check(arrays: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, tuple[
     if offsets.shape != (n + 1,) or offsets.dtype.kind not in "iu":
         raise DataError(f"'offsets' in {name} must be {n + 1} integers (one more than the "
                         f"{n} labels), got dtype {offsets.dtype} with shape {offsets.shape}.")
+    offsets = offsets.astype(np.int64)  # uint64 beyond int64 turns negative: refused below
     if n and (offsets[0] < 0 or offsets[-1] > len(jpeg) or (np.diff(offsets) <= 0).any()):
         raise DataError(f"'offsets' in {name} must increase strictly from >= 0 to at most "
                         f"len(jpeg) = {len(jpeg)}; got {int(offsets[0])}..{int(offsets[-1])}.")
@@ -97,6 +89,9 @@ def _check(arrays: dict[str, np.ndarray], name: str) -> tuple[np.ndarray, tuple[
         raise DataError(f"'is_test' in {name} has shape {arrays['is_test'].shape}; expected "
                         f"({n},), one flag per image.")
     codes = y.astype(np.int64)
+    if n and "classes" not in arrays and codes.max() >= MAX_CLASS_CODE:
+        raise DataError(f"'y' in {name} holds the class code {int(codes.max())}; codes must "
+                        f"lie in 0..{MAX_CLASS_CODE - 1} (give 'classes' to name them).")
     if "classes" in arrays:
         classes = tuple(str(c).strip() for c in arrays["classes"].reshape(-1).tolist())
     else:
@@ -116,8 +111,10 @@ def _decode(Image, jpeg: np.ndarray, offsets: np.ndarray, keep: np.ndarray, name
         try:
             with Image.open(io.BytesIO(data)) as img:
                 pixels = np.asarray(img.convert("RGB"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"Image {i} in {name} is not a readable JPEG file: {exc}.") from exc
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            reason = " ".join(str(exc).split()).rstrip(".")
+            raise DataError(f"Image {i} in {name} is not a readable JPEG file: {reason}."
+                            ) from exc
         if out is None:
             out = np.empty((len(keep), *pixels.shape), dtype=np.uint8)
         elif pixels.shape != out.shape[1:]:

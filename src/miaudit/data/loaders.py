@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from miaudit.data._encoding import (
     suggest,
     zscore,
 )
+from miaudit.data._npz import open_npz, read_arrays
 from miaudit.data.dataset import MIN_RECORDS, Dataset, build_dataset
 from miaudit.data.fingerprint import array_record_fingerprints
 from miaudit.data.tables import load_table
@@ -77,13 +77,16 @@ BUILTIN_DATASETS: dict[str, Callable[[], Dataset]] = {
 """Built-in data sets by name: each value loads one, without network access."""
 
 
-def _array(archive: Any, key: str, path: Path) -> np.ndarray:
-    try:
-        return np.asarray(archive[key])
-    except ValueError as exc:  # object arrays: np.load refuses them with allow_pickle=False
-        raise DataError(f"Array {key!r} in {path.name} holds Python objects, which miaudit "
-                        f"never unpickles; save it as a numeric or fixed-width string array "
-                        f"(e.g. arr.astype(str)).") from exc
+def _decoded(values: np.ndarray, what: str, path: Path) -> np.ndarray:
+    """A 1-D byte-string array as text; bytes that are not UTF-8 are refused."""
+    out = []
+    for i, v in enumerate(values.tolist()):
+        try:
+            out.append(v.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise DataError(f"{what} in {path.name} holds bytes that are not UTF-8 text at "
+                            f"record {i} ({v!r}); save it as a str array.") from None
+    return np.array(out, dtype=str)
 
 
 def _labels_as_text(y: np.ndarray, path: Path) -> np.ndarray:
@@ -93,27 +96,18 @@ def _labels_as_text(y: np.ndarray, path: Path) -> np.ndarray:
         if not (np.isfinite(y).all() and np.array_equal(y, np.round(y))):
             raise DataError(f"y in {path.name} holds non-integer float labels (dtype "
                             f"{y.dtype}); give integer or string class labels.")
-        y = y.astype(np.int64)
-        kind = "i"
+        return np.array([str(int(v)) for v in y.tolist()], dtype=str)  # exact, any size
     if kind in "iub":
         return np.array([str(v) for v in y.tolist()], dtype=str)
     if kind == "S":
-        return np.char.strip(np.char.decode(y, "utf-8"))
+        return np.char.strip(_decoded(y, "y", path))
     if kind == "U":
         return np.char.strip(y)
     raise DataError(f"y in {path.name} has dtype {y.dtype}; give integer or string labels.")
 
 
 def _load_npz(path: Path, n_records: int | None = None, seed: int = 0) -> Dataset:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"Cannot read {path} as an .npz archive: {reason}. "
-                        f"Save arrays with numpy.savez(path, X=..., y=...).") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataError(f"{path} holds a single .npy array, not an .npz archive; "
-                        f"save arrays with numpy.savez(path, X=..., y=...).")
+    archive = open_npz(path, "Save arrays with numpy.savez(path, X=..., y=...).")
     with archive:
         files = list(archive.files)
         if "jpeg" in files and "offsets" in files and "X" not in files:  # JPEG image archive
@@ -125,9 +119,8 @@ def _load_npz(path: Path, n_records: int | None = None, seed: int = 0) -> Datase
             raise DataError(f"{path.name} lacks array(s) {', '.join(map(repr, absent))}; it has "
                             f"{list_names(files) or 'no arrays'}. Save features as 'X' and "
                             f"labels as 'y'.")
-        X = _array(archive, "X", path)
-        y = _array(archive, "y", path)
-        given_ids = _array(archive, "ids", path) if "ids" in files else None
+        arrays = read_arrays(archive, path, [k for k in ("X", "y", "ids") if k in files])
+    X, y, given_ids = arrays["X"], arrays["y"], arrays.get("ids")
     if X.ndim != 2:
         raise DataError(f"X in {path.name} has shape {X.shape}; expected a 2-D array "
                         f"(records x features). Flatten it first, e.g. X.reshape(len(X), -1).")
@@ -140,7 +133,8 @@ def _load_npz(path: Path, n_records: int | None = None, seed: int = 0) -> Datase
     if len(X) != len(y):
         raise DataError(f"X and y in {path.name} differ in length: X has {len(X)} rows, "
                         f"y has {len(y)} labels.")
-    features = X.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        features = X.astype(np.float32)
     bad = ~np.isfinite(features).all(axis=1)
     if bad.any():
         raise DataError(f"X in {path.name} has NaN or infinite values (or values too large "
@@ -151,7 +145,7 @@ def _load_npz(path: Path, n_records: int | None = None, seed: int = 0) -> Datase
             raise DataError(f"ids in {path.name} has shape {given_ids.shape}; expected "
                             f"({len(y)},), one ID per record.")
         if given_ids.dtype.kind == "S":
-            given_ids = np.char.decode(given_ids, "utf-8")
+            given_ids = _decoded(given_ids, "ids", path)
         ids = np.array([str(v) for v in given_ids.tolist()], dtype=str)
     else:
         ids = np.arange(len(y)).astype(str)

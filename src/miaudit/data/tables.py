@@ -49,8 +49,10 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                           encoding="utf-8-sig")
+        # header=None: pandas neither renames repeated names ("a", "a.1") nor turns the
+        # first column into the index when the rows have one field more than the header
+        rows = pd.read_csv(path, header=None, dtype=str, keep_default_na=False,
+                           na_filter=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"Data file {path} is empty (no header and no rows); "
                         f"give a {kind} file with a header row and records.") from exc
@@ -58,6 +60,10 @@ def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
         reason = " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
         raise DataError(f"Cannot parse {path} as {kind}: {reason}. "
                         f"Check that the file is a valid {kind} file.") from exc
+    header = [c if c else f"Unnamed: {i}" for i, c in enumerate(rows.iloc[0].fillna(""))]
+    frame = rows.iloc[1:].reset_index(drop=True)
+    frame.columns = pd.Index(header, dtype=object)
+    return frame
 
 
 def _raw_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +77,8 @@ def _raw_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_flat(name: str, column: pd.Series) -> None:
     """Refuse a column of lists, arrays or structs (nested Parquet types): one cell must be
-    one value, never a text rendering of a container to one-hot encode."""
+    one value, never a text rendering of a container to one-hot encode; and binary cells
+    that are not UTF-8 text."""
     if column.dtype != object:
         return
     nested = column.map(lambda v: isinstance(v, dict | list | tuple | set | np.ndarray))
@@ -80,6 +87,14 @@ def _check_flat(name: str, column: pd.Series) -> None:
         raise DataError(f"Column {name!r} holds nested values (lists, arrays or structs; the "
                         f"first at row {row}); flatten it into columns of single values or "
                         "remove it.")
+    for row, value in enumerate(column.tolist()):  # binary cells are read as UTF-8 text
+        if isinstance(value, bytes):
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"Column {name!r} holds binary values that are not UTF-8 text "
+                                f"(the first at row {row}: {value[:20]!r}); store text, or "
+                                "remove the column.") from None
 
 
 #: A column whose cells parse as numbers except for at most this share of them (and at most

@@ -223,14 +223,10 @@ def _read_outputs(source: str | Path | Mapping) -> tuple[dict[str, np.ndarray], 
                           f"logits or probs), got {str(source)!r}.")
     if not p.is_file():
         raise DataError(f"Outputs file not found: {p}")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files if k in ("ids", "logits", "probs")}
-    except ValueError:
-        raise DataError(f"{p.name} holds Python objects, which miaudit never unpickles; save "
-                        "the IDs with ids.astype(str).") from None
-    except Exception as exc:  # any reader error becomes one line
-        raise DataError(f"Cannot read {p}: {exc}") from None
+    from miaudit.data._npz import open_npz, read_arrays  # the loaders' one .npz reader
+
+    with open_npz(p, "Save the outputs with numpy.savez(path, ids=..., logits=...).") as f:
+        arrays = read_arrays(f, p, [k for k in ("ids", "logits", "probs") if k in f.files])
     return arrays, p.name
 
 

@@ -411,6 +411,9 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}.") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the TOML nests arrays or tables too deeply to read "
+                          "(a policy needs two levels).") from None
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:

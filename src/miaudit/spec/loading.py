@@ -77,7 +77,10 @@ def load_spec(path: str | os.PathLike) -> AuditSpec:
         what = "is a folder" if p.is_dir() else "not found"
         raise ConfigError(f"Spec file {what}: {p}"
                           + ("" if p.is_absolute() else f" (resolved to {p.absolute()})"))
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:  # permission denied, a file that vanished, ...
+        raise ConfigError(f"Cannot read the spec file {p}: {exc.strerror or exc}.") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -147,8 +150,9 @@ def missing_files(spec: AuditSpec) -> list[tuple[tuple, str]]:
         from miaudit.data import BUILTIN_DATASETS, SUPPORTED_EXTENSIONS
 
         name = spec.data.source
-        resolved = Path(spec.resolve_path(name))
-        if name not in BUILTIN_DATASETS and not resolved.exists():
+        path = spec.resolve_path(name)
+        resolved = _shown_path(path)
+        if name not in BUILTIN_DATASETS and not Path(path).exists():
             looks_named = ("/" not in name and os.sep not in name
                            and not name.lower().endswith(tuple(SUPPORTED_EXTENSIONS)))
             if looks_named and spec.task == "classification":
@@ -162,9 +166,16 @@ def missing_files(spec: AuditSpec) -> list[tuple[tuple, str]]:
                                ("target", "model", "model folder"),
                                ("lm", "reference_model", "reference model folder")):
         value = getattr(getattr(spec, section) or object(), key, None)
-        if value is not None and not Path(spec.resolve_path(value)).exists():
-            out.append(((section, key), f"{what} not found: {spec.resolve_path(value)}"))
+        path = None if value is None else spec.resolve_path(value)
+        if path is not None and not Path(path).exists():
+            out.append(((section, key), f"{what} not found: {_shown_path(path)}"))
     return out
+
+
+def _shown_path(path: str) -> str:
+    """A path for a one-line message: as it is, or quoted when it holds a line break or
+    another unprintable character."""
+    return path if path.isprintable() else repr(path)
 
 
 # ---------------------------------------------------------------------- messages

@@ -75,6 +75,11 @@ def _split_key(dotted: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+#: Deepest nesting of keys, arrays and inline tables a TOML spec may have: a spec has 3
+#: or 4 levels; deeper text is refused before it can exhaust the parser's recursion.
+MAX_TOML_DEPTH = 100
+
+
 class _TomlScanner:
     """Line-by-line positions of TOML keys (not a parser: ``tomllib`` checks the syntax)."""
 
@@ -86,6 +91,9 @@ class _TomlScanner:
         self.in_string: str | None = None  # delimiter of an open multi-line string
 
     def record(self, path: tuple, line: int) -> None:
+        if len(path) > MAX_TOML_DEPTH:
+            raise SyntaxProblem(line, (), f"the TOML nests keys more than {MAX_TOML_DEPTH} "
+                                "levels deep")
         for n in range(1, len(path) + 1):
             self.lines.setdefault(path[:n], line)
         self.line_paths.setdefault(line, path)
@@ -146,6 +154,9 @@ class _TomlScanner:
                 end = s.find("'", i + 1)
                 i = len(s) if end < 0 else end
             elif c in "[{":
+                if len(self.stack) >= MAX_TOML_DEPTH:
+                    raise SyntaxProblem(number, (), "the TOML nests arrays and inline tables "
+                                        f"more than {MAX_TOML_DEPTH} levels deep")
                 self.stack.append((c, path))
                 expect_key = c == "{"
             elif c in "]}":
@@ -169,6 +180,8 @@ def parse_toml(text: str) -> Located:
     located = Located(None, scanner.lines, scanner.line_paths)
     try:
         located.data = tomllib.loads(text)
+    except RecursionError:
+        raise SyntaxProblem(1, (), "the TOML is nested too deeply to read") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         m = _TOML_POS.search(message)
@@ -247,11 +260,17 @@ def parse_yaml(text: str) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = 1 if mark is None else mark.line + 1
-        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        what = " ".join(" ".join(p.split()) for p in (exc.context, exc.problem) if p)
         raise SyntaxProblem(line, _yaml_path_at(text, line), f"YAML syntax error: {what}"
                             ) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise SyntaxProblem(line, _yaml_path_at(text, line), f"YAML syntax error: "
+                            f"character #x{code:04x} is not allowed ({exc.reason})") from None
     except yaml.YAMLError as exc:
-        raise SyntaxProblem(1, (), f"YAML syntax error: {exc}") from None
+        raise SyntaxProblem(1, (), f"YAML syntax error: {' '.join(str(exc).split())}"
+                            ) from None
     except RecursionError:
         raise SyntaxProblem(1, (), "the YAML is nested too deeply to read") from None
     located = Located(data)

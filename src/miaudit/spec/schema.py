@@ -8,8 +8,10 @@ again at its own boundary.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,7 +77,9 @@ def format_path(loc: tuple) -> str:
             text += f"[{part}]"
             continue
         key = str(part)
-        if not key or any(c in key for c in ". []\"'"):
+        if not key.isprintable():  # newlines and other control characters escaped
+            key = json.dumps(key)
+        elif not key or any(c in key for c in ". []\"'"):
             key = '"' + key.replace('"', '\\"') + '"'
         text += f".{key}" if text else key
     return text or "(top level)"
@@ -256,7 +260,9 @@ class AuditSpec(BaseModel):
 
     def resolve_path(self, value: str) -> str:
         """``value`` as an absolute path, relative ones taken from :attr:`base_dir`."""
-        path = Path(value).expanduser()
+        path = Path(value)
+        with contextlib.suppress(RuntimeError):  # "~name" of no such user: kept, as a shell does
+            path = path.expanduser()
         return str(path if path.is_absolute() else (self.base_dir / path).resolve())
 
     def data_source(self) -> str | None:

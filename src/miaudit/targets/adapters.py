@@ -210,6 +210,21 @@ class PrecomputedOutputs:
     source: str
 
 
+#: The arrays of an outputs file that :func:`load_outputs` reads.
+_OUTPUT_ARRAYS = ("logits", "probs", "y", "is_member", "ids", "fingerprints")
+
+
+def _as_text(arr: np.ndarray, key: str, p: Path) -> np.ndarray:
+    """An array of IDs or fingerprints as str; bytes must be UTF-8 text."""
+    if arr.dtype.kind != "S":
+        return arr.astype(str)
+    try:
+        return np.char.decode(arr, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p.name}: '{key}' holds bytes that are not UTF-8 text "
+                        f"({exc.object!r}); save it as a str array.") from None
+
+
 def load_outputs(path: str | Path) -> PrecomputedOutputs:
     """Load an ``.npz`` with ``logits`` or ``probs``, ``y`` and ``is_member`` (optional ``ids``,
     ``fingerprints``). ``y`` holds the column index of each record's true class."""
@@ -218,22 +233,12 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
         raise DataError(f"Outputs file not found: {p}")
     if p.suffix != ".npz":
         raise DataError(f"Outputs must be an .npz file with logits or probs, got {p.name}.")
-    arrays = {}
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            for key in f.files:
-                try:
-                    arrays[key] = f[key]
-                except ValueError:
-                    raise DataError(
-                        f"Array {key!r} in {p.name} holds Python objects, which miaudit never "
-                        "unpickles; save it as a numeric or string array (arr.astype(str))."
-                    ) from None
-    except DataError:
-        raise
-    except Exception as exc:  # any reader error becomes one line
-        raise DataError(f"Cannot read {p}: {exc}") from None
-    have = ", ".join(sorted(arrays)) or "none"
+    from miaudit.data._npz import open_npz, read_arrays  # shared with the data loaders
+
+    with open_npz(p, "Save the outputs with numpy.savez(path, logits=..., y=..., "
+                     "is_member=...).") as archive:
+        have = ", ".join(sorted(archive.files)) or "none"
+        arrays = read_arrays(archive, p, [k for k in _OUTPUT_ARRAYS if k in archive.files])
     kinds = [k for k in ("logits", "probs") if k in arrays]
     if len(kinds) != 1:
         raise DataError(
@@ -244,9 +249,11 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
             raise DataError(f"{p.name} has no array {required!r} (it has: {have}).")
     kind: OutputKind = "logits" if kinds[0] == "logits" else "probs"
     y = arrays["y"]
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+    if y.ndim != 1 or y.dtype.kind not in "iu":  # numpy counts timedelta64 as an integer
         raise DataError(f"{p.name}: 'y' must be a 1-D integer array of class indices, "
                         f"got dtype {y.dtype} and shape {y.shape}.")
+    if len(y) == 0:
+        raise DataError(f"{p.name} holds no records: 'y' is empty.")
     outputs = check_outputs(arrays[kinds[0]], kind, n_records=len(y), source=p.name)
     if y.min() < 0 or y.max() >= outputs.n_classes:
         bad = int(np.flatnonzero((y < 0) | (y >= outputs.n_classes))[0])
@@ -261,13 +268,14 @@ def load_outputs(path: str | Path) -> PrecomputedOutputs:
         raise DataError(f"{p.name}: 'is_member' must be a boolean array with one entry per "
                         f"record, got dtype {member.dtype} and shape {member.shape}.")
     ids = arrays.get("ids")
-    ids = np.arange(len(y)).astype(str) if ids is None else ids.astype(str)
+    ids = np.arange(len(y)).astype(str) if ids is None else _as_text(ids, "ids", p)
     fps = arrays.get("fingerprints")
+    fps = None if fps is None else _as_text(fps, "fingerprints", p)
     for key, arr in (("ids", ids), ("fingerprints", fps)):
         if arr is not None and arr.shape != y.shape:
             raise DataError(f"{p.name}: '{key}' has shape {arr.shape}; expected "
                             f"({len(y)},), one entry per record.")
     return PrecomputedOutputs(
         outputs, y.astype(np.int64), member.astype(bool), ids,
-        None if fps is None else fps.astype(str), str(p.resolve()),
+        fps, str(p.resolve()),
     )

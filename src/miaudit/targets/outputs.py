@@ -74,7 +74,10 @@ def check_outputs(
     if kind not in ("logits", "probs"):
         raise OutputError(f"{source}: output kind must be 'logits' or 'probs', got {kind!r}.")
     try:
-        arr = np.asarray(values, dtype=np.float64)
+        raw = np.asarray(values)
+        if raw.dtype.kind in "cmMSUV":  # complex, dates, text: never cast to a number
+            raise OutputError(f"{source}: outputs must be real numbers, got dtype {raw.dtype}.")
+        arr = raw.astype(np.float64, copy=False)
     except (TypeError, ValueError) as exc:
         raise OutputError(f"{source}: cannot read outputs as numbers ({exc}).") from None
     if arr.ndim == 1 and n_classes == 2 and kind == "probs":
@@ -103,7 +106,7 @@ def check_outputs(
             f"{source}: {len(rows)} record(s) have NaN or infinite outputs "
             f"(first at row {rows[0]}); fix the model or drop those records."
         )
-    if kind == "probs":
+    if kind == "probs" and arr.size:
         if arr.min() < -_PROB_TOLERANCE or arr.max() > 1 + _PROB_TOLERANCE:
             raise OutputError(
                 f"{source}: probabilities must lie in [0, 1], got values in "
