@@ -35,7 +35,7 @@ DEFAULT_RECIPE = "mlp"
 #: Models trained together in one batched computation.
 DEFAULT_MODELS_PER_BATCH = 32
 #: Seconds between two checkpoints of a batched training run (see miaudit.training.checkpoint).
-CHECKPOINT_SECONDS = 30.0
+CHECKPOINT_SECONDS = 10.0
 #: Share of a recipe game's pool set aside as population data.
 POPULATION_FRACTION = 0.1
 #: Most population data a game may set aside.
