@@ -36,7 +36,7 @@ def test_batched_models_match_one_by_one(activation, optimizer):
 
 
 def test_training_tanh_matches_torch_tanh_and_its_gradient():
-    from miaudit.training.batched import _training_tanh
+    from miaudit.training.stacked import _training_tanh
 
     x = torch.linspace(-12, 12, 20001, dtype=torch.float32)
     exact = torch.tanh(x.double())
@@ -114,12 +114,12 @@ def test_bernoulli_design_trains_batched_and_deterministically():
 
 def test_equal_rows_take_the_plain_path(monkeypatch):
     # no padding and no slicing of the stack when every row has as many records
-    import miaudit.training.batched as batched
+    import miaudit.training.stacked as stacked
 
     def refuse(*args, **kwargs):
         raise AssertionError("sliced")
 
-    monkeypatch.setattr(batched, "_slice_models", refuse)
+    monkeypatch.setattr(stacked, "_slice_models", refuse)
     X = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     design = membership_design(64, 4, seed=0)
     train_batched(make_recipe("mlp", {"hidden": (4,), "epochs": 2, "batch_size": 10}), X,
@@ -197,7 +197,7 @@ def test_sparse_rows_rebuild_the_dense_minibatch():
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_sparse_first_layer_forward_and_gradients_match_dense(binary):
-    from miaudit.training.batched import forward_stacked, init_stacked
+    from miaudit.training.stacked import forward_stacked, init_stacked
     from miaudit.training.sparse import SparseRows
 
     X, _ = _sparse_data(60, 40, 0.08, binary=binary)

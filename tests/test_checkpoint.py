@@ -121,9 +121,9 @@ def test_saves_are_atomic_and_spaced(tmp_path):
 
 KILLED_AUDIT = """
 import os, signal, sys, miaudit
-from miaudit.training import batched
+from miaudit.training import stacked
 
-step, steps = batched._StackedRun.step, [0]
+step, steps = stacked._StackedRun.step, [0]
 
 def dying(self):  # SIGKILL at a fixed step, mid-training: deterministic on any machine
     steps[0] += 1
@@ -131,7 +131,7 @@ def dying(self):  # SIGKILL at a fixed step, mid-training: deterministic on any 
         os.kill(os.getpid(), signal.SIGKILL)
     return step(self)
 
-batched._StackedRun.step = dying
+stacked._StackedRun.step = dying
 miaudit.audit(data=sys.argv[1], references=2, model_params={"epochs": 20, "hidden": "64"},
               attacks=["loss", "lira-online"], cache_dir=sys.argv[2], checkpoint_seconds=1e-3)
 """
