@@ -197,8 +197,8 @@ def test_sparse_rows_rebuild_the_dense_minibatch():
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_sparse_first_layer_forward_and_gradients_match_dense(binary):
-    from miaudit.training.stacked import forward_stacked, init_stacked
     from miaudit.training.sparse import SparseRows
+    from miaudit.training.stacked import forward_stacked, init_stacked
 
     X, _ = _sparse_data(60, 40, 0.08, binary=binary)
     rows = SparseRows(X)
