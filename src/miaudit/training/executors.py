@@ -164,16 +164,7 @@ def train_pool_models(
                       design_row=design[m], seed=seeds[m], n_classes=n_classes,
                       device=device, augment=augment)
             for m in range(n_models)]
-    logits: list[np.ndarray | None] = [None] * n_models
-    variants: list[np.ndarray | None] = [None] * n_models
-    weights: list[dict[str, np.ndarray] | None] = [None] * n_models
-    info: list[dict] = [{} for _ in range(n_models)]
-    if cache is not None:
-        for m, key in enumerate(keys):
-            entry = cache.load(key)  # None when absent or damaged: trained again
-            if entry is not None:
-                logits[m], variants[m], weights[m] = entry.logits, entry.variants, entry.weights
-                info[m] = entry.meta.get("training_info", {})
+    logits, variants, weights, info = _cached_models(cache, keys)
     todo = [m for m in range(n_models) if logits[m] is None]
     progress = _TrainingProgress(bar, len(todo), recipe.epochs, n_models == 1)
     if needs_one_by_one(recipe):  # trained one by one anyway: cache each model when done
@@ -201,10 +192,10 @@ def train_pool_models(
             if cache is not None:
                 cache.store(keys[m], weights=states[j], logits=chunk_logits[j],
                             variants=variants[m], meta={
-                    "recipe": recipe.to_dict(), "seed": seeds[m], "model_index": m,
-                    "data_fingerprint": data_fingerprint, "n_classes": n_classes,
-                    "n_train_records": int(design[m].sum()), "training_info": info[m],
-                })
+                                "recipe": recipe.to_dict(), "seed": seeds[m],
+                                "model_index": m, "data_fingerprint": data_fingerprint,
+                                "n_classes": n_classes, "training_info": info[m],
+                                "n_train_records": int(design[m].sum())})
         done_checkpoint = checkpoint(rows)
         if done_checkpoint is not None:  # the models are stored: nothing to resume
             done_checkpoint.remove()
@@ -224,6 +215,22 @@ def train_pool_models(
         stats["resumed"] = {"models": len(resumed), "from_epoch": min(resumed.values())}
     stacked_variants = None if augment is None else np.stack(variants).astype(np.float64)
     return np.stack(logits).astype(np.float64), stacked_variants, stats, weights
+
+
+def _cached_models(cache, keys: list[str]) -> tuple[list, list, list, list[dict]]:
+    """Per model: logits, variants, weights and training facts from ``cache`` (None, or
+    ``{}`` for the facts, where a model is not cached or its entry is damaged)."""
+    n = len(keys)
+    logits: list[np.ndarray | None] = [None] * n
+    variants: list[np.ndarray | None] = [None] * n
+    weights: list[dict[str, np.ndarray] | None] = [None] * n
+    info: list[dict] = [{} for _ in range(n)]
+    for m, key in enumerate(keys if cache is not None else []):
+        entry = cache.load(key)  # None when absent or damaged: trained again
+        if entry is not None:
+            logits[m], variants[m], weights[m] = entry.logits, entry.variants, entry.weights
+            info[m] = entry.meta.get("training_info", {})
+    return logits, variants, weights, info
 
 
 def _training_facts(recipe: Recipe, design: np.ndarray, info: list[dict]) -> dict:
