@@ -420,7 +420,14 @@ def records_at_risk(scores: pd.DataFrame, attack: str, *, top: int = TOP_RECORDS
 
 
 def _method(summary: dict, signals_info: str | None) -> list[str]:
-    d, t, s = summary.get("data", {}), summary.get("target", {}), summary.get("settings", {})
+    """The method section: how members were drawn, the references, the statistics."""
+    return (_members_method(summary) + _references_method(summary)
+            + _statistics_method(summary, signals_info))
+
+
+def _members_method(summary: dict) -> list[str]:
+    """How the members and non-members were drawn."""
+    d, t = summary.get("data", {}), summary.get("target", {})
     lm = summary.get("task") == "language model"
     n_mem, n_out = t.get("n_members", "?"), t.get("n_non_members", "?")
     items = []
@@ -455,6 +462,14 @@ def _method(summary: dict, signals_info: str | None) -> list[str]:
         items.append(f"The members were named by the user (the records the model was "
                      f"trained on); every other record is a non-member ({n_mem} members vs "
                      f"{n_out} non-members).")
+    return items
+
+
+def _references_method(summary: dict) -> list[str]:
+    """The reference models and the targets."""
+    d, t, s = summary.get("data", {}), summary.get("target", {}), summary.get("settings", {})
+    lm = summary.get("task") == "language model"
+    items = []
     refs = t.get("references")
     if refs and not lm:
         if t.get("reference_mode", "online") == "offline":
@@ -472,6 +487,13 @@ def _method(summary: dict, signals_info: str | None) -> list[str]:
     if targets > 1:
         items.append(f"{targets} models took the target's role in turn; the figures pool the "
                      f"{targets} targets' records.")
+    return items
+
+
+def _statistics_method(summary: dict, signals_info: str | None) -> list[str]:
+    """The intervals, the choice of the strongest attack and the verdict rule."""
+    s = summary.get("settings", {})
+    items = []
     conf = round(100 * (1 - s.get("alpha", 0.05)))
     items.append(f"Intervals ({conf}%): DeLong for the AUC; Clopper-Pearson on the members "
                  "for each TPR (at the threshold chosen on the same data; the uncertainty of "
