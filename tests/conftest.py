@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The default suite draws the same examples on every run (a red CI run is a real change,
+# never a lucky draw); HYPOTHESIS_PROFILE=explore draws new ones, ten times as many, to
+# look for inputs that escape (add each one found as an @example).
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

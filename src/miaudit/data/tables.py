@@ -75,6 +75,17 @@ def _raw_cells(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, missing
 
 
+def _column_cells(name: str, column: pd.Series, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_raw_cells` of one column, a column that cannot be read as text (a damaged
+    Parquet file's invalid UTF-8) refused naming it."""
+    try:
+        return _raw_cells(column)
+    except ValueError as exc:  # pyarrow's ArrowInvalid is a ValueError
+        reason = " ".join(str(exc).split()).rstrip(".")
+        raise DataError(f"Column {name!r} of {path.name} cannot be read as text ({reason}): "
+                        "the file is damaged or not written as a table.") from exc
+
+
 def _check_flat(name: str, column: pd.Series) -> None:
     """Refuse a column of lists, arrays or structs (nested Parquet types): one cell must be
     one value, never a text rendering of a container to one-hot encode; and binary cells
@@ -200,7 +211,7 @@ def load_table(
     if fmt == "parquet":  # a CSV cell is always text; only Parquet has nested types
         for c in columns:
             _check_flat(c, frame[c])
-    cells = {c: _raw_cells(frame[c]) for c in columns}
+    cells = {c: _column_cells(c, frame[c], path) for c in columns}
 
     labels, label_missing = cells[label_column]
     keep = _labelled_rows(label_missing, label_column, path)
