@@ -165,3 +165,68 @@ def test_an_audit_killed_mid_training_resumes_with_identical_figures(tmp_path):
     assert training["resumed"]["models"] == 4 and training["resumed"]["from_epoch"] >= 10
     assert resumed["attacks"] == whole["attacks"]
     assert not list(cache.glob("checkpoints/*")), "checkpoints left after the models stored"
+
+
+def test_early_stopping_resumes_after_more_models_left_than_layers(tmp_path):
+    # ten models of two sizes: the small ones leave first; the kill comes after that, with
+    # more models left (7) than the MLP has parameter tensors (4)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 6)).astype(np.float32)
+    y = rng.integers(0, 2, 200)
+    design = np.zeros((10, 200), dtype=bool)
+    for m in range(10):
+        design[m, rng.permutation(200)[: 120 if m < 7 else 60]] = True
+    seeds = list(range(10))
+    recipe = make_recipe("mlp", {"epochs": 12, "early_stopping": 8, "hidden": "8",
+                                 "batch_size": 20})
+    whole = train_models(recipe, X, y, design, n_classes=2, seeds=seeds)
+    path = tmp_path / "c.safetensors"
+
+    def die(models, epoch):
+        if epoch >= 10:
+            raise Killed
+    with pytest.raises(Killed):
+        train_models(recipe, X, y, design, n_classes=2, seeds=seeds, on_epoch=die,
+                     checkpoint=Checkpoint(path, every=0.0))
+    again = Checkpoint(path, every=1e9)
+    out = train_models(recipe, X, y, design, n_classes=2, seeds=seeds, checkpoint=again)
+    assert again.resumed_epoch is not None
+    assert all(torch.equal(a, b) for a, b in zip(whole.params, out.params, strict=True))
+    assert whole.info == out.info
+
+
+def test_a_checkpoint_that_does_not_fit_is_dropped_with_a_warning(data, tmp_path):
+    X, _, y, design = data
+    recipe = make_recipe("mlp", {"epochs": 3})
+    whole = _train(recipe, X, y, design)
+    path = tmp_path / "c.safetensors"
+    Checkpoint(path, signature="run").save({"param.0": torch.ones(2)}, {
+        "alive": [0], "reported": 0, "groups": [], "stoppers": None})
+    with pytest.warns(MiauditWarning, match="does not fit"):
+        out = _train(recipe, X, y, design, checkpoint=Checkpoint(path, signature="run"))
+    assert not path.exists()
+    assert all(torch.equal(a, b) for a, b in zip(whole.params, out.params, strict=True))
+
+
+def test_a_checkpoint_that_cannot_be_written_only_warns(data, tmp_path):
+    X, _, y, design = data
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    recipe = make_recipe("mlp", {"epochs": 2})
+    with pytest.warns(MiauditWarning, match="could not be written"):
+        out = _train(recipe, X, y, design,
+                     checkpoint=Checkpoint(blocked / "c.safetensors", every=0.0))
+    assert all(torch.equal(a, b)
+               for a, b in zip(_train(recipe, X, y, design).params, out.params, strict=True))
+
+
+def test_chunks_are_cut_alike_when_a_run_resumes():
+    from miaudit.training.executors import _Jobs
+
+    def chunks(todo, parallel=None):
+        return _Jobs(10, todo, 4, None, None, None, None, None).split(parallel)
+    assert chunks(list(range(10))) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert chunks([4, 5, 6, 7, 8, 9]) == [[4, 5, 6, 7], [8, 9]]  # the first chunk cached
+    # with workers the chunk size comes from all the models, not from those left
+    assert chunks(list(range(10)), 4) == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert chunks([6, 7, 8, 9], 4) == [[6, 7, 8], [9]]

@@ -143,6 +143,8 @@ def audit(
         and load it on a re-run or a resumed run; False: train all, store nothing),
         ``cache_dir`` (default ``$MIAUDIT_CACHE`` or ``~/.cache/miaudit``, the command
         line's too),
+        ``checkpoint_seconds`` (default 10: with the cache, how often a batched training
+        run saves its state, so a killed run resumes where it was),
         ``progress`` (Rich progress bars on stderr).
 
         ``seed`` (default 0) seeds the split, the training and the cross-fitting folds.

@@ -252,7 +252,7 @@ def run(
 
 #: Options of ``run`` about where the run goes and what it caches (``--spec`` takes them).
 _OUTPUT = ("spec", "out", "overwrite", "format", "quiet", "registry", "no_registry",
-           "cache_dir", "no_cache")
+           "cache_dir", "no_cache", "checkpoint_seconds")
 #: Options of ``run`` that are not settings of the audit itself.
 _RUN_ONLY = (*_OUTPUT, "target", "members", "target_auth_env", "target_budget",
              "target_batch_size", "target_concurrency", "target_rate_limit")
@@ -265,7 +265,8 @@ def _audit_settings(options: dict) -> dict:
                 if k not in _RUN_ONLY and k not in ("param", "augment", "no_augment")}
     settings.update(model_params=options["param"], attacks=split_list(options["attacks"]),
                     augment=opt.augment_setting(options["augment"], options["no_augment"]),
-                    reference_recipe=options["model"])
+                    reference_recipe=options["model"],
+                    checkpoint_seconds=options["checkpoint_seconds"])
     return settings
 
 
@@ -286,7 +287,8 @@ def _run_spec_file(spec: Path, options: dict):
         warnings.simplefilter("ignore", MiauditWarning)  # shown in the summary instead
         return run_spec(load_spec(spec), options["out"], options["overwrite"],
                         progress=not options["quiet"] and sys.stderr.isatty(),
-                        cache=not options["no_cache"], cache_dir=options["cache_dir"])
+                        cache=not options["no_cache"], cache_dir=options["cache_dir"],
+                        checkpoint_seconds=options["checkpoint_seconds"])
 
 
 def _print_run(result, saved: Path, format: OutputFormat, started: float) -> None:

@@ -105,8 +105,8 @@ class AttackReport:
             epsilon_lower_bound=Figure(entry.get("epsilon_lower_bound"), None,
                                        undefined.get("epsilon_lower_bound"),
                                        entry.get("epsilon_method")),
-            advantage=float(entry.get("advantage", float("nan"))),
-            balanced_accuracy=float(entry.get("balanced_accuracy", float("nan"))),
+            advantage=_number(entry.get("advantage")),
+            balanced_accuracy=_number(entry.get("balanced_accuracy")),
             n_members=int(entry.get("n_members", 0)),
             n_non_members=int(entry.get("n_non_members", 0)),
         )
@@ -229,6 +229,11 @@ class AuditResult:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+
+def _number(value: Any) -> float:
+    """A figure of summary.json as a float: nan where it is undefined (null or absent)."""
+    return float("nan") if value is None else float(value)
 
 
 def json_ready(summary: dict) -> dict:

@@ -59,6 +59,7 @@ REPRODUCED_TOLERANCE = 1e-12
 def run_spec(spec: AuditSpec, out_dir: str | os.PathLike | None = None,
              overwrite: bool = False, *, cache: bool = True,
              cache_dir: str | os.PathLike | None = None,
+             checkpoint_seconds: float | None = None,
              progress: bool = False) -> tuple[AuditResult, Path]:
     """Run the audit a spec describes and save it with the spec.
 
@@ -74,6 +75,8 @@ def run_spec(spec: AuditSpec, out_dir: str | os.PathLike | None = None,
         figures).
     cache_dir : path-like, optional
         The model cache folder; default ``$MIAUDIT_CACHE`` or ``~/.cache/miaudit``.
+    checkpoint_seconds : float, optional
+        Seconds between two training checkpoints (default: the audit's default).
     progress : bool, default False
         Progress bars on stderr.
 
@@ -87,7 +90,7 @@ def run_spec(spec: AuditSpec, out_dir: str | os.PathLike | None = None,
     """
     out = Path(out_dir) if out_dir is not None else default_out_dir(spec)
     check_out_dir(out, overwrite=overwrite)
-    result = _audit(spec, cache, cache_dir, progress)
+    result = _audit(spec, cache, cache_dir, progress, checkpoint_seconds)
     _attach(result.summary(), spec)
     return result, result.save(out, overwrite=overwrite)
 
@@ -95,6 +98,7 @@ def run_spec(spec: AuditSpec, out_dir: str | os.PathLike | None = None,
 def rerun(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
           overwrite: bool = False, cache: bool = True,
           cache_dir: str | os.PathLike | None = None,
+          checkpoint_seconds: float | None = None,
           progress: bool = False) -> tuple[AuditResult, Path]:
     """Run a previous audit again from its run folder (see the module notes for what is
     rebuilt and what is refused).
@@ -105,7 +109,7 @@ def rerun(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, 
         A run folder holding ``summary.json``.
     out_dir : path-like, optional
         The new run folder; default ``runs/<time>-rerun-<run folder name>``.
-    overwrite, cache, cache_dir, progress
+    overwrite, cache, cache_dir, checkpoint_seconds, progress
         As for :func:`run_spec`.
 
     Returns
@@ -128,7 +132,7 @@ def rerun(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, 
     out = Path(out_dir) if out_dir is not None else (
         Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-rerun-{run.resolve().name}")
     check_out_dir(out, overwrite=overwrite)
-    result = _audit(spec, cache, cache_dir, progress)
+    result = _audit(spec, cache, cache_dir, progress, checkpoint_seconds)
     new = result.summary()
     old_fp = (summary.get("data") or {}).get("fingerprint")
     new_fp = (new.get("data") or {}).get("fingerprint")
@@ -199,14 +203,16 @@ def default_out_dir(spec: AuditSpec) -> Path:
 
 
 def _audit(spec: AuditSpec, cache: bool, cache_dir: str | os.PathLike | None,
-           progress: bool) -> AuditResult:
+           progress: bool, checkpoint_seconds: float | None = None) -> AuditResult:
     if spec.task == "lm":
         from miaudit.audits.lm import audit_lm
 
         return audit_lm(**spec.to_audit_kwargs(), progress=progress)
     from miaudit.audits import audit
 
-    return audit(spec.to_config(), cache=cache, cache_dir=cache_dir, progress=progress)
+    compute = {} if checkpoint_seconds is None else {"checkpoint_seconds": checkpoint_seconds}
+    return audit(spec.to_config(), cache=cache, cache_dir=cache_dir, progress=progress,
+                 **compute)
 
 
 def _attach(summary: dict, spec: AuditSpec) -> None:

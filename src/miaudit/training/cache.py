@@ -251,30 +251,54 @@ KINDS = ("entries", "damaged", "temporary", "checkpoints", "other")
 
 
 def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes under ``path`` (0 for what a running audit removed meanwhile)."""
+    def size(p: Path) -> int:
+        with contextlib.suppress(FileNotFoundError):
+            return p.stat().st_size if p.is_file() else 0
+        return 0
+
+    return size(path) if path.is_file() else sum(size(p) for p in path.rglob("*"))
 
 
 def _items(root: Path):
-    """Every item of the cache as ``(kind, path, last use)``."""
-    for shard in sorted(root.iterdir()) if root.is_dir() else []:
-        if shard.name == CHECKPOINTS and shard.is_dir():
-            for f in shard.iterdir():
-                kind = "temporary" if f.name.startswith(".tmp-") else "checkpoints"
-                yield kind, f, f.stat().st_mtime
-        elif len(shard.name) == 2 and shard.is_dir():
-            for entry in shard.iterdir():
-                if entry.name.startswith(".damaged-"):
-                    yield "damaged", entry, entry.stat().st_mtime
-                elif ".tmp-" in entry.name:
-                    yield "temporary", entry, entry.stat().st_mtime
-                elif (entry / "meta.json").is_file():
-                    yield "entries", entry, (entry / "meta.json").stat().st_mtime
-                else:
-                    yield "other", entry, entry.stat().st_mtime
-        else:
-            yield "other", shard, shard.stat().st_mtime
+    """Every item of the cache as ``(kind, path, last use)``; an item that a running audit
+    renames or removes meanwhile is skipped."""
+    def listed(folder: Path) -> list[Path]:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            return sorted(folder.iterdir())
+        return []
+
+    for shard in listed(root):
+        for kind, path, stamp in _shard_items(shard, listed):
+            with contextlib.suppress(FileNotFoundError):
+                yield kind, path, stamp.stat().st_mtime
+
+
+def _shard_items(shard: Path, listed):
+    """``(kind, path, the file whose time is its last use)`` of one top-level item."""
+    if shard.name == CHECKPOINTS and shard.is_dir():
+        for f in listed(shard):
+            yield ("temporary" if f.name.startswith(".tmp-") else "checkpoints"), f, f
+    elif len(shard.name) == 2 and shard.is_dir():
+        for entry in listed(shard):
+            if entry.name.startswith(".damaged-"):
+                yield "damaged", entry, entry
+            elif ".tmp-" in entry.name:
+                yield "temporary", entry, entry
+            elif (entry / "meta.json").is_file():
+                yield "entries", entry, entry / "meta.json"
+            else:
+                yield "other", entry, entry
+    else:
+        yield "other", shard, shard
+
+
+def _checked(items, root: Path):
+    """``items``, an unreadable cache (permissions) refused in one line."""
+    try:
+        yield from items
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the model cache {root}: {exc}.") from exc
 
 
 def cache_usage(root: str | os.PathLike) -> CacheUsage:
@@ -282,7 +306,7 @@ def cache_usage(root: str | os.PathLike) -> CacheUsage:
     root = Path(root)
     counts, sizes = dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0)
     uses = []
-    for kind, path, used in _items(root):
+    for kind, path, used in _checked(_items(root), root):
         counts[kind] += 1
         sizes[kind] += _size(path)
         if kind == "entries":
@@ -301,11 +325,13 @@ def prune_cache(root: str | os.PathLike, *, older_than_days: float | None = None
         raise ConfigError(f"older_than_days must be >= 0, got {older_than_days}.")
     root, now = Path(root), time.time() if now is None else now
     counts, sizes = dict.fromkeys(KINDS, 0), dict.fromkeys(KINDS, 0)
-    for kind, path, used in list(_items(root)):
+    for kind, path, used in list(_checked(_items(root), root)):
         age = now - used
+        # a checkpoint saved within the hour may belong to an audit training now
+        least = STALE_TEMPORARY_SECONDS if kind == "checkpoints" else 0.0
         if kind == "damaged" or (kind == "temporary" and age > STALE_TEMPORARY_SECONDS) or (
                 kind in ("entries", "checkpoints") and older_than_days is not None
-                and age > older_than_days * 86400):
+                and age > max(older_than_days * 86400, least)):
             counts[kind] += 1
             sizes[kind] += _size(path)
             if not dry_run:

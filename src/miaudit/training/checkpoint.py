@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -61,22 +62,33 @@ class Checkpoint:
         return time.monotonic() - self._last >= self.every
 
     def save(self, tensors: dict[str, Any], state: dict[str, Any]) -> None:
-        """Write the tensors and the JSON-able ``state`` atomically."""
+        """Write the tensors and the JSON-able ``state`` atomically (flushed to disk, then
+        renamed into place). A save that fails (a full disk, a read-only cache) is warned
+        about once and checkpoints stop: training goes on without them."""
         from safetensors.torch import save_file
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": str(_FORMAT), "signature": self.signature,
                 "state": json.dumps(state)}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-",
-                                   suffix=".safetensors")
-        os.close(fd)
+        tmp = None
         try:
-            save_file({k: v.detach().contiguous() for k, v in tensors.items()}, tmp,
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-",
+                                       suffix=".safetensors")
+            os.close(fd)
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp,
                       metadata=meta)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
             os.replace(tmp, self.path)
+        except OSError as exc:
+            warnings.warn(f"The training checkpoint {self.path} could not be written ({exc}); "
+                          "training goes on without checkpoints.", MiauditWarning,
+                          stacklevel=3)
+            self.every = math.inf
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         self._last = time.monotonic()
 
     def load(self, device) -> tuple[dict[str, Any], dict[str, Any]] | None:

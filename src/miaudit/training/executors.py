@@ -131,7 +131,8 @@ def train_pool_models(
 ) -> tuple[np.ndarray, np.ndarray | None, dict, list[dict[str, np.ndarray]]]:
     """Train (or load from ``cache``) one model per row of ``design``.
 
-    With a ``cache``, each chunk of MLP / logistic models checkpoints its training there
+    With a ``cache`` (and not on Ray, whose nodes may not share this machine's disk), each
+    chunk of MLP / logistic models checkpoints its training there
     every ``checkpoint_seconds`` (:mod:`miaudit.training.checkpoint`), so a run killed
     mid-training resumes where it was: its models are bit-identical to an uninterrupted
     run's.
@@ -171,7 +172,8 @@ def train_pool_models(
         chunk = 1
 
     def checkpoint(rows: Sequence[int]) -> Checkpoint | None:
-        if cache is None or needs_one_by_one(recipe) or recipe.name == "cnn":
+        if cache is None or needs_one_by_one(recipe) or recipe.name == "cnn" \
+                or executor == "ray":  # a Ray node may not see this machine's cache
             return None  # only batched MLP / logistic runs checkpoint
         return cache.checkpoint([keys[m] for m in rows], every=checkpoint_seconds)
 
@@ -201,7 +203,7 @@ def train_pool_models(
             done_checkpoint.remove()
         progress.chunk_done(rows)
 
-    jobs = _Jobs(todo, chunk, spec, X, y, done, progress.on_epoch)
+    jobs = _Jobs(n_models, todo, chunk, spec, X, y, done, progress.on_epoch)
     if executor == "inprocess" or not todo:
         jobs.run_here()
     elif executor == "process":
@@ -289,18 +291,26 @@ class _Jobs:
     """The models to train (``todo``) split in chunks of at most ``chunk``, run on one of
     the executors; ``done(rows, *results)`` receives each chunk as it finishes."""
 
-    def __init__(self, todo: list[int], chunk: int, spec: Callable[[Sequence[int]], Chunk],
+    def __init__(self, n_models: int, todo: list[int], chunk: int,
+                 spec: Callable[[Sequence[int]], Chunk],
                  X: np.ndarray, y: np.ndarray, done: Callable[..., None],
                  on_epoch: Callable[[Sequence[int]], Callable | None]) -> None:
-        self.todo, self.chunk, self.spec, self.X, self.y = todo, chunk, spec, X, y
+        self.n_models, self.todo = n_models, todo
+        self.chunk, self.spec, self.X, self.y = chunk, spec, X, y
         self.done, self.on_epoch = done, on_epoch
         self.stats: dict = {}  # executor facts for the training statistics
 
     def split(self, parallel: int | None = None) -> list[list[int]]:
-        """The chunks; with ``parallel`` workers, small enough to keep them all busy."""
-        if parallel and self.todo:
-            self.chunk = min(self.chunk, -(-len(self.todo) // parallel))
-        return [self.todo[i : i + self.chunk] for i in range(0, len(self.todo), self.chunk)]
+        """The chunks of models to train; with ``parallel`` workers, small enough to keep
+        them all busy. The chunks are cut from all the models, not only those left to
+        train, so a resumed run cuts them as the first run did (a chunk's checkpoint is
+        found by its models), and the chunks with every model cached are skipped."""
+        if parallel:
+            self.chunk = min(self.chunk, -(-self.n_models // parallel))
+        left = set(self.todo)
+        chunks = [[m for m in range(i, min(i + self.chunk, self.n_models)) if m in left]
+                  for i in range(0, self.n_models, self.chunk)]
+        return [rows for rows in chunks if rows]
 
     def run_here(self) -> None:
         """Train the chunks one after another in this process."""
@@ -345,7 +355,7 @@ class _Jobs:
             chunks = self.split(workers or int(ray.cluster_resources().get("CPU", 1)) or 1)
             data = ray.put((self.X, self.y))  # once: every task gets the reference
             task = ray.remote(_ray_task)
-            refs = {task.remote(self.spec(rows), data): rows for rows in chunks}
+            refs = {task.remote(self.spec(rows), data, __version__): rows for rows in chunks}
             nodes: set[str] = set()
             pending = list(refs)
             try:
@@ -369,10 +379,14 @@ class _Jobs:
                 ray.shutdown()
 
 
-def _ray_task(chunk: Chunk, data: tuple[np.ndarray, np.ndarray]
-              ) -> tuple[ChunkResult, str, str]:
+def _ray_task(chunk: Chunk, data: tuple[np.ndarray, np.ndarray], version: str
+              ) -> tuple[ChunkResult | None, str, str]:
     """A Ray task: train ``chunk`` on ``data`` (resolved from the object store, read-only);
-    return the results with the node that ran it and its miaudit version."""
+    return the results with the node that ran it and its miaudit version (no results, and
+    no training, when that version is not the driver's ``version``)."""
     import ray
 
-    return train_chunk(chunk, *data), ray.get_runtime_context().get_node_id(), __version__
+    node = ray.get_runtime_context().get_node_id()
+    if version != __version__:
+        return None, node, __version__
+    return train_chunk(chunk, *data), node, __version__

@@ -9,10 +9,12 @@ one by one), with the state a checkpoint saves and restores
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 
+from miaudit.errors import MiauditWarning
 from miaudit.training.checkpoint import Checkpoint
 from miaudit.training.nets import build_module
 from miaudit.training.recipes import (
@@ -176,10 +178,18 @@ def _train_stacked(recipe, X, y, design, *, n_classes, seeds, device, on_epoch, 
     """
     run = _StackedRun(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
                       device=device, sparse=sparse)
-    saved = None if checkpoint is None else checkpoint.load(run.dev)
+    saved = None if checkpoint is None else checkpoint.load("cpu")
     if saved is not None:
-        run.restore(*saved)
-        checkpoint.resumed_epoch = run.resumed
+        try:
+            run.restore(*saved)
+            checkpoint.resumed_epoch = run.resumed
+        except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as exc:
+            warnings.warn(f"The training checkpoint {checkpoint.path.name} does not fit this "
+                          f"run ({exc!r}); the models train from the start.", MiauditWarning,
+                          stacklevel=4)
+            checkpoint.remove()
+            run = _StackedRun(recipe, X, y, design, n_classes=n_classes, seeds=seeds,
+                              device=device, sparse=sparse)
     while run.retire_finished():
         ended = run.step()
         if on_epoch is not None:
@@ -228,7 +238,7 @@ class _StackedRun:
             self.best = [p.detach().clone() for p in self.params]
         self.groups = _groups(members, seeds, recipe, dev)
         self.alive = np.arange(len(seeds))  # original position of each model of the stack
-        self.final = [torch.empty_like(p, requires_grad=False) for p in self.params]
+        self.final = [torch.zeros_like(p, requires_grad=False) for p in self.params]
         self.opt = make_optimizer(recipe, self.params)
         self.reported = 0  # epochs reported to on_epoch
         self.resumed: int | None = None  # epochs done when resumed from a checkpoint
@@ -311,24 +321,28 @@ class _StackedRun:
         return tensors, state
 
     def restore(self, tensors: dict, state: dict) -> None:
-        """Go on from a :meth:`state` saved by the same run (same recipe, data, seeds)."""
+        """Go on from a :meth:`state` saved by the same run (same recipe, data, seeds),
+        its tensors read on the CPU (generator states stay there; the rest moves to the
+        run's device, but for the optimizer's step counters, which torch keeps on the CPU)."""
+        dev = self.dev
         self.alive = np.asarray(state["alive"], dtype=np.int64)
         self.reported = int(state["reported"])
-        if len(self.alive) < len(self.final) and self.val is not None:
+        if self.val is not None:
             self.val.keep(self.alive)
         if self.gens is not None:
             self.gens = [self.gens[m] for m in self.alive]
             for j, gen in enumerate(self.gens):
                 gen.set_state(tensors[f"dropout.{j}"])
-        self.params = [tensors[f"param.{i}"].clone().requires_grad_(True)
+        self.params = [tensors[f"param.{i}"].to(dev).requires_grad_(True)
                        for i in range(len(self.params))]
-        self.final = [tensors[f"final.{i}"].clone() for i in range(len(self.final))]
+        self.final = [tensors[f"final.{i}"].to(dev) for i in range(len(self.final))]
         self.opt = make_optimizer(self.recipe, self.params)
         for i, p in enumerate(self.params):
             prefix = f"opt.{i}."
             entries = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             if entries:
-                self.opt.state[p] = {k: v.clone() for k, v in entries.items()}
+                self.opt.state[p] = {k: v.clone() if k == "step" else v.to(dev)
+                                     for k, v in entries.items()}
         by_index = {g.index: g for g in self.groups}
         self.groups = []
         for g, (index, done) in enumerate(state["groups"]):
@@ -342,7 +356,7 @@ class _StackedRun:
         if self.stoppers is not None:
             for st, saved in zip(self.stoppers, state["stoppers"], strict=True):
                 vars(st).update(saved)
-            self.best = [tensors[f"best.{i}"].clone() for i in range(len(self.best))]
+            self.best = [tensors[f"best.{i}"].to(dev) for i in range(len(self.best))]
         self.resumed = min(g.epochs_done for g in self.groups) if self.groups else 0
 
     def report(self, on_epoch: Callable[[int], None]) -> None:
