@@ -172,7 +172,7 @@ def test_an_audit_on_a_two_node_cluster(cluster, tmp_path):
     record = json.loads(calls.read_text())
     assert record["puts"] == [["ndarray", "ndarray"]]
     assert len(record["tasks"]) == training["ray"]["tasks"] >= 2
-    assert all(task == ["Chunk", "ObjectRef"] for task in record["tasks"])
+    assert all(task == ["Chunk", "ObjectRef", "str"] for task in record["tasks"])
     # miaudit only disconnected: the cluster it did not start is still up
     assert _alive_nodes(cluster.address, cluster.env) == 2
 
