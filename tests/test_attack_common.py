@@ -107,12 +107,15 @@ class World:
     pop_y: np.ndarray        # (Z,)
     pop_logits: np.ndarray   # (Z, C) target on the population (never trained on)
     pop_ref_logits: np.ndarray  # (K, Z, C)
+    x: np.ndarray            # (N, D) the records' features (their difficulty shows in them)
+    pop_x: np.ndarray        # (Z, D)
 
     def permuted(self, perm: np.ndarray, pop_perm: np.ndarray) -> World:
         return World(self.y[perm], self.is_member[perm], self.folds[perm], self.logits[perm],
                      self.ref_logits[:, perm], self.ref_member[:, perm], self.correct[perm],
                      self.ref_correct[:, perm], self.distance[perm], self.pop_y[pop_perm],
-                     self.pop_logits[pop_perm], self.pop_ref_logits[:, pop_perm])
+                     self.pop_logits[pop_perm], self.pop_ref_logits[:, pop_perm],
+                     self.x[perm], self.pop_x[pop_perm])
 
 
 LEVELS = np.repeat(np.arange(3), A // 3)
@@ -139,8 +142,10 @@ def make_world(seed: int = 0) -> World:
     pop_logits = _leaky(pop_y, out, pop_difficulty, rng.normal(0, 1, (Z, C + 1)))
     pop_ref_logits = np.stack([_leaky(pop_y, out, pop_difficulty,
                                       rng.normal(0, 1, (Z, C + 1))) for _ in range(K)])
+    x = np.column_stack([difficulty + rng.normal(0, 0.2, N), rng.normal(0, 1, (N, 2))])
+    pop_x = np.column_stack([pop_difficulty + rng.normal(0, 0.2, Z), rng.normal(0, 1, (Z, 2))])
     return World(y, is_member, np.arange(N) % 5, logits, ref_logits, ref_member, correct,
-                 ref_correct, distance, pop_y, pop_logits, pop_ref_logits)
+                 ref_correct, distance, pop_y, pop_logits, pop_ref_logits, x, pop_x)
 
 
 def _observe(z: np.ndarray, y: np.ndarray):
@@ -174,7 +179,7 @@ def build(w: World, have: frozenset[str], other: str = "poison",
 
     def population(src: World):
         return Population(_observe(src.pop_logits, src.pop_y), src.pop_ref_logits,
-                          np.zeros((K, Z), dtype=bool))
+                          np.zeros((K, Z), dtype=bool), src.pop_x)
 
     pop = piece("population", lambda: population(w), lambda: population(g))
 
@@ -188,7 +193,7 @@ def build(w: World, have: frozenset[str], other: str = "poison",
 
     label_queries = piece("queries", lambda: queries(w), lambda: queries(g))
     return AttackInput(_observe(w.logits, w.y), calibration=calibration, references=refs,
-                       population=pop, label_queries=label_queries)
+                       population=pop, label_queries=label_queries, features=w.x)
 
 
 def _score(name: str, inputs: AttackInput) -> np.ndarray:

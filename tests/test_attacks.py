@@ -296,7 +296,8 @@ def test_defaults_follow_the_threat_model():
     assert {"class-loss", "class-mentr", "lira-online", "shokri"} <= set(names)
     assert "attack-p" not in names  # no population data
     names = [a.name for a in default_attacks(e, 0, knowledge=threat_model(population=True))]
-    assert names == ["loss", "confidence", "entropy", "mentr", "correctness", "attack-p"]
+    assert names == ["loss", "confidence", "entropy", "mentr", "correctness", "attack-p",
+                     "quantile"]
     # label-only query attacks by default only when the exposure releases labels alone
     label = parse_exposure("label")
     granted = threat_model(references=True, queries=True)
@@ -306,7 +307,7 @@ def test_defaults_follow_the_threat_model():
     # the older arguments (no knowledge): references when there are some, queries when
     # allowed, population assumed
     assert [a.name for a in default_attacks(e)] == [
-        "loss", "confidence", "entropy", "mentr", "correctness", "attack-p"]
+        "loss", "confidence", "entropy", "mentr", "correctness", "attack-p", "quantile"]
     assert [a.name for a in resolve_attacks(None, label, 2, can_query=True)] == [
         "correctness", "label-augment", "label-boundary", "label-augment-learned"]
 

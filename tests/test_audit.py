@@ -41,7 +41,7 @@ def test_summary_has_the_documented_layout(digits_result, tmp_path):
     assert t["train_accuracy"] > 0.95 and t["test_accuracy"] > 0.8
     # no references: the class-conditional thresholds (fitted on references) do not run,
     # and their oracle variants only when named
-    expected = {"loss", "confidence", "entropy", "mentr", "correctness", "attack-p"}
+    expected = {"loss", "confidence", "entropy", "mentr", "correctness", "attack-p", "quantile"}
     assert set(summary["attacks"]) == expected
     for m in summary["attacks"].values():
         assert set(m["tpr_at_fpr"]) == {"0.01", "0.001", "0.0001"}

@@ -52,6 +52,7 @@ from miaudit.defaults import (
     POPULATION_FRACTION,
     Executor,
     LiraVariance,
+    QuantileMethod,
     ReferenceMode,
     default_cache_dir,
 )
@@ -191,6 +192,9 @@ class AttacksConfig(_Section):
         "auto", description="LiRA's variance: global below 64 references when auto.")
     rmia_temperature: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = Field(
         None, description="RMIA's softmax temperature; default: tuned on the references.")
+    quantile_method: QuantileMethod = Field(
+        "gaussian", description="The quantile attack's regression: gaussian (a mean and a "
+        "spread per record) or pinball (the 99% quantile itself).")
     calibration_folds: Annotated[int, Field(ge=2)] = Field(
         DEFAULT_CALIBRATION_FOLDS,
         description="Cross-fitting folds of the oracle attacks (*-known).")
@@ -287,6 +291,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "exposure": ("attacks", "exposure"), "attacks": ("attacks", "names"),
     "lira_variance": ("attacks", "lira_variance"),
     "rmia_temperature": ("attacks", "rmia_temperature"),
+    "quantile_method": ("attacks", "quantile_method"),
     "calibration_folds": ("attacks", "calibration_folds"),
     "query_budget": ("attacks", "query_budget"),
     "fprs": ("metrics", "fprs"), "alpha": ("metrics", "alpha"),

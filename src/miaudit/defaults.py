@@ -12,10 +12,12 @@ from typing import Literal, get_args
 
 ReferenceMode = Literal["online", "offline"]
 LiraVariance = Literal["auto", "global", "per-example"]
+QuantileMethod = Literal["gaussian", "pinball"]
 Executor = Literal["inprocess", "process", "ray"]
 
 REFERENCE_MODES: tuple[str, ...] = get_args(ReferenceMode)
 LIRA_VARIANCES: tuple[str, ...] = get_args(LiraVariance)
+QUANTILE_METHODS: tuple[str, ...] = get_args(QuantileMethod)
 EXECUTORS: tuple[str, ...] = get_args(Executor)
 
 #: What the attacker sees of the target unless told otherwise.

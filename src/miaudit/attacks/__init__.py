@@ -7,6 +7,9 @@ Importing this package registers every built-in attack in :data:`ATTACKS`.
 from miaudit.attacks import reference_free  # noqa: I001
 from miaudit.attacks import class_threshold
 from miaudit.attacks import ye
+from miaudit.attacks import difficulty
+from miaudit.attacks import privacy_risk
+from miaudit.attacks import quantile
 from miaudit.attacks import lira
 from miaudit.attacks import rmia
 from miaudit.attacks import shokri
@@ -43,10 +46,13 @@ __all__ = [
     "attacks_allowed",
     "class_threshold",
     "default_attacks",
+    "difficulty",
     "get_attack",
     "knowledge_table",
     "label_only",
     "lira",
+    "privacy_risk",
+    "quantile",
     "reference_free",
     "register_attack",
     "resolve_attacks",

@@ -129,11 +129,15 @@ class Population:
     reference_membership : ndarray (K, Z) bool or None
         Whether population record ``z`` was in reference ``k``'s training set (offline
         references train on the population; online ones never do).
+    features : ndarray (Z, D) or None
+        The population records themselves (for attacks that learn from a record's
+        features, :mod:`miaudit.attacks.quantile`); None when the audit has none.
     """
 
     target: Observation
     reference_logits: np.ndarray | None = None
     reference_membership: np.ndarray | None = None
+    features: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -160,6 +164,9 @@ class AttackInput:
         ``References.variant_logits``); empty when no augmentation is used.
     label_queries : LabelQueries or None
         What label-only queries on perturbed inputs returned (label-only attacks).
+    features : ndarray (N, D) or None
+        The audited records themselves, which the attacker holds (it asks about them);
+        None when the audit has only precomputed outputs.
     """
 
     target: Observation
@@ -168,6 +175,7 @@ class AttackInput:
     population: Population | None = None
     target_variants: tuple[Observation, ...] = ()
     label_queries: LabelQueries | None = None
+    features: np.ndarray | None = None
 
     def query_pairs(self) -> list[tuple[Observation, References]]:
         """(target, references) for the record itself and each augmented variant that both

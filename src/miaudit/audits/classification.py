@@ -127,6 +127,8 @@ def audit(
         ``lira_variance`` (``auto``: global below 64 references, ``global``,
         ``per-example``). ``rmia_temperature`` (RMIA's softmax temperature; default tuned,
         with RMIA's offline ``a``, on the references, never on the target; both recorded).
+        ``quantile_method`` (the quantile attack's regression: ``gaussian``, a mean and a
+        spread per record, or ``pinball``, the 99% quantile itself).
         ``calibration_folds`` (default 5; cross-fitting folds of the oracle attacks
         ``class-loss-known``, ``class-mentr-known``, never part of the verdict).
         ``query_budget`` (most queries each label-only attack may send to each target;
@@ -167,7 +169,8 @@ def audit(
     ref, att = cfg.references, cfg.attacks
     plan = _attack_plan(att.names, att.exposures, model, outputs, ref.count, ref.mode,
                         ref.population_fraction)
-    options = _attack_options(att.lira_variance, att.rmia_temperature, cfg.seed)
+    options = _attack_options(att.lira_variance, att.rmia_temperature, att.quantile_method,
+                              cfg.seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with _progress(cfg.compute.progress) as bar:
@@ -307,7 +310,7 @@ def _summary(cfg: AuditConfig, game: Game, runs: _Runs, plan: dict[Exposure, lis
         "fprs": [float(f) for f in met.fprs], "calibration_folds": att.calibration_folds,
         "references": game.reference_models, "reference_mode": ref.mode,
         "targets": ref.targets, "lira_variance": att.lira_variance,
-        "rmia_temperature": att.rmia_temperature,
+        "rmia_temperature": att.rmia_temperature, "quantile_method": att.quantile_method,
         "population_fraction": ref.population_fraction, "device": cfg.compute.device,
         "query_budget": att.query_budget,
     }
@@ -364,7 +367,8 @@ def _attack_plan(attacks, exposures: list[Exposure], model, outputs, references:
     return plan
 
 
-def _attack_options(lira_variance: str, rmia_temperature: float | None, seed: int) -> dict:
+def _attack_options(lira_variance: str, rmia_temperature: float | None,
+                    quantile_method: str, seed: int) -> dict:
     """The keyword arguments each attack runs with (RMIA's temperature only when fixed:
     otherwise it is tuned on the references per target)."""
     rmia = {} if rmia_temperature is None else {"temperature": rmia_temperature}
@@ -374,6 +378,7 @@ def _attack_options(lira_variance: str, rmia_temperature: float | None, seed: in
         "rmia-online": dict(rmia),
         "rmia-offline": dict(rmia),
         "shokri": {"seed": seed},
+        "quantile": {"method": quantile_method, "seed": seed},
         "label-augment-learned": {"seed": seed},
     }
 

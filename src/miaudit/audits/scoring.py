@@ -79,6 +79,7 @@ def score_attacks(game: Game, chosen: list[Attack], exp: Exposure, targets: int,
             population=_population(game, t, exp, seed),
             target_variants=target_variants,
             label_queries=_label_queries(game, t, chosen, exp, plan, seed) if queries else None,
+            features=game.features,
         )
         if inputs.label_queries is not None:
             q = inputs.label_queries
@@ -142,9 +143,10 @@ def _population(game: Game, t: int, exp: Exposure, seed: int) -> Population | No
     target = observe(check_outputs(pl[t], "logits"), py, exp,
                      rng=np.random.default_rng([seed, t, 14]))
     if not game.reference_models:
-        return Population(target)
+        return Population(target, features=game.population_features)
     others = game.reference_rows[t]
-    return Population(target, _released_logits(pl[others], exp, seed, others, py), pm[others])
+    return Population(target, _released_logits(pl[others], exp, seed, others, py), pm[others],
+                      game.population_features)
 
 
 def _released_logits(logits: np.ndarray, exp: Exposure, seed: int, models: list[int],

@@ -201,6 +201,7 @@ def run(
     targets: opt.Targets = 1,
     lira_variance: opt.LiraVariance = "auto",
     rmia_temperature: opt.RmiaTemperature = None,
+    quantile_method: opt.QuantileMethod = "gaussian",
     population_fraction: opt.PopulationFraction = POPULATION_FRACTION,
     augment: opt.Augment = "auto",
     no_augment: opt.NoAugment = False,

@@ -18,13 +18,14 @@ import typer
 from miaudit.cli.common import OutputFormat
 from miaudit.defaults import Executor as ExecutorChoice
 from miaudit.defaults import LiraVariance as LiraVarianceChoice
+from miaudit.defaults import QuantileMethod as QuantileMethodChoice
 from miaudit.defaults import ReferenceMode as ReferenceModeChoice
 
 __all__ = ["Alpha", "Attacks", "Augment", "CacheDir", "CheckpointSeconds", "Data", "Device",
            "Executor", "Exposure",
            "Format", "IdColumn", "LabelColumn", "LiraVariance", "Model", "ModelsPerBatch",
            "NRecords", "NoAugment", "NoCache", "NoRegistry", "Out", "Overwrite", "Param",
-           "PopulationFraction", "Prior", "QueryBudget", "Quiet", "RayAddress",
+           "PopulationFraction", "Prior", "QuantileMethod", "QueryBudget", "Quiet", "RayAddress",
            "ReferenceMode", "References", "Registry", "RmiaTemperature", "Seed", "Targets",
            "Workers", "augment_setting"]
 
@@ -81,6 +82,9 @@ LiraVariance = Annotated[LiraVarianceChoice, _opt(
 RmiaTemperature = Annotated[float | None, _opt(
     REFERENCES, help="Softmax temperature of RMIA's Pr(x|model) (default: tuned on the "
     "references).")]
+QuantileMethod = Annotated[QuantileMethodChoice, _opt(
+    ATTACKS, help="The quantile attack's regression: gaussian (a mean and a spread per "
+    "record) or pinball (the 99% quantile itself).")]
 PopulationFraction = Annotated[float, _opt(
     REFERENCES, help="Share of the pool set aside as population data (attack-p, RMIA).")]
 Augment = Annotated[Literal["auto", "on", "off"], _opt(

@@ -315,6 +315,8 @@ def _spec_data(summary: dict, where: str) -> dict:
     # runs before RMIA's temperature was tuned on references recorded a fixed one
     if settings.get("rmia_temperature") is not None:
         audit["rmia_temperature"] = settings["rmia_temperature"]
+    # runs before the quantile attack used its default
+    audit["quantile_method"] = settings.get("quantile_method", "gaussian")
     # runs before population data was set aside audited the whole pool
     audit["population_fraction"] = settings.get("population_fraction", 0.0)
     if settings.get("query_budget") is not None:

@@ -139,7 +139,8 @@ class TargetSection(BaseModel):
 #: The keys of ``[audit]`` and ``[training]``: settings of :class:`~miaudit.config.AuditConfig`,
 #: declared (type, range, default) there and only there.
 AUDIT_KEYS = ("exposure", "attacks", "references", "reference_mode", "targets",
-              "lira_variance", "rmia_temperature", "population_fraction", "seed", "fprs",
+              "lira_variance", "rmia_temperature", "quantile_method", "population_fraction",
+              "seed", "fprs",
               "alpha", "prior", "delta", "calibration_folds", "query_budget")
 TRAINING_KEYS = ("device", "executor", "workers", "ray_address", "models_per_batch", "augment")
 
@@ -181,7 +182,8 @@ class LMSection(BaseModel):
 #: Keys of [audit] and [training] that a language-model audit does not use.
 _CLASSIFICATION_ONLY = {
     "audit": ("exposure", "reference_mode", "targets", "lira_variance",
-              "rmia_temperature", "population_fraction", "calibration_folds", "query_budget"),
+              "rmia_temperature", "quantile_method", "population_fraction",
+              "calibration_folds", "query_budget"),
     "training": ("executor", "workers", "ray_address", "models_per_batch", "augment"),
 }
 
@@ -312,7 +314,7 @@ class AuditSpec(BaseModel):
             attacks=None if a.attacks is None else list(a.attacks),
             references=a.references, reference_mode=a.reference_mode, targets=a.targets,
             lira_variance=a.lira_variance,
-            rmia_temperature=a.rmia_temperature,
+            rmia_temperature=a.rmia_temperature, quantile_method=a.quantile_method,
             population_fraction=a.population_fraction, seed=a.seed, fprs=list(a.fprs),
             alpha=a.alpha, prior=a.prior, delta=a.delta,
             calibration_folds=a.calibration_folds, device=tr.device, executor=tr.executor,
