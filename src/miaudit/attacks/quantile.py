@@ -27,12 +27,12 @@ precomputed outputs does not have.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 
 import numpy as np
 from scipy.special import ndtri
 
+from miaudit.attacks._sampling import content_folds
 from miaudit.attacks.base import Attack, AttackInput, register_attack
 from miaudit.attacks.reference_signals import POPULATION, observed_phi
 from miaudit.errors import ConfigError, MiauditWarning
@@ -69,22 +69,6 @@ def _regressor(categorical: list[bool], seed: int, quantile: float | None = None
                                          **loss, **_BOOSTING)
 
 
-def _folds(x: np.ndarray, phi: np.ndarray, seed: int) -> np.ndarray:
-    """A fold per row from a hash of its content (features, label, ``phi``) and ``seed``:
-    the same rows get the same folds in any order. Every fold is non-empty."""
-    rows = np.ascontiguousarray(np.column_stack([x, phi]))
-    key = seed.to_bytes(8, "little", signed=True)
-    h = np.array([int.from_bytes(hashlib.blake2b(r.tobytes(), digest_size=8, key=key)
-                                 .digest(), "little") for r in rows], dtype=np.uint64)
-    n = min(_FOLDS, len(phi))
-    fold = (h % np.uint64(n)).astype(np.int64)
-    for f in range(n):  # a fold left empty takes the largest one's row of lowest hash
-        if not (fold == f).any():
-            rows_of_biggest = np.flatnonzero(fold == np.bincount(fold, minlength=n).argmax())
-            fold[rows_of_biggest[np.argmin(h[rows_of_biggest])]] = f
-    return fold
-
-
 def gaussian_fit(x_pop: np.ndarray, phi_pop: np.ndarray, x: np.ndarray,
                  categorical: list[bool], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Predicted mean and standard deviation of ``phi`` on non-members at ``x``: the mean
@@ -93,7 +77,8 @@ def gaussian_fit(x_pop: np.ndarray, phi_pop: np.ndarray, x: np.ndarray,
     from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
     mean = _regressor(categorical, seed).fit(x_pop, phi_pop)
-    folds = PredefinedSplit(_folds(x_pop, phi_pop, seed))
+    folds = PredefinedSplit(content_folds(np.column_stack([x_pop, phi_pop]),
+                                          min(_FOLDS, len(phi_pop)), seed))
     held_out = cross_val_predict(_regressor(categorical, seed), x_pop, phi_pop, cv=folds)
     log_abs = np.log(np.abs(phi_pop - held_out) + 1e-6)
     log_sigma = _regressor(categorical, seed).fit(x_pop, log_abs).predict(x)
