@@ -272,6 +272,27 @@ def test_html_report_of_a_run_with_references(digits_run, digits_page):
     assert "<style>" in digits_page and "@media print" in digits_page
 
 
+def test_records_show_the_privacy_risk_beside_the_rank_risk(digits_run, digits_page):
+    """With references the run scores the privacy risk (Song & Mittal's posterior), and
+    the records table shows it per record, in HTML and Markdown, equal to the stored
+    score of that record under that target."""
+    summary = _summary(digits_run)
+    assert "privacy-risk" in summary["attacks"]
+    scores = pd.read_parquet(digits_run / "scores.parquet")
+    top, _, _ = records_at_risk(scores, verdict(summary).attack)
+    assert "p_member" in top.columns
+    md = render_markdown(digits_run)
+    assert "P(member)" in digits_page and "| P(member) |" in md
+    assert "privacy risk score (Song &amp; Mittal 2021)" in digits_page
+    for r in top.to_dict("records")[:5]:
+        stored = scores[(scores["record_id"] == r["record_id"])
+                        & (scores["target"] == r["target"])]["privacy-risk"]
+        assert r["p_member"] == pytest.approx(float(stored.iloc[0]))
+        row = next(line for line in md.splitlines()
+                   if line.startswith("| ") and f" {r['record_id']} " in line)
+        assert format_figure(r["p_member"], "risk") in row
+
+
 def test_markdown_report_holds_the_same_figures(digits_run):
     summary = _summary(digits_run)
     md = render_markdown(digits_run)

@@ -16,6 +16,9 @@ from miaudit.errors import DataError
 if TYPE_CHECKING:  # numpy, pandas and scipy load on first use: the CLI starts fast
     import pandas as pd
 
+#: The attack whose score is a posterior probability of membership, shown per record
+#: beside the rank-based risk when the run has it.
+POSTERIOR_ATTACK = "privacy-risk"
 #: Members listed in "records at risk".
 TOP_RECORDS = 10
 #: FPR at which members count as exposed and at which the per-class TPR is shown.
@@ -392,7 +395,9 @@ def records_at_risk(scores: pd.DataFrame, attack: str, *, top: int = TOP_RECORDS
     -------
     records : pandas.DataFrame
         Up to ``top`` member rows (``record_id``, ``target``, ``fingerprint``, ``risk``,
-        ``score`` and any raw-content column), highest risk first (ties: higher score).
+        ``score``, ``p_member`` when the run scored the privacy risk (Song & Mittal's
+        posterior probability of membership, :mod:`miaudit.attacks.privacy_risk`), and any
+        raw-content column), highest risk first (ties: higher score).
     exposed : int
         Members caught at :data:`EXPOSED_FPR` (risk >= 1 - EXPOSED_FPR).
     members : int
@@ -415,8 +420,11 @@ def records_at_risk(scores: pd.DataFrame, attack: str, *, top: int = TOP_RECORDS
     members = pd.concat(parts, ignore_index=True)
     exposed = int((members["risk"] >= 1 - EXPOSED_FPR - 1e-12).sum())
     ordered = members.sort_values(["risk", "score"], ascending=False, kind="stable")
-    return ordered.head(top)[[*keep, "risk", "score"]].reset_index(drop=True), exposed, len(
-        members)
+    shown = [*keep, "risk", "score"]
+    if POSTERIOR_ATTACK in ordered.columns:
+        ordered = ordered.assign(p_member=ordered[POSTERIOR_ATTACK])
+        shown.append("p_member")
+    return ordered.head(top)[shown].reset_index(drop=True), exposed, len(members)
 
 
 def _method(summary: dict, signals_info: str | None) -> list[str]:

@@ -94,6 +94,7 @@ class RecordRow(NamedTuple):
     fingerprint: str  # the first 12 hex digits, or "none"
     risk: float
     raw: list[Any]  # the raw-content cells, shown on request only
+    p_member: float | None = None  # the privacy risk score, when the run has it
 
 
 def records_view(c: ReportContent) -> dict[str, Any] | None:
@@ -109,11 +110,18 @@ def records_view(c: ReportContent) -> dict[str, Any] | None:
         fp = r.get("fingerprint")
         rows.append(RecordRow(r["record_id"], r["target"],
                               str(fp)[:12] if isinstance(fp, str) and fp else "none",
-                              r["risk"], [r.get(col, "") for col in raw]))
+                              r["risk"], [r.get(col, "") for col in raw], r.get("p_member")))
+    posterior = "p_member" in records.columns
     heads = ["#", "record ID", *(["target"] if many else []), "fingerprint", "risk",
-             "flagged at FPR", *raw]
-    return {"many": many, "raw": raw, "heads": heads, "rows": rows,
-            "note": raw_values_note(c)}
+             "flagged at FPR", *(["P(member)"] if posterior else []), *raw]
+    note = raw_values_note(c)
+    if posterior:
+        note = (f"{note} P(member): the privacy risk score (Song & Mittal 2021), the "
+                "probability that a record with this output and label is a member of such "
+                "a model, from the reference models' outputs on records they were and were "
+                "not trained on (prior 1/2).").strip()
+    return {"many": many, "raw": raw, "heads": heads, "rows": rows, "posterior": posterior,
+            "note": note}
 
 
 def exposures_view(c: ReportContent) -> dict[str, Any] | None:
