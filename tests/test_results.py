@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 
+import miaudit
 from miaudit.results.result import AuditResult, json_ready
 
 
@@ -35,3 +36,17 @@ def test_a_result_with_undefined_figures_saves_valid_json(tmp_path):
     loaded = json.loads(text)
     assert loaded["elapsed_seconds"] is None
     assert loaded["undefined_values"][0]["path"] == "elapsed_seconds"
+
+
+def test_signals_hold_the_population_outputs_for_rescoring(tmp_path):
+    """RMIA's z can be recomputed from the run folder: the population records' outputs of
+    every model, their membership (never a target's) and labels."""
+    result = miaudit.audit(data="digits", model="logistic", model_params={"epochs": 3},
+                           references=2, attacks=["rmia-online", "attack-p"], seed=0)
+    out = result.save(tmp_path / "run")
+    with np.load(out / "signals.npz") as s:
+        logits, membership = s["population_logits"], s["population_membership"]
+        n_pop = result.summary()["data"]["n_population_records"]
+        assert logits.shape == (s["logits"].shape[0], n_pop, 10)
+        assert membership.shape == logits.shape[:2] and not membership.any()
+        assert s["population_labels"].shape == (n_pop,)

@@ -519,6 +519,11 @@ def _signals(game: Game) -> dict[str, np.ndarray]:
     }
     if game.variants is not None:
         signals["variant_logits"] = game.variants.astype(np.float32)
+    if game.population is not None:  # RMIA's z, for re-scoring by other tools
+        logits, membership, labels = game.population
+        signals.update(population_logits=np.asarray(logits, dtype=np.float32),
+                       population_membership=membership,
+                       population_labels=labels.astype(np.int64))
     return signals
 
 
