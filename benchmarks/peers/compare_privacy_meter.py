@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import log_softmax
 from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _results import table, write_section
@@ -58,8 +59,8 @@ A_GRID = np.round(np.linspace(0, 1, 11), 2)
 
 def p_true(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Softmax probability of the true label, for every leading index: (..., N)."""
-    return np.exp(np.take_along_axis(log_softmax(logits, axis=-1),
-                                     labels[..., None], axis=-1)[..., 0])
+    index = np.broadcast_to(labels, logits.shape[:-1])[..., None]
+    return np.exp(np.take_along_axis(log_softmax(logits, axis=-1), index, axis=-1)[..., 0])
 
 
 def pm_reference_mean(ref_p: np.ndarray, ref_in: np.ndarray, a: float,
@@ -89,7 +90,7 @@ def pm_tuned_a(paired_p, paired_in, ref_p, ref_in, z_paired_p, z_ref_p) -> float
     best, best_auc = 0.0, -1.0
     for a in A_GRID:
         score, _ = pm_rmia(paired_p, ref_p, ref_in, z_paired_p, z_ref_p, a, 1)
-        auc = evaluate(score, paired_in).auc
+        auc = roc_auc_score(paired_in, score)
         if auc > best_auc:
             best, best_auc = float(a), auc
     return best
