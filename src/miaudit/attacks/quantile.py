@@ -35,6 +35,7 @@ from scipy.special import ndtri
 from miaudit.attacks._sampling import content_folds, content_subsample
 from miaudit.attacks.base import Attack, AttackInput, register_attack
 from miaudit.attacks.reference_signals import POPULATION, observed_phi
+from miaudit.defaults import QUANTILE_METHODS
 from miaudit.errors import ConfigError, MiauditWarning
 
 #: The level whose threshold is the score's 0 by default (the paper's 1%).
@@ -52,7 +53,6 @@ _MEAN_LOG_ABS_NORMAL = -(np.euler_gamma + np.log(2.0)) / 2
 #: Gradient boosting settings (fixed, not tuned: nothing here is fitted on the target).
 _BOOSTING = {"max_iter": 200, "learning_rate": 0.05, "min_samples_leaf": 20,
              "early_stopping": False}
-METHODS = ("gaussian", "pinball")
 
 
 def _design(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list[bool]]:
@@ -108,8 +108,9 @@ def quantile_attack(inputs: AttackInput, *, fpr: float = DEFAULT_FPR,
     """
     if not 0.0 < fpr < 0.5:
         raise ConfigError(f"The quantile attack's fpr must lie in (0, 0.5), got {fpr}.")
-    if method not in METHODS:
-        raise ConfigError(f"The quantile attack's method must be one of {', '.join(METHODS)}, "
+    if method not in QUANTILE_METHODS:
+        raise ConfigError("The quantile attack's method must be one of "
+                          f"{', '.join(QUANTILE_METHODS)}, "
                           f"got {method!r}.")
     pop = inputs.population
     if pop is None:
