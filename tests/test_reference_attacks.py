@@ -434,10 +434,12 @@ def test_an_untrained_model_shows_no_leakage(variance):
     result = miaudit.audit(data="digits", model="logistic", model_params={"lr": 1e-9,
                            "epochs": 1}, references=3, targets=4, lira_variance=variance,
                            attacks=["loss", "lira-online", "lira-offline", "rmia-online",
-                                    "rmia-offline", "attack-r", "shokri"])
+                                    "rmia-offline", "attack-r", "shokri", "calibrated-loss",
+                                    "privacy-risk", "quantile"])
     for name, m in result.summary()["attacks"].items():
         assert abs(m["auc"] - 0.5) < 0.03, (name, m["auc"])
         assert m["tpr_at_fpr"]["0.01"] < 0.03, (name, m["tpr_at_fpr"]["0.01"])
+    assert result.summary()["verdict"]["level"] == "none"
 
 
 def test_location30_lira_beats_loss_at_low_fpr(shared_file):
