@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.special import expit, softmax
+from scipy.stats import rankdata
 
 from miaudit.attacks.base import Attack, AttackInput, register_attack
 from miaudit.attacks.reference_signals import REFERENCES
@@ -28,6 +29,10 @@ from miaudit.signals.transforms import modified_entropy
 
 #: Histogram bins per class: about sqrt(rows) / 2, within these bounds.
 MIN_BINS, MAX_BINS = 4, 50
+#: Records of equal risk (beyond the outermost bin centres the curve is flat) are ordered
+#: by their signal, within this much of their risk: without it 80-210 Location30 records
+#: tie at the top and the TPR at 0.1% FPR reads 0.0% (0.8-1.6% with it).
+_TIE_BREAK = 1e-9
 
 
 def _log_odds_curve(signal: np.ndarray, inside: np.ndarray
@@ -55,7 +60,8 @@ def privacy_risk(inputs: AttackInput) -> np.ndarray:
     Returns
     -------
     scores : ndarray (N,)
-        In (0, 1). Higher = member.
+        In (0, 1), records of equal risk ordered by their signal (within 1e-9). Higher =
+        member.
 
     Knowledge: ``references``.
     """
@@ -78,7 +84,7 @@ def privacy_risk(inputs: AttackInput) -> np.ndarray:
         centres, log_odds = _log_odds_curve(signal[rows], inside[rows]) if both else overall
         mask = labels == c
         out[mask] = np.interp(target[mask], centres, log_odds)
-    return expit(out)
+    return expit(out) + _TIE_BREAK * rankdata(target) / len(target)
 
 
 register_attack(Attack(
