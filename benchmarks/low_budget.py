@@ -7,7 +7,8 @@
   reference attacks (calibrated loss, Attack-R, privacy risk, Shokri) beside offline LiRA
   and RMIA and the quantile attack on the same population.
 
-    python benchmarks/low_budget.py [--skip-adult] [--seeds 3]
+    python benchmarks/low_budget.py [--skip-adult] [--seeds 3] [--skip-offline]
+                                    [--skip-no-references]
 """
 
 from __future__ import annotations
@@ -130,12 +131,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-adult", action="store_true")
     ap.add_argument("--skip-offline", action="store_true")
+    ap.add_argument("--skip-no-references", action="store_true")
     ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     timed_attacks()
     datasets = ["Location30"] + ([] if args.skip_adult else ["Adult"])
-    no_references(args.seeds, datasets)
+    if not args.skip_no_references:
+        no_references(args.seeds, datasets)
     if not args.skip_offline:
         offline_budgets(datasets)
 
