@@ -66,14 +66,13 @@ def p_true(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def pm_reference_mean(ref_p: np.ndarray, ref_in: np.ndarray, a: float,
                       num_ref: int | None) -> np.ndarray:
     """ML Privacy Meter's average reference signal per record (see the module):
-    ``num_ref`` 1, its one-reference mode (IN references inverted); ``num_ref`` > 1, the
-    mean of the ``num_ref`` largest OUT values; None, the mean of the OUT values alone
-    (its second path with ``num_ref`` equal to each record's OUT count)."""
+    ``num_ref`` 1, its one-reference mode (IN references inverted); None, the mean of the
+    OUT values alone (its path for ``num_ref_models`` > 1, the mean of that many largest
+    OUT values, when ``num_ref_models`` is each record's OUT count, as in a design of
+    complementary pairs)."""
     out = np.where(ref_in, 0.0, ref_p)
     if num_ref is None:
         return out.sum(axis=0) / np.maximum((~ref_in).sum(axis=0), 1)
-    if num_ref > 1:
-        return np.mean(-np.sort(-out, axis=0)[:num_ref], axis=0)
     inverted = (ref_p + a - 1) / a if a != 0 else (ref_p - 0.7) / 0.3
     return np.mean(out + np.where(ref_in, inverted, 0.0), axis=0)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from miaudit.attacks.base import Attack, AttackInput, register_attack
-from miaudit.attacks.reference_signals import REFERENCES, unscored_records
+from miaudit.attacks.reference_signals import REFERENCES, gaussian_fit, unscored_records
 
 
 def calibrated_loss(inputs: AttackInput) -> np.ndarray:
@@ -33,12 +33,8 @@ def calibrated_loss(inputs: AttackInput) -> np.ndarray:
     Knowledge: ``references``.
     """
     missing = unscored_records("calibrated-loss", inputs.references, {"out"})
-    parts = []
-    for target, refs in inputs.query_pairs():
-        out = ~refs.membership
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_out = np.where(out, refs.loss, 0.0).sum(axis=0) / out.sum(axis=0)
-        parts.append(mean_out - target.loss)
+    parts = [gaussian_fit(refs.loss, ~refs.membership, per_example=False)[0] - target.loss
+             for target, refs in inputs.query_pairs()]
     return np.where(missing, np.nan, np.mean(parts, axis=0))
 
 

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from miaudit.attacks.base import References
-from miaudit.errors import MiauditWarning
+from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.signals.exposure import PHI_MAX, Observation
 from miaudit.signals.transforms import (
     logit_scaled_confidence,
@@ -73,6 +73,16 @@ def unscored_records(attack: str, refs: References,
             MiauditWarning, stacklevel=3,
         )
     return missing
+
+
+def require_in_and_out(attack: str, refs: References) -> None:
+    """Refuse references (their ``tuning`` view) that saw none or all of their records:
+    an attack that learns from IN and OUT reference rows has nothing to learn from."""
+    if refs.membership.all() or not refs.membership.any():
+        raise ConfigError(
+            f"The attack {attack!r} learns from reference outputs on records they were and "
+            "were not trained on; these references saw none (or all) of their records. Use "
+            "--reference-mode online.")
 
 
 def gaussian_fit(values: np.ndarray, mask: np.ndarray,

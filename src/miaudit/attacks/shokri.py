@@ -20,7 +20,7 @@ from scipy.special import softmax
 
 from miaudit.attacks._sampling import content_subsample
 from miaudit.attacks.base import Attack, AttackInput, register_attack
-from miaudit.errors import ConfigError
+from miaudit.attacks.reference_signals import require_in_and_out
 
 #: Training rows (reference model x record) are subsampled, by content, to at most this.
 MAX_ROWS = 30_000
@@ -45,12 +45,7 @@ def shokri(inputs: AttackInput, *, seed: int = 0) -> np.ndarray:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     refs = inputs.references.tuning
-    if refs.membership.all() or not refs.membership.any():
-        raise ConfigError(
-            "The attack 'shokri' learns from reference outputs on records they were and were "
-            "not trained on; these references saw none (or all) of the audited records. Use "
-            "--reference-mode online."
-        )
+    require_in_and_out("shokri", refs)
     feats = np.concatenate([_features(softmax(z, axis=1), refs.labels) for z in refs.logits])
     inside = refs.membership.reshape(-1)
     rows = content_subsample(np.column_stack([feats, inside]), MAX_ROWS, seed)
