@@ -8,7 +8,12 @@ trained with it (IN) and without it (OUT) is fitted with a Gaussian
 or a per-example one; with augmented queries the score is the mean over the variants.
 Online LiRA is the log-ratio of the IN and OUT densities at the target's ``phi``
 (:func:`gaussian_log_ratio`, which text LiRA, :func:`miaudit.attacks.lm.lira_text`, also
-uses); offline LiRA a one-sided test against the OUT Gaussian.
+uses); offline LiRA a one-sided test against the OUT Gaussian, as the paper's text states
+it. The authors' released code scores offline LiRA by minus the OUT log density instead,
+a two-sided test (a record far *below* the OUT mean also scores high); on Location30 it
+is weaker at every budget from 2 to 64 references (TPR at 0.1% FPR 9.1% against 16.5%
+with 16, global variance; ``python benchmarks/paper_shapes.py``, "Offline LiRA's two
+forms"), so it is not offered.
 
 Every score is "higher = more likely a member". The reference models are the attacker's
 own: it knows which records each was trained on (``References.membership``); the audited
