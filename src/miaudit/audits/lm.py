@@ -28,6 +28,7 @@ from miaudit.attacks.blind import blind_baseline, blind_warning
 from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_attacks
 from miaudit.audits.verdict import audit_verdict
 from miaudit.data import TextDataset, load_texts, set_aside_texts, split_texts
+from miaudit.data.overlap import ngram_overlap
 from miaudit.defaults import DEFAULT_FPRS
 from miaudit.errors import (
     ConfigError,
@@ -137,6 +138,9 @@ def audit_lm(
             data, text_column=text_column, id_column=id_column, member_column=member_column,
             n_records=n_records, seed=seed)
         game = _lm_game(loaded, model, recipe, references, canaries, seed, querying)
+        overlap = ngram_overlap(game.texts, game.is_member)
+        if overlap.warning():
+            warnings.warn(overlap.warning(), MiauditWarning, stacklevel=2)
         ref_target = None if reference_model is None else _as_lm_target(
             reference_model, **querying)
         chosen, lira = _choose(attacks, reference=ref_target is not None,
@@ -163,7 +167,8 @@ def audit_lm(
                  **{k_: v for k_, v in loaded.info.items() if k_ not in ("n_texts",)},
                  "n_records_in_game": len(game.texts),
                  "n_tokenizer_records": 0 if game.tokenizer_ds is None
-                 else len(game.tokenizer_ds)},
+                 else len(game.tokenizer_ds),
+                 "ngram_overlap": overlap.to_dict()},
         "target": game.info,
         "exposure": "token log-probabilities",
         "verdict": audit_verdict(entries, run.scores, game.is_member,
