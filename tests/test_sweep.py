@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from miaudit.audits.sweep import SweepResult, parse_sweep, sweep, sweep_plot
+from miaudit.audits.sweep import SEARCH_NOTE, SweepResult, parse_sweep, sweep, sweep_plot
 from miaudit.errors import ConfigError
 from miaudit.results.folder import RUN_FILES
 
@@ -40,6 +40,7 @@ def test_sweep_rows_hold_every_figure(wd_sweep):
         assert r["test_accuracy"] == summary["target"]["test_accuracy"]
     section = wd_sweep.section()
     assert section["parameter"] == "weight_decay" and section["rows"] is rows
+    assert "search_note" not in section  # no DP-SGD row, no epsilon to qualify
     json.dumps(section, allow_nan=False)
     assert list(wd_sweep.table().columns)[:2] == ["weight_decay", "attack"]
 
@@ -81,6 +82,13 @@ def test_dp_epsilon_sweep_reports_the_accountant():
 
     page = render_html_from(res.to_result().summary(), res.last.scores)
     assert 'id="sweep-table"' in page and 'data-value="inf"' in page
+    # picking a setting is a search the accountant's epsilon does not include: said
+    assert res.section()["search_note"] == SEARCH_NOTE
+    assert 'id="sweep-note"' in page and "does not include it" in page
+    from miaudit.report.markdown import render_markdown_from
+
+    assert "does not include it" in render_markdown_from(res.to_result().summary(),
+                                                         res.last.scores)
 
 
 @pytest.mark.parametrize(("args", "match"), [

@@ -41,6 +41,14 @@ __all__ = ["OneRunResult", "SweepResult", "audit_one_run", "parse_sweep", "sweep
 SWEEP_PLOT = "sweep.png"
 #: FPR level of the sweep's TPR column and plot when it is measurable.
 SWEEP_FPR = "0.001"
+#: Said beside a sweep with DP-SGD rows: picking a setting by these figures is itself a
+#: use of the training data that no row's epsilon counts (Papernot & Steinke, "Hyperparameter
+#: Tuning with Renyi Differential Privacy", ICLR 2022).
+SEARCH_NOTE = (
+    "Each row's accountant epsilon covers one training run of that setting. Choosing a "
+    "setting by these figures is a search over the same training data, and the epsilon "
+    "of the setting chosen does not include it (Papernot & Steinke, ICLR 2022): account "
+    "for the search, or choose on data that is not private.")
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -77,9 +85,12 @@ class SweepResult:
 
     def section(self) -> dict:
         """The ``sweep`` section of ``summary.json`` (read by the HTML and Markdown reports)."""
-        return {"parameter": self.parameter,
-                "attack": self.attack or "strongest per setting",
-                "fpr": _plot_fpr(self.rows), "rows": self.rows}
+        section = {"parameter": self.parameter,
+                   "attack": self.attack or "strongest per setting",
+                   "fpr": _plot_fpr(self.rows), "rows": self.rows}
+        if any(r.get("dp_epsilon_accountant") is not None for r in self.rows):
+            section["search_note"] = SEARCH_NOTE
+        return section
 
     def table(self) -> pd.DataFrame:
         """One row per value: the figures of :attr:`rows` with the TPR at the sweep's FPR."""

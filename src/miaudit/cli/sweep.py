@@ -172,7 +172,10 @@ def sweep_command(
     if format is OutputFormat.json:
         print(json.dumps(result.section(), indent=2))
         return
-    out_console.print(_sweep_table(result.section()))
+    section = result.section()
+    out_console.print(_sweep_table(section))
+    if section.get("search_note"):
+        out_console.print(section["search_note"], highlight=False)
     err_console.print(f"[bold]run folder[/] {escape(str(saved))} (report.html shows the "
                       "sweep)",
                       highlight=False)

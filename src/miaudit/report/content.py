@@ -594,7 +594,9 @@ def _sweep(summary: dict, fprs: list[str]) -> dict | None:
         tpr = r.get("tpr_at_fpr")
         out.append({**r, "tpr": tpr.get(key) if isinstance(tpr, dict) else tpr})
     label = f"TPR at {fpr_text(key)} FPR" if key else "TPR at low FPR"
-    return {"parameter": parameter, "fpr": key, "tpr_label": label, "rows": out}
+    note = raw.get("search_note") if isinstance(raw, dict) else None
+    return {"parameter": parameter, "fpr": key, "tpr_label": label, "rows": out,
+            "note": note}
 
 
 def first_exposure_scores(summary: dict, scores: pd.DataFrame) -> pd.DataFrame:
