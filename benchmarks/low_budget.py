@@ -119,7 +119,8 @@ def offline_budgets(datasets: list[str]) -> None:
                              "AUC": f"{f['AUC']:.3f}", "TPR@1%FPR": pct(f["1%"]),
                              "TPR@0.1%FPR": pct(f["0.1%"]), "attack s": f"{f['s']:.2f}"})
     body = (
-        "Offline references (trained on the population half of the pool, never on audited "
+        "Offline references (trained in complementary pairs on the population half of the "
+        "pool, never on audited "
         "records); 4 targets pooled; the quantile attack learns from the same population "
         "(no reference model). `attack s`: time in the attack's score function, 4 targets "
         "together.\n\n" + table(rows, list(rows[0]))

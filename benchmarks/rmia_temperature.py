@@ -5,7 +5,7 @@ Location30, tanh MLP 446-256-128-30, 4 targets pooled:
 * online game (16 models trained once; each target's references are 14 models, or 4: two
   complementary pairs of the others);
 * offline game (the targets train on halves of the audited half of the pool, 16 references
-  on independent halves of the other half, as ``miaudit.audit(reference_mode="offline")``
+  in complementary pairs on the other half, as ``miaudit.audit(reference_mode="offline")``
   builds it), with the first 4 or all 16 references.
 
 Rows: RMIA tuned on reference models playing the target (for the TPR at the lowest
@@ -36,7 +36,7 @@ from miaudit.attacks.rmia import (
     tune_rmia,
 )
 from miaudit.data import load_dataset
-from miaudit.game import independent_halves, membership_design
+from miaudit.game import membership_design
 from miaudit.metrics import auc_delong, tpr_at_fpr
 from miaudit.signals import observe
 from miaudit.targets import check_outputs
@@ -85,7 +85,7 @@ def offline_games(cache: str) -> dict[str, list]:
     aud, pop = np.sort(order[: n // 2]), np.sort(order[n // 2:])
     design = np.zeros((4 + 16, n), dtype=bool)
     design[:4, aud] = membership_design(len(aud), 4, seed=0)
-    design[4:, pop] = independent_halves(len(pop), 16, seed=1)
+    design[4:, pop] = membership_design(len(pop), 16, seed=1)
     logits, *_ = train_pool_models(make_recipe("mlp", {}), ds.X[:n], ds.y[:n], design,
                                    n_classes=ds.n_classes, seed=0,
                                    data_fingerprint=f"{ds.fingerprint}-offline-bench",
@@ -152,9 +152,10 @@ def main() -> None:
                 rows += rows_of(label, g)
     body = ("Location30, 4 targets pooled. `tuned on references`: `tune_rmia` (4 reference "
             "models play the target in turn; the mean TPR over log-spaced FPRs from the "
-            "lowest level measurable on them to 1%: from 0.1% in the online games, about "
-            "2,500 non-members per stand-in, and 1% alone in the offline ones, about 1,250; "
-            "ties by AUC). `chosen`: the values picked, with how many targets picked them. "
+            "lowest level measurable on them to 1%, from 0.1% here: about 2,500 "
+            "non-members per stand-in; offline, each stand-in plays its complement with the "
+            "2,504 audited records as non-members; ties by AUC). `chosen`: the values "
+            "picked, with how many targets picked them. "
             "The oracle row is the grid point with the best TPR@0.1% on the targets "
             "themselves, which no attacker can read.\n\n"
             + table(rows, list(rows[0])))

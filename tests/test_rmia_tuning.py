@@ -178,16 +178,74 @@ def test_the_target_never_enters_the_tuning():
             rmia_online(inputs, temperature=tune_rmia(refs, mode="online").temperature))
 
 
-def test_tuning_uses_the_references_on_their_own_pool():
-    """With offline references, ``References.tuning`` (their own training pool, where IN
-    and OUT occur) is what the stand-ins play on; the audited records' outputs are unused."""
-    logits, m, y = _world(seed=2)
+def _offline_world(seed=2, n_audited=3_000, complementary=True):
+    """Offline references: 8 models on a pool of their own (in complementary pairs, as the
+    offline game trains them), and their outputs on audited records none of them saw."""
+    logits, m, y = _world(seed=seed, complementary=complementary)
     shadow = References(logits[1:], m[1:], y)
-    audited_logits = np.random.default_rng(3).normal(size=(8, 50, 5))
-    y_aud = np.arange(50) % 5
-    offline_refs = References(audited_logits, np.zeros((8, 50), bool), y_aud, shadow)
-    other = References(audited_logits + 1.0, np.zeros((8, 50), bool), y_aud, shadow)
-    assert tune_rmia(offline_refs) == tune_rmia(other) == tune_rmia(shadow)
+    rng = np.random.default_rng(seed + 10)
+    y_aud = rng.integers(0, 5, n_audited)
+    audited = _leaky(np.zeros((8, n_audited)), y_aud, rng, 5, rng.normal(0, 2, n_audited),
+                     rng.exponential(1.5, n_audited))
+    return References(audited, np.zeros((8, n_audited), bool), y_aud, shadow)
+
+
+def _brute_complement_objective(refs, k, c, a, temperature, fpr):
+    """One complement game by hand: stand-in ``k`` against ``c`` alone, ``k``'s training
+    records as members and the audited records as non-members; the ratio in linear space,
+    the ROC from scikit-learn."""
+    def p_true(r):
+        return softmax(r.logits / temperature, axis=-1)[:, np.arange(len(r.labels)),
+                                                          r.labels]
+    own, aud = p_true(refs.shadow), p_true(refs)
+    members = refs.shadow.membership[k]
+    p_k = np.concatenate([own[k, members], aud[k]])
+    p_c = np.concatenate([own[c, members], aud[c]])
+    score = p_k / (0.5 * (1 + a) * p_c + 0.5 * (1 - a))
+    is_member = np.arange(len(score)) < members.sum()
+    fprs, tprs, _ = roc_curve(is_member, score)
+    return (np.mean([tprs[fprs <= f + 1e-12].max() for f in _levels(fpr)]),
+            roc_auc_score(is_member, score))
+
+
+def test_offline_stand_ins_play_their_complement_on_the_audited_records():
+    """Offline references in pairs: each stand-in's one reference is its complement (no
+    shared training record, like the target and its references) and its non-members are
+    the audited records; the objective agrees with a hand computation, and the choice is
+    the grid's best."""
+    refs = _offline_world()
+    tuning = tune_rmia(refs, mode="offline")
+    assert tuning.game == "complements" and tuning.to_dict()["game"] == "complements"
+    assert tuning.stand_ins == (0, 2, 4, 6)  # one per pair first
+    assert tuning.fpr == 1e-3  # 4 games x 3,000 audited non-members: 1e-3 needs 10,000
+    comp = {k: _complement(refs.shadow.membership, k) for k in tuning.stand_ins}
+    keys = []
+    for temperature in TEMPERATURE_GRID:
+        for a in A_GRID:
+            figs = [_brute_complement_objective(refs, k, comp[k], a, temperature, tuning.fpr)
+                    for k in tuning.stand_ins]
+            keys.append((np.mean([f[0] for f in figs]), np.mean([f[1] for f in figs]),
+                         a, temperature))
+    best = max(k[0] for k in keys)
+    assert tuning.objective == pytest.approx(best, abs=1e-9)
+    chosen = next(k for k in keys if k[2] == tuning.a and k[3] == tuning.temperature)
+    assert chosen[0] == pytest.approx(best, abs=1e-9)
+    assert chosen[1] == pytest.approx(tuning.auc, abs=1e-9)
+
+
+def test_offline_references_without_pairs_play_each_other_on_their_pool():
+    """Without complementary pairs (references given by the user, say) the stand-ins play
+    the other references on the references' own pool, and the audited records' outputs
+    are unused."""
+    refs = _offline_world(complementary=False)
+    tuning = tune_rmia(refs, mode="offline")
+    assert tuning.game == "references"
+    other = References(refs.logits + 1.0, refs.membership, refs.labels, refs.shadow)
+    assert tune_rmia(other) == tuning == tune_rmia(refs.shadow)
+    # references that trained on audited records are not offline: no complement game
+    inside = References(refs.logits, np.eye(8, len(refs.labels), dtype=bool), refs.labels,
+                        _offline_world().shadow)
+    assert tune_rmia(inside).game == "references"
 
 
 def test_the_stand_ins_complement_is_not_among_its_references():

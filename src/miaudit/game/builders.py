@@ -20,7 +20,7 @@ from miaudit.errors import (
     OutputError,
     QueryBudgetError,
 )
-from miaudit.game import independent_halves, membership_design
+from miaudit.game import membership_design
 from miaudit.targets import (
     LabelTarget,
     ModelOutputs,
@@ -150,7 +150,9 @@ def _game_from_recipe(ds: Dataset, recipe: Recipe, references: int, targets: int
     non-member, and attacks whose noise depends on those counts would find "leakage" in an
     untrained model.) ``offline``: the pool is split into audited records and population
     records; the targets train on random halves of the audited records, the references on
-    random halves of the population, so no reference ever saw an audited record. The
+    complementary halves of the population (pairs, as online), so no reference ever saw an
+    audited record, and each reference has a twin trained on disjoint data (RMIA's offline
+    tuning plays one against the other, see :func:`~miaudit.attacks.rmia.tune_rmia`). The
     targets' pairs include each record independently with probability 1/2 (so their sizes
     vary), which makes the one-run epsilon lower bound valid; reference pairs are exact
     complementary halves.
@@ -240,8 +242,8 @@ def _recipe_design(n: int, n_aside: int, targets: int, references: int, offline:
         design = np.zeros((targets + references, n), dtype=bool)
         design[:targets, audited] = membership_design(len(audited), targets, seed=seed,
                                                       bernoulli=target_pairs)
-        design[targets:, population] = independent_halves(len(population), references,
-                                                          seed=seed + 1)
+        design[targets:, population] = membership_design(len(population), references,
+                                                         seed=seed + 1)
         return audited, design, [list(range(targets, targets + references))] * targets
     audited = np.setdiff1d(np.arange(n), aside)
     n_models = online_models(references) if references else 1
@@ -410,8 +412,8 @@ def _game_from_model_offline(ds: Dataset, model: object, members, recipe: Recipe
     """An existing (black-box) target with offline references trained locally.
 
     The target cannot be retrained, so a seeded half of its non-members becomes the
-    attacker's population data: the references train on random halves of it (never on an
-    audited record), the target is queried on it (RMIA's ``z``), and the audited records
+    attacker's population data: the references train on complementary halves of it (never
+    on an audited record), the target is queried on it (RMIA's ``z``), and the audited records
     are the members and the other half of the non-members.
     """
     is_member = _member_mask(ds, members)
@@ -428,7 +430,7 @@ def _game_from_model_offline(ds: Dataset, model: object, members, recipe: Recipe
     n_aud = len(audited)
     design = np.zeros((references, pool.n_records), dtype=bool)
     n_pop = len(population) - len(population) % 2
-    design[:, n_aud : n_aud + n_pop] = independent_halves(n_pop, references, seed=seed + 1)
+    design[:, n_aud : n_aud + n_pop] = membership_design(n_pop, references, seed=seed + 1)
     training = dict(training)
     training.pop("augment", None)
     logits, _, train_stats, weights = train_pool_models(

@@ -84,22 +84,6 @@ def membership_design(n_records: int, n_models: int = 1, *, seed: int = 0,
     return design
 
 
-def independent_halves(n_records: int, n_models: int, *, seed: int = 0) -> np.ndarray:
-    """Each model on its own random half, independently of the others, shape
-    ``(n_models, n_records)``: no model's records determine another's (unlike the
-    complementary pairs of :func:`membership_design`), so any one model can play a
-    stand-in target while the others give OUT references for about half of its records.
-
-    >>> independent_halves(10, 3, seed=0).sum(axis=1).tolist()
-    [5, 5, 5]
-    """
-    rng = np.random.default_rng(seed)
-    design = np.zeros((n_models, n_records), dtype=bool)
-    for m in range(n_models):
-        design[m, rng.permutation(n_records)[: n_records // 2]] = True
-    return design
-
-
 def split_members(n_records: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of a pool into members and non-members of equal size.
 
