@@ -64,7 +64,7 @@ def audit(
     * ``model="mlp"`` (or ``"logistic"``, ``"cnn"``, or a :class:`~miaudit.training.Recipe`):
       train it on a seeded random half of ``data`` (the members); the other half are
       non-members. With ``references=K``, reference models of the same recipe are trained
-      too, each on its own random half (see ``reference_mode``).
+      too, each on a random half (see ``reference_mode``).
     * ``model=<estimator | torch module | callable>`` with ``members``: audit an existing
       model; ``members`` marks its training records in ``data`` (bool mask or record IDs),
       every other record is a non-member.
@@ -102,7 +102,8 @@ def audit(
         halves of the audited records in complementary pairs; a target's references are
         the models outside its pair, so every record is IN for exactly half of them) or
         ``offline`` (half of the pool is set aside as population data and the references
-        train only on it; a record's own data never reaches a reference). ``targets``
+        train only on it, in complementary pairs; a record's own data never reaches a
+        reference). ``targets``
         (default 1; how many of the models take the target's role in turn; metrics are
         pooled over them, with per-target figures). ``reference_recipe`` (default
         ``mlp``; with an existing model: the recipe, with ``model_params``, of the offline
