@@ -15,6 +15,7 @@ from miaudit.attacks.lm import (
     LM_ATTACKS,
     NEEDS,
     LMAttackInput,
+    dc_pdd,
     lira_text,
     min_k,
     min_k_plus_plus,
@@ -45,15 +46,17 @@ def _synthetic(n=120, seed=0, vocab=30):
     rng = np.random.default_rng(seed)
     is_member = np.arange(n) % 2 == 0
     rng.shuffle(is_member)
-    texts, lps, means, stds, base, lower = [], [], [], [], [], []
+    texts, lps, means, stds, base, lower, ids = [], [], [], [], [], [], []
     for i in range(n):
         t = int(rng.integers(15, 40))
         scale = rng.uniform(1.0, 2.0)  # document difficulty
         lp, mu, sd, lp_base = np.empty(t), np.empty(t), np.empty(t), np.empty(t)
+        tokens = np.empty(t, dtype=np.int64)
         for j in range(t):
             p, logp, mu[j], sd[j] = _distribution(rng, vocab, scale)
             q = p ** 3 / (p ** 3).sum() if is_member[i] else p
-            lp[j] = logp[rng.choice(vocab, p=q)]
+            tokens[j] = rng.choice(vocab, p=q)
+            lp[j] = logp[tokens[j]]
             lp_base[j] = logp[rng.choice(vocab, p=p)]
         texts.append(" ".join(rng.choice(WORDS, size=t + 1)))
         lps.append(lp)
@@ -61,8 +64,10 @@ def _synthetic(n=120, seed=0, vocab=30):
         stds.append(sd)
         base.append(lp_base)
         lower.append(1.1 * lp_base)
-    inputs = LMAttackInput(texts, TokenScores(lps, means, stds),
-                           lowercase=TokenScores(lower), reference=TokenScores(base))
+        ids.append(tokens)
+    inputs = LMAttackInput(texts, TokenScores(lps, means, stds, token_ids=ids),
+                           lowercase=TokenScores(lower), reference=TokenScores(base),
+                           token_frequency=np.full(vocab, 1.0 / vocab))
     return inputs, is_member
 
 
@@ -71,10 +76,15 @@ def synthetic():
     return _synthetic()
 
 
+#: Options of the common tests: DC-PDD's default cap (0.01, for large vocabularies) caps
+#: every token of this 30-token world; a cap above the weights lets the probabilities show.
+OPTIONS = {"dc-pdd": {"a": 10.0}}
+
+
 @pytest.mark.parametrize("name", list(LM_ATTACKS))
 def test_every_attack_scores_members_higher(name, synthetic):
     inputs, is_member = synthetic
-    score = LM_ATTACKS[name].score(inputs)
+    score = LM_ATTACKS[name].score(inputs, **OPTIONS.get(name, {}))
     assert score.shape == (len(inputs),) and np.isfinite(score).all()
     assert roc_auc_score(is_member, score) > 0.8
 
@@ -87,13 +97,17 @@ def test_every_attack_is_deterministic_and_order_invariant(name, synthetic):
     def take(ts):
         pick = (lambda xs: [xs[i] for i in perm]) if ts is not None else None
         return None if ts is None else TokenScores(
-            pick(ts.logprobs), ts.mean and pick(ts.mean), ts.std and pick(ts.std))
+            pick(ts.logprobs), ts.mean and pick(ts.mean), ts.std and pick(ts.std),
+            ts.token_ids and pick(ts.token_ids))
 
     permuted = LMAttackInput([inputs.texts[i] for i in perm], take(inputs.target),
-                             take(inputs.lowercase), take(inputs.reference))
-    attack = LM_ATTACKS[name]
-    np.testing.assert_array_equal(attack.score(inputs), attack.score(inputs))
-    np.testing.assert_allclose(attack.score(permuted), attack.score(inputs)[perm], rtol=1e-12)
+                             take(inputs.lowercase), take(inputs.reference),
+                             inputs.token_frequency)
+    attack, options = LM_ATTACKS[name], OPTIONS.get(name, {})
+    np.testing.assert_array_equal(attack.score(inputs, **options),
+                                  attack.score(inputs, **options))
+    np.testing.assert_allclose(attack.score(permuted, **options),
+                               attack.score(inputs, **options)[perm], rtol=1e-12)
 
 
 def test_every_attack_is_documented():
@@ -285,7 +299,7 @@ def test_resolve_defaults_follow_what_was_extracted():
     assert names(set()) == ["lm-loss", "zlib", "min-k"]
     assert names({"lowercase", "distribution"}) == [
         "lm-loss", "zlib", "min-k", "min-k++", "lowercase"]
-    assert names({"lowercase", "distribution", "reference"}) == list(LM_ATTACKS)
+    assert names({"lowercase", "distribution", "reference", "frequency"}) == list(LM_ATTACKS)
 
 
 def test_resolve_explicit_names(synthetic):
@@ -308,7 +322,7 @@ def test_attacks_called_without_what_they_need_say_so():
     inputs = LMAttackInput(["a b"], TokenScores([np.array([-1.0])]))
     assert inputs.available == frozenset()
     for name, need in (("lowercase", "lowercased"), ("reference", "--reference-model"),
-                       ("min-k++", "standard deviation")):
+                       ("min-k++", "standard deviation"), ("dc-pdd", "token frequencies")):
         with pytest.raises(ConfigError, match=need):
             LM_ATTACKS[name].score(inputs)
 
@@ -364,3 +378,87 @@ def test_bad_token_values_are_refused():
     with pytest.raises(OutputError, match="negative target std"):
         LMAttackInput(["a"], TokenScores([np.array([-1.0])], [np.array([-1.0])],
                                          [np.array([-1.0])]))
+
+
+# --- DC-PDD -------------------------------------------------------------------------------
+
+def _dc_pdd_by_hand(ids, logprobs, frequency, a):
+    """DC-PDD written out token by token: first occurrences only, p * log(1/f), capped."""
+    out = []
+    for doc_ids, lp in zip(ids, logprobs, strict=True):
+        seen, alphas = set(), []
+        for t, token in enumerate(doc_ids):
+            if token in seen:
+                continue
+            seen.add(token)
+            alphas.append(min(math.exp(lp[t]) * math.log(1.0 / frequency[token]), a))
+        out.append(sum(alphas) / len(alphas))
+    return np.array(out)
+
+
+def _dc_pdd_world(n=200, vocab=50, seed=0):
+    """Members' tokens are likely under the model whatever their corpus frequency; a
+    non-member's rare tokens are not."""
+    rng = np.random.default_rng(seed)
+    frequency = rng.dirichlet(np.full(vocab, 0.3))
+    frequency = (frequency + 1e-6) / (frequency + 1e-6).sum()
+    members = np.arange(n) % 2 == 0
+    ids, logprobs = [], []
+    for m in members:
+        doc = rng.choice(vocab, size=rng.integers(8, 20), p=frequency)
+        p = (rng.uniform(0.5, 0.9, doc.size) if m
+             else np.maximum(0.9 * frequency[doc] / frequency.max(), 1e-4))
+        ids.append(doc)
+        logprobs.append(np.log(p))
+    return ids, logprobs, frequency, members
+
+
+@pytest.mark.parametrize("a", [0.01, 0.5, 1e9])
+def test_dc_pdd_matches_a_token_by_token_computation(a):
+    ids, logprobs, frequency, _ = _dc_pdd_world()
+    inputs = LMAttackInput([f"doc {i}" for i in range(len(ids))],
+                           TokenScores(logprobs, token_ids=ids), token_frequency=frequency)
+    assert "frequency" in inputs.available
+    np.testing.assert_allclose(dc_pdd(inputs, a=a),
+                               _dc_pdd_by_hand(ids, logprobs, frequency, a), rtol=1e-12)
+
+
+def test_dc_pdd_scores_members_higher():
+    ids, logprobs, frequency, members = _dc_pdd_world(seed=1)
+    inputs = LMAttackInput([f"doc {i}" for i in range(len(ids))],
+                           TokenScores(logprobs, token_ids=ids), token_frequency=frequency)
+    assert roc_auc_score(members, LM_ATTACKS["dc-pdd"].score(inputs, a=1.0)) > 0.9
+
+
+def test_dc_pdd_bad_input_is_refused():
+    scores = TokenScores([np.array([-1.0, -2.0])], token_ids=[np.array([1, 3])])
+    with pytest.raises(OutputError, match="frequencies in"):
+        LMAttackInput(["a b"], scores, token_frequency=np.array([0.5, 0.5, 0.0, 0.0]))
+    with pytest.raises(DataError, match="below the vocabulary size 2"):
+        LMAttackInput(["a b"], scores, token_frequency=np.array([0.5, 0.5]))
+    with pytest.raises(DataError, match="token_ids"):
+        LMAttackInput(["a b"], TokenScores([np.array([-1.0, -2.0])]),
+                      token_frequency=np.full(4, 0.25))
+    inputs = LMAttackInput(["a b"], scores, token_frequency=np.full(4, 0.25))
+    with pytest.raises(ConfigError, match="cap a must be a number > 0"):
+        dc_pdd(inputs, a=0)
+
+
+def test_corpus_token_frequency_is_laplace_smoothed_counts():
+    from miaudit.targets.lm import corpus_token_frequency
+
+    class Tokenizer:  # words -> ids, BOS 0
+        bos_token_id = 0
+
+        def __init__(self):
+            self.vocab = {"<s>": 0, "a": 1, "b": 2, "c": 3}
+
+        def __len__(self):
+            return len(self.vocab)
+
+        def __call__(self, texts, add_special_tokens, verbose):
+            return {"input_ids": [[self.vocab[w] for w in t.split()] for t in texts]}
+
+    f = corpus_token_frequency(Tokenizer(), ["a b a", "a"])
+    counts = np.array([0, 3, 1, 0])  # the start token is not counted
+    np.testing.assert_allclose(f, (1 + counts) / (counts.sum() + 4))

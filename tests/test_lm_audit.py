@@ -48,9 +48,12 @@ def test_members_score_higher_under_every_attack(trained):
     s = trained.summary()
     assert s["task"] == "language model"
     assert set(s["attacks"]) == {"lm-loss", "zlib", "lowercase", "min-k", "min-k++",
-                                 "lira-online", "lira-offline"}
+                                 "dc-pdd", "lira-online", "lira-offline"}
     for name in ("lm-loss", "min-k", "min-k++", "lira-online"):
         assert s["attacks"][name]["auc"] > 0.7, (name, s["attacks"][name]["auc"])
+    # DC-PDD's frequencies come from the texts set aside for the tokenizer
+    assert s["attacks"]["dc-pdd"]["options"] == {"a": 0.01}
+    assert s["settings"]["dc_pdd_cap"] == 0.01
     assert s["target"]["member_mean_nll"] < s["target"]["non_member_mean_nll"]
     scores = trained.scores
     # 10% of the 80 texts train the tokenizer and take no part in the game
@@ -61,6 +64,16 @@ def test_members_score_higher_under_every_attack(trained):
     # every text has one reference LM trained with it and one without
     assert (trained.signals["reference_membership"].sum(axis=0) == 1).all()
     assert (scores["n_tokens"] > 0).all()
+
+
+def test_dc_pdd_end_to_end_with_a_cap_for_a_small_model(tmp_path):
+    """On the tiny model every token's weight passes the default cap (0.01, for large
+    models); with 0.1 DC-PDD separates members (AUC 0.91 on this corpus when written)."""
+    path = _jsonl(tmp_path / "texts.jsonl", _texts(80, 0))
+    s = audit_lm(data=path, id_column="id", recipe=TINY, attacks=["dc-pdd", "lm-loss"],
+                 dc_pdd_cap=0.1, blind=False, seed=0).summary()
+    assert s["attacks"]["dc-pdd"]["options"] == {"a": 0.1}
+    assert s["attacks"]["dc-pdd"]["auc"] > 0.8
 
 
 def test_blind_baseline_and_canaries_are_reported(trained, tmp_path):

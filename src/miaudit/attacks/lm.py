@@ -39,6 +39,7 @@ __all__ = [
     "NEEDS",
     "LMAttack",
     "LMAttackInput",
+    "dc_pdd",
     "lira_text",
     "lm_loss",
     "lowercase_attack",
@@ -59,6 +60,10 @@ NEEDS: dict[str, str] = {
     "distribution": "the mean and standard deviation of log p(v | x_<t) over the "
                     "vocabulary at every token (extract them with the token scores: "
                     "TokenScores.mean and .std)",
+    "frequency": "token frequencies over a reference corpus, with the target's tokenizer, "
+                 "and the ids of the scored tokens (an audit that trains the target uses "
+                 "the texts set aside for its tokenizer; miaudit.targets.lm."
+                 "corpus_token_frequency computes them)",
 }
 
 #: Floor on the standard deviation of ``log p(v | x_<t)`` in Min-K%++ (see there).
@@ -119,6 +124,21 @@ def _check_scores(scores: TokenScores, n: int, role: str, *, distribution: bool)
                      f" {role} {name} (the first is index {{first}}).")
 
 
+def _check_frequency(frequency: np.ndarray, target: TokenScores) -> None:
+    f = np.asarray(frequency)
+    if f.ndim != 1 or not np.isfinite(f).all() or (f <= 0).any() or (f > 1).any():
+        raise OutputError("token_frequency must be a 1-D array of frequencies in (0, 1], "
+                          "one per vocabulary entry (smooth them so that none is 0).")
+    if target.token_ids is None:
+        raise DataError("token_frequency needs the ids of the target's scored tokens "
+                        "(TokenScores.token_ids), which these token scores do not have.")
+    for i, (ids, lp) in enumerate(zip(target.token_ids, target.logprobs, strict=False)):
+        ids = np.asarray(ids)
+        if ids.shape != lp.shape or (ids.size and (ids.min() < 0 or ids.max() >= f.size)):
+            raise DataError(f"The target's token ids of document {i} must hold one id per "
+                            f"predicted token, each below the vocabulary size {f.size}.")
+
+
 @dataclass(frozen=True, eq=False)
 class LMAttackInput:
     """Everything a language-model attack may use, checked once on construction.
@@ -134,6 +154,9 @@ class LMAttackInput:
     reference : TokenScores or None
         A second (reference) model on the texts (the reference attack); it may use another
         tokenizer, so its token counts may differ from the target's.
+    token_frequency : ndarray (V,) or None
+        Each token's frequency in a reference corpus, smoothed so that none is 0 (DC-PDD;
+        :func:`miaudit.targets.lm.corpus_token_frequency`); it needs ``target.token_ids``.
 
     Raises
     ------
@@ -158,6 +181,7 @@ class LMAttackInput:
     target: TokenScores
     lowercase: TokenScores | None = None
     reference: TokenScores | None = None
+    token_frequency: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         texts = self.texts
@@ -171,6 +195,8 @@ class LMAttackInput:
             scores = getattr(self, role)
             if scores is not None:
                 _check_scores(scores, n, role, distribution=False)
+        if self.token_frequency is not None:
+            _check_frequency(self.token_frequency, self.target)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -182,13 +208,16 @@ class LMAttackInput:
         have = {role for role in ("lowercase", "reference") if getattr(self, role) is not None}
         if self.target.mean is not None:
             have.add("distribution")
+        if self.token_frequency is not None:
+            have.add("frequency")
         return frozenset(have)
 
 
 def _require(inputs: LMAttackInput, need: str, attack: str) -> None:
     present = {"lowercase": inputs.lowercase is not None,
                "reference": inputs.reference is not None,
-               "distribution": inputs.target.mean is not None}
+               "distribution": inputs.target.mean is not None,
+               "frequency": inputs.token_frequency is not None}
     if not present[need]:
         raise ConfigError(f"The attack {attack!r} needs {NEEDS[need]}.")
 
@@ -509,6 +538,44 @@ def lira_text(target_nll: np.ndarray, reference_nll: np.ndarray,
     return np.where((n_in > 0) & (n_out > 0), ratio, offline)
 
 
+def dc_pdd(inputs: LMAttackInput, *, a: float = 0.01) -> np.ndarray:
+    """DC-PDD: the model's probability of each
+    token, weighted by how rare the token is in a reference corpus, ``p(x_t | x_<t) *
+    log(1 / f(x_t))``, capped at ``a`` and averaged over the first occurrence of each
+    distinct token of the text. A member's tokens, rare ones included, are likely under
+    the model; a non-member's rare tokens are not. Higher = member.
+
+    ``a`` (default 0.01, the authors' and MIMIR's value for billion-parameter models)
+    caps any one token's weight; it is not tuned here (tuning it on the audited texts
+    would read their membership). On a small model whose probabilities are high, 0.01
+    caps nearly every token and the score says little: set a larger cap there.
+
+    References
+    ----------
+    Zhang et al., "Pretraining Data Detection for Large Language Models: A
+    Divergence-based Calibration Method", EMNLP 2024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from miaudit.signals.tokens import TokenScores
+    >>> scores = TokenScores([np.log([0.5, 0.001, 0.5])], token_ids=[np.array([1, 2, 1])])
+    >>> x = LMAttackInput(["a b a"], scores, token_frequency=np.array([0.5, 0.25, 0.25]))
+    >>> float(dc_pdd(x, a=1.0)[0]) == (0.5 * np.log(4) + 0.001 * np.log(4)) / 2
+    True
+    """
+    _require(inputs, "frequency", "dc-pdd")
+    if not (isinstance(a, numbers.Real) and not isinstance(a, bool) and a > 0):
+        raise ConfigError(f"The 'dc-pdd' cap a must be a number > 0, got {a!r}.")
+    rarity = -np.log(np.asarray(inputs.token_frequency, dtype=float))
+    out = np.empty(len(inputs))
+    for i, (ids, lp) in enumerate(zip(inputs.target.token_ids, inputs.target.logprobs,
+                                      strict=True)):
+        _, first = np.unique(ids, return_index=True)
+        out[i] = np.minimum(np.exp(lp[first]) * rarity[ids[first]], a).mean()
+    return out
+
+
 @dataclass(frozen=True)
 class LMAttack:
     """A registered language-model attack.
@@ -557,6 +624,9 @@ LM_ATTACKS: dict[str, LMAttack] = {
         LMAttack("lowercase", lowercase_attack, frozenset({"lowercase"}),
                  "minus NLL(text) / NLL(lowercased text)",
                  "Carlini et al., USENIX Security 2021", knowledge=frozenset({"queries"})),
+        LMAttack("dc-pdd", dc_pdd, frozenset({"frequency"}),
+                 "mean capped probability x corpus rarity of each distinct token",
+                 "Zhang et al., EMNLP 2024 (DC-PDD)", knowledge=frozenset({"population"})),
         LMAttack("reference", reference_attack, frozenset({"reference"}),
                  "NLL of a reference model minus NLL of the target",
                  "Carlini et al., USENIX Security 2021; Mireshghallah et al., EMNLP 2022",

@@ -41,6 +41,7 @@ from miaudit.game import membership_design
 from miaudit.metrics import evaluate
 from miaudit.results.result import AuditResult
 from miaudit.signals.tokens import TokenScores
+from miaudit.targets.lm import corpus_token_frequency
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
 CANARY_REPETITIONS = (1, 2, 4, 8, 16)
@@ -66,6 +67,7 @@ def audit_lm(
     references: int = 0,
     attacks: Sequence[str] | None = None,
     k: float = 0.2,
+    dc_pdd_cap: float = 0.01,
     canaries: int = 0,
     seed: int = 0,
     fprs: Sequence[float] = DEFAULT_FPRS,
@@ -113,6 +115,9 @@ def audit_lm(
         references, ``lira-online, lira-offline``; default: all that the inputs allow.
     k : float, default 0.2
         The fraction of lowest-scoring tokens of Min-K% and Min-K%++.
+    dc_pdd_cap : float, default 0.01
+        DC-PDD's cap ``a`` on one token's weight (the authors' value for large models; not
+        tuned: there is nothing to tune it on without reading the audited membership).
     blind : bool, default True
         Fit the model-free blind baseline (Duan et al. 2024; Das et al. 2024); the summary
         warns loudly when it comes close to the attacks.
@@ -144,11 +149,13 @@ def audit_lm(
         ref_target = None if reference_model is None else _as_lm_target(
             reference_model, **querying)
         chosen, lira = _choose(attacks, reference=ref_target is not None,
-                               references=references)
+                               references=references,
+                               frequency=game.tokenizer_ds is not None)
         if references and game.tokenizer is None:
             raise ConfigError("Reference LMs are trained with the target's tokenizer: give "
                               "a model folder, or let the tool train the target.")
-        run = _lm_scores(game, ref_target, chosen, lira, k, references, seed, querying)
+        options = {"min-k": {"k": k}, "min-k++": {"k": k}, "dc-pdd": {"a": dc_pdd_cap}}
+        run = _lm_scores(game, ref_target, chosen, lira, options, references, seed, querying)
         measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
                    "seed": seed}
         metrics = {name: evaluate(s, game.is_member, **measure)
@@ -158,7 +165,7 @@ def audit_lm(
                        if game.canaries else None)
     reissue_once(caught)
     _describe_target(game, run, references)
-    entries = _lm_entries(metrics, k)
+    entries = _lm_entries(metrics, options)
     summary = {
         "miaudit_version": __version__,
         "task": "language model",
@@ -177,7 +184,8 @@ def audit_lm(
         "attacks": entries,
         "blind_baseline": blind_entry,
         "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
-                     "fprs": [float(f) for f in fprs], "k": k, "references": references,
+                     "fprs": [float(f) for f in fprs], "k": k, "dc_pdd_cap": dc_pdd_cap,
+                     "references": references,
                      "canaries": canaries, **{key: querying[key] for key in (
                          "device", "batch_size", "max_length", "stride")}},
         "warnings": summary_warnings(caught),
@@ -246,7 +254,7 @@ def _lm_game(ds: TextDataset, model, recipe, references: int, canaries: int, see
                    _recipe(lm, recipe) if references else None, info)
 
 
-def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], k: float,
+def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options: dict,
                references: int, seed: int, querying: dict) -> _LMRun:
     """The chosen attacks' scores, and text LiRA's against reference LMs trained here."""
     texts = game.texts
@@ -256,9 +264,10 @@ def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], k: floa
         texts, scores_target,
         lowercase=game.target.token_scores([t.lower() for t in texts])
         if "lowercase" in need else None,
-        reference=ref_target.token_scores(texts) if ref_target is not None else None)
-    scores = {a.name: np.asarray(a.score(inputs, **({"k": k} if "min-k" in a.name else {})),
-                                 dtype=float)
+        reference=ref_target.token_scores(texts) if ref_target is not None else None,
+        token_frequency=corpus_token_frequency(game.tokenizer, list(game.tokenizer_ds.texts))
+        if "frequency" in need else None)
+    scores = {a.name: np.asarray(a.score(inputs, **options.get(a.name, {})), dtype=float)
               for a in chosen}
     run = _LMRun(scores, scores_target, scores_target.nll())
     if references:
@@ -293,7 +302,7 @@ def _describe_target(game: _LMGame, run: _LMRun, references: int) -> None:
         game.info["references"] = references
 
 
-def _lm_entries(metrics: dict, k: float) -> dict:
+def _lm_entries(metrics: dict, options: dict) -> dict:
     """The ``attacks`` entries of summary.json."""
     entries = {}
     for name, m in metrics.items():
@@ -303,8 +312,8 @@ def _lm_entries(metrics: dict, k: float) -> dict:
                          "reference": a.reference if a else "Carlini et al., S&P 2022",
                          "needs": sorted(a.needs) if a else ["references"],
                          "knowledge": sorted(a.knowledge) if a else ["references"]}
-        if name in ("min-k", "min-k++"):
-            entries[name]["options"] = {"k": k}
+        if name in options:
+            entries[name]["options"] = options[name]
     return entries
 
 
@@ -379,8 +388,9 @@ def _as_lm_target(model, *, device: str, progress: bool, batch_size: int,
                       "token_scores(texts) -> TokenScores.")
 
 
-def _choose(names, *, reference: bool, references: int):
-    have = {"lowercase", "distribution"} | ({"reference"} if reference else set())
+def _choose(names, *, reference: bool, references: int, frequency: bool):
+    have = ({"lowercase", "distribution"} | ({"reference"} if reference else set())
+            | ({"frequency"} if frequency else set()))
     if names is None:
         lira = list(LIRA_ATTACKS) if references else []
         return resolve_lm_attacks(None, have=have), lira

@@ -412,6 +412,9 @@ def run_lm(
     attacks: Annotated[str | None, typer.Option(help="Comma-separated attacks.")] = None,
     k: Annotated[float, typer.Option(help="Fraction of tokens of Min-K% and Min-K%++.")
                  ] = 0.2,
+    dc_pdd_cap: Annotated[float, typer.Option(
+        help="DC-PDD's cap on one token's weight (the authors' 0.01 suits large models)."
+    )] = 0.01,
     canaries: Annotated[int, typer.Option(
         help="Secret canaries inserted into the training texts (1, 2, 4, 8, 16 copies)."
     )] = 0,
@@ -426,7 +429,8 @@ def run_lm(
     no_registry: opt.NoRegistry = False,
 ) -> None:
     """Audit a causal language model: LOSS, zlib, lowercase, reference, Min-K%, Min-K%++,
-    text LiRA, canary exposure, and a blind baseline that checks the evaluation itself."""
+    DC-PDD, text LiRA, canary exposure, and a blind baseline that checks the evaluation
+    itself."""
     from miaudit.audits.lm import audit_lm
     from miaudit.report import print_summary
     from miaudit.results.result import check_out_dir
@@ -442,7 +446,8 @@ def run_lm(
         result = audit_lm(
             data=data, text_column=text_spec, id_column=id_column, member_column=member_column,
             n_records=n_records, model=model, reference_model=reference_model, recipe=recipe,
-            references=references, attacks=split_list(attacks), k=k, canaries=canaries,
+            references=references, attacks=split_list(attacks), k=k,
+            dc_pdd_cap=dc_pdd_cap, canaries=canaries,
             seed=seed, device=device, batch_size=batch_size,
             progress=not quiet and sys.stderr.isatty())
     saved = result.save(out_dir, overwrite=overwrite)

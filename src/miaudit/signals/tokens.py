@@ -27,11 +27,15 @@ class TokenScores:
     mean, std : list of ndarray (T_i,) float64, or None
         ``E_{v~p}[log p(v | x_<t)]`` and its standard deviation over the vocabulary, per
         predicted token (Min-K%++); ``None`` when not extracted.
+    token_ids : list of ndarray (T_i,) int64, or None
+        The id of every predicted token (DC-PDD looks up its corpus frequency); ``None``
+        when the model's tokens are not known (an API, precomputed scores).
     """
 
     logprobs: list[np.ndarray]
     mean: list[np.ndarray] | None = None
     std: list[np.ndarray] | None = None
+    token_ids: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.logprobs)

@@ -361,7 +361,21 @@ def token_scores(
     finally:
         if was_training:
             model.train()
-    return TokenScores(logprobs=logprobs, mean=means, std=stds)
+    token_ids = [np.asarray(ids[1:], dtype=np.int64) if len(ids) > 1
+                 else np.zeros(0, dtype=np.int64) for ids in sequences]
+    return TokenScores(logprobs=logprobs, mean=means, std=stds, token_ids=token_ids)
+
+
+def corpus_token_frequency(tokenizer, texts: list[str]) -> np.ndarray:
+    """Each token's frequency in ``texts`` (tokenised as :func:`token_scores` does, the
+    start token left out), Laplace-smoothed over the tokenizer's vocabulary: ``(1 +
+    count) / (total + V)``, shape ``(V,)`` (DC-PDD's reference distribution, Zhang et al.
+    2024)."""
+    start = _start_token(tokenizer)
+    counts = np.zeros(len(tokenizer), dtype=np.float64)
+    for ids in _encode(tokenizer, list(texts)):
+        np.add.at(counts, np.asarray(ids[0 if start is None else 1:], dtype=np.int64), 1.0)
+    return (1.0 + counts) / (counts.sum() + counts.size)
 
 
 # --------------------------------------------------------------------------- adapters
