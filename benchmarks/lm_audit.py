@@ -66,6 +66,7 @@ def main() -> None:
                  "max": f"{c['max_exposure']:.1f}"} for c in s["canaries"]]
     tgt = s["target"]
     tok = tgt["tokenizer"]
+    overlap = s["data"]["ngram_overlap"]
     body = (
         f"{s['data']['n_records_in_game']} AG News texts (title. description) in the game, "
         f"half members; byte-level BPE tokenizer ({tok['vocab_size']} tokens) trained on "
@@ -82,6 +83,13 @@ def main() -> None:
         + table(canaries, list(canaries[0]))
         + "\n\nBlind-baseline warning: " + (blind["warning"] or "none (the split is random, "
                                               "so the texts do not differ in distribution).")
+        + f"\n\nWord {overlap['n']}-gram overlap: {overlap['n_non_members_sharing']} of "
+        f"{overlap['n_non_members_scored']} non-members share a {overlap['n']}-gram with a "
+        f"member (mean share of their {overlap['n']}-grams "
+        f"{100 * (overlap['mean_share'] or 0):.2f}%), {overlap['n_near_duplicates']} "
+        f"near-duplicates (>= {100 * overlap['near_duplicate_share']:.0f}%). DC-PDD at the "
+        f"published cap {s['settings']['dc_pdd_cap']:g} (for large models), its reference "
+        "corpus the tokenizer's texts."
     )
     write_section("Language-model audit: AG News", body)
 

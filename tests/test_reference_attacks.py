@@ -442,6 +442,22 @@ def test_an_untrained_model_shows_no_leakage(variance):
     assert result.summary()["verdict"]["level"] == "none"
 
 
+def test_an_untrained_model_shows_no_leakage_offline():
+    """The null with offline references, whose RMIA tuning plays each reference against
+    its complement on the audited records: still nothing to find."""
+    result = miaudit.audit(data="digits", model="logistic", model_params={"lr": 1e-9,
+                           "epochs": 1}, references=4, reference_mode="offline", targets=4,
+                           attacks=["loss", "lira-offline", "rmia-offline", "attack-r",
+                                    "calibrated-loss", "privacy-risk", "quantile"])
+    summary = result.summary()
+    for name, m in summary["attacks"].items():
+        assert abs(m["auc"] - 0.5) < 0.04, (name, m["auc"])
+        assert m["tpr_at_fpr"]["0.01"] < 0.04, (name, m["tpr_at_fpr"]["0.01"])
+    tuning = summary["attacks"]["rmia-offline"]["tuning"]
+    assert {t["game"] for t in tuning} == {"complements"}
+    assert summary["verdict"]["level"] == "none"
+
+
 def test_location30_lira_beats_loss_at_low_fpr(shared_file):
     path = shared_file("location30.npz")
     result = miaudit.audit(data=path, model="mlp", references=8,
