@@ -305,7 +305,12 @@ def test_equivariant_to_record_order(name, given, world):
 # --- language-model attacks: the same properties over LMAttackInput ---------------------
 
 #: What each LM need comes from, as knowledge.
-LM_NEED_KNOWLEDGE = {"reference": "references", "lowercase": "queries", "distribution": None}
+LM_NEED_KNOWLEDGE = {"reference": "references", "lowercase": "queries", "distribution": None,
+                     "frequency": "population"}
+#: Options of the language-model attacks here: DC-PDD's default cap (0.01, for large
+#: vocabularies) binds on every token of this 8-word world; a cap above the weights lets
+#: the probabilities show.
+LM_OPTIONS = {"dc-pdd": {"a": 10.0}}
 LM_NAMES = list(LM_ATTACKS)
 DOCS = 160
 
@@ -319,6 +324,7 @@ class TextWorld:
     std: list[np.ndarray]
     lowercase: list[np.ndarray]
     reference: list[np.ndarray]
+    token_ids: list[np.ndarray]
 
     def permuted(self, perm: np.ndarray) -> TextWorld:
         def take(xs):
@@ -326,7 +332,7 @@ class TextWorld:
 
         return TextWorld(take(self.texts), self.is_member[perm], take(self.target),
                          take(self.mean), take(self.std), take(self.lowercase),
-                         take(self.reference))
+                         take(self.reference), take(self.token_ids))
 
 
 def make_text_world(seed: int = 0) -> TextWorld:
@@ -335,7 +341,7 @@ def make_text_world(seed: int = 0) -> TextWorld:
     rng = np.random.default_rng(seed)
     words = ["alpha", "beta", "Gamma", "delta", "Epsilon", "zeta", "eta", "Theta"]
     is_member = rng.random(DOCS) < 0.5
-    texts, target, mean, std, lower, ref = [], [], [], [], [], []
+    texts, target, mean, std, lower, ref, ids = [], [], [], [], [], [], []
     for i in range(DOCS):
         t = int(rng.integers(8, 30))
         texts.append(" ".join(rng.choice(words, t + 1)))
@@ -346,15 +352,22 @@ def make_text_world(seed: int = 0) -> TextWorld:
         std.append(np.full(t, 1.0))
         lower.append(np.minimum(base + rng.normal(0, 0.1, t), 0.0))
         ref.append(np.minimum(base + rng.normal(0, 0.1, t), 0.0))
-    return TextWorld(texts, is_member, target, mean, std, lower, ref)
+        ids.append(rng.integers(0, len(words), t))
+    return TextWorld(texts, is_member, target, mean, std, lower, ref, ids)
 
 
 def lm_build(w: TextWorld, needs: frozenset[str]) -> LMAttackInput:
     dist = "distribution" in needs
     return LMAttackInput(
-        w.texts, TokenScores(w.target, w.mean if dist else None, w.std if dist else None),
+        w.texts, TokenScores(w.target, w.mean if dist else None, w.std if dist else None,
+                             token_ids=w.token_ids),
         lowercase=TokenScores(w.lowercase) if "lowercase" in needs else None,
-        reference=TokenScores(w.reference) if "reference" in needs else None)
+        reference=TokenScores(w.reference) if "reference" in needs else None,
+        token_frequency=np.full(8, 1 / 8) if "frequency" in needs else None)
+
+
+def lm_score(attack, inputs: LMAttackInput) -> np.ndarray:
+    return attack.score(inputs, **LM_OPTIONS.get(attack.name, {}))
 
 
 @pytest.fixture(scope="module")
@@ -374,29 +387,29 @@ def test_lm_attack_declares_knowledge_matching_its_needs(name):
 @pytest.mark.parametrize("name", LM_NAMES)
 def test_lm_attack_runs_with_its_needs_and_refuses_without(name, text_world):
     attack = LM_ATTACKS[name]
-    scores = attack.score(lm_build(text_world, attack.needs))
+    scores = lm_score(attack, lm_build(text_world, attack.needs))
     assert scores.shape == (DOCS,) and np.isfinite(scores).all()
     for need in sorted(attack.needs):
         with pytest.raises(ConfigError, match="needs"):
-            attack.score(lm_build(text_world, attack.needs - {need}))
+            lm_score(attack, lm_build(text_world, attack.needs - {need}))
     # what it does not need changes nothing
-    np.testing.assert_array_equal(attack.score(lm_build(text_world, frozenset(NEEDS))),
+    np.testing.assert_array_equal(lm_score(attack, lm_build(text_world, frozenset(NEEDS))),
                                   scores)
 
 
 @pytest.mark.parametrize("name", LM_NAMES)
 def test_lm_members_score_higher(name, text_world):
     attack = LM_ATTACKS[name]
-    scores = attack.score(lm_build(text_world, attack.needs))
+    scores = lm_score(attack, lm_build(text_world, attack.needs))
     assert roc_auc_score(text_world.is_member, scores) > 0.6, name
 
 
 @pytest.mark.parametrize("name", LM_NAMES)
 def test_lm_deterministic_and_order_equivariant(name, text_world):
     attack = LM_ATTACKS[name]
-    base = attack.score(lm_build(text_world, attack.needs))
-    np.testing.assert_array_equal(attack.score(lm_build(make_text_world(), attack.needs)),
+    base = lm_score(attack, lm_build(text_world, attack.needs))
+    np.testing.assert_array_equal(lm_score(attack, lm_build(make_text_world(), attack.needs)),
                                   base)
     perm = np.random.default_rng(2).permutation(DOCS)
-    moved = attack.score(lm_build(text_world.permuted(perm), attack.needs))
+    moved = lm_score(attack, lm_build(text_world.permuted(perm), attack.needs))
     np.testing.assert_allclose(moved, base[perm], rtol=1e-12)
