@@ -155,6 +155,10 @@ def test_non_private_model_with_mislabelled_canaries_leaks():
     s = res.summary()
     assert s["canaries"]["n"] == 500 and s["canaries"]["mislabelled"]
     assert s["one_run"]["n_guesses"] == 100 and s["flag"] is None
+    # the same guesses read through Gaussian DP: a tighter epsilon from the same canaries
+    gdp = s["one_run_gdp"]
+    assert gdp["n_correct"] == s["one_run"]["n_correct"] and gdp["delta"] == 1e-5
+    assert gdp["mu"] > 0 and gdp["epsilon"] > res.bound.epsilon
     assert len(res.canaries) == 500
     assert (res.canaries["label"] != res.canaries["true_label"]).all()
     # a record's score is higher when included (the LOSS attack's direction)
@@ -167,6 +171,7 @@ def test_dp_model_bound_stays_below_the_accountant():
     assert res.dp_epsilon_accountant == pytest.approx(2.0, abs=0.02)
     assert res.bound.epsilon < res.dp_epsilon_accountant and not res.exceeds_accountant
     assert res.bound.delta == 1e-5
+    assert res.gdp.epsilon < res.dp_epsilon_accountant
     assert res.summary()["target"]["privacy"]["accountant"] == "rdp"
 
 

@@ -563,8 +563,8 @@ def dc_pdd(inputs: LMAttackInput, *, a: float = 0.01) -> np.ndarray:
     >>> from miaudit.signals.tokens import TokenScores
     >>> scores = TokenScores([np.log([0.5, 0.001, 0.5])], token_ids=[np.array([1, 2, 1])])
     >>> x = LMAttackInput(["a b a"], scores, token_frequency=np.array([0.5, 0.25, 0.25]))
-    >>> float(dc_pdd(x, a=1.0)[0]) == (0.5 * np.log(4) + 0.001 * np.log(4)) / 2
-    True
+    >>> round(float(dc_pdd(x, a=1.0)[0]), 6)  # tokens 1, 2 (f = 1/4): (0.5 + 0.001) log 4 / 2
+    0.347267
     """
     _require(inputs, "frequency", "dc-pdd")
     if not (isinstance(a, numbers.Real) and not isinstance(a, bool) and a > 0):

@@ -30,6 +30,7 @@ import pandas as pd
 from miaudit.data import Dataset, load_dataset
 from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.metrics.one_run import OneRunBound, default_guesses, one_run_audit
+from miaudit.metrics.one_run_fdp import GdpBound, one_run_gdp
 from miaudit.results.folder import RUN_FILES
 from miaudit.results.result import AuditResult
 from miaudit.training import Recipe, make_recipe
@@ -332,6 +333,10 @@ class OneRunResult:
         The one-run lower bound at the audit's ``delta`` (the recipe's ``dp_delta``).
     bound_pure : OneRunBound
         The same guesses against pure DP (delta = 0): the paper's headline bound.
+    gdp : GdpBound
+        The same guesses read through Gaussian DP (Mahloujifar et al. 2024): the empirical
+        ``mu``, and its epsilon at ``delta``, a lower bound only if the privacy curve is
+        Gaussian (DP-SGD's nearly is; :mod:`miaudit.metrics.one_run_fdp`).
     dp_epsilon_accountant : float or None
         The accountant's epsilon of the trained model at ``dp_delta`` (None: no DP-SGD).
     exceeds_accountant : bool
@@ -347,6 +352,7 @@ class OneRunResult:
 
     bound: OneRunBound
     bound_pure: OneRunBound
+    gdp: GdpBound
     dp_epsilon_accountant: float | None
     exceeds_accountant: bool
     canaries: pd.DataFrame
@@ -367,6 +373,7 @@ class OneRunResult:
         ``dp_epsilon_accountant``, ``exceeds_accountant``, ``flag`` and the facts."""
         return {**self.info, "one_run": self.bound.to_dict(),
                 "one_run_pure_dp": self.bound_pure.to_dict(),
+                "one_run_gdp": self.gdp.to_dict(),
                 "dp_epsilon_accountant": self.dp_epsilon_accountant,
                 "exceeds_accountant": self.exceeds_accountant, "flag": self.flag}
 
@@ -462,6 +469,8 @@ def audit_one_run(
     bound = one_run_audit(scores, c.included, k_pos=kp, k_neg=kn, beta=beta,
                           delta=audit_delta)
     pure = one_run_audit(scores, c.included, k_pos=kp, k_neg=kn, beta=beta, delta=0.0)
+    gdp = one_run_gdp(scores, c.included, k_pos=kp, k_neg=kn, beta=beta,
+                      delta=audit_delta if audit_delta > 0 else recipe.dp_delta)
     eps_acc = None if trained.privacy is None else float(trained.privacy["epsilon"])
     exceeds = eps_acc is not None and bound.epsilon > eps_acc
     predicted = logp.argmax(axis=1)
@@ -487,7 +496,7 @@ def audit_one_run(
     }
     table = pd.DataFrame({"record_id": pool.ids[c.idx], "included": c.included,
                           "label": c.labels, "true_label": c.true_labels, "score": scores})
-    result = OneRunResult(bound, pure, eps_acc, exceeds, table, info)
+    result = OneRunResult(bound, pure, gdp, eps_acc, exceeds, table, info)
     if exceeds:
         warnings.warn(f"!!! {result.flag.upper()} !!!", MiauditWarning, stacklevel=2)
     return result

@@ -76,6 +76,11 @@ def _one_run_table(summary: dict):
     table.add_row(f"eps lower bound (delta {b['delta']:g})", f"{b['epsilon']:.3f} "
                   f"(significance {b['beta']:g})")
     table.add_row("eps lower bound (pure DP)", f"{p['epsilon']:.3f}")
+    g = summary.get("one_run_gdp")
+    if g:
+        table.add_row("mu lower bound (Gaussian DP)", f"{g['mu']:.2f} (Mahloujifar et al.)")
+        table.add_row(f"eps if the curve is Gaussian (delta {g['delta']:g})",
+                      f"{g['epsilon']:.3f} (DP-SGD's nearly is; else use the bounds above)")
     acc = summary["dp_epsilon_accountant"]
     table.add_row("eps accountant", "inf (no DP-SGD)" if acc is None else
                   f"{acc:.3f} (RDP, delta {t['privacy']['delta']:g})")

@@ -399,7 +399,9 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
             raise ConfigError(f"Cannot re-run {where}: the recipe of its reference LMs is "
                               "not recorded; write a spec with target.params and run that.")
         tgt["model"] = str(Path(model).resolve())
-    default = [a.name for a in resolve_lm_attacks(None, have={"lowercase", "distribution"})]
+    trained_here = target.get("model") == "gpt2 recipe"  # its tokenizer's texts: frequencies
+    have = {"lowercase", "distribution"} | ({"frequency"} if trained_here else set())
+    default = [a.name for a in resolve_lm_attacks(None, have=have)]
     default += list(LIRA_ATTACKS) if references else []
     audit = {key: _need(settings, key, where, f"setting {key!r}")
              for key in ("seed", "alpha", "prior", "delta", "fprs")}
@@ -408,6 +410,7 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
         audit["attacks"] = attacks
     lm = {key: _need(settings, key, where, f"setting {key!r}")
           for key in ("k", "canaries", "batch_size", "max_length", "stride")}
+    lm["dc_pdd_cap"] = settings.get("dc_pdd_cap", 0.01)  # runs before dc-pdd lack it
     lm["blind"] = summary.get("blind_baseline") is not None
     return {"description": f"rebuilt from the settings of {where}", "data": section,
             "target": tgt, "audit": audit, "lm": lm,

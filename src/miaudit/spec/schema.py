@@ -173,6 +173,7 @@ class LMSection(BaseModel):
     reference_model: str | None = None
     canaries: Annotated[int, Field(ge=0)] = 0
     k: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.2
+    dc_pdd_cap: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.01
     blind: bool = True
     batch_size: Annotated[int, Field(ge=1)] = 8
     max_length: Annotated[int, Field(ge=2)] | None = None
@@ -295,7 +296,8 @@ class AuditSpec(BaseModel):
                 else self.resolve_path(lm.reference_model),
                 "recipe": dict(t.params) or None, "references": a.references,
                 "attacks": None if a.attacks is None else list(a.attacks), "k": lm.k,
-                "canaries": lm.canaries, "seed": a.seed, "fprs": list(a.fprs),
+                "dc_pdd_cap": lm.dc_pdd_cap, "canaries": lm.canaries, "seed": a.seed,
+                "fprs": list(a.fprs),
                 "alpha": a.alpha, "prior": a.prior, "delta": a.delta, "blind": lm.blind,
                 "device": tr.device, "batch_size": lm.batch_size,
                 "max_length": lm.max_length, "stride": lm.stride,
