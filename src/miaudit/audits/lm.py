@@ -13,6 +13,7 @@ never on the audited non-members. The target and every reference LM share it.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 import warnings
@@ -135,6 +136,9 @@ def audit_lm(
         raise ConfigError("references and canaries must be >= 0.")
     if not 0 < k <= 1:
         raise ConfigError(f"k must lie in (0, 1], got {k}.")
+    if not (isinstance(dc_pdd_cap, int | float) and math.isfinite(dc_pdd_cap)
+            and dc_pdd_cap > 0):
+        raise ConfigError(f"dc_pdd_cap must be a number > 0, got {dc_pdd_cap!r}.")
     querying = {"device": device, "progress": progress, "batch_size": batch_size,
                 "max_length": max_length, "stride": stride}
     with warnings.catch_warnings(record=True) as caught:
