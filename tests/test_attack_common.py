@@ -305,8 +305,9 @@ def test_equivariant_to_record_order(name, given, world):
 # --- language-model attacks: the same properties over LMAttackInput ---------------------
 
 #: What each LM need comes from, as knowledge.
-LM_NEED_KNOWLEDGE = {"reference": "references", "lowercase": "queries", "distribution": None,
-                     "frequency": "population"}
+LM_NEED_KNOWLEDGE = {"reference": {"references"}, "lowercase": {"queries"},
+                     "distribution": set(), "frequency": {"population"},
+                     "prefix": {"population", "queries"}}
 #: Options of the language-model attacks here: DC-PDD's default cap (0.01, for large
 #: vocabularies) binds on every token of this 8-word world; a cap above the weights lets
 #: the probabilities show.
@@ -325,6 +326,7 @@ class TextWorld:
     lowercase: list[np.ndarray]
     reference: list[np.ndarray]
     token_ids: list[np.ndarray]
+    conditioned: list[np.ndarray]
 
     def permuted(self, perm: np.ndarray) -> TextWorld:
         def take(xs):
@@ -332,7 +334,7 @@ class TextWorld:
 
         return TextWorld(take(self.texts), self.is_member[perm], take(self.target),
                          take(self.mean), take(self.std), take(self.lowercase),
-                         take(self.reference), take(self.token_ids))
+                         take(self.reference), take(self.token_ids), take(self.conditioned))
 
 
 def make_text_world(seed: int = 0) -> TextWorld:
@@ -341,7 +343,7 @@ def make_text_world(seed: int = 0) -> TextWorld:
     rng = np.random.default_rng(seed)
     words = ["alpha", "beta", "Gamma", "delta", "Epsilon", "zeta", "eta", "Theta"]
     is_member = rng.random(DOCS) < 0.5
-    texts, target, mean, std, lower, ref, ids = [], [], [], [], [], [], []
+    texts, target, mean, std, lower, ref, ids, cond = [], [], [], [], [], [], [], []
     for i in range(DOCS):
         t = int(rng.integers(8, 30))
         texts.append(" ".join(rng.choice(words, t + 1)))
@@ -353,7 +355,11 @@ def make_text_world(seed: int = 0) -> TextWorld:
         lower.append(np.minimum(base + rng.normal(0, 0.1, t), 0.0))
         ref.append(np.minimum(base + rng.normal(0, 0.1, t), 0.0))
         ids.append(rng.integers(0, len(words), t))
-    return TextWorld(texts, is_member, target, mean, std, lower, ref, ids)
+        # after a non-member prefix a member's lift is mostly gone; a non-member changes
+        # little
+        cond.append(np.minimum(base + lift * rng.uniform(0.0, 0.3, t)
+                               + rng.normal(0, 0.05, t), 0.0))
+    return TextWorld(texts, is_member, target, mean, std, lower, ref, ids, cond)
 
 
 def lm_build(w: TextWorld, needs: frozenset[str]) -> LMAttackInput:
@@ -363,7 +369,8 @@ def lm_build(w: TextWorld, needs: frozenset[str]) -> LMAttackInput:
                              token_ids=w.token_ids),
         lowercase=TokenScores(w.lowercase) if "lowercase" in needs else None,
         reference=TokenScores(w.reference) if "reference" in needs else None,
-        token_frequency=np.full(8, 1 / 8) if "frequency" in needs else None)
+        token_frequency=np.full(8, 1 / 8) if "frequency" in needs else None,
+        conditioned=TokenScores(w.conditioned) if "prefix" in needs else None)
 
 
 def lm_score(attack, inputs: LMAttackInput) -> np.ndarray:
@@ -380,7 +387,7 @@ def test_lm_attack_declares_knowledge_matching_its_needs(name):
     attack = LM_ATTACKS[name]
     assert attack.needs <= set(NEEDS)
     assert attack.knowledge <= set(KNOWLEDGE)
-    implied = {LM_NEED_KNOWLEDGE[n] for n in attack.needs} - {None}
+    implied = set().union(*(LM_NEED_KNOWLEDGE[n] for n in attack.needs))
     assert attack.knowledge == implied, name
 
 

@@ -46,7 +46,7 @@ def _synthetic(n=120, seed=0, vocab=30):
     rng = np.random.default_rng(seed)
     is_member = np.arange(n) % 2 == 0
     rng.shuffle(is_member)
-    texts, lps, means, stds, base, lower, ids = [], [], [], [], [], [], []
+    texts, lps, means, stds, base, lower, ids, cond = [], [], [], [], [], [], [], []
     for i in range(n):
         t = int(rng.integers(15, 40))
         scale = rng.uniform(1.0, 2.0)  # document difficulty
@@ -65,9 +65,12 @@ def _synthetic(n=120, seed=0, vocab=30):
         base.append(lp_base)
         lower.append(1.1 * lp_base)
         ids.append(tokens)
+        # after a non-member prefix a member reads like a non-member (drawn from p)
+        cond.append(lp_base if is_member[i] else lp + rng.normal(0, 0.05, t))
     inputs = LMAttackInput(texts, TokenScores(lps, means, stds, token_ids=ids),
                            lowercase=TokenScores(lower), reference=TokenScores(base),
-                           token_frequency=np.full(vocab, 1.0 / vocab))
+                           token_frequency=np.full(vocab, 1.0 / vocab),
+                           conditioned=TokenScores([np.minimum(c, 0.0) for c in cond]))
     return inputs, is_member
 
 
@@ -102,7 +105,7 @@ def test_every_attack_is_deterministic_and_order_invariant(name, synthetic):
 
     permuted = LMAttackInput([inputs.texts[i] for i in perm], take(inputs.target),
                              take(inputs.lowercase), take(inputs.reference),
-                             inputs.token_frequency)
+                             inputs.token_frequency, take(inputs.conditioned))
     attack, options = LM_ATTACKS[name], OPTIONS.get(name, {})
     np.testing.assert_array_equal(attack.score(inputs, **options),
                                   attack.score(inputs, **options))
@@ -299,7 +302,8 @@ def test_resolve_defaults_follow_what_was_extracted():
     assert names(set()) == ["lm-loss", "zlib", "min-k"]
     assert names({"lowercase", "distribution"}) == [
         "lm-loss", "zlib", "min-k", "min-k++", "lowercase"]
-    assert names({"lowercase", "distribution", "reference", "frequency"}) == list(LM_ATTACKS)
+    assert names({"lowercase", "distribution", "reference", "frequency", "prefix"}) == list(
+        LM_ATTACKS)
 
 
 def test_resolve_explicit_names(synthetic):
@@ -322,7 +326,8 @@ def test_attacks_called_without_what_they_need_say_so():
     inputs = LMAttackInput(["a b"], TokenScores([np.array([-1.0])]))
     assert inputs.available == frozenset()
     for name, need in (("lowercase", "lowercased"), ("reference", "--reference-model"),
-                       ("min-k++", "standard deviation"), ("dc-pdd", "token frequencies")):
+                       ("min-k++", "standard deviation"), ("dc-pdd", "token frequencies"),
+                       ("recall", "prefix of non-member texts")):
         with pytest.raises(ConfigError, match=need):
             LM_ATTACKS[name].score(inputs)
 
@@ -462,3 +467,15 @@ def test_corpus_token_frequency_is_laplace_smoothed_counts():
     f = corpus_token_frequency(Tokenizer(), ["a b a", "a"])
     counts = np.array([0, 3, 1, 0])  # the start token is not counted
     np.testing.assert_allclose(f, (1 + counts) / (counts.sum() + 4))
+
+
+# --- ReCaLL -------------------------------------------------------------------------------
+
+def test_recall_is_the_relative_drop_after_the_prefix():
+    ll = [np.array([-1.0, -3.0]), np.array([-0.5])]
+    after = [np.array([-2.0, -4.0]), np.array([-0.5])]
+    inputs = LMAttackInput(["a b c", "d e"], TokenScores(ll), conditioned=TokenScores(after))
+    # mean log-likelihoods -2 and -0.5; after the prefix -3 and -0.5
+    np.testing.assert_allclose(LM_ATTACKS["recall"].score(inputs), [0.5, 0.0])
+    with pytest.raises(DataError, match="conditioned token scores cover 1"):
+        LMAttackInput(["a b c", "d e"], TokenScores(ll), conditioned=TokenScores(after[:1]))

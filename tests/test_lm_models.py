@@ -97,6 +97,27 @@ def test_every_token_is_predicted_after_the_bos(model, tokenizer, texts):
     assert all(np.all(lp < 0) and lp.dtype == np.float64 for lp in scores.logprobs[:3])
 
 
+def test_a_prefix_conditions_every_token_of_the_text(model, tokenizer, texts):
+    """ReCaLL's conditioned scores: the text's own tokens after BOS + prefix, equal to one
+    forward pass over the concatenated ids done by hand."""
+    prefix = "a quiet river\n\n"  # short: BOS + prefix + text fit the 32-token context
+    short = [" ".join(t.split()[:3]) for t in texts[:3]]
+    scores = token_scores(model, tokenizer, short, prefix=prefix)
+    plain = token_scores(model, tokenizer, short)
+    assert list(scores.n_tokens) == list(plain.n_tokens)
+    for i, text in enumerate(short):
+        head = tokenizer(prefix, add_special_tokens=False)["input_ids"]
+        body = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([[tokenizer.bos_token_id or tokenizer.eos_token_id, *head, *body]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+        at = torch.arange(ids.shape[1] - len(body) - 1, ids.shape[1] - 1)
+        expected = logp[at, ids[0, at + 1]].double().numpy()
+        np.testing.assert_allclose(scores.logprobs[i], expected, atol=1e-5)
+        np.testing.assert_array_equal(scores.token_ids[i], body)
+        assert not np.allclose(scores.logprobs[i][0], plain.logprobs[i][0])
+
+
 def test_tokenizer_without_bos_or_eos_scores_from_the_second_token(model, tokenizer, texts):
     from transformers import PreTrainedTokenizerFast
 

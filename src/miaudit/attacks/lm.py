@@ -45,6 +45,7 @@ __all__ = [
     "lowercase_attack",
     "min_k",
     "min_k_plus_plus",
+    "recall",
     "reference_attack",
     "resolve_lm_attacks",
     "zlib_attack",
@@ -60,6 +61,9 @@ NEEDS: dict[str, str] = {
     "distribution": "the mean and standard deviation of log p(v | x_<t) over the "
                     "vocabulary at every token (extract them with the token scores: "
                     "TokenScores.mean and .std)",
+    "prefix": "the target's token scores on each text after a prefix of non-member texts "
+              "(an audit that trains the target uses texts set aside for its tokenizer; "
+              "CausalLMTarget.token_scores(texts, prefix=...) gives them)",
     "frequency": "token frequencies over a reference corpus, with the target's tokenizer, "
                  "and the ids of the scored tokens (an audit that trains the target uses "
                  "the texts set aside for its tokenizer; miaudit.targets.lm."
@@ -157,6 +161,8 @@ class LMAttackInput:
     token_frequency : ndarray (V,) or None
         Each token's frequency in a reference corpus, smoothed so that none is 0 (DC-PDD;
         :func:`miaudit.targets.lm.corpus_token_frequency`); it needs ``target.token_ids``.
+    conditioned : TokenScores or None
+        The target on each text after a prefix of non-member texts (ReCaLL).
 
     Raises
     ------
@@ -182,6 +188,7 @@ class LMAttackInput:
     lowercase: TokenScores | None = None
     reference: TokenScores | None = None
     token_frequency: np.ndarray | None = None
+    conditioned: TokenScores | None = None
 
     def __post_init__(self) -> None:
         texts = self.texts
@@ -191,7 +198,7 @@ class LMAttackInput:
             raise DataError("texts is empty: give at least one document.")
         n = len(texts)
         _check_scores(self.target, n, "target", distribution=True)
-        for role in ("lowercase", "reference"):
+        for role in ("lowercase", "reference", "conditioned"):
             scores = getattr(self, role)
             if scores is not None:
                 _check_scores(scores, n, role, distribution=False)
@@ -210,6 +217,8 @@ class LMAttackInput:
             have.add("distribution")
         if self.token_frequency is not None:
             have.add("frequency")
+        if self.conditioned is not None:
+            have.add("prefix")
         return frozenset(have)
 
 
@@ -217,7 +226,8 @@ def _require(inputs: LMAttackInput, need: str, attack: str) -> None:
     present = {"lowercase": inputs.lowercase is not None,
                "reference": inputs.reference is not None,
                "distribution": inputs.target.mean is not None,
-               "frequency": inputs.token_frequency is not None}
+               "frequency": inputs.token_frequency is not None,
+               "prefix": inputs.conditioned is not None}
     if not present[need]:
         raise ConfigError(f"The attack {attack!r} needs {NEEDS[need]}.")
 
@@ -578,6 +588,31 @@ def dc_pdd(inputs: LMAttackInput, *, a: float = 0.01) -> np.ndarray:
     return out
 
 
+def recall(inputs: LMAttackInput) -> np.ndarray:
+    """ReCaLL: the relative drop of a text's mean token log-likelihood when a prefix of
+    non-member texts comes before it, ``(LL(x) - LL(x | P)) / |LL(x)|`` (the authors'
+    ratio ``LL(x | P) / LL(x)`` minus 1). A non-member prefix pulls the model away from
+    what it memorised, so a member's likelihood drops more. Higher = member.
+
+    References
+    ----------
+    Xie et al., "ReCaLL: Membership Inference via Relative Conditional Log-Likelihoods",
+    EMNLP 2024.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from miaudit.signals.tokens import TokenScores
+    >>> x = LMAttackInput(["a b", "c d"], TokenScores([np.array([-1.0]), np.array([-2.0])]),
+    ...                   conditioned=TokenScores([np.array([-1.5]), np.array([-2.2])]))
+    >>> recall(x).round(2).tolist()
+    [0.5, 0.1]
+    """
+    _require(inputs, "prefix", "recall")
+    ll, ll_prefixed = -inputs.target.nll(), -inputs.conditioned.nll()
+    return (ll - ll_prefixed) / np.maximum(np.abs(ll), _MIN_NLL)
+
+
 @dataclass(frozen=True)
 class LMAttack:
     """A registered language-model attack.
@@ -626,6 +661,10 @@ LM_ATTACKS: dict[str, LMAttack] = {
         LMAttack("lowercase", lowercase_attack, frozenset({"lowercase"}),
                  "minus NLL(text) / NLL(lowercased text)",
                  "Carlini et al., USENIX Security 2021", knowledge=frozenset({"queries"})),
+        LMAttack("recall", recall, frozenset({"prefix"}),
+                 "relative drop of the log-likelihood after a prefix of non-member texts",
+                 "Xie et al., EMNLP 2024 (ReCaLL)",
+                 knowledge=frozenset({"population", "queries"})),
         LMAttack("dc-pdd", dc_pdd, frozenset({"frequency"}),
                  "mean capped probability x corpus rarity of each distinct token",
                  "Zhang et al., EMNLP 2024 (DC-PDD)", knowledge=frozenset({"population"})),

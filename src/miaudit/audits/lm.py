@@ -154,7 +154,8 @@ def audit_lm(
             reference_model, **querying)
         chosen, lira = _choose(attacks, reference=ref_target is not None,
                                references=references,
-                               frequency=game.tokenizer_ds is not None)
+                               aside=game.tokenizer_ds is not None,
+                               prefix=_takes_prefix(game.target))
         if references and game.tokenizer is None:
             raise ConfigError("Reference LMs are trained with the target's tokenizer: give "
                               "a model folder, or let the tool train the target.")
@@ -258,6 +259,18 @@ def _lm_game(ds: TextDataset, model, recipe, references: int, canaries: int, see
                    _recipe(lm, recipe) if references else None, info)
 
 
+#: Non-member texts put before each text by ReCaLL (Xie et al. use a few "shots").
+RECALL_SHOTS = 3
+
+
+def recall_prefix(aside: TextDataset, seed: int) -> str:
+    """ReCaLL's prefix: :data:`RECALL_SHOTS` of the texts set aside for the tokenizer
+    (non-members, never audited), drawn by seed, one per paragraph."""
+    texts = list(aside.texts)
+    pick = np.random.default_rng([seed, 23]).permutation(len(texts))[:RECALL_SHOTS]
+    return "\n\n".join(texts[i] for i in sorted(pick)) + "\n\n"
+
+
 def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options: dict,
                references: int, seed: int, querying: dict) -> _LMRun:
     """The chosen attacks' scores, and text LiRA's against reference LMs trained here."""
@@ -270,7 +283,10 @@ def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options
         if "lowercase" in need else None,
         reference=ref_target.token_scores(texts) if ref_target is not None else None,
         token_frequency=corpus_token_frequency(game.tokenizer, list(game.tokenizer_ds.texts))
-        if "frequency" in need else None)
+        if "frequency" in need else None,
+        conditioned=game.target.token_scores(texts, prefix=recall_prefix(game.tokenizer_ds,
+                                                                         seed))
+        if "prefix" in need else None)
     scores = {a.name: np.asarray(a.score(inputs, **options.get(a.name, {})), dtype=float)
               for a in chosen}
     run = _LMRun(scores, scores_target, scores_target.nll())
@@ -392,9 +408,19 @@ def _as_lm_target(model, *, device: str, progress: bool, batch_size: int,
                       "token_scores(texts) -> TokenScores.")
 
 
-def _choose(names, *, reference: bool, references: int, frequency: bool):
+def _takes_prefix(target) -> bool:
+    """Whether the target can score texts after a prefix (ReCaLL): a local model."""
+    from miaudit.targets.lm import CausalLMTarget
+
+    return isinstance(target, CausalLMTarget)
+
+
+def _choose(names, *, reference: bool, references: int, aside: bool, prefix: bool):
+    """The attacks to run: those asked for, or every one the inputs allow. ``aside``:
+    texts set aside for the tokenizer exist (corpus frequencies; with ``prefix``, a
+    target that scores texts after a prefix, the non-member prefix of ReCaLL)."""
     have = ({"lowercase", "distribution"} | ({"reference"} if reference else set())
-            | ({"frequency"} if frequency else set()))
+            | ({"frequency"} if aside else set()) | ({"prefix"} if aside and prefix else set()))
     if names is None:
         lira = list(LIRA_ATTACKS) if references else []
         return resolve_lm_attacks(None, have=have), lira

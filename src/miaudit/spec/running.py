@@ -399,8 +399,9 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
             raise ConfigError(f"Cannot re-run {where}: the recipe of its reference LMs is "
                               "not recorded; write a spec with target.params and run that.")
         tgt["model"] = str(Path(model).resolve())
-    trained_here = target.get("model") == "gpt2 recipe"  # its tokenizer's texts: frequencies
-    have = {"lowercase", "distribution"} | ({"frequency"} if trained_here else set())
+    # a target trained here has texts set aside for its tokenizer (DC-PDD, ReCaLL)
+    trained_here = target.get("model") == "gpt2 recipe"
+    have = {"lowercase", "distribution"} | ({"frequency", "prefix"} if trained_here else set())
     default = [a.name for a in resolve_lm_attacks(None, have=have)]
     default += list(LIRA_ATTACKS) if references else []
     audit = {key: _need(settings, key, where, f"setting {key!r}")

@@ -254,6 +254,7 @@ def token_scores(
     distribution: bool = True,
     device: str = "cpu",
     progress: bool = False,
+    prefix: str | None = None,
 ) -> TokenScores:
     """Per-token log-probabilities of a causal language model on ``texts``.
 
@@ -287,6 +288,9 @@ def token_scores(
         Where the inputs go; must be where the model is.
     progress : bool, default False
         Show a progress bar (``rich``, on stderr).
+    prefix : str, optional
+        Text put before every text (after the start token): only the text's own tokens are
+        returned, each predicted with the prefix as context (ReCaLL), the first one too.
 
     Returns
     -------
@@ -302,6 +306,12 @@ def token_scores(
     window, stride = _window_settings(model, max_length, stride)
     dev = _device_of(model, device)
     sequences = _encode(tokenizer, texts)
+    n_text = None
+    if prefix:
+        skip = 0 if _start_token(tokenizer) is None else 1
+        head = _encode(tokenizer, [prefix])[0]
+        n_text = [len(ids) - skip for ids in sequences]
+        sequences = [head + ids[skip:] for ids in sequences]
     rows = [(doc, begin, end, first)
             for doc, ids in enumerate(sequences)
             for begin, end, first in sliding_windows(len(ids), window, stride)]
@@ -363,6 +373,13 @@ def token_scores(
             model.train()
     token_ids = [np.asarray(ids[1:], dtype=np.int64) if len(ids) > 1
                  else np.zeros(0, dtype=np.int64) for ids in sequences]
+    if n_text is not None:  # the text's own tokens only
+
+        def tail(arrays):
+            return None if arrays is None else [a[len(a) - n:] for a, n in
+                                                zip(arrays, n_text, strict=True)]
+        logprobs, means, stds, token_ids = (tail(logprobs), tail(means), tail(stds),
+                                            tail(token_ids))
     return TokenScores(logprobs=logprobs, mean=means, std=stds, token_ids=token_ids)
 
 
@@ -395,11 +412,11 @@ class CausalLMTarget:
     device: str = "cpu"
     progress: bool = False
 
-    def token_scores(self, texts: list[str]) -> TokenScores:
+    def token_scores(self, texts: list[str], *, prefix: str | None = None) -> TokenScores:
         return token_scores(self.model, self.tokenizer, texts, batch_size=self.batch_size,
                             max_length=self.max_length, stride=self.stride,
                             distribution=self.distribution, device=self.device,
-                            progress=self.progress)
+                            progress=self.progress, prefix=prefix)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu", **settings) -> CausalLMTarget:
