@@ -30,8 +30,8 @@ from scipy.special import log_ndtr
 
 from miaudit.attacks.lira import gaussian_log_ratio
 from miaudit.attacks.reference_signals import gaussian_fit
-from miaudit.errors import ConfigError, DataError, OutputError
-from miaudit.signals.tokens import TokenScores
+from miaudit.errors import ConfigError, DataError
+from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
 
 __all__ = [
     "LM_ATTACKS",
@@ -74,75 +74,6 @@ NEEDS: dict[str, str] = {
 MIN_STD = 1e-6
 #: Floor on the NLL of the lowercased text in the lowercase attack (a zero denominator).
 _MIN_NLL = 1e-12
-#: Log-probabilities above this are refused as not log-probabilities (float rounding of a
-#: log-softmax can give a tiny positive value; an NLL passed by mistake is positive).
-_LOGPROB_TOLERANCE = 1e-4
-
-
-def _fail_if_any(bad: np.ndarray, error: type[Exception], message: str) -> None:
-    """Raise ``error(message.format(n=..., first=...))`` when ``bad`` (N,) has a True."""
-    if bad.any():
-        raise error(message.format(n=int(bad.sum()), first=int(np.flatnonzero(bad)[0])))
-
-
-def _check_scores(scores: TokenScores, n: int, role: str, *, distribution: bool) -> None:
-    if not isinstance(scores, TokenScores):
-        raise DataError(f"The {role} token scores must be a TokenScores, got "
-                        f"{type(scores).__name__}.")
-    if len(scores) != n:
-        raise DataError(f"The {role} token scores cover {len(scores)} document(s) but there "
-                        f"are {n} text(s): give one array per text, in the same order.")
-    for i, lp in enumerate(scores.logprobs):
-        if not isinstance(lp, np.ndarray) or lp.ndim != 1:
-            raise OutputError(f"The {role} log-probabilities of document {i} must be a 1-D "
-                              f"array, got {type(lp).__name__} of shape {np.shape(lp)}.")
-    lengths = scores.n_tokens
-    _fail_if_any(lengths == 0, DataError,
-                 f"{{n}} document(s) have no predicted token in the {role} token scores "
-                 "(the first is index {first}): a one-token text gives the model nothing to "
-                 "predict. Drop texts shorter than two tokens.")
-    flat = np.concatenate(scores.logprobs)
-    doc = np.repeat(np.arange(n), lengths)
-    _fail_if_any(np.bincount(doc, ~np.isfinite(flat), minlength=n) > 0, OutputError,
-                 f"{{n}} document(s) have NaN or infinite {role} log-probabilities (the "
-                 "first is index {first}).")
-    _fail_if_any(np.bincount(doc, flat > _LOGPROB_TOLERANCE, minlength=n) > 0, OutputError,
-                 f"{{n}} document(s) have positive {role} 'log-probabilities' (the first is "
-                 "index {first}): give log p(x_t | x_<t) <= 0, not the NLL.")
-    if not distribution:
-        return
-    if (scores.mean is None) != (scores.std is None):
-        raise OutputError(f"The {role} token scores have only one of mean and std: give "
-                          "both (Min-K%++ needs them) or neither.")
-    if scores.mean is None:
-        return
-    for name, values in (("mean", scores.mean), ("std", scores.std)):
-        if len(values) != n or any(np.shape(v) != np.shape(lp)
-                                   for v, lp in zip(values, scores.logprobs, strict=False)):
-            raise OutputError(f"The {role} token scores' {name} must have one array per "
-                              "document with one value per predicted token, like logprobs.")
-        flat_v = np.concatenate(values)
-        bad = ~np.isfinite(flat_v) | ((flat_v < 0) if name == "std" else False)
-        _fail_if_any(np.bincount(doc, bad, minlength=n) > 0, OutputError,
-                     f"{{n}} document(s) have a NaN, infinite{' or negative' * (name == 'std')}"
-                     f" {role} {name} (the first is index {{first}}).")
-
-
-def _check_frequency(frequency: np.ndarray, target: TokenScores) -> None:
-    f = np.asarray(frequency)
-    if f.ndim != 1 or not np.isfinite(f).all() or (f <= 0).any() or (f > 1).any():
-        raise OutputError("token_frequency must be a 1-D array of frequencies in (0, 1], "
-                          "one per vocabulary entry (smooth them so that none is 0).")
-    if target.token_ids is None:
-        raise DataError("token_frequency needs the ids of the target's scored tokens "
-                        "(TokenScores.token_ids), which these token scores do not have.")
-    for i, (ids, lp) in enumerate(zip(target.token_ids, target.logprobs, strict=False)):
-        ids = np.asarray(ids)
-        if ids.shape != lp.shape or (ids.size and (ids.min() < 0 or ids.max() >= f.size)):
-            raise DataError(f"The target's token ids of document {i} must hold one id per "
-                            f"predicted token, each below the vocabulary size {f.size}.")
-
-
 @dataclass(frozen=True, eq=False)
 class LMAttackInput:
     """Everything a language-model attack may use, checked once on construction.
@@ -176,7 +107,7 @@ class LMAttackInput:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> x = LMAttackInput(["a cat", "a dog"],
     ...                   TokenScores([np.array([-1.0, -2.0]), np.array([-3.0])]))
     >>> sorted(x.available)
@@ -197,13 +128,13 @@ class LMAttackInput:
         if len(texts) == 0:
             raise DataError("texts is empty: give at least one document.")
         n = len(texts)
-        _check_scores(self.target, n, "target", distribution=True)
+        check_token_scores(self.target, n, "target", distribution=True)
         for role in ("lowercase", "reference", "conditioned"):
             scores = getattr(self, role)
             if scores is not None:
-                _check_scores(scores, n, role, distribution=False)
+                check_token_scores(scores, n, role, distribution=False)
         if self.token_frequency is not None:
-            _check_frequency(self.token_frequency, self.target)
+            check_token_frequency(self.token_frequency, self.target)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -288,7 +219,7 @@ def lm_loss(inputs: LMAttackInput) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> x = LMAttackInput(["a b c", "d e"],
     ...                   TokenScores([np.array([-1.0, -2.0]), np.array([-4.0])]))
     >>> lm_loss(x)
@@ -316,7 +247,7 @@ def zlib_attack(inputs: LMAttackInput) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> x = LMAttackInput(["ab", "ab"], TokenScores([np.array([-1.0]), np.array([-2.0])]))
     >>> s = zlib_attack(x)
     >>> bool(s[0] > s[1]), float(s[0]) == -1.0 / zlib_bits("ab")
@@ -346,7 +277,7 @@ def lowercase_attack(inputs: LMAttackInput) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> x = LMAttackInput(["A B", "C D"], TokenScores([np.array([-1.0]), np.array([-2.0])]),
     ...                   lowercase=TokenScores([np.array([-4.0]), np.array([-2.0])]))
     >>> lowercase_attack(x)
@@ -377,7 +308,7 @@ def reference_attack(inputs: LMAttackInput) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> x = LMAttackInput(["a b", "c d"], TokenScores([np.array([-1.0]), np.array([-2.0])]),
     ...                   reference=TokenScores([np.array([-3.0]), np.array([-2.0])]))
     >>> reference_attack(x)
@@ -411,7 +342,7 @@ def min_k(inputs: LMAttackInput, *, k: float = 0.2) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> lp = np.array([-0.1, -5.0, -0.2, -3.0, -0.3])
     >>> min_k(LMAttackInput(["t"], TokenScores([lp])), k=0.4)  # the 2 lowest: -5 and -3
     array([-4.])
@@ -452,7 +383,7 @@ def min_k_plus_plus(inputs: LMAttackInput, *, k: float = 0.2) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> ts = TokenScores([np.array([-1.0, -3.0])], mean=[np.array([-2.0, -2.0])],
     ...                  std=[np.array([1.0, 0.5])])
     >>> min_k_plus_plus(LMAttackInput(["t"], ts), k=0.5)  # z = [1, -2]: the lowest is -2
@@ -570,7 +501,7 @@ def dc_pdd(inputs: LMAttackInput, *, a: float = 0.01) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> scores = TokenScores([np.log([0.5, 0.001, 0.5])], token_ids=[np.array([1, 2, 1])])
     >>> x = LMAttackInput(["a b a"], scores, token_frequency=np.array([0.5, 0.25, 0.25]))
     >>> round(float(dc_pdd(x, a=1.0)[0]), 6)  # tokens 1, 2 (f = 1/4): (0.5 + 0.001) log 4 / 2
@@ -602,7 +533,7 @@ def recall(inputs: LMAttackInput) -> np.ndarray:
     Examples
     --------
     >>> import numpy as np
-    >>> from miaudit.signals.tokens import TokenScores
+    >>> from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
     >>> x = LMAttackInput(["a b", "c d"], TokenScores([np.array([-1.0]), np.array([-2.0])]),
     ...                   conditioned=TokenScores([np.array([-1.5]), np.array([-2.2])]))
     >>> recall(x).round(2).tolist()
