@@ -213,8 +213,14 @@ def test_save_and_load_round_trip(model, tokenizer, texts, tmp_path):
 
 def test_load_errors_are_clear(model, tokenizer, tmp_path):
     folder = save_lm(model, tokenizer, tmp_path / "lm")
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist") as missing:
         load_causal_lm(tmp_path / "nowhere")
+    assert "Hub" not in str(missing.value)  # a path, not a model name
+    for name in ("gpt2", "EleutherAI/pythia-70m"):  # a Hub name: say what to do, one line
+        with pytest.raises(DataError, match="does not download models.*huggingface-cli "
+                                            f"download {name} --local-dir DIR") as hub:
+            load_causal_lm(name)
+        assert "\n" not in str(hub.value)
     with pytest.raises(DataError, match="not a folder"):
         load_causal_lm(folder / "config.json")
     empty = tmp_path / "empty"

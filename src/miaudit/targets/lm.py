@@ -458,7 +458,13 @@ def load_causal_lm(path: str | Path, *, device: str = "cpu"):
     transformers = _transformers()
     folder = Path(path).expanduser()
     if not folder.exists():
-        raise DataError(f"The language-model folder '{path}' does not exist.")
+        text = str(path)
+        hub_like = not folder.is_absolute() and not text.startswith(".") and (
+            text.count("/") <= 1 and "\\" not in text)
+        hint = (" miaudit works offline and does not download models: if this is a Hugging "
+                "Face Hub name, download it first (for example huggingface-cli download "
+                f"{text} --local-dir DIR) and give the folder." if hub_like else "")
+        raise DataError(f"The language-model folder '{path}' does not exist.{hint}")
     if not folder.is_dir():
         raise DataError(f"The language-model path '{path}' is not a folder; pass the folder "
                         "written by save_pretrained (or miaudit's save_lm).")
