@@ -78,6 +78,8 @@ def test_dc_pdd_end_to_end_with_a_cap_for_a_small_model(tmp_path):
     assert s["attacks"]["dc-pdd"]["auc"] > 0.8
     with pytest.raises(ConfigError, match="dc_pdd_cap must be a number > 0"):
         audit_lm(data=path, id_column="id", recipe=TINY, dc_pdd_cap=0.0)  # before training
+    with pytest.raises(ConfigError, match="dc_pdd_cap must be a number > 0"):
+        audit_lm(data=path, id_column="id", recipe=TINY, dc_pdd_cap=True)
 
 
 def test_blind_baseline_and_canaries_are_reported(trained, tmp_path):

@@ -42,7 +42,7 @@ from miaudit.game import membership_design
 from miaudit.metrics import evaluate
 from miaudit.results.result import AuditResult
 from miaudit.signals.tokens import TokenScores
-from miaudit.targets.lm import corpus_token_frequency
+from miaudit.targets.lm import CausalLMTarget, corpus_token_frequency
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
 CANARY_REPETITIONS = (1, 2, 4, 8, 16)
@@ -136,8 +136,8 @@ def audit_lm(
         raise ConfigError("references and canaries must be >= 0.")
     if not 0 < k <= 1:
         raise ConfigError(f"k must lie in (0, 1], got {k}.")
-    if not (isinstance(dc_pdd_cap, int | float) and math.isfinite(dc_pdd_cap)
-            and dc_pdd_cap > 0):
+    if (isinstance(dc_pdd_cap, bool) or not isinstance(dc_pdd_cap, int | float)
+            or not math.isfinite(dc_pdd_cap) or dc_pdd_cap <= 0):
         raise ConfigError(f"dc_pdd_cap must be a number > 0, got {dc_pdd_cap!r}.")
     querying = {"device": device, "progress": progress, "batch_size": batch_size,
                 "max_length": max_length, "stride": stride}
@@ -148,8 +148,8 @@ def audit_lm(
             n_records=n_records, seed=seed)
         game = _lm_game(loaded, model, recipe, references, canaries, seed, querying)
         overlap = ngram_overlap(game.texts, game.is_member)
-        if overlap.warning():
-            warnings.warn(overlap.warning(), MiauditWarning, stacklevel=2)
+        if message := overlap.warning():
+            warnings.warn(message, MiauditWarning, stacklevel=2)
         ref_target = None if reference_model is None else _as_lm_target(
             reference_model, **querying)
         chosen, lira = _choose(attacks, reference=ref_target is not None,
@@ -396,8 +396,6 @@ def _membership(ds: TextDataset, train_mode: bool, seed: int) -> np.ndarray:
 def _as_lm_target(model, *, device: str, progress: bool, batch_size: int,
                   max_length: int | None, stride: int | None):
     """A local model folder loaded as a target, or an object with ``token_scores``."""
-    from miaudit.targets.lm import CausalLMTarget
-
     if isinstance(model, str | Path):
         return CausalLMTarget.load(model, device=device, batch_size=batch_size,
                                    max_length=max_length, stride=stride, progress=progress)
@@ -410,8 +408,6 @@ def _as_lm_target(model, *, device: str, progress: bool, batch_size: int,
 
 def _takes_prefix(target) -> bool:
     """Whether the target can score texts after a prefix (ReCaLL): a local model."""
-    from miaudit.targets.lm import CausalLMTarget
-
     return isinstance(target, CausalLMTarget)
 
 
@@ -438,8 +434,6 @@ def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed,
     """The tokenizer, trained on ``tokenizer_texts`` (set aside from the audit: no member,
     no audited non-member, no canary), then the target, trained on the members."""
     from miaudit.signals.canary import insert_canaries, make_canaries
-    from miaudit.targets.lm import CausalLMTarget
-
     tokenizer = lm.train_tokenizer(list(tokenizer_texts), vocab_size=recipe.vocab_size)
     members = [t for t, m in zip(texts, is_member, strict=True) if m]
     canary_set = []
@@ -478,8 +472,6 @@ def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, bat
     attacker's own), and their per-text NLL. The halves come in complementary pairs
     (:func:`~miaudit.game.membership_design`), so with K >= 2 every text has references
     trained with and without it."""
-    from miaudit.targets.lm import CausalLMTarget
-
     membership = membership_design(len(texts), k, seed=seed + 7)
     nll = np.empty((k, len(texts)))
     for j in range(k):

@@ -47,8 +47,8 @@ from scipy import special, stats
 
 from miaudit.errors import ConfigError
 
-__all__ = ["OneRunBound", "correct_guesses", "default_guesses", "one_run_audit", "one_run_epsilon",
-           "one_run_epsilons", "one_run_p_value"]
+__all__ = ["OneRunBound", "checked_canaries", "correct_guesses", "default_guesses",
+           "one_run_audit", "one_run_epsilon", "one_run_epsilons", "one_run_p_value"]
 
 #: Upper end of the search for epsilon (a bound of 50 needs ~10^21 guesses; none here).
 _EPS_MAX = 50.0
@@ -322,6 +322,19 @@ def one_run_audit(
     >>> res.n_correct, round(res.epsilon, 2)
     (200, 4.19)
     """
+    s, inc, pairs = checked_canaries(scores, included, k_pos, k_neg)
+    if not 0 < beta < 1:
+        raise ConfigError(f"beta (significance) must lie in (0, 1), got {beta}.")
+    if not 0 <= delta < 1:
+        raise ConfigError(f"delta must lie in [0, 1), got {delta}.")
+    return _best_pair(s, inc, pairs, beta=beta, delta=delta)
+
+
+def checked_canaries(scores: ArrayLike, included: ArrayLike, k_pos: int | Sequence[int],
+                     k_neg: int | Sequence[int]
+                     ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """The canaries' scores (float) and inclusion (bool), and every ``(k_pos, k_neg)``
+    pair, checked (:class:`~miaudit.errors.ConfigError` naming what is wrong)."""
     s = np.asarray(scores, dtype=np.float64).ravel()
     inc = np.asarray(included).ravel()
     if s.shape != inc.shape:
@@ -334,10 +347,6 @@ def one_run_audit(
         if not np.isin(inc, (0, 1)).all():
             raise ConfigError("included must be boolean (or 0/1), one entry per canary.")
         inc = inc.astype(bool)
-    if not 0 < beta < 1:
-        raise ConfigError(f"beta (significance) must lie in (0, 1), got {beta}.")
-    if not 0 <= delta < 1:
-        raise ConfigError(f"delta must lie in [0, 1), got {delta}.")
     m = s.size
     pos = [int(k) for k in np.atleast_1d(k_pos)]
     neg = [int(k) for k in np.atleast_1d(k_neg)]
@@ -346,7 +355,7 @@ def one_run_audit(
         if kp < 0 or kn < 0 or kp + kn == 0 or kp + kn > m:
             raise ConfigError(f"k_pos={kp}, k_neg={kn}: the guesses must be >= 0, at least "
                               f"one, and at most the {m} canaries in all.")
-    return _best_pair(s, inc, pairs, beta=beta, delta=delta)
+    return s, inc, pairs
 
 
 def correct_guesses(scores: np.ndarray, included: np.ndarray,

@@ -13,7 +13,9 @@ The empirical ``mu`` is the largest on a grid of step :data:`MU_STEP` below whic
 grid value is rejected, and its epsilon at ``delta`` is the GDP conversion
 ``delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2)``. Because one GDP curve
 describes DP-SGD's whole trade-off (not one point of it), the bound is tighter than the
-binomial one from the same guesses, most at small ``delta``.
+binomial one where most guesses are right (Location30 without DP: epsilon 6.27 against
+3.71 at delta 1e-5, ``python benchmarks/dp.py``); near no signal the two are alike (0.03
+against 0.04 under DP-SGD at epsilon 1).
 
 The recursion (their Algorithm for abstaining auditors, with the blow-down
 ``g(x) = Phi(Phi^-1(x) - mu)`` of ``G_mu``)::
@@ -31,7 +33,6 @@ least 95% of runs on scores that carry no signal.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -41,7 +42,7 @@ from numpy.typing import ArrayLike
 from scipy import optimize, special
 
 from miaudit.errors import ConfigError
-from miaudit.metrics.one_run import correct_guesses
+from miaudit.metrics.one_run import checked_canaries, correct_guesses
 
 __all__ = ["MU_STEP", "GdpBound", "gdp_epsilon", "gdp_rejected", "one_run_gdp", "one_run_mu"]
 
@@ -150,16 +151,7 @@ def one_run_gdp(scores: ArrayLike, included: ArrayLike, *, k_pos: int | Sequence
     >>> b.n_correct, round(b.mu, 2), round(b.epsilon, 2)
     (200, 1.53, 7.22)
     """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    inc = np.asarray(included).ravel().astype(bool)
-    if s.shape != inc.shape or not np.isfinite(s).all():
-        raise ConfigError("scores and included must have one finite entry per canary.")
-    pairs = list(itertools.product([int(k) for k in np.atleast_1d(k_pos)],
-                                   [int(k) for k in np.atleast_1d(k_neg)]))
-    for kp, kn in pairs:
-        if kp < 0 or kn < 0 or kp + kn == 0 or kp + kn > s.size:
-            raise ConfigError(f"k_pos={kp}, k_neg={kn}: the guesses must be >= 0, at least "
-                              f"one, and at most the {s.size} canaries in all.")
+    s, inc, pairs = checked_canaries(scores, included, k_pos, k_neg)
     v = correct_guesses(s, inc, pairs)
     mus = [one_run_mu(s.size, kp + kn, int(vj), beta=beta / len(pairs))
            for (kp, kn), vj in zip(pairs, v, strict=True)]
