@@ -13,6 +13,8 @@ never on the audited non-members. The target and every reference LM share it.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import tempfile
 import time
@@ -33,6 +35,7 @@ from miaudit.data.overlap import ngram_overlap
 from miaudit.defaults import DEFAULT_FPRS
 from miaudit.errors import (
     ConfigError,
+    DataError,
     MembershipError,
     MiauditWarning,
     reissue_once,
@@ -42,7 +45,13 @@ from miaudit.game import membership_design
 from miaudit.metrics import evaluate
 from miaudit.results.result import AuditResult
 from miaudit.signals.tokens import TokenScores
-from miaudit.targets.lm import CausalLMTarget, corpus_token_frequency
+from miaudit.targets.lm import (
+    ADAPTER_CONFIG,
+    CausalLMTarget,
+    _context_size,
+    adapter_base,
+    corpus_token_frequency,
+)
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
 CANARY_REPETITIONS = (1, 2, 4, 8, 16)
@@ -63,6 +72,7 @@ def audit_lm(
     member_column: str | int | None = None,
     n_records: int | None = None,
     model: object | str | Path | None = None,
+    base_model: object | str | Path | None = None,
     reference_model: object | str | Path | None = None,
     recipe: object | dict | None = None,
     references: int = 0,
@@ -95,9 +105,17 @@ def audit_lm(
       on CPU.
       ``canaries=N`` inserts N secret canaries ("my PIN is 4 8 1 9 3 7") with repetition
       counts 1, 2, 4, 8, 16 into the training texts and reports each one's exposure.
-    * ``model=DIR`` (a local ``save_pretrained`` folder) or any object with
-      ``token_scores(texts) -> TokenScores``: an existing model; ``member_column`` must say
-      which texts it was trained on.
+      With ``recipe={"finetune": "full"}`` or ``"lora"``, a base model is pretrained on the
+      set-aside texts first and the target is fine-tuned from it on the members (every
+      weight, or a LoRA adapter), as teams fine-tune a released model on their own data.
+    * ``model=DIR`` (a local ``save_pretrained`` folder, or a PEFT/LoRA adapter folder,
+      loaded on its base) or any object with ``token_scores(texts) -> TokenScores``: an
+      existing model; ``member_column`` must say which texts it was trained on.
+
+    A fine-tuned target's base model (the recipe's, ``base_model``, or the one an adapter
+    folder names) is the reference model of the ``reference`` attack unless
+    ``reference_model`` is given, and the reference LMs of text LiRA are fine-tuned from it
+    the same way (a LoRA adapter of the target's rank, or every weight).
 
     Parameters
     ----------
@@ -105,12 +123,18 @@ def audit_lm(
         A ``.jsonl``, ``.csv``, ``.tsv`` or ``.txt`` file (see
         :func:`~miaudit.data.text.load_texts`), or loaded texts. With the recipe, the
         tokenizer's share is set aside from these (``n_records`` counts both).
+    base_model : str, Path or object, optional
+        The model ``model`` was fine-tuned from (a local folder, or a
+        :class:`~miaudit.targets.lm.CausalLMTarget`); default: the base an adapter folder
+        names, else none.
     reference_model : str, Path or object, optional
-        A second local model for the ``reference`` attack (Carlini et al. 2021).
+        A second local model for the ``reference`` attack (Carlini et al. 2021); default:
+        the base model, if any.
     references : int, default 0
-        Reference LMs of the recipe, each fine-tuned on a seeded random half of the audited
+        Reference LMs of the recipe, each trained on a seeded random half of the audited
         texts, for the text LiRA attacks, with the target's tokenizer (the one the recipe
-        trained, or a model folder's).
+        trained, or a model folder's): fine-tuned from the base model when there is one,
+        else trained from scratch.
     attacks : list of str, optional
         Names from ``lm-loss, zlib, lowercase, reference, min-k, min-k++`` and, with
         references, ``lira-online, lira-offline``; default: all that the inputs allow.
@@ -146,12 +170,16 @@ def audit_lm(
         loaded = data if isinstance(data, TextDataset) else load_texts(
             data, text_column=text_column, id_column=id_column, member_column=member_column,
             n_records=n_records, seed=seed)
-        game = _lm_game(loaded, model, recipe, references, canaries, seed, querying)
+        game = _lm_game(loaded, model, base_model, recipe, references, canaries, seed,
+                        querying)
         overlap = ngram_overlap(game.texts, game.is_member)
         if message := overlap.warning():
             warnings.warn(message, MiauditWarning, stacklevel=2)
-        ref_target = None if reference_model is None else _as_lm_target(
+        ref_target = game.base if reference_model is None else _as_lm_target(
             reference_model, **querying)
+        if ref_target is not None:
+            game.info["reference_model"] = (
+                "the base model" if reference_model is None else _name(reference_model))
         chosen, lira = _choose(attacks, reference=ref_target is not None,
                                references=references,
                                aside=game.tokenizer_ds is not None,
@@ -217,6 +245,7 @@ class _LMGame:
     info: dict
     tokenizer_ds: TextDataset | None = None
     canaries: list = field(default_factory=list)
+    base: object | None = None
 
 
 @dataclass
@@ -230,33 +259,100 @@ class _LMRun:
     ref_membership: np.ndarray | None = None
 
 
-def _lm_game(ds: TextDataset, model, recipe, references: int, canaries: int, seed: int,
-             querying: dict) -> _LMGame:
+def _lm_game(ds: TextDataset, model, base_model, recipe, references: int, canaries: int,
+             seed: int, querying: dict) -> _LMGame:
     """Train the target on the members (``model`` None) or load the given one."""
     lm = _lm_module()
     if model is None:
+        if base_model is not None:
+            raise ConfigError("A base model goes with a given model (--model); to fine-tune "
+                              "the recipe, set -p finetune=full or -p finetune=lora.")
         recipe_obj = _recipe(lm, recipe)
         aside = set_aside_texts(ds, recipe_obj.tokenizer_count(len(ds)), seed=seed)
         tokenizer_ds, ds = ds.subset(aside), ds.subset(~aside)
         is_member = _membership(ds, True, seed)
         texts = list(ds.texts)
-        target, tokenizer, canary_set = _train_target(
+        target, tokenizer, base, canary_set = _train_target(
             lm, recipe_obj, tokenizer_ds.texts, texts, is_member, canaries, seed, **querying)
         info = {"model": "gpt2 recipe", "recipe": recipe_obj.to_dict(),
                 "description": recipe_obj.describe(), "seed": seed,
                 "tokenizer": _tokenizer_info(lm, tokenizer, tokenizer_ds, seed)}
+        if base is not None:
+            info["base_model"] = (f"gpt2 recipe pretrained {recipe_obj.base_epochs} epochs on "
+                                  f"the {len(tokenizer_ds)} set-aside texts")
         return _LMGame(ds, texts, is_member, target, tokenizer, recipe_obj, info,
-                       tokenizer_ds, canary_set)
+                       tokenizer_ds, canary_set, base)
     if canaries:
         raise ConfigError("Canaries are inserted into training text: they need the "
                           "tool to train the model (leave --model out).")
     is_member = _membership(ds, False, seed)
-    target = _as_lm_target(model, **querying)
+    adapter = _adapter_info(model)
+    if base_model is None and adapter is not None:
+        base_model = adapter_base(model)
+    target = _as_lm_target(model, base=base_model, **querying)
+    base = None if base_model is None else _as_lm_target(base_model, **querying)
     tokenizer = getattr(target, "tokenizer", None)
-    info = {"model": str(model) if isinstance(model, str | Path) else type(model).__name__,
-            "seed": None, "tokenizer": _tokenizer_info(lm, tokenizer, None, None)}
+    info = {"model": _name(model), "seed": None,
+            "tokenizer": _tokenizer_info(lm, tokenizer, None, None)}
+    if adapter is not None:
+        info["adapter"] = adapter
+    if base is not None:
+        info["base_model"] = _name(base_model)
     return _LMGame(ds, list(ds.texts), is_member, target, tokenizer,
-                   _recipe(lm, recipe) if references else None, info)
+                   _reference_recipe(lm, recipe, base, adapter) if references else None,
+                   info, base=base)
+
+
+def _name(model) -> str:
+    """How summary.json names a model: its folder, or its type."""
+    return str(model) if isinstance(model, str | Path) else type(model).__name__
+
+
+def _adapter_info(model) -> dict | None:
+    """What an adapter folder's config says of the adapter (None for a whole model)."""
+    if not isinstance(model, str | Path):
+        return None
+    path = Path(model).expanduser() / ADAPTER_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot read the adapter's {ADAPTER_CONFIG} in '{model}': {exc}") \
+            from None
+    return {key: config.get(key) for key in ("peft_type", "r", "lora_alpha", "target_modules")
+            if config.get(key) is not None}
+
+
+def _reference_recipe(lm, recipe, base, adapter: dict | None):
+    """The recipe that trains the reference LMs of a given model: fine-tuned from its base
+    as the target was (a LoRA adapter of the same rank and scale, or every weight) unless
+    the recipe says otherwise, in blocks no longer than the base's context; from scratch
+    without a base."""
+    given = dict(recipe) if isinstance(recipe, dict) else None
+    recipe_obj = _recipe(lm, recipe)
+    if base is None:
+        if recipe_obj.finetune != "none":
+            raise ConfigError(f"finetune={recipe_obj.finetune!r} fine-tunes reference LMs "
+                              "from the target's base model: give it (--base-model DIR).")
+        return recipe_obj
+    if not callable(getattr(base, "model", None)):
+        raise ConfigError("Reference LMs are fine-tuned from the base model: give it as a "
+                          "local folder (or a CausalLMTarget), not a scoring object.")
+    if isinstance(recipe, lm.LMRecipe):
+        return recipe_obj
+    given = given or {}
+    context = _context_size(base.model)
+    if "block_size" not in given and context is not None and context < recipe_obj.block_size:
+        recipe_obj = dataclasses.replace(recipe_obj, block_size=context)
+    if "finetune" in given:
+        return recipe_obj
+    if adapter and adapter.get("peft_type") == "LORA":
+        return dataclasses.replace(recipe_obj, finetune="lora",
+                                   lora_rank=int(adapter.get("r", recipe_obj.lora_rank)),
+                                   lora_alpha=float(adapter.get("lora_alpha",
+                                                                recipe_obj.lora_alpha)))
+    return dataclasses.replace(recipe_obj, finetune="full")
 
 
 #: Non-member texts put before each text by ReCaLL (Xie et al. use a few "shots").
@@ -292,7 +388,9 @@ def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options
     run = _LMRun(scores, scores_target, scores_target.nll())
     if references:
         run.ref_nll, run.ref_membership = _reference_nlls(
-            _lm_module(), game.recipe, game.tokenizer, texts, references, seed, **querying)
+            _lm_module(), game.recipe, game.tokenizer, texts, references, seed,
+            base=None if game.base is None or game.recipe.finetune == "none"
+            else game.base.model, **querying)
         for name in lira:
             scores[name] = lira_text(run.target_nll, run.ref_nll, run.ref_membership,
                                      online=name == "lira-online")
@@ -394,11 +492,15 @@ def _membership(ds: TextDataset, train_mode: bool, seed: int) -> np.ndarray:
 
 
 def _as_lm_target(model, *, device: str, progress: bool, batch_size: int,
-                  max_length: int | None, stride: int | None):
-    """A local model folder loaded as a target, or an object with ``token_scores``."""
+                  max_length: int | None, stride: int | None, base=None):
+    """A local model folder (or adapter folder, on ``base``) loaded as a target, or an
+    object with ``token_scores``."""
     if isinstance(model, str | Path):
+        if base is not None and not isinstance(base, str | Path):
+            base = None  # an adapter's base must be a folder; the adapter names its own
         return CausalLMTarget.load(model, device=device, batch_size=batch_size,
-                                   max_length=max_length, stride=stride, progress=progress)
+                                   max_length=max_length, stride=stride, progress=progress,
+                                   base=base)
     if callable(getattr(model, "token_scores", None)):
         return model
     raise ConfigError(f"Cannot audit an object of type {type(model).__name__} as a language "
@@ -432,7 +534,8 @@ def _choose(names, *, reference: bool, references: int, aside: bool, prefix: boo
 def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed, device,
                   progress, batch_size, max_length, stride):
     """The tokenizer, trained on ``tokenizer_texts`` (set aside from the audit: no member,
-    no audited non-member, no canary), then the target, trained on the members."""
+    no audited non-member, no canary), then the target, trained on the members: from
+    scratch, or fine-tuned from a base pretrained on ``tokenizer_texts``."""
     from miaudit.signals.canary import insert_canaries, make_canaries
     tokenizer = lm.train_tokenizer(list(tokenizer_texts), vocab_size=recipe.vocab_size)
     members = [t for t, m in zip(texts, is_member, strict=True) if m]
@@ -441,11 +544,17 @@ def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed,
         canary_set = make_canaries(CANARY_TEMPLATE, n_digits=CANARY_DIGITS, count=canaries,
                                    repetitions=CANARY_REPETITIONS, seed=seed)
         members = insert_canaries(members, canary_set, seed=seed)
+    settings = {"batch_size": batch_size, "max_length": max_length, "stride": stride,
+                "device": device}
+    base = None
+    if recipe.finetune != "none":
+        base = CausalLMTarget(lm.pretrain_base(recipe, tokenizer, list(tokenizer_texts),
+                                               seed=seed + 50, device=device,
+                                               progress=progress), tokenizer, **settings)
     model = lm.finetune_lm(recipe, tokenizer, members, seed=seed, device=device,
-                           progress=progress)
-    target = CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
-                            stride=stride, device=device, progress=progress)
-    return target, tokenizer, canary_set
+                           progress=progress, model=None if base is None else base.model)
+    target = CausalLMTarget(model, tokenizer, progress=progress, **settings)
+    return target, tokenizer, base, canary_set
 
 
 def _tokenizer_info(lm, tokenizer, trained_on: TextDataset | None, seed: int | None
@@ -467,17 +576,17 @@ def _tokenizer_info(lm, tokenizer, trained_on: TextDataset | None, seed: int | N
 
 
 def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, batch_size,
-                    max_length, stride) -> tuple[np.ndarray, np.ndarray]:
+                    max_length, stride, base=None) -> tuple[np.ndarray, np.ndarray]:
     """K reference LMs, each trained on a seeded random half of all the texts (the
-    attacker's own), and their per-text NLL. The halves come in complementary pairs
-    (:func:`~miaudit.game.membership_design`), so with K >= 2 every text has references
-    trained with and without it."""
+    attacker's own; fine-tuned from ``base`` when given), and their per-text NLL. The
+    halves come in complementary pairs (:func:`~miaudit.game.membership_design`), so with
+    K >= 2 every text has references trained with and without it."""
     membership = membership_design(len(texts), k, seed=seed + 7)
     nll = np.empty((k, len(texts)))
     for j in range(k):
         train = [t for t, m in zip(texts, membership[j], strict=True) if m]
         model = lm.finetune_lm(recipe, tokenizer, train, seed=seed + 100 + j, device=device,
-                               progress=progress)
+                               progress=progress, model=base)
         ref = CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
                              stride=stride, distribution=False, device=device)
         nll[j] = ref.token_scores(texts).nll()

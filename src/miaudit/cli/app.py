@@ -379,8 +379,11 @@ def compare_exposures(
         "Examples:\n\n"
         "  miaudit lm run --data texts.jsonl --canaries 5            # train the tiny recipe\n\n"
         "  miaudit lm run --data ag_news_test.csv.gz --text-column 1,2 --n-records 2000\n\n"
+        "  miaudit lm run --data texts.jsonl -p finetune=lora --references 4  # fine-tune\n\n"
         "  miaudit lm run --model ./my-gpt2 --data notes.jsonl --member-column in_training "
-        "--reference-model ./base-gpt2"
+        "--reference-model ./base-gpt2\n\n"
+        "  miaudit lm run --model ./my-lora-adapter --base-model ./base-gpt2 --data "
+        "notes.jsonl --member-column in_training --references 4"
     ),
 )
 @friendly
@@ -397,11 +400,17 @@ def run_lm(
     )] = None,
     n_records: Annotated[int | None, typer.Option(help="Seeded random subset size.")] = None,
     model: Annotated[str | None, typer.Option(
-        help="Local model folder (save_pretrained, safetensors); default: train the tiny "
-        "GPT-2 recipe on a seeded half of the texts."
+        help="Local model folder (save_pretrained, safetensors) or LoRA/PEFT adapter folder; "
+        "default: train the tiny GPT-2 recipe on a seeded half of the texts."
+    )] = None,
+    base_model: Annotated[str | None, typer.Option(
+        help="Local folder of the base model --model was fine-tuned from (default: the base "
+        "an adapter folder names): the reference model, and what reference LMs are "
+        "fine-tuned from."
     )] = None,
     reference_model: Annotated[str | None, typer.Option(
-        help="Local reference model folder (the 'reference' attack)."
+        help="Local reference model folder (the 'reference' attack; default: the base "
+        "model)."
     )] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Recipe parameter key=value (n_layer, n_embd, epochs, ...)."
@@ -445,7 +454,8 @@ def run_lm(
         warnings.simplefilter("ignore", MiauditWarning)
         result = audit_lm(
             data=data, text_column=text_spec, id_column=id_column, member_column=member_column,
-            n_records=n_records, model=model, reference_model=reference_model, recipe=recipe,
+            n_records=n_records, model=model, base_model=base_model,
+            reference_model=reference_model, recipe=recipe,
             references=references, attacks=split_list(attacks), k=k,
             dc_pdd_cap=dc_pdd_cap, canaries=canaries,
             seed=seed, device=device, batch_size=batch_size,

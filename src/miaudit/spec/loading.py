@@ -164,6 +164,7 @@ def missing_files(spec: AuditSpec) -> list[tuple[tuple, str]]:
                 out.append((("data", "source"), f"data file not found: {resolved}"))
     for section, key, what in (("target", "outputs", "outputs file"),
                                ("target", "model", "model folder"),
+                               ("lm", "base_model", "base model folder"),
                                ("lm", "reference_model", "reference model folder")):
         value = getattr(getattr(spec, section) or object(), key, None)
         path = None if value is None else spec.resolve_path(value)

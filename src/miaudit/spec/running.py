@@ -373,7 +373,7 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
     target = _need(summary, "target", where, "target section")
     settings = _need(summary, "settings", where, "settings")
     attacks = list(summary.get("attacks") or {})
-    if "reference" in attacks:
+    if "reference" in attacks and target.get("reference_model") != "the base model":
         raise ConfigError(f"Cannot re-run {where}: its 'reference' attack used a reference "
                           "model whose folder is not recorded; write a spec with "
                           "lm.reference_model and run that.")
@@ -388,6 +388,7 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
         section["n_records"] = data["n_records_requested"]
     references = _need(settings, "references", where, "setting 'references'")
     tgt: dict[str, Any] = {"task": "lm"}
+    base_model = None
     if target.get("model") == "gpt2 recipe":
         tgt["params"] = dict(_need(target, "recipe", where, "recipe"))
     else:
@@ -399,6 +400,12 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
             raise ConfigError(f"Cannot re-run {where}: the recipe of its reference LMs is "
                               "not recorded; write a spec with target.params and run that.")
         tgt["model"] = str(Path(model).resolve())
+        base = target.get("base_model")
+        if base is not None:
+            if not Path(base).exists():
+                raise ConfigError(f"Cannot re-run {where}: its base model {base!r} is not a "
+                                  "folder that exists here.")
+            base_model = str(Path(base).resolve())
     # a target trained here has texts set aside for its tokenizer (DC-PDD, ReCaLL)
     trained_here = target.get("model") == "gpt2 recipe"
     have = {"lowercase", "distribution"} | ({"frequency", "prefix"} if trained_here else set())
@@ -413,6 +420,8 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
           for key in ("k", "canaries", "batch_size", "max_length", "stride")}
     lm["dc_pdd_cap"] = settings.get("dc_pdd_cap", 0.01)  # runs before dc-pdd lack it
     lm["blind"] = summary.get("blind_baseline") is not None
+    if base_model is not None:
+        lm["base_model"] = base_model
     return {"description": f"rebuilt from the settings of {where}", "data": section,
             "target": tgt, "audit": audit, "lm": lm,
             "training": {"device": settings.get("device", "cpu")}}

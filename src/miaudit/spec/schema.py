@@ -170,6 +170,7 @@ class LMSection(BaseModel):
 
     model_config = _STRICT
 
+    base_model: str | None = None
     reference_model: str | None = None
     canaries: Annotated[int, Field(ge=0)] = 0
     k: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.2
@@ -292,6 +293,8 @@ class AuditSpec(BaseModel):
                 "id_column": d.id_column, "member_column": d.member_column,
                 "n_records": d.n_records,
                 "model": None if t.model is None else self.resolve_path(t.model),
+                "base_model": None if lm.base_model is None
+                else self.resolve_path(lm.base_model),
                 "reference_model": None if lm.reference_model is None
                 else self.resolve_path(lm.reference_model),
                 "recipe": dict(t.params) or None, "references": a.references,
@@ -350,7 +353,7 @@ class AuditSpec(BaseModel):
         if out.get("data") is not None:
             out["data"]["source"] = self.data_source()
         for section, key in (("target", "outputs"), ("target", "model"),
-                             ("lm", "reference_model")):
+                             ("lm", "base_model"), ("lm", "reference_model")):
             value = (out.get(section) or {}).get(key)
             if value is not None:
                 out[section][key] = self.resolve_path(value)

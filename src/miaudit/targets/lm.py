@@ -37,6 +37,8 @@ at the last token, so it is full (more context than a short tail window would gi
 from __future__ import annotations
 
 import contextlib
+import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +51,10 @@ from miaudit.signals.tokens import TokenScores
 from miaudit.training.recipes import _torch
 
 __all__ = [
+    "ADAPTER_CONFIG",
     "CausalLMTarget",
     "TokenLogProbs",
+    "adapter_base",
     "load_causal_lm",
     "sliding_windows",
     "token_scores",
@@ -70,6 +74,15 @@ def _transformers():
             "pip install 'miaudit[lm]'."
         ) from None
     return transformers
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError:
+        raise DependencyError("LoRA fine-tuning and adapter folders need the peft package: "
+                              "pip install 'miaudit[lm]'.") from None
+    return peft
 
 
 @contextlib.contextmanager
@@ -419,9 +432,10 @@ class CausalLMTarget:
                             progress=self.progress, prefix=prefix)
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "cpu", **settings) -> CausalLMTarget:
+    def load(cls, path: str | Path, *, device: str = "cpu", base: str | Path | None = None,
+             **settings) -> CausalLMTarget:
         """The model and tokenizer of a local folder (:func:`load_causal_lm`)."""
-        model, tokenizer = load_causal_lm(path, device=device)
+        model, tokenizer = load_causal_lm(path, device=device, base=base)
         return cls(model, tokenizer, device=device, **settings)
 
 
@@ -429,7 +443,7 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json",
                     "tokenizer.model")
 
 
-def load_causal_lm(path: str | Path, *, device: str = "cpu"):
+def load_causal_lm(path: str | Path, *, device: str = "cpu", base: str | Path | None = None):
     """A causal LM and its tokenizer from a local folder written by ``save_pretrained``.
 
     Only local files are read (``local_files_only=True``) and only safetensors weights are
@@ -440,8 +454,14 @@ def load_causal_lm(path: str | Path, *, device: str = "cpu"):
     path : str or Path
         The folder: ``config.json``, ``model.safetensors`` (or a sharded
         ``model.safetensors.index.json``), and tokenizer files (``tokenizer.json`` or
-        ``tokenizer_config.json`` with its vocabulary).
+        ``tokenizer_config.json`` with its vocabulary). Or a PEFT adapter folder
+        (``adapter_config.json``, ``adapter_model.safetensors``; LoRA and the other
+        ``peft`` methods): loaded on its base model and merged into it, with the adapter
+        folder's tokenizer if it has one, else the base's.
     device : str, default "cpu"
+    base : str or Path, optional
+        The base model's local folder, for an adapter folder; default: the base its
+        ``adapter_config.json`` names (:func:`adapter_base`).
 
     Returns
     -------
@@ -458,16 +478,13 @@ def load_causal_lm(path: str | Path, *, device: str = "cpu"):
     transformers = _transformers()
     folder = Path(path).expanduser()
     if not folder.exists():
-        text = str(path)
-        hub_like = not folder.is_absolute() and not text.startswith(".") and (
-            text.count("/") <= 1 and "\\" not in text)
-        hint = (" miaudit works offline and does not download models: if this is a Hugging "
-                "Face Hub name, download it first (for example huggingface-cli download "
-                f"{text} --local-dir DIR) and give the folder." if hub_like else "")
-        raise DataError(f"The language-model folder '{path}' does not exist.{hint}")
+        raise DataError(f"The language-model folder '{path}' does not exist."
+                        f"{_missing_folder_hint(str(path))}")
     if not folder.is_dir():
         raise DataError(f"The language-model path '{path}' is not a folder; pass the folder "
                         "written by save_pretrained (or miaudit's save_lm).")
+    if (folder / ADAPTER_CONFIG).is_file():
+        return _load_adapter(folder, base, device)
     if not (folder / "config.json").is_file():
         raise DataError(f"The language-model folder '{path}' has no config.json; pass the "
                         "folder written by save_pretrained (or miaudit's save_lm).")
@@ -492,6 +509,80 @@ def load_causal_lm(path: str | Path, *, device: str = "cpu"):
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"Cannot load the language model in '{path}': {first_line}") from exc
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+#: The file that makes a folder a PEFT adapter rather than a whole model.
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def _missing_folder_hint(text: str) -> str:
+    """The one-line hint for a missing folder whose name looks like a Hub model name."""
+    folder = Path(text)
+    hub_like = not folder.is_absolute() and not text.startswith(".") and (
+        text.count("/") <= 1 and "\\" not in text)
+    return (" miaudit works offline and does not download models: if this is a Hugging "
+            "Face Hub name, download it first (for example huggingface-cli download "
+            f"{text} --local-dir DIR) and give the folder." if hub_like else "")
+
+
+def adapter_base(path: str | Path) -> Path | None:
+    """The base-model folder a PEFT adapter folder names, or None for a whole model.
+
+    A relative name is read from the adapter folder first, then from the working folder.
+
+    Raises
+    ------
+    DataError
+        The adapter names no base, or a base that is not a local folder (a Hub name, for
+        instance: miaudit works offline).
+    """
+    folder = Path(path).expanduser()
+    config_file = folder / ADAPTER_CONFIG
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        name = config.get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(f"Cannot read the adapter's {ADAPTER_CONFIG} in '{path}': {exc}") \
+            from None
+    if not name:
+        raise DataError(f"The adapter in '{path}' names no base model; give the base model's "
+                        "folder (--base-model DIR).")
+    for candidate in (folder / name, Path(name).expanduser()):
+        if candidate.is_dir():
+            return candidate
+    raise DataError(f"The adapter in '{path}' was trained on the base model '{name}', which is "
+                    f"not a local folder.{_missing_folder_hint(name)} Then give it with "
+                    "--base-model DIR.")
+
+
+def _load_adapter(folder: Path, base: str | Path | None, device: str):
+    """A PEFT adapter folder loaded on its base model and merged into it."""
+    if not (folder / "adapter_model.safetensors").is_file():
+        pickled = sorted(p.name for p in folder.glob("*.bin"))
+        raise DataError(f"The adapter folder '{folder}' has no adapter_model.safetensors"
+                        + (f" (only pickled {', '.join(pickled)}, which miaudit never loads)"
+                           if pickled else "") + "; save it with save_pretrained(folder).")
+    peft = _peft()
+    base_folder = Path(base).expanduser() if base is not None else adapter_base(folder)
+    model, tokenizer = load_causal_lm(base_folder, device=device)
+    if any((folder / name).is_file() for name in _TOKENIZER_FILES):
+        tokenizer = _transformers().AutoTokenizer.from_pretrained(
+            str(folder), local_files_only=True)
+    try:
+        with _quiet_transformers(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+            adapted = peft.PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+            model = adapted.merge_and_unload()
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"Cannot load the adapter in '{folder}' on the base model "
+                        f"'{base_folder}': {first_line}") from exc
     model.to(device)
     model.eval()
     return model, tokenizer

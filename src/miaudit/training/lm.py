@@ -15,6 +15,14 @@ that take no part in the audit (:func:`miaudit.data.set_aside_texts`, a share of
 corpus chosen from the texts' contents and the seed, never from membership), and the target
 and every reference LM share it. :func:`tokenizer_fingerprint` identifies a vocabulary.
 
+**Fine-tuning.** Teams rarely train from scratch: they fine-tune a base model on their
+data, in full or through a LoRA adapter (Hu et al., ICLR 2022). ``LMRecipe(finetune="full")``
+or ``finetune="lora"`` reproduces that offline: a base model is first pretrained
+(``base_epochs``) on the texts set aside from the audit (a public corpus: neither members nor
+non-members), then fine-tuned on the members, every weight or only a LoRA adapter
+(``peft``; ``lora_rank``, ``lora_alpha``); reference LMs are fine-tuned from the same base
+the same way. The base is the natural reference model of the ``reference`` attack.
+
 **Training blocks.** Documents are *padded*, not packed: each ``[BOS] text [EOS]`` is one
 training sequence (a longer one is cut into blocks of ``block_size`` tokens that overlap by
 one token, so every target is trained once), batches are right-padded, padding has label
@@ -30,6 +38,7 @@ import hashlib
 import inspect
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +47,7 @@ from miaudit.targets.lm import (
     _check_texts,
     _context_size,
     _encode,
+    _peft,
     _progress_bar,
     _quiet_transformers,
     _start_token,
@@ -48,10 +58,14 @@ from miaudit.training.recipes import _torch
 __all__ = [
     "BYTE_ALPHABET",
     "EOS_TOKEN",
+    "FINETUNE_METHODS",
     "PAD_TOKEN",
     "LMRecipe",
     "build_lm",
     "finetune_lm",
+    "is_adapter",
+    "lora_wrap",
+    "pretrain_base",
     "save_lm",
     "tokenizer_fingerprint",
     "train_tokenizer",
@@ -63,6 +77,10 @@ EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 #: Size of the byte-level alphabet: a byte-level BPE vocabulary holds at least these tokens.
 BYTE_ALPHABET = 256
+#: How :class:`LMRecipe` trains the audited model: from scratch on the members ("none"), or
+#: a base pretrained on the set-aside texts, then fine-tuned on the members in full or
+#: through a LoRA adapter.
+FINETUNE_METHODS = ("none", "full", "lora")
 
 
 def train_tokenizer(texts: list[str], *, vocab_size: int = 512, min_frequency: int = 2):
@@ -152,7 +170,20 @@ class LMRecipe:
     tokenizer_texts : float or int
         Texts set aside from the audit to train the tokenizer on (they are neither members
         nor non-members): a share of the loaded texts when below 1 (default 0.1, rounded,
-        at least one text), else a whole number of texts.
+        at least one text), else a whole number of texts. With fine-tuning, the base model
+        is pretrained on them too.
+    finetune : {"none", "full", "lora"}
+        "none" (default): the audited model is trained from scratch on the members.
+        "full" / "lora": a base model is pretrained on the set-aside texts for
+        ``base_epochs`` epochs, then fine-tuned on the members (every weight, or a LoRA
+        adapter only) with ``epochs``, ``lr`` and ``batch_size``. Also how reference LMs
+        are fine-tuned from a given base model.
+    base_epochs : int
+        Pretraining epochs of the base model (fine-tuning only).
+    lora_rank, lora_alpha : int, float
+        LoRA's rank ``r`` and scale ``alpha`` (the update is ``alpha / r * B A``), on every
+        linear layer of the blocks (``peft``'s "all-linear", as QLoRA, Dettmers et al.
+        2023; attention alone barely moves a tiny model).
 
     Examples
     --------
@@ -173,9 +204,23 @@ class LMRecipe:
     dropout: float = 0.0
     seed: int = 0
     tokenizer_texts: float = 0.1
+    finetune: str = "none"
+    base_epochs: int = 3
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
 
     def __post_init__(self) -> None:
         problems = []
+        if self.finetune not in FINETUNE_METHODS:
+            problems.append(f"finetune must be one of {', '.join(FINETUNE_METHODS)}, got "
+                            f"{self.finetune!r}")
+        for key in ("base_epochs", "lora_rank"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{key} must be a whole number >= 1, got {value!r}")
+        if not (isinstance(self.lora_alpha, int | float) and math.isfinite(self.lora_alpha)
+                and self.lora_alpha > 0):
+            problems.append(f"lora_alpha must be a finite number > 0, got {self.lora_alpha!r}")
         for key in ("n_layer", "n_head", "n_embd", "n_positions", "epochs", "batch_size"):
             if getattr(self, key) < 1:
                 problems.append(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -224,12 +269,18 @@ class LMRecipe:
 
     def describe(self) -> str:
         drop = f", dropout {self.dropout:g}" if self.dropout else ""
-        return (
+        text = (
             f"gpt2 ({self.n_layer} layers, {self.n_head} heads, d={self.n_embd}, context "
             f"{self.n_positions}, vocab <= {self.vocab_size}{drop}; adamw lr={self.lr:g}, "
             f"wd={self.weight_decay:g}, {self.epochs} epochs, batch {self.batch_size}, "
             f"block {self.block_size})"
         )
+        if self.finetune == "none":
+            return text
+        how = ("every weight" if self.finetune == "full" else
+               f"a LoRA adapter, r={self.lora_rank}, alpha={self.lora_alpha:g}")
+        return (f"{text}, fine-tuned ({how}) from a base pretrained {self.base_epochs} "
+                "epochs on the set-aside texts")
 
 
 def build_lm(recipe: LMRecipe, tokenizer, *, seed: int | None = None):
@@ -312,19 +363,26 @@ def finetune_lm(
     progress : bool, default False
         Show a progress bar (``rich``, on stderr).
     model : torch.nn.Module, optional
-        A causal LM to continue training; it is copied, so the given model is unchanged
-        (a base model can be fine-tuned many times). Default: :func:`build_lm` with
-        ``seed``.
+        A base causal LM to fine-tune; it is copied, so the given model is unchanged (a base
+        model can be fine-tuned many times). With ``recipe.finetune == "lora"`` only a LoRA
+        adapter on it is trained (:func:`lora_wrap`); otherwise every weight. Default:
+        :func:`build_lm` with ``seed`` (training from scratch).
 
     Returns
     -------
     torch.nn.Module
-        The trained model on ``device``, in evaluation mode.
+        The trained model on ``device``, in evaluation mode (a ``peft.PeftModel`` for LoRA:
+        :func:`save_lm` writes its adapter).
     """
     torch = _torch()
     texts = _check_texts(texts)
     dev = torch.device(device)
-    model = build_lm(recipe, tokenizer, seed=seed) if model is None else copy.deepcopy(model)
+    if model is None:
+        model = build_lm(recipe, tokenizer, seed=seed)
+    else:
+        model = copy.deepcopy(model)
+        if recipe.finetune == "lora":
+            model = lora_wrap(model, recipe, seed=seed)
     model.to(dev)
     context = _context_size(model)
     if context is not None and recipe.block_size > context:
@@ -372,10 +430,46 @@ def finetune_lm(
     return model
 
 
-def save_lm(model, tokenizer, path: str | Path) -> Path:
+def pretrain_base(recipe: LMRecipe, tokenizer, texts: list[str], *, seed: int,
+                  device: str = "cpu", progress: bool = False):
+    """The base model of a fine-tuning recipe: trained from scratch on ``texts`` (the
+    set-aside public corpus) for ``recipe.base_epochs`` epochs, every weight."""
+    base = dataclasses.replace(recipe, epochs=recipe.base_epochs, finetune="none")
+    return finetune_lm(base, tokenizer, texts, seed=seed, device=device, progress=progress)
+
+
+def is_adapter(model) -> bool:
+    """Whether ``model`` is a ``peft`` model (a base with an adapter)."""
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def lora_wrap(model, recipe: LMRecipe, *, seed: int):
+    """``model`` (changed in place) with a fresh LoRA adapter of the recipe's rank and scale
+    on every linear layer of its blocks (not the output head); only the adapter trains.
+    The adapter's random initial weights come from ``seed`` alone."""
+    torch = _torch()
+    peft = _peft()
+    config = peft.LoraConfig(r=recipe.lora_rank, lora_alpha=recipe.lora_alpha,
+                             target_modules="all-linear", lora_dropout=0.0, bias="none",
+                             task_type="CAUSAL_LM")
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # GPT-2's Conv1D layers store weights transposed; peft says so, then copes.
+        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        torch.manual_seed(int(seed) + 3)
+        try:
+            return peft.get_peft_model(model, config)
+        except ValueError as exc:
+            raise ConfigError(f"Cannot put a LoRA adapter on this model: {exc}") from None
+
+
+def save_lm(model, tokenizer, path: str | Path, *, base: str | Path | None = None) -> Path:
     """Write ``model`` (safetensors) and ``tokenizer`` to the folder ``path``.
 
     :func:`load_causal_lm` and ``from_pretrained(path, local_files_only=True)`` read it back.
+    A LoRA model (:func:`finetune_lm` with ``finetune="lora"``) writes its adapter only
+    (``adapter_config.json``, ``adapter_model.safetensors``), which names ``base`` (the
+    base model's folder, required then) as its base model.
 
     Returns
     -------
@@ -387,6 +481,12 @@ def save_lm(model, tokenizer, path: str | Path) -> Path:
     if folder.exists() and not folder.is_dir():
         raise DataError(f"Cannot save the language model to '{path}': it is a file, not a "
                         "folder.")
+    if is_adapter(model):
+        if base is None:
+            raise ConfigError("A LoRA model is saved as an adapter that names its base model: "
+                              "give base=FOLDER (where the base model was saved).")
+        for config in model.peft_config.values():
+            config.base_model_name_or_path = str(Path(base).expanduser().resolve())
     folder.mkdir(parents=True, exist_ok=True)
     options = inspect.signature(model.save_pretrained).parameters
     kwargs = {"safe_serialization": True} if "safe_serialization" in options else {}
