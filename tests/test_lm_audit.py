@@ -241,10 +241,35 @@ def test_cli_run_lm(tmp_path):
     res = CliRunner().invoke(app, ["run-lm", "--data", str(path), "--out", str(out),
                                    "-p", "n_layer=1", "-p", "n_embd=32", "-p", "epochs=3",
                                    "-p", "vocab_size=300", "-p", "n_positions=64",
-                                   "-p", "block_size=64", "--attacks", "lm-loss,min-k++"])
+                                   "-p", "block_size=64", "--attacks", "lm-loss,min-k++",
+                                   "--extraction", "--extraction-prefix", "2",
+                                   "--extraction-suffix", "3"])
     assert res.exit_code == 0, res.output
     assert "blind baseline" in res.output and "min-k++" in res.output
+    assert "extraction" in res.output
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["attacks"]) == {"lm-loss", "min-k++"}
+    assert summary["extraction"]["settings"]["suffix_tokens"] == 3
     res = CliRunner().invoke(app, ["run-lm", "--data", str(tmp_path / "nope.jsonl")])
     assert res.exit_code == 1 and "not found" in res.output.lower()
+
+
+def test_extraction_test_runs_inside_the_audit(tmp_path):
+    path = _jsonl(tmp_path / "texts.jsonl", _texts(40, 5))
+    result = audit_lm(data=path, recipe={**TINY, "epochs": 60}, attacks=["lm-loss"],
+                      extraction=True, extraction_prefix=3, extraction_suffix=4, blind=False)
+    s = result.summary()
+    entry = s["extraction"]
+    assert entry["settings"]["prefix_tokens"] == 3 and s["settings"]["extraction"] is True
+    members, others = entry["groups"]["members"], entry["groups"]["non_members"]
+    assert members["n_evaluated"] > 10 and others["n_evaluated"] > 10
+    # 60 epochs on 18 short texts: the members come back more often than the non-members
+    assert members["near_exact_fraction"] > others["near_exact_fraction"]
+    assert result.scores["extraction_evaluated"].sum() == entry["n_evaluated"]
+    with pytest.warns(Warning, match="extraction test did not run"):
+        s = audit_lm(data=path, recipe={**TINY, "epochs": 1}, attacks=["lm-loss"],
+                     extraction=True, extraction_prefix=40, extraction_suffix=20,
+                     blind=False).summary()
+    assert "extraction" not in s and "lm-loss" in s["attacks"]
+    with pytest.raises(ConfigError, match="extraction_suffix"):
+        audit_lm(data=path, extraction=True, extraction_suffix=0)

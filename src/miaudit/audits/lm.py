@@ -80,6 +80,9 @@ def audit_lm(
     k: float = 0.2,
     dc_pdd_cap: float = 0.01,
     canaries: int = 0,
+    extraction: bool = False,
+    extraction_prefix: int = 32,
+    extraction_suffix: int = 32,
     seed: int = 0,
     fprs: Sequence[float] = DEFAULT_FPRS,
     alpha: float = 0.05,
@@ -143,6 +146,13 @@ def audit_lm(
     dc_pdd_cap : float, default 0.01
         DC-PDD's cap ``a`` on one token's weight (the authors' value for large models; not
         tuned: there is nothing to tune it on without reading the audited membership).
+    extraction : bool, default False
+        Also run the extraction test (:func:`~miaudit.audits.extraction.extraction_test`):
+        prompt with each text's first ``extraction_prefix`` tokens, decode
+        ``extraction_suffix`` tokens greedily, and compare how often members and
+        non-members come back exactly or nearly (``summary["extraction"]``; per-text
+        columns ``extraction_*`` in ``scores.parquet``). Texts shorter than prefix + suffix
+        are skipped; when none is long enough, a warning says so and the audit goes on.
     blind : bool, default True
         Fit the model-free blind baseline (Duan et al. 2024; Das et al. 2024); the summary
         warns loudly when it comes close to the attacks.
@@ -160,6 +170,10 @@ def audit_lm(
         raise ConfigError("references and canaries must be >= 0.")
     if not 0 < k <= 1:
         raise ConfigError(f"k must lie in (0, 1], got {k}.")
+    for name, value in (("extraction_prefix", extraction_prefix),
+                        ("extraction_suffix", extraction_suffix)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
     if (isinstance(dc_pdd_cap, bool) or not isinstance(dc_pdd_cap, int | float)
             or not math.isfinite(dc_pdd_cap) or dc_pdd_cap <= 0):
         raise ConfigError(f"dc_pdd_cap must be a number > 0, got {dc_pdd_cap!r}.")
@@ -180,6 +194,9 @@ def audit_lm(
         if ref_target is not None:
             game.info["reference_model"] = (
                 "the base model" if reference_model is None else _name(reference_model))
+        if extraction and getattr(game.target, "model", None) is None:
+            raise ConfigError("The extraction test decodes text: it needs a local model "
+                              "(a folder, or a CausalLMTarget), not a scoring object.")
         chosen, lira = _choose(attacks, reference=ref_target is not None,
                                references=references,
                                aside=game.tokenizer_ds is not None,
@@ -196,6 +213,8 @@ def audit_lm(
         blind_entry = _blind_entry(game, metrics, seed) if blind else None
         canary_info = (_canary_exposures(game.target, game.canaries, seed)
                        if game.canaries else None)
+        extracted = (_extraction(game, extraction_prefix, extraction_suffix, alpha, seed)
+                     if extraction else None)
     reissue_once(caught)
     _describe_target(game, run, references)
     entries = _lm_entries(metrics, options)
@@ -218,8 +237,9 @@ def audit_lm(
         "blind_baseline": blind_entry,
         "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
                      "fprs": [float(f) for f in fprs], "k": k, "dc_pdd_cap": dc_pdd_cap,
-                     "references": references,
-                     "canaries": canaries, **{key: querying[key] for key in (
+                     "references": references, "canaries": canaries,
+                     "extraction": bool(extraction), "extraction_prefix": extraction_prefix,
+                     "extraction_suffix": extraction_suffix, **{key: querying[key] for key in (
                          "device", "batch_size", "max_length", "stride")}},
         "warnings": summary_warnings(caught),
         "elapsed_seconds": round(time.perf_counter() - started, 3),
@@ -227,8 +247,25 @@ def audit_lm(
     artifacts = {}
     if canary_info is not None:
         summary["canaries"], artifacts = canary_info
-    return AuditResult(summary=summary, scores=_lm_table(game, run), metrics=metrics,
+    table = _lm_table(game, run)
+    if extracted is not None:
+        summary["extraction"] = extracted.to_dict()
+        table = pd.concat([table, extracted.table()], axis=1)
+    return AuditResult(summary=summary, scores=table, metrics=metrics,
                        signals=_lm_signals(game, run), artifacts=artifacts)
+
+
+def _extraction(game: _LMGame, prefix: int, suffix: int, alpha: float, seed: int):
+    """The extraction test on the audited texts, or None (with a warning) when no text is
+    long enough: the audit's other figures are kept."""
+    from miaudit.audits.extraction import extraction_test
+
+    try:
+        return extraction_test(game.target, game.texts, game.is_member, prefix_tokens=prefix,
+                               suffix_tokens=suffix, alpha=alpha, seed=seed)
+    except DataError as exc:
+        warnings.warn(f"The extraction test did not run: {exc}", MiauditWarning, stacklevel=3)
+        return None
 
 
 @dataclass

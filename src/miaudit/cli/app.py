@@ -427,6 +427,14 @@ def run_lm(
     canaries: Annotated[int, typer.Option(
         help="Secret canaries inserted into the training texts (1, 2, 4, 8, 16 copies)."
     )] = 0,
+    extraction: Annotated[bool, typer.Option(
+        "--extraction", help="Extraction test: prompt with each text's first tokens, decode "
+        "greedily, compare members' exact continuations with non-members'."
+    )] = False,
+    extraction_prefix: Annotated[int, typer.Option(
+        help="Prompt tokens of the extraction test.")] = 32,
+    extraction_suffix: Annotated[int, typer.Option(
+        help="Tokens decoded and compared by the extraction test.")] = 32,
     seed: opt.Seed = 0,
     out: opt.Out = None,
     overwrite: opt.Overwrite = False,
@@ -438,8 +446,8 @@ def run_lm(
     no_registry: opt.NoRegistry = False,
 ) -> None:
     """Audit a causal language model: LOSS, zlib, lowercase, reference, Min-K%, Min-K%++,
-    DC-PDD, text LiRA, canary exposure, and a blind baseline that checks the evaluation
-    itself."""
+    DC-PDD, ReCaLL, text LiRA, canary exposure, the extraction test, and a blind baseline
+    that checks the evaluation itself."""
     from miaudit.audits.lm import audit_lm
     from miaudit.report import print_summary
     from miaudit.results.result import check_out_dir
@@ -457,7 +465,8 @@ def run_lm(
             n_records=n_records, model=model, base_model=base_model,
             reference_model=reference_model, recipe=recipe,
             references=references, attacks=split_list(attacks), k=k,
-            dc_pdd_cap=dc_pdd_cap, canaries=canaries,
+            dc_pdd_cap=dc_pdd_cap, canaries=canaries, extraction=extraction,
+            extraction_prefix=extraction_prefix, extraction_suffix=extraction_suffix,
             seed=seed, device=device, batch_size=batch_size,
             progress=not quiet and sys.stderr.isatty())
     saved = result.save(out_dir, overwrite=overwrite)

@@ -143,9 +143,11 @@ def exposures_view(c: ReportContent) -> dict[str, Any] | None:
 def context(c: ReportContent) -> dict[str, Any]:
     """The names both templates use: the content ``c``, the summary ``s`` and its
     ``data`` (``d``) and ``target`` (``t``) sections, the verdict ``v``, the language-model
-    checks (``blind``, ``canaries``), the records and the exposure comparison."""
+    checks (``blind``, ``canaries``, ``extraction``), the records and the exposure
+    comparison."""
     s = c.summary
     return {"c": c, "s": s, "d": s.get("data", {}), "t": s.get("target", {}),
             "v": c.verdict, "blind": s.get("blind_baseline") or {},
-            "canaries": s.get("canaries") or [], "records": records_view(c),
+            "canaries": s.get("canaries") or [], "extraction": s.get("extraction") or {},
+            "records": records_view(c),
             "exposures": exposures_view(c)}

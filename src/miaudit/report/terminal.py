@@ -71,6 +71,37 @@ def tpr_notes(summary: dict) -> dict[tuple[str, str], list[str]]:
     return notes
 
 
+def extraction_lines(entry: dict) -> list[str]:
+    """The extraction test's summary entry (``summary["extraction"]``,
+    :meth:`miaudit.audits.extraction.ExtractionResult.to_dict`) as plain text lines: the
+    setting, each group's exact and near-exact extractable fractions with intervals, the
+    texts skipped, and the verdict."""
+    s, groups = entry["settings"], entry["groups"]
+    conf = round(100 * (1 - s["alpha"]))
+    lines = [f"extraction: greedy continuation of each text's first {s['prefix_tokens']} "
+             f"tokens compared with its next {s['suffix_tokens']} ({conf}% intervals)"]
+    for key, label in (("members", "members"), ("non_members", "non-members")):
+        g = groups[key]
+        run = g["mean_match_tokens"]
+        lines.append(
+            f"  {label}: exact {g['exact']}/{g['n_evaluated']} "
+            f"{figure(g['exact_fraction'], g['exact_ci'], pct=True)}, near-exact "
+            f"{g['near_exact']}/{g['n_evaluated']} "
+            f"{figure(g['near_exact_fraction'], g['near_exact_ci'], pct=True)}, mean "
+            f"matching run {'n/a' if run is None else f'{run:.1f}'} tokens")
+    skipped = []
+    if entry["n_too_short"]:
+        skipped.append(f"{entry['n_too_short']} of {entry['n_texts']} texts shorter than "
+                       f"{s['prefix_tokens'] + s['suffix_tokens']} tokens")
+    if entry["n_not_sampled"]:
+        skipped.append(f"{entry['n_not_sampled']} beyond max_texts={s['max_texts']}")
+    if skipped:
+        lines.append("  not tested: " + "; ".join(skipped))
+    v = entry["verdict"]
+    lines.append(f"  verdict: {v['level']}. {v['sentence']}")
+    return lines
+
+
 def print_summary(summary: dict, console: Console | None = None, run_dir: str | None = None
                   ) -> None:
     """Print the headline facts, the attack table and the not-measurable figures."""
@@ -122,6 +153,12 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         console.print(f"[bold]canary[/] {copies}: exposure {c['exposure']:.1f} of "
                       f"{c['max_exposure']:.1f} bits (sampled estimate "
                       f"{c['exposure_sampled']:.1f})", highlight=False)
+    extraction = summary.get("extraction")
+    if extraction:
+        head, *rest = extraction_lines(extraction)
+        console.print(f"[bold]{escape(head)}[/]", highlight=False)
+        for line in rest:
+            console.print(escape(line), highlight=False)
     shown = ("tpr_at_fpr.", "epsilon_lower_bound")  # the figures the table shows
     reasons = sorted({r for m in summary["attacks"].values()
                       for key, r in m["undefined"].items() if key.startswith(shown)})

@@ -419,6 +419,9 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
     lm = {key: _need(settings, key, where, f"setting {key!r}")
           for key in ("k", "canaries", "batch_size", "max_length", "stride")}
     lm["dc_pdd_cap"] = settings.get("dc_pdd_cap", 0.01)  # runs before dc-pdd lack it
+    for key, default in (("extraction", False), ("extraction_prefix", 32),
+                         ("extraction_suffix", 32)):
+        lm[key] = settings.get(key, default)  # runs before the extraction test lack them
     lm["blind"] = summary.get("blind_baseline") is not None
     if base_model is not None:
         lm["base_model"] = base_model
