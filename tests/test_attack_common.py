@@ -307,7 +307,7 @@ def test_equivariant_to_record_order(name, given, world):
 #: What each LM need comes from, as knowledge.
 LM_NEED_KNOWLEDGE = {"reference": {"references"}, "lowercase": {"queries"},
                      "distribution": set(), "frequency": {"population"},
-                     "prefix": {"population", "queries"}}
+                     "prefix": {"population", "queries"}, "neighbours": {"queries"}}
 #: Options of the language-model attacks here: DC-PDD's default cap (0.01, for large
 #: vocabularies) binds on every token of this 8-word world; a cap above the weights lets
 #: the probabilities show.
@@ -327,6 +327,7 @@ class TextWorld:
     reference: list[np.ndarray]
     token_ids: list[np.ndarray]
     conditioned: list[np.ndarray]
+    neighbours: np.ndarray
 
     def permuted(self, perm: np.ndarray) -> TextWorld:
         def take(xs):
@@ -334,7 +335,8 @@ class TextWorld:
 
         return TextWorld(take(self.texts), self.is_member[perm], take(self.target),
                          take(self.mean), take(self.std), take(self.lowercase),
-                         take(self.reference), take(self.token_ids), take(self.conditioned))
+                         take(self.reference), take(self.token_ids), take(self.conditioned),
+                         self.neighbours[perm])
 
 
 def make_text_world(seed: int = 0) -> TextWorld:
@@ -359,7 +361,10 @@ def make_text_world(seed: int = 0) -> TextWorld:
         # little
         cond.append(np.minimum(base + lift * rng.uniform(0.0, 0.3, t)
                                + rng.normal(0, 0.05, t), 0.0))
-    return TextWorld(texts, is_member, target, mean, std, lower, ref, ids, cond)
+    # one-token neighbours read like the document without the members' lift
+    neighbours = np.array([-r.mean() + rng.normal(0, 0.05, 4) for r in ref])
+    return TextWorld(texts, is_member, target, mean, std, lower, ref, ids, cond,
+                     np.maximum(neighbours, 0.0))
 
 
 def lm_build(w: TextWorld, needs: frozenset[str]) -> LMAttackInput:
@@ -370,7 +375,8 @@ def lm_build(w: TextWorld, needs: frozenset[str]) -> LMAttackInput:
         lowercase=TokenScores(w.lowercase) if "lowercase" in needs else None,
         reference=TokenScores(w.reference) if "reference" in needs else None,
         token_frequency=np.full(8, 1 / 8) if "frequency" in needs else None,
-        conditioned=TokenScores(w.conditioned) if "prefix" in needs else None)
+        conditioned=TokenScores(w.conditioned) if "prefix" in needs else None,
+        neighbours=w.neighbours if "neighbours" in needs else None)
 
 
 def lm_score(attack, inputs: LMAttackInput) -> np.ndarray:

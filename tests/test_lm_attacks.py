@@ -67,10 +67,13 @@ def _synthetic(n=120, seed=0, vocab=30):
         ids.append(tokens)
         # after a non-member prefix a member reads like a non-member (drawn from p)
         cond.append(lp_base if is_member[i] else lp + rng.normal(0, 0.05, t))
+    # a text's neighbours read like non-members: NLLs about the base's, with noise
+    neighbours = np.array([-b.mean() + rng.normal(0, 0.05, 5) for b in base])
     inputs = LMAttackInput(texts, TokenScores(lps, means, stds, token_ids=ids),
                            lowercase=TokenScores(lower), reference=TokenScores(base),
                            token_frequency=np.full(vocab, 1.0 / vocab),
-                           conditioned=TokenScores([np.minimum(c, 0.0) for c in cond]))
+                           conditioned=TokenScores([np.minimum(c, 0.0) for c in cond]),
+                           neighbours=np.maximum(neighbours, 0.0))
     return inputs, is_member
 
 
@@ -105,7 +108,8 @@ def test_every_attack_is_deterministic_and_order_invariant(name, synthetic):
 
     permuted = LMAttackInput([inputs.texts[i] for i in perm], take(inputs.target),
                              take(inputs.lowercase), take(inputs.reference),
-                             inputs.token_frequency, take(inputs.conditioned))
+                             inputs.token_frequency, take(inputs.conditioned),
+                             inputs.neighbours[perm])
     attack, options = LM_ATTACKS[name], OPTIONS.get(name, {})
     np.testing.assert_array_equal(attack.score(inputs, **options),
                                   attack.score(inputs, **options))
@@ -302,7 +306,8 @@ def test_resolve_defaults_follow_what_was_extracted():
     assert names(set()) == ["lm-loss", "zlib", "min-k"]
     assert names({"lowercase", "distribution"}) == [
         "lm-loss", "zlib", "min-k", "min-k++", "lowercase"]
-    assert names({"lowercase", "distribution", "reference", "frequency", "prefix"}) == list(
+    assert names({"lowercase", "distribution", "reference", "frequency", "prefix",
+                  "neighbours"}) == list(
         LM_ATTACKS)
 
 
@@ -479,3 +484,47 @@ def test_recall_is_the_relative_drop_after_the_prefix():
     np.testing.assert_allclose(LM_ATTACKS["recall"].score(inputs), [0.5, 0.0])
     with pytest.raises(DataError, match="conditioned token scores cover 1"):
         LMAttackInput(["a b c", "d e"], TokenScores(ll), conditioned=TokenScores(after[:1]))
+
+
+def test_neighbour_attack_against_a_direct_loop():
+    from miaudit.attacks.lm import neighbour
+
+    rng = np.random.default_rng(4)
+    logprobs = [-rng.exponential(size=rng.integers(1, 6)) for _ in range(30)]
+    nll = rng.exponential(size=(30, 5))
+    nll[rng.random((30, 5)) < 0.3] = np.nan
+    nll[:, 0] = rng.exponential(size=30)  # every text keeps one neighbour
+    x = LMAttackInput([f"t{i}" for i in range(30)], TokenScores(logprobs), neighbours=nll)
+    expected = [np.mean([v for v in row if v == v]) + lp.mean()
+                for row, lp in zip(nll, logprobs, strict=True)]
+    np.testing.assert_allclose(neighbour(x), expected)
+    assert "neighbours" in x.available
+    bad = nll.copy()
+    bad[3] = np.nan
+    with pytest.raises(DataError, match="row 3"):
+        LMAttackInput([f"t{i}" for i in range(30)], TokenScores(logprobs), neighbours=bad)
+    with pytest.raises(ConfigError, match="neighbour"):
+        neighbour(LMAttackInput(["a"], TokenScores([np.array([-1.0])])))
+
+
+def test_neighbour_texts_swap_one_token_each():
+    pytest.importorskip("transformers")
+    from miaudit.targets.neighbours import neighbour_texts
+    from miaudit.training.lm import LMRecipe, build_lm, train_tokenizer
+
+    texts = ["the river runs past the stone mill", "a lamp in the window", "x"]
+    tok = train_tokenizer(texts * 3, vocab_size=280)
+    model = build_lm(LMRecipe(n_layer=1, n_head=2, n_embd=16, n_positions=32, block_size=32,
+                              vocab_size=280), tok, seed=0)
+    out = neighbour_texts((model, tok), texts, n_neighbours=3)
+    assert [len(group) for group in out] == [3, 3, 1]  # "x" has one token to swap
+    for text, group in zip(texts, out, strict=True):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        for swapped in group:
+            new = tok(swapped, add_special_tokens=False)["input_ids"]
+            assert swapped != text
+            if len(new) == len(ids):  # the usual case: exactly one token differs
+                assert sum(a != b for a, b in zip(ids, new, strict=True)) == 1
+    assert out == neighbour_texts((model, tok), texts, n_neighbours=3)  # deterministic
+    with pytest.raises(ConfigError, match="n_neighbours"):
+        neighbour_texts((model, tok), texts, n_neighbours=0)

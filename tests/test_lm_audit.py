@@ -48,7 +48,12 @@ def test_members_score_higher_under_every_attack(trained):
     s = trained.summary()
     assert s["task"] == "language model"
     assert set(s["attacks"]) == {"lm-loss", "zlib", "lowercase", "min-k", "min-k++",
-                                 "recall", "dc-pdd", "lira-online", "lira-offline"}
+                                 "recall", "dc-pdd", "neighbour", "lira-online",
+                                 "lira-offline"}
+    # one-token swaps proposed by the target itself (no reference model here)
+    assert s["attacks"]["neighbour"]["options"] == {"n_neighbours": 10,
+                                                    "proposer": "the target"}
+    assert s["attacks"]["neighbour"]["auc"] > 0.6  # 0.64 when written
     # ReCaLL, conditioned on non-member texts set aside for the tokenizer (0.92 when written)
     assert s["attacks"]["recall"]["auc"] > 0.8
     for name in ("lm-loss", "min-k", "min-k++", "lira-online"):

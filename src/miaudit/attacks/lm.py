@@ -45,6 +45,7 @@ __all__ = [
     "lowercase_attack",
     "min_k",
     "min_k_plus_plus",
+    "neighbour",
     "recall",
     "reference_attack",
     "resolve_lm_attacks",
@@ -64,6 +65,8 @@ NEEDS: dict[str, str] = {
     "prefix": "the target's token scores on each text after a prefix of non-member texts "
               "(an audit that trains the target uses texts set aside for its tokenizer; "
               "CausalLMTarget.token_scores(texts, prefix=...) gives them)",
+    "neighbours": "the target's NLL on neighbours of each text (one-token swaps proposed by "
+                  "a language model: miaudit.targets.neighbours.neighbour_texts)",
     "frequency": "token frequencies over a reference corpus, with the target's tokenizer, "
                  "and the ids of the scored tokens (an audit that trains the target uses "
                  "the texts set aside for its tokenizer; miaudit.targets.lm."
@@ -94,6 +97,9 @@ class LMAttackInput:
         :func:`miaudit.targets.lm.corpus_token_frequency`); it needs ``target.token_ids``.
     conditioned : TokenScores or None
         The target on each text after a prefix of non-member texts (ReCaLL).
+    neighbours : ndarray (N, M) or None
+        The target's NLL (mean per token) on up to ``M`` neighbours of each text, NaN where
+        a text has fewer (the neighbourhood attack).
 
     Raises
     ------
@@ -120,6 +126,7 @@ class LMAttackInput:
     reference: TokenScores | None = None
     token_frequency: np.ndarray | None = None
     conditioned: TokenScores | None = None
+    neighbours: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         texts = self.texts
@@ -135,6 +142,8 @@ class LMAttackInput:
                 check_token_scores(scores, n, role, distribution=False)
         if self.token_frequency is not None:
             check_token_frequency(self.token_frequency, self.target)
+        if self.neighbours is not None:
+            _check_neighbours(self.neighbours, n)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -150,16 +159,27 @@ class LMAttackInput:
             have.add("frequency")
         if self.conditioned is not None:
             have.add("prefix")
+        if self.neighbours is not None:
+            have.add("neighbours")
         return frozenset(have)
 
 
+def _check_neighbours(nll: np.ndarray, n: int) -> None:
+    """Neighbour NLLs: (n, M) floats, non-negative or NaN, at least one per text."""
+    arr = np.asarray(nll)
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1 or arr.dtype.kind != "f":
+        raise DataError(f"neighbours must be a float array of shape ({n}, M >= 1), got "
+                        f"shape {arr.shape} and dtype {arr.dtype}.")
+    if np.isinf(arr).any() or (arr < 0).any():
+        raise DataError("neighbours holds NLLs: non-negative numbers (NaN where a text has "
+                        "fewer neighbours), not infinite or negative ones.")
+    if np.isnan(arr).all(axis=1).any():
+        raise DataError("Every text needs at least one neighbour NLL; row "
+                        f"{int(np.flatnonzero(np.isnan(arr).all(axis=1))[0])} has none.")
+
+
 def _require(inputs: LMAttackInput, need: str, attack: str) -> None:
-    present = {"lowercase": inputs.lowercase is not None,
-               "reference": inputs.reference is not None,
-               "distribution": inputs.target.mean is not None,
-               "frequency": inputs.token_frequency is not None,
-               "prefix": inputs.conditioned is not None}
-    if not present[need]:
+    if need not in inputs.available:
         raise ConfigError(f"The attack {attack!r} needs {NEEDS[need]}.")
 
 
@@ -544,6 +564,29 @@ def recall(inputs: LMAttackInput) -> np.ndarray:
     return (ll - ll_prefixed) / np.maximum(np.abs(ll), _MIN_NLL)
 
 
+def neighbour(inputs: LMAttackInput) -> np.ndarray:
+    """Neighbourhood comparison: the mean NLL of a text's neighbours (one-token swaps a
+    language model finds likely) minus the text's own NLL. A model that generalises gives
+    a text and its fluent neighbours about the same loss; one that memorised the text
+    finds it much likelier than its neighbours. Higher = member.
+
+    References
+    ----------
+    Mattern et al., "Membership Inference Attacks against Language Models via
+    Neighbourhood Comparison", Findings of ACL 2023.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = LMAttackInput(["a b", "c d"], TokenScores([np.array([-1.0]), np.array([-2.0])]),
+    ...                   neighbours=np.array([[3.0, 1.0], [2.5, np.nan]]))
+    >>> neighbour(x).tolist()
+    [1.0, 0.5]
+    """
+    _require(inputs, "neighbours", "neighbour")
+    return np.nanmean(inputs.neighbours, axis=1) - inputs.target.nll()
+
+
 @dataclass(frozen=True)
 class LMAttack:
     """A registered language-model attack.
@@ -596,6 +639,9 @@ LM_ATTACKS: dict[str, LMAttack] = {
                  "relative drop of the log-likelihood after a prefix of non-member texts",
                  "Xie et al., EMNLP 2024 (ReCaLL)",
                  knowledge=frozenset({"population", "queries"})),
+        LMAttack("neighbour", neighbour, frozenset({"neighbours"}),
+                 "mean NLL of one-token neighbours minus the text's NLL",
+                 "Mattern et al., Findings of ACL 2023", knowledge=frozenset({"queries"})),
         LMAttack("dc-pdd", dc_pdd, frozenset({"frequency"}),
                  "mean capped probability x corpus rarity of each distinct token",
                  "Zhang et al., EMNLP 2024 (DC-PDD)", knowledge=frozenset({"population"})),

@@ -79,6 +79,7 @@ def audit_lm(
     attacks: Sequence[str] | None = None,
     k: float = 0.2,
     dc_pdd_cap: float = 0.01,
+    neighbours: int = 10,
     canaries: int = 0,
     extraction: bool = False,
     extraction_prefix: int = 32,
@@ -153,6 +154,10 @@ def audit_lm(
         non-members come back exactly or nearly (``summary["extraction"]``; per-text
         columns ``extraction_*`` in ``scores.parquet``). Texts shorter than prefix + suffix
         are skipped; when none is long enough, a warning says so and the audit goes on.
+    neighbours : int, default 10
+        Neighbour texts per text of the ``neighbour`` attack (Mattern et al. 2023):
+        one-token swaps proposed by the base or reference model if there is one, else by
+        the target (:func:`~miaudit.targets.neighbours.neighbour_texts`).
     blind : bool, default True
         Fit the model-free blind baseline (Duan et al. 2024; Das et al. 2024); the summary
         warns loudly when it comes close to the attacks.
@@ -171,7 +176,7 @@ def audit_lm(
     if not 0 < k <= 1:
         raise ConfigError(f"k must lie in (0, 1], got {k}.")
     for name, value in (("extraction_prefix", extraction_prefix),
-                        ("extraction_suffix", extraction_suffix)):
+                        ("extraction_suffix", extraction_suffix), ("neighbours", neighbours)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
     if (isinstance(dc_pdd_cap, bool) or not isinstance(dc_pdd_cap, int | float)
@@ -200,12 +205,13 @@ def audit_lm(
         chosen, lira = _choose(attacks, reference=ref_target is not None,
                                references=references,
                                aside=game.tokenizer_ds is not None,
-                               prefix=_takes_prefix(game.target))
+                               local=_is_local(game.target))
         if references and game.tokenizer is None:
             raise ConfigError("Reference LMs are trained with the target's tokenizer: give "
                               "a model folder, or let the tool train the target.")
         options = {"min-k": {"k": k}, "min-k++": {"k": k}, "dc-pdd": {"a": dc_pdd_cap}}
-        run = _lm_scores(game, ref_target, chosen, lira, options, references, seed, querying)
+        run = _lm_scores(game, ref_target, chosen, lira, options, references, seed, querying,
+                         n_neighbours=neighbours)
         measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
                    "seed": seed}
         metrics = {name: evaluate(s, game.is_member, **measure)
@@ -218,6 +224,9 @@ def audit_lm(
     reissue_once(caught)
     _describe_target(game, run, references)
     entries = _lm_entries(metrics, options)
+    if "neighbour" in entries:
+        entries["neighbour"]["options"] = {"n_neighbours": neighbours,
+                                           "proposer": run.proposer}
     summary = {
         "miaudit_version": __version__,
         "task": "language model",
@@ -237,6 +246,7 @@ def audit_lm(
         "blind_baseline": blind_entry,
         "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
                      "fprs": [float(f) for f in fprs], "k": k, "dc_pdd_cap": dc_pdd_cap,
+                     "neighbours": neighbours,
                      "references": references, "canaries": canaries,
                      "extraction": bool(extraction), "extraction_prefix": extraction_prefix,
                      "extraction_suffix": extraction_suffix, **{key: querying[key] for key in (
@@ -294,6 +304,7 @@ class _LMRun:
     target_nll: np.ndarray
     ref_nll: np.ndarray | None = None
     ref_membership: np.ndarray | None = None
+    proposer: str | None = None
 
 
 def _lm_game(ds: TextDataset, model, base_model, recipe, references: int, canaries: int,
@@ -405,11 +416,18 @@ def recall_prefix(aside: TextDataset, seed: int) -> str:
 
 
 def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options: dict,
-               references: int, seed: int, querying: dict) -> _LMRun:
+               references: int, seed: int, querying: dict, n_neighbours: int = 10) -> _LMRun:
     """The chosen attacks' scores, and text LiRA's against reference LMs trained here."""
     texts = game.texts
     scores_target = game.target.token_scores(texts)
     need = {n for a in chosen for n in a.needs}
+    proposer = None
+    if "neighbours" in need:
+        local_ref = _is_local(ref_target)
+        proposer = ("the base model" if local_ref and ref_target is game.base else
+                    "the reference model" if local_ref else "the target")
+        neighbour_nll = _neighbour_nll(game.target, ref_target if local_ref else game.target,
+                                       texts, n_neighbours)
     inputs = LMAttackInput(
         texts, scores_target,
         lowercase=game.target.token_scores([t.lower() for t in texts])
@@ -419,10 +437,11 @@ def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options
         if "frequency" in need else None,
         conditioned=game.target.token_scores(texts, prefix=recall_prefix(game.tokenizer_ds,
                                                                          seed))
-        if "prefix" in need else None)
+        if "prefix" in need else None,
+        neighbours=neighbour_nll if proposer else None)
     scores = {a.name: np.asarray(a.score(inputs, **options.get(a.name, {})), dtype=float)
               for a in chosen}
-    run = _LMRun(scores, scores_target, scores_target.nll())
+    run = _LMRun(scores, scores_target, scores_target.nll(), proposer=proposer)
     if references:
         run.ref_nll, run.ref_membership = _reference_nlls(
             _lm_module(), game.recipe, game.tokenizer, texts, references, seed,
@@ -545,17 +564,37 @@ def _as_lm_target(model, *, device: str, progress: bool, batch_size: int,
                       "token_scores(texts) -> TokenScores.")
 
 
-def _takes_prefix(target) -> bool:
-    """Whether the target can score texts after a prefix (ReCaLL): a local model."""
+def _is_local(target) -> bool:
+    """Whether the target is a local model (it scores texts after a prefix, for ReCaLL,
+    and proposes neighbour texts)."""
     return isinstance(target, CausalLMTarget)
 
 
-def _choose(names, *, reference: bool, references: int, aside: bool, prefix: bool):
+def _neighbour_nll(target, proposer, texts: list[str], n: int) -> np.ndarray:
+    """The target's NLL on up to ``n`` neighbours of each text (NaN where fewer), the
+    swaps proposed by ``proposer``."""
+    from miaudit.targets.neighbours import neighbour_texts
+
+    swaps = neighbour_texts(proposer, texts, n_neighbours=n)
+    flat = [t for group in swaps for t in group]
+    nll = dataclasses.replace(target, distribution=False, progress=False).token_scores(
+        flat).nll()
+    out = np.full((len(texts), n), np.nan)
+    at = 0
+    for i, group in enumerate(swaps):
+        out[i, : len(group)] = nll[at : at + len(group)]
+        at += len(group)
+    return out
+
+
+def _choose(names, *, reference: bool, references: int, aside: bool, local: bool):
     """The attacks to run: those asked for, or every one the inputs allow. ``aside``:
-    texts set aside for the tokenizer exist (corpus frequencies; with ``prefix``, a
-    target that scores texts after a prefix, the non-member prefix of ReCaLL)."""
+    texts set aside for the tokenizer exist (corpus frequencies; with ``local``, a local
+    target that scores texts after a prefix, the non-member prefix of ReCaLL). A
+    ``local`` target also scores neighbour texts."""
     have = ({"lowercase", "distribution"} | ({"reference"} if reference else set())
-            | ({"frequency"} if aside else set()) | ({"prefix"} if aside and prefix else set()))
+            | ({"frequency"} if aside else set()) | ({"prefix"} if aside and local else set())
+            | ({"neighbours"} if local else set()))
     if names is None:
         lira = list(LIRA_ATTACKS) if references else []
         return resolve_lm_attacks(None, have=have), lira

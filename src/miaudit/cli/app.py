@@ -424,6 +424,9 @@ def run_lm(
     dc_pdd_cap: Annotated[float, typer.Option(
         help="DC-PDD's cap on one token's weight (the authors' 0.01 suits large models)."
     )] = 0.01,
+    neighbours: Annotated[int, typer.Option(
+        help="Neighbour texts (one-token swaps) per text of the 'neighbour' attack."
+    )] = 10,
     canaries: Annotated[int, typer.Option(
         help="Secret canaries inserted into the training texts (1, 2, 4, 8, 16 copies)."
     )] = 0,
@@ -446,8 +449,8 @@ def run_lm(
     no_registry: opt.NoRegistry = False,
 ) -> None:
     """Audit a causal language model: LOSS, zlib, lowercase, reference, Min-K%, Min-K%++,
-    DC-PDD, ReCaLL, text LiRA, canary exposure, the extraction test, and a blind baseline
-    that checks the evaluation itself."""
+    DC-PDD, ReCaLL, neighbourhood, text LiRA, canary exposure, the extraction test, and a
+    blind baseline that checks the evaluation itself."""
     from miaudit.audits.lm import audit_lm
     from miaudit.report import print_summary
     from miaudit.results.result import check_out_dir
@@ -465,7 +468,8 @@ def run_lm(
             n_records=n_records, model=model, base_model=base_model,
             reference_model=reference_model, recipe=recipe,
             references=references, attacks=split_list(attacks), k=k,
-            dc_pdd_cap=dc_pdd_cap, canaries=canaries, extraction=extraction,
+            dc_pdd_cap=dc_pdd_cap, neighbours=neighbours, canaries=canaries,
+            extraction=extraction,
             extraction_prefix=extraction_prefix, extraction_suffix=extraction_suffix,
             seed=seed, device=device, batch_size=batch_size,
             progress=not quiet and sys.stderr.isatty())

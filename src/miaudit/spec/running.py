@@ -408,7 +408,8 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
             base_model = str(Path(base).resolve())
     # a target trained here has texts set aside for its tokenizer (DC-PDD, ReCaLL)
     trained_here = target.get("model") == "gpt2 recipe"
-    have = {"lowercase", "distribution"} | ({"frequency", "prefix"} if trained_here else set())
+    have = ({"lowercase", "distribution", "neighbours"}
+            | ({"frequency", "prefix"} if trained_here else set()))
     default = [a.name for a in resolve_lm_attacks(None, have=have)]
     default += list(LIRA_ATTACKS) if references else []
     audit = {key: _need(settings, key, where, f"setting {key!r}")
@@ -420,8 +421,8 @@ def _lm_spec_data(summary: dict, where: str) -> dict:
           for key in ("k", "canaries", "batch_size", "max_length", "stride")}
     lm["dc_pdd_cap"] = settings.get("dc_pdd_cap", 0.01)  # runs before dc-pdd lack it
     for key, default in (("extraction", False), ("extraction_prefix", 32),
-                         ("extraction_suffix", 32)):
-        lm[key] = settings.get(key, default)  # runs before the extraction test lack them
+                         ("extraction_suffix", 32), ("neighbours", 10)):
+        lm[key] = settings.get(key, default)  # older runs lack them
     lm["blind"] = summary.get("blind_baseline") is not None
     if base_model is not None:
         lm["base_model"] = base_model

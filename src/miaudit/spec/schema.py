@@ -175,6 +175,7 @@ class LMSection(BaseModel):
     canaries: Annotated[int, Field(ge=0)] = 0
     k: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.2
     dc_pdd_cap: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.01
+    neighbours: Annotated[int, Field(ge=1)] = 10
     extraction: bool = False
     extraction_prefix: Annotated[int, Field(ge=1)] = 32
     extraction_suffix: Annotated[int, Field(ge=1)] = 32
@@ -303,6 +304,7 @@ class AuditSpec(BaseModel):
                 "recipe": dict(t.params) or None, "references": a.references,
                 "attacks": None if a.attacks is None else list(a.attacks), "k": lm.k,
                 "dc_pdd_cap": lm.dc_pdd_cap, "canaries": lm.canaries, "seed": a.seed,
+                "neighbours": lm.neighbours,
                 "extraction": lm.extraction, "extraction_prefix": lm.extraction_prefix,
                 "extraction_suffix": lm.extraction_suffix,
                 "fprs": list(a.fprs),
