@@ -11,7 +11,8 @@ Exit codes
     error.
 ``verify-forget``
     0: the check ran (with ``--strict``: and the forgotten records are indistinguishable
-    from fresh non-members); 1: with ``--strict``, they are not; 2: bad input.
+    from fresh non-members, or with ``--retrained`` from the retrained model); 1: with
+    ``--strict``, they are not; 2: bad input.
 ``model-card``
     0: written; 1: bad input (one line on stderr, as for ``miaudit run``).
 
@@ -94,14 +95,42 @@ def _forget_table(result):
         table.add_column("AUC before", justify="right")
         table.add_column("TPR@1%FPR before", justify="right")
         table.add_column("AUC drop", justify="right")
+    cmp = result.retrained
+    if cmp is not None:
+        table.add_column("AUC retrained", justify="right")
+        table.add_column(f"AUC after - retrained ({100 * cmp.interval_level:.4g}%)",
+                         justify="right")
+        table.add_column("PrivLeak", justify="right")
     for name, e in result.new.attacks.items():
         cells = [name, _ci(e, "auc", False), _ci(e, "tpr_at_1pct_fpr", True)]
         if result.original is not None:
             o = result.original.attacks[name]
             cells += [_ci(o, "auc", False), _ci(o, "tpr_at_1pct_fpr", True),
                       f"{result.auc_drop[name]:+.3f}"]
+        if cmp is not None:
+            c = cmp.attacks[name]
+            lo, hi = c["difference_ci"]
+            leak = c["privleak"]
+            cells += [_ci(cmp.retrained.attacks[name], "auc", False),
+                      f"{c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                      "n/a" if leak is None else
+                      f"{100 * leak:+.1f}% [{100 * c['privleak_ci'][0]:+.1f}, "
+                      f"{100 * c['privleak_ci'][1]:+.1f}]"]
         table.add_row(*cells)
     return table
+
+
+def _ulira_line(u, level: float) -> str:
+    from miaudit.report.terminal import figure
+
+    flagged = u.record_ids[u.flagged]
+    ids = ", ".join(escape(str(i)) for i in flagged[:5]) + (", ..." if len(flagged) > 5 else "")
+    return (f"U-LiRA ({u.n_unlearned_shadows} unlearned / {u.n_retrained_shadows} retrained "
+            f"shadows, {u.variance} variance, {100 * level:.4g}% intervals): AUC after forgetting "
+            f"vs retrained {figure(u.auc, u.auc_ci)}, accuracy "
+            f"{figure(u.accuracy, u.accuracy_ci, pct=True)} (50% = exact unlearning); "
+            f"{len(flagged)} record(s) flagged (Benjamini-Hochberg)"
+            + (f": {ids}" if len(flagged) else ""))
 
 
 
@@ -179,6 +208,15 @@ def verify_forget_command(
     original_outputs: Annotated[Path | None, typer.Option(
         help="The original model's outputs, in the same format."
     )] = None,
+    retrained: Annotated[Path | None, typer.Option(
+        help="Outputs of a model retrained from scratch without the records (the "
+        "oracle), in the same format: the check then compares against it, two-sided "
+        "(AUC difference with a paired DeLong interval, PrivLeak)."
+    )] = None,
+    shadows: Annotated[Path | None, typer.Option(
+        help="Shadow models' outputs for U-LiRA (.npz: ids, unlearned_logits and "
+        "retrained_logits of shape models x records x classes; needs --retrained)."
+    )] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table.")
                             ] = None,
     id_column: Annotated[str | None, typer.Option(help="Record-ID column of a table.")
@@ -193,7 +231,7 @@ def verify_forget_command(
     )] = 0.05,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 unless the records are indistinguishable from fresh "
-        "non-members."
+        "non-members (with --retrained: from the retrained model)."
     )] = False,
     format: Annotated[OutputFormat, typer.Option(
         "--format", help="text: a table on stdout; json: the result on stdout."
@@ -205,7 +243,7 @@ def verify_forget_command(
     def check():
         return verify_forget(
             data=data, forget=load_id_list(forget), fresh=load_id_list(fresh),
-            model=outputs, original=original_outputs,
+            model=outputs, original=original_outputs, retrained=retrained, shadows=shadows,
             attacks=[a.strip() for a in attacks.split(",") if a.strip()],
             exposure=exposure, seed=seed, alpha=alpha, label_column=label_column,
             id_column=id_column)
@@ -225,9 +263,21 @@ def verify_forget_command(
         print(json.dumps(result.to_dict(), indent=2))
     else:
         out_console.print(_forget_table(result))
+        cmp = result.retrained
+        if cmp is not None and cmp.ulira is not None:
+            out_console.print(_ulira_line(cmp.ulira, cmp.interval_level), highlight=False)
         color = "green" if result.verdict == INDISTINGUISHABLE else "red"
-        out_console.print(f"[bold {color}]{escape(result.headline())}[/]", highlight=False)
-    if strict and result.verdict != INDISTINGUISHABLE:
+        text = result.headline()
+        if cmp is not None:  # two sentences, each in its verdict's colour
+            second = cmp.headline(result.n_forget)
+            text = text[: -len(second) - 1]
+            out_console.print(f"[{color}]{escape(text)}[/]", highlight=False)
+            color = "green" if cmp.matches else "red"
+            text = second
+        out_console.print(f"[bold {color}]{escape(text)}[/]", highlight=False)
+    passed = (result.retrained.matches if result.retrained is not None
+              else result.verdict == INDISTINGUISHABLE)
+    if strict and not passed:
         raise typer.Exit(1)
 
 
@@ -256,10 +306,22 @@ def register(app: typer.Typer) -> None:
         epilog=(
             "Outputs (.npz): 'ids' (record IDs of the data) and 'logits' or 'probs' "
             "(records x classes, in the data's class order).\n\n"
-            "Exit codes: 0 the check ran (--strict: and the records look forgotten), "
-            "1 --strict and they do not, 2 bad input.\n\n"
+            "Against fresh records the verdict is: still members / indistinguishable / "
+            "less member-like. With --retrained (a model retrained without the records: "
+            "the truth of exact unlearning) it is also: matches the retrained model / more "
+            "member-like than on it (under-unlearning) / less member-like than on it "
+            "(over-unlearning, e.g. gradient ascent that overshoots) / told apart by "
+            "U-LiRA (with --shadows: shadow models that unlearned the records the same way "
+            "and shadows retrained without them, Hayes et al. 2024). PrivLeak = (AUC after "
+            "- AUC retrained) / AUC retrained (MUSE, Shi et al. 2024).\n\n"
+            "Exit codes: 0 the check ran (--strict: and the records look forgotten; with "
+            "--retrained: and the model matches the retrained one), 1 --strict and they "
+            "do not, 2 bad input.\n\n"
             "Examples:\n\n"
             "  miaudit verify-forget --data digits --forget forget.txt --fresh fresh.txt "
-            "--outputs retrained.npz --original-outputs original.npz"
+            "--outputs unlearned.npz --original-outputs original.npz\n\n"
+            "  miaudit verify-forget --data digits --forget forget.txt --fresh fresh.txt "
+            "--outputs unlearned.npz --retrained retrained.npz --shadows shadows.npz "
+            "--strict"
         ),
     )(verify_forget_command)

@@ -1,5 +1,6 @@
 """The ROC curve of a membership-inference attack and the figures read off it: AUC with
-DeLong (or clustered DeLong) intervals, balanced accuracy, advantage and PPV.
+DeLong (or clustered DeLong) intervals, balanced accuracy, advantage and PPV; and two
+models' AUCs on the same records compared with a paired DeLong interval.
 
 TPR at a fixed FPR budget, with its interval, is in :mod:`miaudit.metrics.tpr`; the exact
 binomial (Clopper-Pearson) intervals both use are in :mod:`miaudit.metrics.binomial`.
@@ -181,11 +182,31 @@ def _clusters(scores: FloatArray, is_member: NDArray[np.bool_], clusters: ArrayL
     return _Clusters(scores, is_member, ids, n, pos_size, neg_size)
 
 
+def _components(scores: FloatArray, is_member: NDArray[np.bool_]) -> tuple[FloatArray, FloatArray]:
+    """DeLong's structural components of each score, from midranks in O(n log n).
+
+    Per member (in input order) ``V10``, the share of non-members it outranks; per
+    non-member ``V01``, the share of members that outrank it; ties count 1/2 in both.
+    ``AUC = mean(V10) = mean(V01)``.
+    """
+    _, g = np.unique(scores, return_inverse=True)  # ascending groups of equal scores
+    g = g.reshape(-1)
+    y = is_member
+    pos_cnt = np.bincount(g[y], minlength=int(g.max()) + 1).astype(np.float64)
+    neg_cnt = np.bincount(g[~y], minlength=pos_cnt.size).astype(np.float64)
+    m, n = float(pos_cnt.sum()), float(neg_cnt.sum())
+    neg_below = np.cumsum(neg_cnt) - neg_cnt
+    pos_above = m - np.cumsum(pos_cnt)
+    v10 = (neg_below + 0.5 * neg_cnt)[g[y]] / n
+    v01 = (pos_above + 0.5 * pos_cnt)[g[~y]] / m
+    return v10, v01
+
+
 def _auc_obuchowski(cl: _Clusters) -> tuple[float, float]:
     """AUC and its clustered DeLong variance (Obuchowski 1997), in O(n log n).
 
     With ``V10``/``V01`` the DeLong structural components of each member / non-member
-    score (midranks, as in :func:`_auc_delong`), their cluster sums ``V10_k``, ``V01_k``,
+    score (midranks, :func:`_components`), their cluster sums ``V10_k``, ``V01_k``,
     ``m_k`` / ``n_k`` members / non-members in cluster ``k``, ``M``/``N`` in total,
     ``I10``/``I01`` clusters holding members / non-members and ``I`` clusters::
 
@@ -197,16 +218,9 @@ def _auc_obuchowski(cl: _Clusters) -> tuple[float, float]:
     With one score per cluster ``S11 = 0`` and this is the DeLong variance. NaN when
     fewer than two clusters hold members or non-members.
     """
-    s, y, ids = cl.scores, cl.is_member, cl.ids
-    _, g = np.unique(s, return_inverse=True)  # ascending groups of equal scores
-    g = g.reshape(-1)
-    pos_cnt = np.bincount(g[y], minlength=int(g.max()) + 1).astype(np.float64)
-    neg_cnt = np.bincount(g[~y], minlength=pos_cnt.size).astype(np.float64)
-    m, n = float(pos_cnt.sum()), float(neg_cnt.sum())
-    neg_below = np.cumsum(neg_cnt) - neg_cnt
-    pos_above = m - np.cumsum(pos_cnt)
-    v10 = (neg_below + 0.5 * neg_cnt)[g[y]] / n
-    v01 = (pos_above + 0.5 * pos_cnt)[g[~y]] / m
+    y, ids = cl.is_member, cl.ids
+    v10, v01 = _components(cl.scores, y)
+    m, n = float(v10.size), float(v01.size)
     auc = float(v10.sum() / m)
     d10 = np.bincount(ids[y], weights=v10, minlength=cl.n) - cl.pos_size * auc
     d01 = np.bincount(ids[~y], weights=v01, minlength=cl.n) - cl.neg_size * auc
@@ -381,3 +395,112 @@ def ppv(tpr: float, fpr: float, prior: float) -> float | None:
     if den == 0:
         return None
     return float(prior * tpr / den)
+
+
+# ------------------------------------- two models' AUCs on the same records (paired DeLong)
+
+
+class AucComparison(NamedTuple):
+    """Two models' AUCs in the same game and the DeLong covariance matrix of the pair
+    (what :func:`paired_auc_covariance` returns)."""
+
+    auc_new: float
+    auc_retrained: float
+    cov: np.ndarray
+
+
+def paired_auc_covariance(scores_new: ArrayLike, scores_retrained: ArrayLike,
+                          is_member: ArrayLike) -> AucComparison:
+    """Two models' AUCs on the same records and DeLong's covariance matrix of the pair.
+
+    With ``V10`` (per member) and ``V01`` (per non-member) the structural components of
+    each model's scores, ``AUC = mean(V10)`` and ``Cov = S10 / m + S01 / n``, where
+    ``S10`` and ``S01`` are the 2 x 2 sample covariances (ddof 1) of the two models'
+    components over the ``m`` members and the ``n`` non-members. The records are the random
+    units and the models are held fixed; the diagonal is each AUC's DeLong variance
+    (:func:`auc_delong`).
+
+    Parameters
+    ----------
+    scores_new, scores_retrained : arrays of shape (N,)
+        One attack's scores (higher = more likely a member) from two models on the same
+        records: for the forgetting check (:mod:`miaudit.governance.forget`), the model
+        after forgetting and the model retrained without F.
+    is_member : bool array of shape (N,)
+        True for the members (the records of F); at least two records on each side.
+
+    Returns
+    -------
+    AucComparison
+        ``auc_new``, ``auc_retrained`` and ``cov`` (2 x 2, in that order).
+
+    References
+    ----------
+    DeLong, DeLong & Clarke-Pearson (1988), "Comparing the areas under two or more
+    correlated receiver operating characteristic curves", Biometrics 44(3).
+
+    Examples
+    --------
+    >>> r = paired_auc_covariance(np.array([3., 1, 2, 0]), np.array([0., 2, 1, 3]),
+    ...                           np.array([True, True, False, False]))
+    >>> r.auc_new, r.auc_retrained
+    (0.75, 0.25)
+    """
+    s_new, y = _as_arrays(scores_new, is_member)
+    new = _components(s_new, y)
+    ret = _components(np.asarray(scores_retrained, dtype=np.float64), y)
+    v10, v01 = np.stack([new[0], ret[0]]), np.stack([new[1], ret[1]])
+    cov = np.cov(v10) / v10.shape[1] + np.cov(v01) / v01.shape[1]
+    return AucComparison(float(v10[0].mean()), float(v10[1].mean()), cov)
+
+
+def compare_aucs(scores_new: ArrayLike, scores_retrained: ArrayLike,
+                 is_member: ArrayLike, alpha: float = 0.05) -> dict:
+    """One attack's AUC on a model (after forgetting) against its AUC on another (the model
+    retrained without F), on the same records.
+
+    Parameters
+    ----------
+    scores_new, scores_retrained, is_member
+        As for :func:`paired_auc_covariance` (higher score = more likely a member).
+    alpha : float, default 0.05
+        Two-sided error rate of each interval.
+
+    Returns
+    -------
+    dict
+        ``auc_new``, ``auc_retrained``; ``difference`` (``auc_new - auc_retrained``,
+        positive: F looks more like members than on the retrained model) with
+        ``difference_ci`` (paired DeLong, ``d +- z sqrt(var)``, clipped to [-1, 1]; a zero
+        variance gives the point); ``privleak`` (MUSE, Shi et al. 2024:
+        ``difference / auc_retrained``, same sign as the difference) with ``privleak_ci``
+        (delta method: gradient ``(1 / B, -A / B^2)`` of ``A / B``); None with
+        ``privleak_reason`` when the retrained AUC is 0.
+
+    References
+    ----------
+    DeLong et al. (1988); Shi et al. (2024), "MUSE: Machine Unlearning Six-Way Evaluation
+    for Language Models" (PrivLeak).
+
+    Examples
+    --------
+    >>> e = compare_aucs(np.array([3., 2, 1, 0]), np.array([3., 1, 2, 0]),
+    ...                  np.array([True, True, False, False]))
+    >>> e["difference"], round(e["privleak"], 4)
+    (0.25, 0.3333)
+    """
+    a, b, cov = paired_auc_covariance(scores_new, scores_retrained, is_member)
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    d = a - b
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    half = z * math.sqrt(var) if var > 0 else 0.0
+    out = {"auc_new": a, "auc_retrained": b, "difference": d,
+           "difference_ci": (max(-1.0, d - half), min(1.0, d + half))}
+    if b <= 0:
+        return {**out, "privleak": None, "privleak_ci": None,
+                "privleak_reason": "the retrained model's AUC is 0"}
+    g = np.array([1 / b, -a / b**2])
+    var_r = float(g @ cov @ g)
+    half = z * math.sqrt(var_r) if var_r > 0 else 0.0
+    r = a / b - 1
+    return {**out, "privleak": r, "privleak_ci": (r - half, r + half)}
