@@ -11,6 +11,7 @@ method, AUC and TPR at 1% FPR (95% intervals) of each attack, the blind baseline
 wall time.
 
     python benchmarks/lm_finetune.py [--records 1000] [--public 1000] [--references 2]
+        [--threads 1]
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ def main() -> None:
     ap.add_argument("--base-epochs", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs")
     ap.add_argument("--references", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's own choice)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if not DATA.exists():
         raise SystemExit(f"AG News is not at {DATA} (../shared/data): nothing to measure.")
     common = {"n_embd": 128, "n_head": 4, "tokenizer_texts": args.public,

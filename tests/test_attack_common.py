@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -307,7 +308,8 @@ def test_equivariant_to_record_order(name, given, world):
 #: What each LM need comes from, as knowledge.
 LM_NEED_KNOWLEDGE = {"reference": {"references"}, "lowercase": {"queries"},
                      "distribution": set(), "frequency": {"population"},
-                     "prefix": {"population", "queries"}, "neighbours": {"queries"}}
+                     "prefix": {"population", "queries"}, "neighbours": {"queries"},
+                     "sampling": {"queries"}}
 #: Options of the language-model attacks here: DC-PDD's default cap (0.01, for large
 #: vocabularies) binds on every token of this 8-word world; a cap above the weights lets
 #: the probabilities show.
@@ -328,6 +330,8 @@ class TextWorld:
     token_ids: list[np.ndarray]
     conditioned: list[np.ndarray]
     neighbours: np.ndarray
+    true_text: list[str]
+    sample_text: list[list[str]]
 
     def permuted(self, perm: np.ndarray) -> TextWorld:
         def take(xs):
@@ -336,7 +340,8 @@ class TextWorld:
         return TextWorld(take(self.texts), self.is_member[perm], take(self.target),
                          take(self.mean), take(self.std), take(self.lowercase),
                          take(self.reference), take(self.token_ids), take(self.conditioned),
-                         self.neighbours[perm])
+                         self.neighbours[perm], take(self.true_text),
+                         take(self.sample_text))
 
 
 def make_text_world(seed: int = 0) -> TextWorld:
@@ -363,8 +368,16 @@ def make_text_world(seed: int = 0) -> TextWorld:
                                + rng.normal(0, 0.05, t), 0.0))
     # one-token neighbours read like the document without the members' lift
     neighbours = np.array([-r.mean() + rng.normal(0, 0.05, 4) for r in ref])
+    # sampled continuations keep more of a member's true second half
+    true_text, sample_text = [], []
+    for i in range(DOCS):
+        truth = list(rng.choice(words, 6))
+        keep = 0.7 if is_member[i] else 0.3
+        true_text.append(" ".join(truth))
+        sample_text.append([" ".join(w if rng.random() < keep else str(rng.choice(words))
+                                     for w in truth) for _ in range(3)])
     return TextWorld(texts, is_member, target, mean, std, lower, ref, ids, cond,
-                     np.maximum(neighbours, 0.0))
+                     np.maximum(neighbours, 0.0), true_text, sample_text)
 
 
 def lm_build(w: TextWorld, needs: frozenset[str]) -> LMAttackInput:
@@ -376,7 +389,9 @@ def lm_build(w: TextWorld, needs: frozenset[str]) -> LMAttackInput:
         reference=TokenScores(w.reference) if "reference" in needs else None,
         token_frequency=np.full(8, 1 / 8) if "frequency" in needs else None,
         conditioned=TokenScores(w.conditioned) if "prefix" in needs else None,
-        neighbours=w.neighbours if "neighbours" in needs else None)
+        neighbours=w.neighbours if "neighbours" in needs else None,
+        samples=SimpleNamespace(true_text=w.true_text, sample_text=w.sample_text)
+        if "sampling" in needs else None)
 
 
 def lm_score(attack, inputs: LMAttackInput) -> np.ndarray:

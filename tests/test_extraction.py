@@ -22,7 +22,6 @@ from miaudit.audits.extraction import (
     compare_groups,
     extraction_test,
     extraction_verdict,
-    greedy_continuations,
     holm,
     match_run,
     token_edit_distance,
@@ -36,6 +35,7 @@ from miaudit.errors import (
 )
 from miaudit.metrics import evaluate
 from miaudit.report.terminal import extraction_lines, print_summary
+from miaudit.targets.decoding import greedy_continuations
 
 WORDS = ("river", "stone", "cloud", "lamp", "garden", "window", "engine", "copper", "violet",
          "harbor", "pencil", "marble", "forest", "candle", "ticket", "orbit", "saddle", "meadow")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -69,11 +70,18 @@ def _synthetic(n=120, seed=0, vocab=30):
         cond.append(lp_base if is_member[i] else lp + rng.normal(0, 0.05, t))
     # a text's neighbours read like non-members: NLLs about the base's, with noise
     neighbours = np.array([-b.mean() + rng.normal(0, 0.05, 5) for b in base])
+    # sampled continuations keep more of a member's true second half (SaMIA)
+    truths = [list(rng.choice(WORDS, 8)) for _ in range(n)]
+    samples = SimpleNamespace(
+        true_text=[" ".join(t) for t in truths],
+        sample_text=[[" ".join(w if rng.random() < (0.7 if m else 0.3) else str(rng.choice(WORDS))
+                               for w in t) for _ in range(4)]
+                     for t, m in zip(truths, is_member, strict=True)])
     inputs = LMAttackInput(texts, TokenScores(lps, means, stds, token_ids=ids),
                            lowercase=TokenScores(lower), reference=TokenScores(base),
                            token_frequency=np.full(vocab, 1.0 / vocab),
                            conditioned=TokenScores([np.minimum(c, 0.0) for c in cond]),
-                           neighbours=np.maximum(neighbours, 0.0))
+                           neighbours=np.maximum(neighbours, 0.0), samples=samples)
     return inputs, is_member
 
 
@@ -109,7 +117,10 @@ def test_every_attack_is_deterministic_and_order_invariant(name, synthetic):
     permuted = LMAttackInput([inputs.texts[i] for i in perm], take(inputs.target),
                              take(inputs.lowercase), take(inputs.reference),
                              inputs.token_frequency, take(inputs.conditioned),
-                             inputs.neighbours[perm])
+                             inputs.neighbours[perm],
+                             SimpleNamespace(
+                                 true_text=[inputs.samples.true_text[i] for i in perm],
+                                 sample_text=[inputs.samples.sample_text[i] for i in perm]))
     attack, options = LM_ATTACKS[name], OPTIONS.get(name, {})
     np.testing.assert_array_equal(attack.score(inputs, **options),
                                   attack.score(inputs, **options))
@@ -307,8 +318,7 @@ def test_resolve_defaults_follow_what_was_extracted():
     assert names({"lowercase", "distribution"}) == [
         "lm-loss", "zlib", "min-k", "min-k++", "lowercase"]
     assert names({"lowercase", "distribution", "reference", "frequency", "prefix",
-                  "neighbours"}) == list(
-        LM_ATTACKS)
+                  "neighbours", "sampling"}) == list(LM_ATTACKS)
 
 
 def test_resolve_explicit_names(synthetic):

@@ -278,3 +278,12 @@ def test_extraction_test_runs_inside_the_audit(tmp_path):
     assert "extraction" not in s and "lm-loss" in s["attacks"]
     with pytest.raises(ConfigError, match="extraction_suffix"):
         audit_lm(data=path, extraction=True, extraction_suffix=0)
+
+
+def test_samia_runs_when_asked_for(tmp_path):
+    path = _jsonl(tmp_path / "texts.jsonl", _texts(40, 6))
+    s = audit_lm(data=path, recipe={**TINY, "epochs": 60}, attacks=["samia", "lm-loss"],
+                 blind=False).summary()
+    assert set(s["attacks"]) == {"samia", "lm-loss"}
+    assert s["attacks"]["samia"]["knowledge"] == ["queries"]
+    assert s["attacks"]["samia"]["auc"] > 0.6  # memorised members come back when sampled

@@ -30,6 +30,7 @@ from scipy.special import log_ndtr
 
 from miaudit.attacks.lira import gaussian_log_ratio
 from miaudit.attacks.reference_signals import gaussian_fit
+from miaudit.attacks.samia import samia_scores
 from miaudit.errors import ConfigError, DataError
 from miaudit.signals.tokens import TokenScores, check_token_frequency, check_token_scores
 
@@ -49,6 +50,8 @@ __all__ = [
     "recall",
     "reference_attack",
     "resolve_lm_attacks",
+    "samia",
+    "samia_zlib",
     "zlib_attack",
     "zlib_bits",
 ]
@@ -65,6 +68,9 @@ NEEDS: dict[str, str] = {
     "prefix": "the target's token scores on each text after a prefix of non-member texts "
               "(an audit that trains the target uses texts set aside for its tokenizer; "
               "CausalLMTarget.token_scores(texts, prefix=...) gives them)",
+    "sampling": "continuations sampled from the target after each text's first half (a "
+                "local model: miaudit.targets.sampling.sample_continuations); costly, so "
+                "it runs only when asked for (--attacks samia)",
     "neighbours": "the target's NLL on neighbours of each text (one-token swaps proposed by "
                   "a language model: miaudit.targets.neighbours.neighbour_texts)",
     "frequency": "token frequencies over a reference corpus, with the target's tokenizer, "
@@ -100,6 +106,9 @@ class LMAttackInput:
     neighbours : ndarray (N, M) or None
         The target's NLL (mean per token) on up to ``M`` neighbours of each text, NaN where
         a text has fewer (the neighbourhood attack).
+    samples : Samples or None
+        Continuations sampled from the target after each text's first half, with the true
+        continuations (:class:`miaudit.targets.sampling.Samples`; SaMIA).
 
     Raises
     ------
@@ -127,6 +136,7 @@ class LMAttackInput:
     token_frequency: np.ndarray | None = None
     conditioned: TokenScores | None = None
     neighbours: np.ndarray | None = None
+    samples: object | None = None
 
     def __post_init__(self) -> None:
         texts = self.texts
@@ -144,6 +154,8 @@ class LMAttackInput:
             check_token_frequency(self.token_frequency, self.target)
         if self.neighbours is not None:
             _check_neighbours(self.neighbours, n)
+        if self.samples is not None and len(self.samples.true_text) != n:
+            raise DataError(f"samples holds {len(self.samples.true_text)} texts, expected {n}.")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -161,6 +173,8 @@ class LMAttackInput:
             have.add("prefix")
         if self.neighbours is not None:
             have.add("neighbours")
+        if self.samples is not None:
+            have.add("sampling")
         return frozenset(have)
 
 
@@ -587,6 +601,33 @@ def neighbour(inputs: LMAttackInput) -> np.ndarray:
     return np.nanmean(inputs.neighbours, axis=1) - inputs.target.nll()
 
 
+def samia(inputs: LMAttackInput) -> np.ndarray:
+    """SaMIA: the mean ROUGE-1 recall of a text's true second half by continuations
+    sampled from the target after its first half (no log-probabilities needed; see
+    :mod:`miaudit.attacks.samia`). Higher = member.
+
+    References
+    ----------
+    Kaneko et al., "Sampling-based Pseudo-Likelihood for Membership Inference Attacks",
+    2024.
+    """
+    _require(inputs, "sampling", "samia")
+    return samia_scores(inputs.samples)
+
+
+def samia_zlib(inputs: LMAttackInput) -> np.ndarray:
+    """SaMIA*zlib: each sample's ROUGE-1 recall times its zlib-compressed size, averaged,
+    so short or repetitive samples count less. Higher = member.
+
+    References
+    ----------
+    Kaneko et al., "Sampling-based Pseudo-Likelihood for Membership Inference Attacks",
+    2024.
+    """
+    _require(inputs, "sampling", "samia-zlib")
+    return samia_scores(inputs.samples, zlib=True)
+
+
 @dataclass(frozen=True)
 class LMAttack:
     """A registered language-model attack.
@@ -642,6 +683,13 @@ LM_ATTACKS: dict[str, LMAttack] = {
         LMAttack("neighbour", neighbour, frozenset({"neighbours"}),
                  "mean NLL of one-token neighbours minus the text's NLL",
                  "Mattern et al., Findings of ACL 2023", knowledge=frozenset({"queries"})),
+        LMAttack("samia", samia, frozenset({"sampling"}),
+                 "mean ROUGE-1 recall of the second half by 10 continuations sampled after "
+                 "the first half", "Kaneko et al., 2024 (SaMIA)",
+                 knowledge=frozenset({"queries"})),
+        LMAttack("samia-zlib", samia_zlib, frozenset({"sampling"}),
+                 "SaMIA with each sample's recall weighted by its zlib-compressed size",
+                 "Kaneko et al., 2024 (SaMIA*zlib)", knowledge=frozenset({"queries"})),
         LMAttack("dc-pdd", dc_pdd, frozenset({"frequency"}),
                  "mean capped probability x corpus rarity of each distinct token",
                  "Zhang et al., EMNLP 2024 (DC-PDD)", knowledge=frozenset({"population"})),

@@ -56,7 +56,6 @@ Training Data Makes Language Models Better", ACL.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 
@@ -64,13 +63,13 @@ import numpy as np
 
 from miaudit.errors import ConfigError, DataError, MembershipError, UndefinedMetricWarning
 from miaudit.metrics.binomial import clopper_pearson
+from miaudit.targets.decoding import greedy_continuations, text_hashes
 
 __all__ = [
     "ExtractionResult",
     "compare_groups",
     "extraction_test",
     "extraction_verdict",
-    "greedy_continuations",
     "holm",
     "match_run",
     "token_edit_distance",
@@ -132,86 +131,6 @@ def match_run(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     equal = np.asarray(a) == np.asarray(b)
     return np.cumprod(equal, axis=1).sum(axis=1).astype(np.int64)
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-def greedy_continuations(model, contexts: np.ndarray, steps: int, *, batch_size: int = 8,
-                         device: str = "cpu", progress: bool = False) -> np.ndarray:
-    """The ``steps`` tokens a causal LM decodes greedily after each context.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Called as ``model(input_ids=, attention_mask=, use_cache=)`` (and
-        ``past_key_values=`` when its output has them), returning ``.logits (B, T, V)``.
-    contexts : int ndarray (n, L)
-        Token ids, all of one length (no padding).
-    steps : int
-        Tokens to decode.
-    batch_size : int, default 8
-    device : str, default "cpu"
-        Where the model is.
-    progress : bool, default False
-
-    Returns
-    -------
-    int64 ndarray (n, steps)
-        At each step the argmax of the next-token logits (lowest id on ties), fed back.
-    """
-    from miaudit.targets.lm import _device_of, _progress_bar
-    from miaudit.training.recipes import _torch
-
-    torch = _torch()
-    dev = _device_of(model, device)
-    contexts = np.asarray(contexts, dtype=np.int64)
-    out = np.zeros((len(contexts), steps), dtype=np.int64)
-    was_training = bool(getattr(model, "training", False))
-    model.eval()
-    try:
-        with torch.no_grad(), _progress_bar(progress, "Decoding", len(contexts)) as bar:
-            for start in range(0, len(contexts), batch_size):
-                ids = torch.as_tensor(contexts[start : start + batch_size], device=dev)
-                out[start : start + len(ids)] = _decode_batch(torch, model, ids, steps)
-                if bar is not None:
-                    bar.advance(bar.task_ids[0], len(ids))
-    finally:
-        if was_training:
-            model.train()
-    return out
-
-
-def _cache_of(result) -> tuple[str, object]:
-    """The key-value cache of a model output and its keyword: ``cache`` (transformers >=
-    5.2x) or ``past_key_values`` (earlier); ``(name, None)`` when the output has none."""
-    for key in ("cache", "past_key_values"):
-        value = getattr(result, key, None)
-        if value is not None:
-            return key, value
-    return "past_key_values", None
-
-
-def _decode_batch(torch, model, ids, steps: int) -> np.ndarray:
-    """Greedy decoding of one unpadded batch, with the key-value cache when there is one."""
-    mask = torch.ones_like(ids)
-    result = model(input_ids=ids, attention_mask=mask, use_cache=True)
-    key, past = _cache_of(result)
-    chosen = []
-    for step in range(steps):
-        token = result.logits[:, -1].float().argmax(dim=-1)
-        chosen.append(token)
-        if step == steps - 1:
-            break
-        ids = torch.cat([ids, token[:, None]], dim=1)
-        mask = torch.ones_like(ids)
-        if past is not None:
-            result = model(input_ids=token[:, None], attention_mask=mask, use_cache=True,
-                           **{key: past})
-            past = getattr(result, key)
-        else:
-            result = model(input_ids=ids, attention_mask=mask, use_cache=False)
-    return torch.stack(chosen, dim=1).cpu().numpy()
 
 
 # --------------------------------------------------------------------------- statistics
@@ -478,14 +397,6 @@ def _membership(is_member, n: int) -> np.ndarray:
     return arr
 
 
-def _text_hashes(texts: list[str], seed: int) -> np.ndarray:
-    """A 64-bit hash of each text's content keyed by ``seed`` (equal texts hash alike)."""
-    key = int(seed).to_bytes(8, "little", signed=True)
-    return np.array([int.from_bytes(hashlib.blake2b(t.encode("utf-8"), digest_size=8,
-                                                    key=key).digest(), "little")
-                     for t in texts], dtype=np.uint64)
-
-
 def _too_short_message(n_tokens: np.ndarray, prefix: int, suffix: int) -> str:
     longest = int(n_tokens.max()) if len(n_tokens) else 0
     median = int(np.median(n_tokens)) if len(n_tokens) else 0
@@ -594,7 +505,7 @@ def extraction_test(
     evaluated = eligible.copy()
     if max_texts is not None and eligible.sum() > max_texts:
         at = np.flatnonzero(eligible)
-        hashes = _text_hashes([texts[i] for i in at], seed)
+        hashes = text_hashes([texts[i] for i in at], seed)
         evaluated[:] = False
         evaluated[at[np.argsort(hashes, kind="stable")[:max_texts]]] = True
     for name, group in (("members", member), ("non-members", ~member)):

@@ -52,6 +52,7 @@ from miaudit.targets.lm import (
     adapter_base,
     corpus_token_frequency,
 )
+from miaudit.targets.sampling import sample_continuations
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
 CANARY_REPETITIONS = (1, 2, 4, 8, 16)
@@ -438,7 +439,9 @@ def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options
         conditioned=game.target.token_scores(texts, prefix=recall_prefix(game.tokenizer_ds,
                                                                          seed))
         if "prefix" in need else None,
-        neighbours=neighbour_nll if proposer else None)
+        neighbours=neighbour_nll if proposer else None,
+        samples=sample_continuations(game.target, texts, seed=seed)
+        if "sampling" in need else None)
     scores = {a.name: np.asarray(a.score(inputs, **options.get(a.name, {})), dtype=float)
               for a in chosen}
     run = _LMRun(scores, scores_target, scores_target.nll(), proposer=proposer)
@@ -591,10 +594,13 @@ def _choose(names, *, reference: bool, references: int, aside: bool, local: bool
     """The attacks to run: those asked for, or every one the inputs allow. ``aside``:
     texts set aside for the tokenizer exist (corpus frequencies; with ``local``, a local
     target that scores texts after a prefix, the non-member prefix of ReCaLL). A
-    ``local`` target also scores neighbour texts."""
+    ``local`` target also scores neighbour texts, and samples continuations (SaMIA, 10
+    generations per text: only when asked for by name)."""
+    asked = [str(n).strip().lower() for n in names or []]
+    sampling = local and any(n.startswith("samia") for n in asked)
     have = ({"lowercase", "distribution"} | ({"reference"} if reference else set())
             | ({"frequency"} if aside else set()) | ({"prefix"} if aside and local else set())
-            | ({"neighbours"} if local else set()))
+            | ({"neighbours"} if local else set()) | ({"sampling"} if sampling else set()))
     if names is None:
         lira = list(LIRA_ATTACKS) if references else []
         return resolve_lm_attacks(None, have=have), lira
