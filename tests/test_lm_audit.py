@@ -287,3 +287,24 @@ def test_samia_runs_when_asked_for(tmp_path):
     assert set(s["attacks"]) == {"samia", "lm-loss"}
     assert s["attacks"]["samia"]["knowledge"] == ["queries"]
     assert s["attacks"]["samia"]["auc"] > 0.6  # memorised members come back when sampled
+
+
+def test_a_verdict_of_no_leakage_says_what_it_does_not_show(tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from miaudit.report import print_summary
+    from miaudit.report.markdown import render_markdown
+
+    path = _jsonl(tmp_path / "texts.jsonl", _texts(40, 7))
+    result = audit_lm(data=path, recipe={**TINY, "epochs": 1, "lr": 1e-5},
+                      attacks=["lm-loss"], blind=False)
+    s = result.summary()
+    assert s["verdict"]["level"] == "none"
+    assert "does not show the absence of memorisation" in s["verdict"]["note"]
+    out = StringIO()
+    print_summary(s, Console(file=out, width=200))
+    assert "Duan et al. 2024" in out.getvalue()
+    saved = result.save(tmp_path / "run")
+    assert "Duan et al. 2024" in render_markdown(saved)

@@ -240,9 +240,7 @@ def audit_lm(
                  "ngram_overlap": overlap.to_dict()},
         "target": game.info,
         "exposure": "token log-probabilities",
-        "verdict": audit_verdict(entries, run.scores, game.is_member,
-                                 exposure="token log-probabilities",
-                                 fprs=[str(float(f)) for f in fprs], alpha=alpha),
+        "verdict": _lm_verdict(entries, run.scores, game.is_member, fprs, alpha),
         "attacks": entries,
         "blind_baseline": blind_entry,
         "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
@@ -264,6 +262,25 @@ def audit_lm(
         table = pd.concat([table, extracted.table()], axis=1)
     return AuditResult(summary=summary, scores=table, metrics=metrics,
                        signals=_lm_signals(game, run), artifacts=artifacts)
+
+
+#: What a verdict of no leakage does and does not say about a language model.
+NEAR_CHANCE_NOTE = (
+    "No attack told members from non-members here. For a fine-tuned or small model this is "
+    "evidence of little leakage at this sample size; for a large pretrained model, "
+    "membership attacks on single pretraining texts are known to be near chance even where "
+    "the model memorised (Duan et al. 2024), so this does not show the absence of "
+    "memorisation: see the canaries, the extraction test, or dataset inference.")
+
+
+def _lm_verdict(entries: dict, scores: dict, is_member: np.ndarray, fprs, alpha: float
+                ) -> dict:
+    """The audit's verdict, with :data:`NEAR_CHANCE_NOTE` when it finds no leakage."""
+    verdict = audit_verdict(entries, scores, is_member, exposure="token log-probabilities",
+                            fprs=[str(float(f)) for f in fprs], alpha=alpha)
+    if verdict.get("level") == "none":
+        verdict["note"] = NEAR_CHANCE_NOTE
+    return verdict
 
 
 def _extraction(game: _LMGame, prefix: int, suffix: int, alpha: float, seed: int):

@@ -176,6 +176,8 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
         if v.get("correction"):
             console.print(f"[dim]{escape(v['correction'])}[/]")
         console.print(f"[bold {color}]verdict: {v['level']}[/] {escape(v['sentence'])}")
+        if v.get("note"):
+            console.print(f"[dim]{escape(v['note'])}[/]")
     if run_dir:
         console.print(f"[bold]run folder[/] {escape(str(run_dir))}")
         report = Path(run_dir) / "report.html"
