@@ -26,7 +26,7 @@ import numpy as np
 from miaudit.errors import ConfigError, MembershipError
 from miaudit.metrics import auc_with_ci
 
-__all__ = ["META_FEATURES", "BlindResult", "blind_baseline", "blind_warning"]
+__all__ = ["META_FEATURES", "BlindResult", "blind_baseline", "blind_warning", "meta_features"]
 
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _DATE = re.compile(r"(?<!\d)(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4})(?!\d)")
@@ -69,7 +69,9 @@ class BlindResult:
     top_non_member_terms: tuple[tuple[str, float], ...] = field(default=())
 
 
-def _meta_features(texts: Sequence[str]) -> np.ndarray:
+def meta_features(texts: Sequence[str]) -> np.ndarray:
+    """The :data:`META_FEATURES` of each text (lengths, digits, case, years, dates): an
+    ``(N, len(META_FEATURES))`` array, computed from the text alone."""
     rows = []
     for text in texts:
         n_chars = len(text)
@@ -241,7 +243,7 @@ def blind_baseline(
     """
     texts, member = _check_inputs(texts, is_member, folds)
     n = len(texts)
-    meta = _meta_features(texts)
+    meta = meta_features(texts)
     fold = _fold_of(n, int(folds), int(seed))
     scores = np.empty(n, dtype=np.float64)
     for k in range(int(folds)):
