@@ -31,7 +31,7 @@ from miaudit.training.lm import (
 )
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "n_positions": 64, "block_size": 64,
-        "vocab_size": 300, "batch_size": 8, "base_epochs": 30}
+        "vocab_size": 300, "batch_size": 8, "base_epochs": 30, "base_lr": 3e-3}
 WORDS = ("river", "stone", "cloud", "lamp", "garden", "window", "engine", "copper", "violet",
          "harbor", "pencil", "marble", "forest", "candle", "ticket", "orbit", "saddle", "meadow")
 

@@ -178,8 +178,9 @@ class LMRecipe:
         ``base_epochs`` epochs, then fine-tuned on the members (every weight, or a LoRA
         adapter only) with ``epochs``, ``lr`` and ``batch_size``. Also how reference LMs
         are fine-tuned from a given base model.
-    base_epochs : int
-        Pretraining epochs of the base model (fine-tuning only).
+    base_epochs, base_lr : int, float
+        Pretraining epochs and learning rate of the base model (fine-tuning only; ``lr``
+        is the fine-tuning's, which a LoRA wants larger).
     lora_rank, lora_alpha : int, float
         LoRA's rank ``r`` and scale ``alpha`` (the update is ``alpha / r * B A``), on every
         linear layer of the blocks (``peft``'s "all-linear", as QLoRA, Dettmers et al.
@@ -206,6 +207,7 @@ class LMRecipe:
     tokenizer_texts: float = 0.1
     finetune: str = "none"
     base_epochs: int = 3
+    base_lr: float = 1e-3
     lora_rank: int = 8
     lora_alpha: float = 16.0
 
@@ -218,6 +220,9 @@ class LMRecipe:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{key} must be a whole number >= 1, got {value!r}")
+        if not (isinstance(self.base_lr, int | float) and math.isfinite(self.base_lr)
+                and self.base_lr > 0):
+            problems.append(f"base_lr must be a finite number > 0, got {self.base_lr!r}")
         if not (isinstance(self.lora_alpha, int | float) and math.isfinite(self.lora_alpha)
                 and self.lora_alpha > 0):
             problems.append(f"lora_alpha must be a finite number > 0, got {self.lora_alpha!r}")
@@ -280,7 +285,7 @@ class LMRecipe:
         how = ("every weight" if self.finetune == "full" else
                f"a LoRA adapter, r={self.lora_rank}, alpha={self.lora_alpha:g}")
         return (f"{text}, fine-tuned ({how}) from a base pretrained {self.base_epochs} "
-                "epochs on the set-aside texts")
+                f"epochs at lr={self.base_lr:g} on the set-aside texts")
 
 
 def build_lm(recipe: LMRecipe, tokenizer, *, seed: int | None = None):
@@ -433,8 +438,10 @@ def finetune_lm(
 def pretrain_base(recipe: LMRecipe, tokenizer, texts: list[str], *, seed: int,
                   device: str = "cpu", progress: bool = False):
     """The base model of a fine-tuning recipe: trained from scratch on ``texts`` (the
-    set-aside public corpus) for ``recipe.base_epochs`` epochs, every weight."""
-    base = dataclasses.replace(recipe, epochs=recipe.base_epochs, finetune="none")
+    set-aside public corpus) for ``recipe.base_epochs`` epochs at ``recipe.base_lr``,
+    every weight."""
+    base = dataclasses.replace(recipe, epochs=recipe.base_epochs, lr=recipe.base_lr,
+                               finetune="none")
     return finetune_lm(base, tokenizer, texts, seed=seed, device=device, progress=progress)
 
 
