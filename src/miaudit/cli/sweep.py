@@ -91,6 +91,40 @@ def _one_run_table(summary: dict):
     return table
 
 
+def _white_box_table(summary: dict):
+    from rich.markup import escape
+    from rich.table import Table
+
+    b, p, g = summary["one_run"], summary["one_run_pure_dp"], summary["one_run_gdp"]
+    t, c, tr = summary["target"], summary["canaries"], summary["training"]
+    table = Table(title=f"White-box one-run audit: {escape(t['description'])}",
+                  title_justify="left", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("canaries", f"{c['n']} gradient canaries ({c['kind']}, norm "
+                              f"{c['gradient_norm']:g}), {c['n_included']} included"
+                              + ("" if c["inserted"] else ", NOTHING INSERTED (null run)")
+                              + f"; score {c['score']}")
+    table.add_row("training", f"{tr['steps']} steps, sampling rate {tr['sample_rate']:.4g}, "
+                              f"noise multiplier {tr['noise_multiplier']:.4g}")
+    table.add_row("guesses", f"{b['n_correct']} of {b['n_guesses']} correct "
+                             f"(k+ {b['k_pos']}, k- {b['k_neg']})")
+    table.add_row(f"eps lower bound (delta {b['delta']:g})", f"{b['epsilon']:.3f} "
+                  f"(significance {b['beta']:g}; at most {summary['ceiling']:.3f} with these "
+                  "guesses)")
+    table.add_row("eps lower bound (pure DP)", f"{p['epsilon']:.3f}")
+    table.add_row("mu lower bound (Gaussian DP)", f"{g['mu']:.2f} (Mahloujifar et al.)")
+    table.add_row(f"eps if the curve is Gaussian (delta {g['delta']:g})",
+                  f"{g['epsilon']:.3f} (DP-SGD's nearly is; else use the bounds above)")
+    acc = summary["dp_epsilon_accountant"]
+    table.add_row("eps accountant", "inf (no DP-SGD noise)" if acc is None else
+                  f"{acc:.3f} (RDP, delta {t['privacy']['delta']:g}; canaries counted as "
+                  "examples)")
+    table.add_row("tightness", escape(summary["tightness"]))
+    table.add_row("train accuracy", f"{t['train_accuracy']:.3f}")
+    return table
+
+
 def _ints(text: str | None) -> int | list[int] | None:
     from miaudit.errors import ConfigError
 
@@ -216,28 +250,52 @@ def one_run_command(
     )] = None,
     seed: opt.Seed = 0,
     device: opt.Device = "cpu",
+    white_box: Annotated[bool, typer.Option(
+        "--white-box", help="White-box audit: gradient canaries inserted into DP-SGD "
+        "(after clipping, before the noise) and scored from every privatized gradient; "
+        "--mislabel does not apply."
+    )] = False,
+    gradient_canary: Annotated[str, typer.Option(
+        help="With --white-box: 'dirac' (one parameter coordinate each) or 'random' "
+        "(random unit directions)."
+    )] = "dirac",
+    score: Annotated[str, typer.Option(
+        help="With --white-box: 'sum' (the canary's share of the parameter change) or "
+        "'llr' (per-step likelihood ratio; needs DP-SGD noise)."
+    )] = "sum",
     format: Annotated[OutputFormat, typer.Option(
         "--format", help="text: a table on stdout; json: the result on stdout."
     )] = OutputFormat.text,
 ) -> None:
     """One-run DP audit (Steinke, Nasr & Jagielski 2023): train ONE model with canaries
     and compare the empirical epsilon lower bound with the accountant's epsilon (exit
-    code 1 when the bound exceeds it: a bug somewhere)."""
-    from miaudit.audits.sweep import audit_one_run
+    code 1 when the bound exceeds it: a bug somewhere). --white-box inserts gradient
+    canaries instead of records."""
+    from miaudit.errors import ConfigError
 
+    if not white_box and (gradient_canary != "dirac" or score != "sum"):
+        raise ConfigError("--gradient-canary and --score apply only with --white-box.")
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the flag is printed below
-        result = audit_one_run(
-            data=data, label_column=label_column, id_column=id_column,
-            n_records=n_records, model=model, model_params=param, canaries=canaries,
-            mislabel=mislabel, k_pos=_ints(k_pos), k_neg=_ints(k_neg), beta=beta,
-            delta=delta, seed=seed, device=device)
+        common = {"data": data, "label_column": label_column, "id_column": id_column,
+                  "n_records": n_records, "model": model, "model_params": param,
+                  "canaries": canaries, "k_pos": _ints(k_pos), "k_neg": _ints(k_neg),
+                  "beta": beta, "delta": delta, "seed": seed, "device": device}
+        if white_box:
+            from miaudit.audits.white_box import audit_one_run_white_box
+
+            result = audit_one_run_white_box(canary_kind=gradient_canary, score=score,
+                                             **common)
+        else:
+            from miaudit.audits.sweep import audit_one_run
+
+            result = audit_one_run(mislabel=mislabel, **common)
     summary = result.summary()
     if format is OutputFormat.json:
         print(json.dumps(summary, indent=2, allow_nan=False))
     else:
-        out_console.print(_one_run_table(summary))
+        out_console.print(_white_box_table(summary) if white_box else _one_run_table(summary))
     if format is not OutputFormat.json:
         err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
     if result.flag:
@@ -266,6 +324,8 @@ def register(app: typer.Typer) -> None:
             "  miaudit dp one-run --data location30.npz -p dp_epsilon=4\n\n"
             "  miaudit dp one-run --data digits --canaries 500 --no-mislabel\n\n"
             "  miaudit dp one-run --data location30.npz --k-pos 50,100,200 "
-            "--k-neg 50,100,200"
+            "--k-neg 50,100,200\n\n"
+            "  miaudit dp one-run --data location30.npz -p dp_epsilon=4 -p epochs=30 "
+            "--white-box --score llr"
         ),
     )(one_run_command)
