@@ -153,7 +153,8 @@ def test_adapter_folder_audit_uses_its_base(folders, monkeypatch):
     monkeypatch.setattr(training, "finetune_lm", spy)
     s = audit_lm(data=root / "texts.jsonl", member_column="member", model=root / "adapter",
                  recipe={"epochs": 3, "lr": 1e-2, "batch_size": 8}, references=2,
-                 attacks=["lm-loss", "reference", "lira-offline"], blind=False).summary()
+                 attacks=["lm-loss", "reference", "neighbour", "lira-offline"],
+                 blind=False).summary()
     target = s["target"]
     assert target["adapter"]["peft_type"] == "LORA" and target["adapter"]["r"] == 8
     assert target["base_model"] == str(root.resolve() / "base")
@@ -161,6 +162,8 @@ def test_adapter_folder_audit_uses_its_base(folders, monkeypatch):
     # the reference LMs are LoRA fine-tunes of the base, of the adapter's rank
     assert seen == [("lora", 8, True)] * 2
     assert s["attacks"]["reference"]["auc"] > 0.7
+    assert s["attacks"]["neighbour"]["options"]["proposer"] == "the base model"
+    assert s["attacks"]["neighbour"]["knowledge"] == ["queries", "references"]
     # a full fine-tune with its base given: full reference fine-tunes
     seen.clear()
     s = audit_lm(data=root / "texts.jsonl", member_column="member", model=root / "full",

@@ -228,6 +228,8 @@ def audit_lm(
     if "neighbour" in entries:
         entries["neighbour"]["options"] = {"n_neighbours": neighbours,
                                            "proposer": run.proposer}
+        if run.proposer != "the target":  # the swaps come from a second model
+            entries["neighbour"]["knowledge"] = ["queries", "references"]
     summary = {
         "miaudit_version": __version__,
         "task": "language model",
