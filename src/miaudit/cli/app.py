@@ -130,6 +130,47 @@ def _http_target(url, members, data, label_column, id_column, n_records, seed, e
             "n_records": None}
 
 
+def _model_file_target(path, members, data, label_column, id_column, n_records, seed, exposure,
+                       *, explicit_exposure, trust, outputs, param, references):
+    """A model file (.onnx, .skops) as the target: the data loaded here, the members read
+    from their ID file, the exposure what the file returns unless one was given; references,
+    if any, train locally from the default recipe (-p)."""
+    from miaudit.data import load_dataset
+    from miaudit.errors import ConfigError
+    from miaudit.governance.forget import load_id_list
+    from miaudit.targets import LabelTarget
+    from miaudit.targets.files import load_model_file
+
+    if data is None or members is None:
+        raise ConfigError(f"--model {Path(path).name} needs --data (the records) and --members "
+                          "(the IDs of the records the model was trained on, one per line).")
+    if outputs is not None:
+        raise ConfigError("Give a model file (--model) or --outputs, not both.")
+    if param and not references:
+        raise ConfigError("-p sets the recipe of the references trained locally for a model "
+                          "file; add --references K --reference-mode offline, or leave -p out.")
+    ds = load_dataset(data, label_column=label_column, id_column=id_column,
+                      n_records=n_records, seed=seed)
+    model = load_model_file(path, classes=ds.classes, trusted=trust)
+    if not explicit_exposure:
+        exposure = ("label" if isinstance(model, LabelTarget) else
+                    "logits" if getattr(model, "kind", "probs") == "logits" else "probabilities")
+        err_console.print(f"[bold]exposure[/] {exposure}: what {escape(Path(path).name)} "
+                          "returns", highlight=False)
+    member_ids = load_id_list(members)
+    if n_records is not None:  # the members file lists the whole training set
+        kept = set(map(str, ds.ids))
+        member_ids = [m for m in member_ids if m in kept]
+    return {"data": ds, "model": model, "members": member_ids, "exposure": exposure,
+            "n_records": None, "reference_recipe": DEFAULT_RECIPE}
+
+
+def _is_model_file(model: str) -> bool:
+    from miaudit.targets.files import MODEL_FILE_SUFFIXES
+
+    return Path(model).suffix.lower() in MODEL_FILE_SUFFIXES
+
+
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
                     no_cache: bool, **settings):
     """Check the run folder first, audit (warnings go to the summary, not stderr), save."""
@@ -153,6 +194,7 @@ def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path
         "  miaudit run --data adult.csv.gz --label-column income --model logistic\n\n"
         "  miaudit run --data location30.npz --references 16 --targets 4\n\n"
         "  miaudit run --outputs my_logits.npz --exposure probabilities\n\n"
+        "  miaudit run --data digits --model model.onnx --members members.txt\n\n"
         "  miaudit run --data location30.npz --exposure logits,top-k:1,label,temperature:4"
     )
 )
@@ -178,7 +220,13 @@ def run(
         "the offline references trained locally."
     )] = None,
     members: Annotated[Path | None, TARGET(
-        help="With --target: the IDs of the records the model was trained on, one per line."
+        help="With --target or a model file (--model model.onnx or model.skops): the IDs of "
+        "the records the model was trained on, one per line. A model file's references "
+        "(--references K --reference-mode offline) train from the mlp recipe (-p)."
+    )] = None,
+    trust: Annotated[list[str] | None, TARGET(
+        help="With a .skops model file: also trust this type (module.Class), repeatable; "
+        "only for files whose author you trust, since loading a type runs its code."
     )] = None,
     target_auth_env: Annotated[str | None, TARGET(
         help="Environment variable holding the endpoint's Authorization header value "
@@ -230,7 +278,8 @@ def run(
         result, saved = _run_spec_file(spec, options)
     else:
         settings = _audit_settings(options)
-        out_dir = out or default_out(data if outputs is None else str(outputs), model)
+        out_dir = out or default_out(data if outputs is None else str(outputs),
+                                     Path(model).name)
         if target is not None:
             from miaudit.results.result import check_out_dir
 
@@ -241,10 +290,17 @@ def run(
                 references=references, auth_env=target_auth_env, budget=target_budget,
                 batch_size=target_batch_size, concurrency=target_concurrency,
                 rate_limit=target_rate_limit, cache_dir=model_cache(cache_dir, no_cache)))
-        elif members is not None:
+        elif _is_model_file(model):
+            settings.update(_model_file_target(
+                model, members, data, label_column, id_column, n_records, seed, exposure,
+                explicit_exposure=exposure != DEFAULT_EXPOSURE, trust=trust, outputs=outputs,
+                param=param, references=references))
+        elif members is not None or trust:
             from miaudit.errors import ConfigError
 
-            raise ConfigError("--members is for --target (an endpoint's training records).")
+            raise ConfigError("--members is for --target or a model file (--model model.onnx)"
+                              if members is not None else "--trust is for a .skops model "
+                              "file (--model model.skops).")
         result, saved = _audit_and_save(out_dir, overwrite, quiet, cache_dir, no_cache,
                                         **settings)
     _record(result, saved, registry, no_registry)
@@ -255,7 +311,7 @@ def run(
 _OUTPUT = ("spec", "out", "overwrite", "format", "quiet", "registry", "no_registry",
            "cache_dir", "no_cache", "checkpoint_seconds")
 #: Options of ``run`` that are not settings of the audit itself.
-_RUN_ONLY = (*_OUTPUT, "target", "members", "target_auth_env", "target_budget",
+_RUN_ONLY = (*_OUTPUT, "target", "members", "trust", "target_auth_env", "target_budget",
              "target_batch_size", "target_concurrency", "target_rate_limit")
 
 
@@ -547,6 +603,7 @@ def list_recipes() -> None:
 def _register_commands() -> None:
     """The command groups of the other modules of this package."""
     from miaudit.cli.cache import register as cache
+    from miaudit.cli.dataset_inference import register as dataset_inference
     from miaudit.cli.governance import register as governance
     from miaudit.cli.http import register as http
     from miaudit.cli.registry import register as registry
@@ -554,7 +611,8 @@ def _register_commands() -> None:
     from miaudit.cli.spec import register as spec
     from miaudit.cli.sweep import register as sweep
 
-    for register in (spec, governance, report, registry, http, sweep, cache):
+    for register in (spec, governance, report, registry, http, sweep, cache,
+                     dataset_inference):
         register(app)
 
 
@@ -567,7 +625,8 @@ GROUPS = [
       ("compare", "compare", False), ("trace", "trace", False), ("record", "record", False)]),
     ("spec", "Audit specs: check one, run one, run a previous audit again.",
      [("check", "spec-check", False), ("run", "run-spec", False), ("rerun", "rerun", False)]),
-    ("lm", "Language models.", [("run", "run-lm", False)]),
+    ("lm", "Language models.", [("run", "run-lm", False),
+                                 ("dataset-inference", "dataset-inference", True)]),
     ("dp", "Privacy-utility sweeps and DP auditing.",
      [("sweep", "sweep", True), ("one-run", "audit-one-run", False)]),
     ("cache", "The model cache: what it holds, and pruning it.",

@@ -384,7 +384,7 @@ def _game_from_model(ds: Dataset, model: object, members) -> Game:
         )
     out = check_outputs(raw.values, raw.kind, n_records=ds.n_records, n_classes=ds.n_classes,
                         source=type(model).__name__)
-    target_info = {"model": type(model).__name__, "seed": None,
+    target_info = {"model": getattr(model, "name", None) or type(model).__name__, "seed": None,
                    "outputs_sha256": _outputs_digest(out.values),
                    **_accuracies(out.values, ds.y, is_member)}
     if isinstance(target, LabelTarget) or (http and target.answer_form == "label"):

@@ -40,6 +40,7 @@ class SklearnTarget:
 
     estimator: object
     classes: tuple[str, ...] | None = None
+    name: str | None = None  # how summary.json names the model (a file's name, say)
 
     def outputs(self, X: np.ndarray) -> ModelOutputs:
         probs = np.asarray(self.estimator.predict_proba(X), dtype=np.float64)
