@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build of PyTorch first, so that nothing pulls the CUDA wheels.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[torch,ray,images,lm,postgres,http,dp,files,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,ray,images,lm,postgres,http,openai,dp,files,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -206,7 +206,9 @@ def audit_lm(
         chosen, lira = _choose(attacks, reference=ref_target is not None,
                                references=references,
                                aside=game.tokenizer_ds is not None,
-                               local=_is_local(game.target))
+                               local=_is_local(game.target),
+                               distribution=getattr(game.target, "distribution", True)
+                               is not False)
         if references and game.tokenizer is None:
             raise ConfigError("Reference LMs are trained with the target's tokenizer: give "
                               "a model folder, or let the tool train the target.")
@@ -372,8 +374,10 @@ def _lm_game(ds: TextDataset, model, base_model, recipe, references: int, canari
 
 
 def _name(model) -> str:
-    """How summary.json names a model: its folder, or its type."""
-    return str(model) if isinstance(model, str | Path) else type(model).__name__
+    """How summary.json names a model: its folder, its endpoint, or its type."""
+    if isinstance(model, str | Path):
+        return str(model)
+    return getattr(model, "endpoint", None) or type(model).__name__
 
 
 def _adapter_info(model) -> dict | None:
@@ -496,6 +500,8 @@ def _describe_target(game: _LMGame, run: _LMRun, references: int) -> None:
                       "non_member_mean_nll": float(np.nanmean(nll[~m]))})
     if references:
         game.info["references"] = references
+    if callable(getattr(game.target, "stats", None)):  # an API: what was sent, no secret
+        game.info["api"] = game.target.stats()
 
 
 def _lm_entries(metrics: dict, options: dict) -> dict:
@@ -609,15 +615,19 @@ def _neighbour_nll(target, proposer, texts: list[str], n: int) -> np.ndarray:
     return out
 
 
-def _choose(names, *, reference: bool, references: int, aside: bool, local: bool):
+def _choose(names, *, reference: bool, references: int, aside: bool, local: bool,
+            distribution: bool = True):
     """The attacks to run: those asked for, or every one the inputs allow. ``aside``:
     texts set aside for the tokenizer exist (corpus frequencies; with ``local``, a local
     target that scores texts after a prefix, the non-member prefix of ReCaLL). A
     ``local`` target also scores neighbour texts, and samples continuations (SaMIA, 10
-    generations per text: only when asked for by name)."""
+    generations per text: only when asked for by name). ``distribution``: the target gives
+    the next-token distribution's statistics (an API that returns only the prompt's token
+    log-probabilities does not)."""
     asked = [str(n).strip().lower() for n in names or []]
     sampling = local and any(n.startswith("samia") for n in asked)
-    have = ({"lowercase", "distribution"} | ({"reference"} if reference else set())
+    have = ({"lowercase"} | ({"distribution"} if distribution else set())
+            | ({"reference"} if reference else set())
             | ({"frequency"} if aside else set()) | ({"prefix"} if aside and local else set())
             | ({"neighbours"} if local else set()) | ({"sampling"} if sampling else set()))
     if names is None:

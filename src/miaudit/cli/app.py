@@ -93,7 +93,8 @@ def _record(result, saved: Path, registry_url: str | None, no_registry: bool) ->
 
 def _http_target(url, members, data, label_column, id_column, n_records, seed, exposure, *,
                  explicit_exposure, model, references, auth_env, budget, batch_size,
-                 concurrency, rate_limit, cache_dir):
+                 concurrency, rate_limit, cache_dir, protocol="miaudit", protocol_input=None,
+                 protocol_output=None):
     """The endpoint as a target: the data loaded here (to probe it), the members read from
     their ID file, and the exposure detected from its answers unless one was given."""
     import numpy as np
@@ -114,7 +115,9 @@ def _http_target(url, members, data, label_column, id_column, n_records, seed, e
     endpoint = HTTPTarget(url, auth_env=auth_env, budget=budget, batch_size=batch_size,
                           concurrency=concurrency, rate_limit=rate_limit,
                           cache_dir=None if cache_dir is None else Path(cache_dir) / "http",
-                          n_classes=ds.n_classes, classes=ds.classes)
+                          n_classes=ds.n_classes, classes=ds.classes, protocol=protocol,
+                          input_name=protocol_input, output=protocol_output,
+                          columns=ds.feature_names if protocol == "mlflow" else None)
     if not explicit_exposure:
         probe = np.random.default_rng(seed).permutation(ds.n_records)[:100]
         found = detect_exposure(endpoint, ds.X[probe])
@@ -122,6 +125,9 @@ def _http_target(url, members, data, label_column, id_column, n_records, seed, e
                           f"{escape(found.explanation)}",
                           highlight=False)
         exposure = found.setting
+    if endpoint.protocol_note:
+        err_console.print(f"[bold]protocol[/] {escape(endpoint.protocol_note)}",
+                          highlight=False)
     member_ids = load_id_list(members)
     if n_records is not None:  # the members file lists the whole training set
         kept = set(map(str, ds.ids))
@@ -241,6 +247,22 @@ def run(
     target_rate_limit: Annotated[float | None, TARGET(
         help="Most requests per second."
     )] = None,
+    protocol: Annotated[str, TARGET(
+        "--protocol", help="The endpoint's wire format: miaudit ({\"instances\"} -> "
+        "{\"predictions\"}), kserve-v2 (Open Inference Protocol: KServe, Triton; --target "
+        "http://HOST:PORT/v2/models/NAME), tf-serving (--target "
+        "http://HOST:8501/v1/models/NAME) or mlflow (--target http://HOST:PORT)."
+    )] = "miaudit",
+    protocol_input: Annotated[str | None, TARGET(
+        "--protocol-input", help="kserve-v2: the input tensor's name (default: from the "
+        "model metadata, else input-0); mlflow: dataframe_split (default, the data's column "
+        "names), inputs or instances."
+    )] = None,
+    protocol_output: Annotated[str | None, TARGET(
+        "--protocol-output", help="kserve-v2: the output to read (default: the only one, "
+        "else the one named like prob or logit); tf-serving/mlflow: the field of each "
+        "prediction to read."
+    )] = None,
     attacks: opt.Attacks = None,
     exposure: opt.Exposure = DEFAULT_EXPOSURE,
     query_budget: opt.QueryBudget = None,
@@ -289,7 +311,9 @@ def run(
                 explicit_exposure=exposure != DEFAULT_EXPOSURE, model=model,
                 references=references, auth_env=target_auth_env, budget=target_budget,
                 batch_size=target_batch_size, concurrency=target_concurrency,
-                rate_limit=target_rate_limit, cache_dir=model_cache(cache_dir, no_cache)))
+                rate_limit=target_rate_limit, cache_dir=model_cache(cache_dir, no_cache),
+                protocol=protocol, protocol_input=protocol_input,
+                protocol_output=protocol_output))
         elif _is_model_file(model):
             settings.update(_model_file_target(
                 model, members, data, label_column, id_column, n_records, seed, exposure,
@@ -312,7 +336,8 @@ _OUTPUT = ("spec", "out", "overwrite", "format", "quiet", "registry", "no_regist
            "cache_dir", "no_cache", "checkpoint_seconds")
 #: Options of ``run`` that are not settings of the audit itself.
 _RUN_ONLY = (*_OUTPUT, "target", "members", "trust", "target_auth_env", "target_budget",
-             "target_batch_size", "target_concurrency", "target_rate_limit")
+             "target_batch_size", "target_concurrency", "target_rate_limit", "protocol",
+             "protocol_input", "protocol_output")
 
 
 def _audit_settings(options: dict) -> dict:
@@ -468,6 +493,23 @@ def run_lm(
         help="Local reference model folder (the 'reference' attack; default: the base "
         "model)."
     )] = None,
+    target: Annotated[str | None, typer.Option(
+        help="Base URL of an OpenAI-compatible API serving the audited model "
+        "(http://host:port/v1) whose completions return prompt log-probabilities (echo + "
+        "logprobs); needs --target-model and --member-column."
+    )] = None,
+    target_model: Annotated[str | None, typer.Option(
+        help="With --target: the served model's name.")] = None,
+    target_reference_model: Annotated[str | None, typer.Option(
+        help="With --target: a second served model, as the reference model.")] = None,
+    target_auth_env: Annotated[str | None, typer.Option(
+        help="With --target: environment variable holding the API key (never written "
+        "anywhere).")] = None,
+    target_budget: Annotated[int | None, typer.Option(
+        help="With --target: most texts sent (hard; cached texts are free).")] = None,
+    target_cache: Annotated[Path | None, typer.Option(
+        help="With --target: folder of the answer cache (a rerun sends nothing twice)."
+    )] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="Recipe parameter key=value (n_layer, n_embd, epochs, ...)."
     )] = None,
@@ -517,6 +559,11 @@ def run_lm(
     recipe = _lm_params(param)
     text_spec = None if text_column is None else (
         text_column if "," not in text_column else split_list(text_column))
+    if target is not None:
+        model, reference_model = _openai_targets(
+            target, model, target_model, target_reference_model, reference_model,
+            auth_env=target_auth_env, batch_size=batch_size, budget=target_budget,
+            cache=target_cache)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MiauditWarning)
         result = audit_lm(
@@ -536,6 +583,25 @@ def run_lm(
         return
     print_summary(result.summary(), out_console, run_dir=str(saved))
     err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
+
+
+def _openai_targets(url, model, name, reference_name, reference_model, *, auth_env,
+                    batch_size, budget, cache):
+    """The audited model (and a reference model) behind an OpenAI-compatible API."""
+    from miaudit.errors import ConfigError
+    from miaudit.targets.openai import OpenAICompletionsTarget
+
+    if model is not None:
+        raise ConfigError("Give either --model (a local folder) or --target (an API), not "
+                          "both.")
+    if not name:
+        raise ConfigError("--target needs --target-model, the served model's name.")
+
+    def api(served: str) -> OpenAICompletionsTarget:
+        return OpenAICompletionsTarget(url, served, auth_env=auth_env, batch_size=batch_size,
+                                       max_texts=budget, cache_dir=cache)
+
+    return api(name), api(reference_name) if reference_name else reference_model
 
 
 def _lm_params(pairs: list[str] | None) -> dict | None:

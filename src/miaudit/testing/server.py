@@ -47,6 +47,7 @@ from miaudit.errors import ConfigError, MiauditError
 from miaudit.signals.exposure import Exposure, apply_defence, parse_exposure
 from miaudit.targets.adapters import TorchTarget, as_target
 from miaudit.targets.outputs import ModelOutputs
+from miaudit.testing._background import BackgroundServer
 
 __all__ = ["Faults", "ModelServer", "ServerControl", "ServerStats", "load_model", "release",
            "serve_in_thread"]
@@ -196,7 +197,7 @@ def release(outputs: ModelOutputs, exposure: Exposure | str,
     return {"predictions": probs.tolist()}  # probabilities, and the defences
 
 
-class ModelServer:
+class ModelServer(BackgroundServer):
     """A model served over HTTP under one exposure, with injected faults.
 
     Parameters
@@ -246,7 +247,6 @@ class ModelServer:
         except OSError as exc:
             raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
         self._httpd.app = self
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -254,31 +254,6 @@ class ModelServer:
         host, port = self._httpd.server_address[:2]
         host = f"[{host}]" if ":" in str(host) else host
         return f"http://{host}:{port}/predict"
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until :meth:`stop` (or Ctrl-C)."""
-        self._httpd.serve_forever(poll_interval=0.1)
-
-    def start(self) -> ModelServer:
-        """Serve in a background thread."""
-        self._thread = threading.Thread(target=self.serve_forever, name="miaudit-serve",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> ModelServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # called by the handler threads
     def draw_faults(self) -> tuple[bool, str | None]:

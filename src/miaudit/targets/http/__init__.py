@@ -38,6 +38,13 @@ items elsewhere (its last key, when one of the names above, says what the items 
 callable ``response(json) -> list of items (or an (N, C) array of probabilities)`` reads
 any shape.
 
+Wire-format presets (``protocol``): ``kserve-v2`` (the Open Inference Protocol of KServe,
+Triton and MLServer: the model's ``http://HOST:PORT/v2/models/NAME``), ``tf-serving`` (the
+model's ``http://HOST:8501/v1/models/NAME``) and ``mlflow`` (``mlflow models serve``'s
+``http://HOST:PORT``) set the URL, the request body and the reading of the answer (see
+:mod:`miaudit.targets.http.protocols`); an answer that does not fit says which format it
+looks like (:func:`~miaudit.targets.http.wire.sniff_protocol`).
+
 How the answers become outputs: probability vectors whose rows do not sum to 1 (rounded
 answers) are renormalised (a row of zeros becomes uniform); a top-k answer becomes a full
 vector with the K released probabilities and the leftover mass spread evenly over the

@@ -27,6 +27,15 @@ from miaudit.errors import (
     QueryBudgetError,
 )
 from miaudit.targets.http.cache import CACHE_CHECK_ROWS, CACHE_FORMAT, AnswerCache, same_answer
+from miaudit.targets.http.protocols import (
+    MLFLOW_INPUTS,
+    answer_body,
+    check_protocol,
+    guess_from_url,
+    kserve_input,
+    protocol_urls,
+    request_body,
+)
 from miaudit.targets.http.retries import (
     RetryableFailure,
     TokenBucket,
@@ -122,6 +131,24 @@ class HTTPTarget:
         (default: ``len(classes)``, else the largest label seen + 1).
     classes : sequence of str, optional
         Class names, to read labels given as names (in index order).
+    protocol : {"miaudit", "kserve-v2", "tf-serving", "mlflow"}, default "miaudit"
+        The wire format (see :mod:`miaudit.targets.http.protocols`): ``miaudit`` posts to
+        ``url`` as set by ``request``/``response``; ``kserve-v2`` (Open Inference Protocol:
+        KServe, Triton, MLServer) takes the model's ``http://HOST:PORT/v2/models/NAME``
+        (or its ``/infer`` URL); ``tf-serving`` the model's ``http://HOST:8501/v1/models/NAME``
+        (or its ``:predict`` URL); ``mlflow`` the server's ``http://HOST:PORT`` (or its
+        ``/invocations`` URL). The other presets refuse ``request``/``response``.
+    input_name : str, optional
+        ``kserve-v2``: the input tensor's name (default: ``inputs[0]`` of the model's
+        metadata, ``GET /v2/models/NAME``, else ``"input-0"``; its datatype likewise, else
+        ``FP32``). ``mlflow``: the body's form, ``"dataframe_split"`` (default: columns
+        ``columns`` or ``"0"`` .. ``"D-1"``), ``"inputs"`` or ``"instances"`` (one tensor).
+    output : str, optional
+        ``kserve-v2``: the output to read (default: the only one, else the one whose name
+        holds ``prob``, then ``logit``; :attr:`protocol_note` says which was read).
+        ``tf-serving``/``mlflow``: the field of each prediction object to read.
+    columns : sequence of str, optional
+        ``mlflow``: the column names of a ``dataframe_split`` body.
 
     Attributes
     ----------
@@ -138,6 +165,8 @@ class HTTPTarget:
         ``timeout``): nothing was sent, so they are not requests and their rows not queries.
     answer_form : str or None
         What the last answers were: ``probabilities``, ``logits``, ``top-k`` or ``label``.
+    protocol_note : str or None
+        With a preset protocol: the input and output read (e.g. which ``kserve-v2`` output).
 
     Examples
     --------
@@ -170,6 +199,10 @@ class HTTPTarget:
         cache_dir: str | os.PathLike | None = None,
         n_classes: int | None = None,
         classes: Sequence[str] | None = None,
+        protocol: str = "miaudit",
+        input_name: str | None = None,
+        output: str | None = None,
+        columns: Sequence[str] | None = None,
     ) -> None:
         check_settings(url, batch_size=batch_size, concurrency=concurrency,
                        retries=retries, budget=budget, timeout=timeout,
@@ -180,7 +213,24 @@ class HTTPTarget:
             n_classes = len(self.classes)
         if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
             raise ConfigError(f"n_classes must be an integer >= 2, got {n_classes!r}.")
-        self._url = str(url)
+        self.protocol = check_protocol(protocol)
+        if protocol != "miaudit" and (request != "instances" or response is not None):
+            raise ConfigError(f"protocol={protocol!r} sets the request and response format; "
+                              "leave request= and response= out (or use protocol='miaudit').")
+        if protocol == "mlflow" and input_name is not None and input_name not in MLFLOW_INPUTS:
+            raise ConfigError(f"With protocol mlflow the input form is one of "
+                              f"{', '.join(MLFLOW_INPUTS)}, got {input_name!r}.")
+        if protocol == "miaudit" and (input_name, output, columns) != (None, None, None):
+            raise ConfigError("input_name, output and columns go with protocol= kserve-v2, "
+                              "tf-serving or mlflow.")
+        self._url, self._metadata_url = protocol_urls(protocol, str(url))
+        self.input_name = input_name
+        self.output = output
+        self.columns = None if columns is None else tuple(str(c) for c in columns)
+        self._datatype = "FP32"
+        self._input_resolved = protocol != "kserve-v2" or input_name is not None
+        self._input_note: str | None = None
+        self.protocol_note: str | None = None
         self.endpoint = public_url(self._url)
         self.request = request
         self.response = response
@@ -466,8 +516,40 @@ class HTTPTarget:
             if count is not None:
                 count.queries += n
 
+    def _kserve_input(self) -> None:
+        """The input tensor's name and datatype from the model metadata (once), else
+        ``input-0`` / ``FP32``; the metadata request is neither a query nor counted."""
+        with self._lock:
+            if self._input_resolved:
+                return
+            found, why = None, "no metadata endpoint"
+            secret = self._secret()
+            try:
+                resp = self._http().get(self._metadata_url or "",
+                                        headers={self.auth_header: secret} if secret else None)
+                if resp.status_code == 200:
+                    found = kserve_input(resp.json())
+                    why = "the metadata names no input" if found is None else ""
+                else:
+                    why = f"the metadata endpoint answered HTTP {resp.status_code}"
+            except Exception as exc:  # any failure: fall back to the default name
+                why = f"the metadata endpoint could not be read ({type(exc).__name__})"
+            if found is not None:
+                self.input_name, self._datatype = found
+                self._input_note = (f"the input {self.input_name!r} ({self._datatype}, from "
+                                    "the model metadata)")
+            else:
+                self.input_name = "input-0"
+                self._input_note = f"the input 'input-0' (FP32; {why})"
+            self._input_resolved = True
+
     def _body(self, rows: np.ndarray) -> bytes:
-        if callable(self.request):
+        if self.protocol != "miaudit":
+            if not self._input_resolved:
+                self._kserve_input()
+            payload = request_body(self.protocol, rows, input_name=self.input_name,
+                                   datatype=self._datatype, columns=self.columns)
+        elif callable(self.request):
             payload = self.request(rows)
         else:
             payload = nest(self.request, rows.tolist())
@@ -485,6 +567,8 @@ class HTTPTarget:
             h = hashlib.sha256(f"miaudit-http-endpoint {CACHE_FORMAT}\n".encode())
             for part in (self._url, self._secret() or "", repr(self.response)):
                 h.update(part.encode() + b"\n")
+            if self.protocol != "miaudit":  # the default's identity stays as it was
+                h.update(f"{self.protocol} {self.output!r}\n".encode())
             self._identity = h.hexdigest()
         return self._identity
 
@@ -641,9 +725,12 @@ class HTTPTarget:
         message = server_message(resp)
         problem = f"HTTP {status} {resp.reason_phrase}" + (f": {message}" if message else "")
         if status not in (408, 429) and status < 500:
+            guess = guess_from_url(self._url)
+            other = (f" (the URL looks like a {guess} endpoint: add --protocol {guess})"
+                     if guess not in (None, self.protocol, "tf-serving") else "")
             raise ConfigError(self._redact(
                 f"The endpoint {self.endpoint} refused the request with {problem}"
-                + hint(status)))
+                + hint(status) + other))
         wait_s = retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
         raise RetryableFailure(problem, wait_s)
 
@@ -661,6 +748,11 @@ class HTTPTarget:
             raise RetryableFailure(f"HTTP {status} with a body that is not JSON",
                                    error=error) from None
         try:
+            if self.protocol != "miaudit":
+                data, note = answer_body(self.protocol, data, n_rows, self.endpoint,
+                                         self.output)
+                notes = [n for n in (self._input_note, note and f"read {note}") if n]
+                self.protocol_note = f"{self.protocol}: " + "; ".join(notes) if notes else None
             return read_items(data, self.response, n_rows, self.endpoint)
         except OutputError as exc:
             raise RetryableFailure(f"HTTP {status} with an answer that cannot be read",

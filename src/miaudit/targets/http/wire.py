@@ -84,7 +84,8 @@ def read_items(data: Any, response, n_rows: int, endpoint: str) -> list[list]:
         if not isinstance(data, dict):
             raise OutputError(f"{where} answered a JSON {type(data).__name__}; expected an "
                               "object with 'predictions' (or probabilities, logits, top_k, "
-                              "labels); pass response= for other shapes.")
+                              "labels); pass response= for other shapes"
+                              f"{protocol_hint(data, 'miaudit')}.")
         for key, code in _BATCH_KEYS:
             if key in data:
                 items, hint = data[key], code
@@ -92,7 +93,8 @@ def read_items(data: Any, response, n_rows: int, endpoint: str) -> list[list]:
         else:
             raise OutputError(f"{where}'s answer has none of the keys predictions, "
                               f"probabilities, logits, top_k, labels (found: "
-                              f"{sorted(data)[:10]}); pass response= to read it.")
+                              f"{sorted(data)[:10]}); pass response= to read it"
+                              f"{protocol_hint(data, 'miaudit')}.")
     if not isinstance(items, list):
         raise OutputError(f"{where}: expected a list with one answer per record, got "
                           f"{type(items).__name__}.")
@@ -100,6 +102,54 @@ def read_items(data: Any, response, n_rows: int, endpoint: str) -> list[list]:
         raise OutputError(f"{where} returned {len(items)} answers for {n_rows} records; it "
                           "must answer every record of a batch, in order.")
     return [_read_item(item, hint, where) for item in items]
+
+
+def sniff_protocol(body: Any) -> str | None:
+    """The wire format an answer body looks like: ``kserve-v2`` (``{"outputs": [{"name",
+    "shape", "datatype", "data"}]}``, the Open Inference Protocol), ``tf-serving`` (its
+    columnar ``{"outputs": ...}``), ``mlflow`` (a bare list, as MLflow 1.x answers),
+    ``miaudit`` (``{"predictions": ...}`` or another default key, which TF Serving and MLflow
+    answer alike), or None.
+
+    >>> sniff_protocol({"model_name": "m", "outputs": [{"name": "p", "shape": [1, 2],
+    ...                 "datatype": "FP32", "data": [0.4, 0.6]}]})
+    'kserve-v2'
+    >>> sniff_protocol({"predictions": [[0.4, 0.6]]}), sniff_protocol({"error": "x"})
+    ('miaudit', None)
+    """
+    if isinstance(body, list):
+        return "mlflow"
+    if not isinstance(body, dict):
+        return None
+    outputs = body.get("outputs")
+    if (isinstance(outputs, list) and outputs
+            and all(isinstance(o, dict) and "data" in o for o in outputs)):
+        return "kserve-v2"
+    if "outputs" in body:
+        return "tf-serving"
+    if any(key in body for key, _ in _BATCH_KEYS):
+        return "miaudit"
+    return None
+
+
+_LOOKS_LIKE = {
+    "kserve-v2": "the Open Inference Protocol (kserve-v2)",
+    "tf-serving": "TensorFlow Serving's columnar format (tf-serving)",
+    "mlflow": "an MLflow answer (a bare list)",
+    "miaudit": "{\"predictions\": ...} (miaudit, tf-serving or mlflow: they read alike)",
+}
+
+
+def protocol_hint(body: Any, using: str) -> str:
+    """``": this answer looks like ...: add --protocol P"`` when ``body`` looks like another
+    wire format than ``using``, else ``""``."""
+    found = sniff_protocol(body)
+    if found is None or found == using or (found == "miaudit"
+                                           and using in ("tf-serving", "mlflow")):
+        return ""
+    fix = ("--protocol miaudit, tf-serving or mlflow" if found == "miaudit"
+           else f"--protocol {found} (protocol={found!r})")
+    return f": this answer looks like {_LOOKS_LIKE[found]}; use {fix}"
 
 
 def _read_item(item: Any, hint: str | None, where: str) -> list:
