@@ -22,7 +22,6 @@ from miaudit.audits.extraction import (
     compare_groups,
     extraction_test,
     extraction_verdict,
-    holm,
     match_run,
     token_edit_distance,
 )
@@ -34,6 +33,7 @@ from miaudit.errors import (
     UndefinedMetricWarning,
 )
 from miaudit.metrics import evaluate
+from miaudit.metrics.multiple_testing import holm
 from miaudit.report.terminal import extraction_lines, print_summary
 from miaudit.targets.decoding import greedy_continuations
 

@@ -28,7 +28,8 @@ from miaudit.governance.forget import (
     retrained_verdict,
     verify_forget,
 )
-from miaudit.governance.ulira import _p_values, benjamini_hochberg, ulira_figures, ulira_scores
+from miaudit.governance.ulira import _p_values, ulira_figures, ulira_scores
+from miaudit.metrics.multiple_testing import benjamini_hochberg
 from miaudit.metrics.roc import auc_delong, compare_aucs, paired_auc_covariance
 
 runner = CliRunner()

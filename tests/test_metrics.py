@@ -717,3 +717,24 @@ def test_docstring_examples_run(module):
         result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+def test_multiple_testing_against_their_definitions():
+    from miaudit.metrics import benjamini_hochberg, holm
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n = int(rng.integers(1, 12))
+        p = rng.random(n) ** rng.uniform(0.3, 4)
+        for alpha in (0.01, 0.05, 0.2):
+            # BH: reject the k smallest, k the largest with p_(k) <= k alpha / n
+            ranks = np.argsort(p, kind="stable")
+            k = max([i + 1 for i in range(n) if p[ranks[i]] <= (i + 1) * alpha / n],
+                    default=0)
+            want = np.zeros(n, dtype=bool)
+            want[ranks[:k]] = True
+            np.testing.assert_array_equal(benjamini_hochberg(p, alpha), want)
+            # Holm: step down while p_(i) <= alpha / (n - i)
+            got = holm({str(i): float(v) for i, v in enumerate(p)}, alpha)
+            stop = next((i for i in range(n) if p[ranks[i]] > alpha / (n - i)), n)
+            assert [got[str(j)] for j in range(n)] == [j in set(ranks[:stop]) for j in range(n)]

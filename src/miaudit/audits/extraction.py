@@ -63,6 +63,7 @@ import numpy as np
 
 from miaudit.errors import ConfigError, DataError, MembershipError, UndefinedMetricWarning
 from miaudit.metrics.binomial import clopper_pearson
+from miaudit.metrics.multiple_testing import holm
 from miaudit.targets.decoding import greedy_continuations, text_hashes
 
 __all__ = [
@@ -70,7 +71,6 @@ __all__ = [
     "compare_groups",
     "extraction_test",
     "extraction_verdict",
-    "holm",
     "match_run",
     "token_edit_distance",
 ]
@@ -184,17 +184,6 @@ def compare_groups(k_members: int, n_members: int, k_non_members: int, n_non_mem
         out.update(difference=k_members / n_members - k_non_members / n_non_members,
                    difference_ci=[lo_m - hi_n, hi_m - lo_n], p_value=min(1.0, float(p)))
     return out
-
-
-def holm(p_values: dict[str, float], alpha: float) -> dict[str, bool]:
-    """Which hypotheses Holm's step-down procedure rejects at family-wise level ``alpha``."""
-    order = sorted(p_values, key=lambda key: p_values[key])
-    rejected = {key: False for key in p_values}
-    for i, key in enumerate(order):
-        if p_values[key] > alpha / (len(order) - i):
-            break
-        rejected[key] = True
-    return rejected
 
 
 def _pct(x: float | None) -> str:

@@ -42,11 +42,11 @@ from scipy import stats
 from miaudit.attacks.lira import GLOBAL_VARIANCE_BELOW, gaussian_log_ratio
 from miaudit.attacks.reference_signals import gaussian_fit
 from miaudit.metrics.binomial import _beta_interval
+from miaudit.metrics.multiple_testing import benjamini_hochberg
 from miaudit.metrics.roc import auc_with_ci
 
 __all__ = [
     "ULiraFigures",
-    "benjamini_hochberg",
     "ulira_figures",
     "ulira_scores",
 ]
@@ -147,27 +147,6 @@ def ulira_scores(phi: np.ndarray, phi_unlearned: np.ndarray, unlearned_mask: np.
     scale = s_r * np.sqrt(n_r / (n_r + 1))
     dist = stats.t(df=np.maximum(n_r - 1, 1)) if per_example else stats.norm()
     return llr, _p_values(phi, mu_u, s_u, m, s_r, scale, dist)
-
-
-def benjamini_hochberg(p_values: np.ndarray, alpha: float = 0.05) -> np.ndarray:
-    """Which hypotheses the Benjamini-Hochberg procedure rejects at false discovery rate
-    ``alpha``: the ``k`` smallest p-values, ``k`` the largest with ``p_(k) <= k alpha / n``.
-
-    Benjamini & Hochberg (1995), JRSS B 57(1).
-
-    Examples
-    --------
-    >>> benjamini_hochberg(np.array([0.001, 0.02, 0.04, 0.9]), 0.05).tolist()
-    [True, True, False, False]
-    """
-    p = np.asarray(p_values, dtype=np.float64)
-    n = len(p)
-    order = np.argsort(p, kind="stable")
-    ok = np.flatnonzero(p[order] <= alpha * np.arange(1, n + 1) / n)
-    out = np.zeros(n, dtype=bool)
-    if ok.size:
-        out[order[: ok[-1] + 1]] = True
-    return out
 
 
 @dataclass(frozen=True, eq=False)

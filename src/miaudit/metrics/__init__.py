@@ -8,6 +8,7 @@ measured on the sample are None with a reason, and emit
 
 from miaudit.metrics.binomial import clopper_pearson
 from miaudit.metrics.evaluate import AttackMetrics, evaluate
+from miaudit.metrics.multiple_testing import benjamini_hochberg, holm
 from miaudit.metrics.privacy import EpsilonBound
 from miaudit.metrics.roc import (
     AUC_INTERVAL,
@@ -44,9 +45,11 @@ __all__ = [
     "auc_delong",
     "auc_with_ci",
     "balanced_accuracy",
+    "benjamini_hochberg",
     "clopper_pearson",
     "compare_aucs",
     "evaluate",
+    "holm",
     "needed_non_members",
     "paired_auc_covariance",
     "ppv",
