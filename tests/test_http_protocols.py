@@ -283,3 +283,18 @@ def test_cli_run_with_a_protocol(tmp_path, ds, members, clf):
                                    str(ids), "--out", str(tmp_path / "r2"), "--no-cache",
                                    "--no-registry"])
     assert res.exit_code != 0 and "/v2/models/NAME" in res.output
+
+
+def test_cli_refuses_endpoint_options_without_an_endpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from miaudit.cli import app
+
+    res = CliRunner().invoke(app, ["run", "--data", "wine", "--protocol", "kserve-v2",
+                                   "--out", str(tmp_path / "a"), "--no-registry"])
+    assert res.exit_code != 0 and "--target URL" in res.output
+    assert not (tmp_path / "a").exists()  # refused before any training
+    res = CliRunner().invoke(app, ["run", "--data", "wine", "--target",
+                                   "http://127.0.0.1:9/predict", "--members", "m.txt",
+                                   "--trust", "x.Y", "--out", str(tmp_path / "b")])
+    assert res.exit_code != 0 and "--trust is for a .skops" in res.output

@@ -171,6 +171,18 @@ def _model_file_target(path, members, data, label_column, id_column, n_records, 
             "n_records": None, "reference_recipe": DEFAULT_RECIPE}
 
 
+def _check_target_options(target, protocol, protocol_input, protocol_output, trust) -> None:
+    """Options that only mean something with --target, or without it, refused otherwise."""
+    from miaudit.errors import ConfigError
+
+    if target is None and (protocol != "miaudit" or protocol_input or protocol_output):
+        raise ConfigError("--protocol, --protocol-input and --protocol-output are for an "
+                          "endpoint (--target URL).")
+    if target is not None and trust:
+        raise ConfigError("--trust is for a .skops model file (--model model.skops), not an "
+                          "endpoint (--target).")
+
+
 def _is_model_file(model: str) -> bool:
     from miaudit.targets.files import MODEL_FILE_SUFFIXES
 
@@ -302,6 +314,7 @@ def run(
         settings = _audit_settings(options)
         out_dir = out or default_out(data if outputs is None else str(outputs),
                                      Path(model).name)
+        _check_target_options(target, protocol, protocol_input, protocol_output, trust)
         if target is not None:
             from miaudit.results.result import check_out_dir
 
