@@ -119,37 +119,16 @@ def test_sampler_draws_from_the_tempered_top_k_softmax():
 # --------------------------------------------------------------------------- language models
 
 
-TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "n_positions": 16, "vocab_size": 400,
-        "epochs": 60, "batch_size": 4, "lr": 3e-3, "block_size": 16}
-
-
 @pytest.fixture(scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster on a loaded machine)."""
-    torch = pytest.importorskip("torch")
+def lm(memorised_lm):
+    """The shared tiny GPT-2 with 12 memorised members (conftest.py), queried on one torch
+    thread here (tiny models run fastest so, and far faster on a loaded machine)."""
+    import torch
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    yield memorised_lm
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def lm(one_thread):
-    """A tokenizer with whole-word tokens, 12 members memorised (60 epochs), 48 non-members."""
-    pytest.importorskip("transformers")
-    from miaudit.targets.lm import CausalLMTarget
-    from miaudit.training.lm import LMRecipe, build_lm, finetune_lm, train_tokenizer
-
-    texts = _texts(60)
-    member = np.arange(60) < 12
-    tokenizer = train_tokenizer(texts, vocab_size=400)
-    recipe = LMRecipe(**TINY)
-    model = finetune_lm(recipe, tokenizer, [t for t, m in zip(texts, member, strict=True) if m],
-                        seed=0)
-    return types.SimpleNamespace(
-        texts=texts, member=member, tokenizer=tokenizer, recipe=recipe,
-        target=CausalLMTarget(model, tokenizer, batch_size=5),
-        untrained=CausalLMTarget(build_lm(recipe, tokenizer, seed=1), tokenizer))
 
 
 def _sample(target, texts, **kwargs):
