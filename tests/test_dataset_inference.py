@@ -265,7 +265,7 @@ def test_overlap_and_duplicates_are_dropped_with_counts():
     ([*_texts(30, 8)[:29], " "], _texts(30, 9), "'suspect' text 29 is empty"),
     (_texts(30, 8), [*_texts(29, 9), 3], "'validation' must hold strings only; text 29"),
     ("one text", _texts(30, 9), "got one string"),
-    (None, _texts(30, 9), "must be a list of texts, got NoneType"),
+    (None, _texts(30, 9), "must be a list of strings, got NoneType"),
 ])
 def test_bad_texts(suspect, validation, match):
     with warnings.catch_warnings():

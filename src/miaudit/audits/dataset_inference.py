@@ -82,7 +82,7 @@ from miaudit.attacks.lm import (
 )
 from miaudit.errors import ConfigError, DataError, DataWarning, DegenerateResultWarning
 from miaudit.metrics import auc_with_ci
-from miaudit.targets.lm import CausalLMTarget
+from miaudit.targets.lm import CausalLMTarget, _check_texts
 
 __all__ = [
     "DEFAULT_KS",
@@ -416,19 +416,10 @@ def text_statistics(texts: list[str]) -> tuple[list[str], np.ndarray]:
 
 
 def _clean_texts(texts: Any, name: str) -> list[str]:
-    """A list of non-empty strings, or a one-line DataError naming the set and the text."""
-    if isinstance(texts, str | bytes):
-        raise DataError(f"'{name}' must be a list of texts, got one string; wrap it in a "
-                        "list or load a file with miaudit.data.load_texts.")
-    try:
-        out = list(texts)
-    except TypeError:
-        raise DataError(f"'{name}' must be a list of texts, got "
-                        f"{type(texts).__name__}.") from None
+    """``texts`` as a list of non-empty strings (:func:`miaudit.targets.lm._check_texts`
+    checks the list), or a one-line error."""
+    out = _check_texts(texts, name)
     for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise DataError(f"'{name}' must hold strings only; text {i} is "
-                            f"{type(t).__name__} ({t!r:.40}).")
         if not t.strip():
             raise DataError(f"'{name}' text {i} is empty (or only white space); remove "
                             "empty texts: they give the model nothing to score.")

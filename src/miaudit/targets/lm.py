@@ -167,7 +167,7 @@ def _check_texts(texts: object, name: str = "texts") -> list[str]:
                         f"{type(texts).__name__}.") from None
     for i, t in enumerate(out):
         if not isinstance(t, str):
-            raise DataError(f"'{name}' must hold strings only; item {i} is "
+            raise DataError(f"'{name}' must hold strings only; text {i} is "
                             f"{type(t).__name__} ({t!r:.40}).")
     return out
 

@@ -23,9 +23,7 @@ tokens only, as hosted chat-era models do) or ``"refuse"`` (400 for ``echo`` wit
 
 from __future__ import annotations
 
-import hmac
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,18 +96,9 @@ class OpenAICompletionsServer(BackgroundServer):
         self.max_batch = max_batch
         self.fail_first = fail_first
         self.stats = OpenAIServerStats()
-        self._expected = None
-        if api_key_env is not None:
-            self._expected = os.environ.get(api_key_env)
-            if not self._expected:
-                raise ConfigError(f"The environment variable {api_key_env} (api_key_env) is "
-                                  "not set or empty.")
         self._model_lock = threading.Lock()  # one forward pass at a time
-        try:
-            self._httpd = _Server((host, port), _Handler)
-        except OSError as exc:
-            raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
-        self._httpd.app = self
+        self._listen(_Server, _Handler, host, port, secret_env=api_key_env,
+                     option="api_key_env")
 
     @property
     def base_url(self) -> str:
@@ -118,10 +107,7 @@ class OpenAICompletionsServer(BackgroundServer):
         return f"http://{host}:{port}/v1"
 
     def authorized(self, header: str | None) -> bool:
-        if self._expected is None:
-            return True
-        want = f"Bearer {self._expected}"
-        return header is not None and hmac.compare_digest(header.encode(), want.encode())
+        return self._matches_secret(header, prefix="Bearer ")
 
     # ------------------------------------------------------------------ the protocol
 

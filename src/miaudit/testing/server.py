@@ -27,10 +27,8 @@ when ``auth_env`` is set and the header does not match, 404 for another path.
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
-import os
 import socket
 import sys
 import threading
@@ -233,20 +231,11 @@ class ModelServer(BackgroundServer):
         self.n_features = n_features
         self.verbose = verbose
         self.stats = ServerStats()
-        self._expected = None
-        if auth_env is not None:
-            self._expected = os.environ.get(auth_env)
-            if not self._expected:
-                raise ConfigError(f"The environment variable {auth_env} (auth-env) is not set "
-                                  "or empty.")
         self._fault_rng = np.random.default_rng(self.faults.seed)
         self._noise_rng = np.random.default_rng([self.faults.seed, 1])
         self._rng_lock = threading.Lock()
-        try:
-            self._httpd = _Server((host, port), _Handler)
-        except OSError as exc:
-            raise ConfigError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
-        self._httpd.app = self
+        self._listen(_Server, _Handler, host, port, secret_env=auth_env,
+                     option="auth-env")
 
     @property
     def url(self) -> str:
@@ -273,10 +262,7 @@ class ModelServer(BackgroundServer):
         return slow, None
 
     def authorized(self, value: str | None) -> bool:
-        if self._expected is None:
-            return True
-        return value is not None and hmac.compare_digest(value.encode(),
-                                                         self._expected.encode())
+        return self._matches_secret(value)
 
     def predict(self, X: np.ndarray) -> dict:
         outputs = self.target.outputs(X)
