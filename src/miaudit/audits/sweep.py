@@ -453,13 +453,7 @@ def audit_one_run(
                           f"records but two), got {canaries}.")
     if mislabel and n_classes < 2:
         raise ConfigError("Mislabelled canaries need at least two classes.")
-    audit_delta = recipe.dp_delta if delta is None else float(delta)
-    if recipe.dp and audit_delta < recipe.dp_delta:
-        raise ConfigError(f"delta={audit_delta:g} is below the recipe's dp_delta="
-                          f"{recipe.dp_delta:g}: the accountant's epsilon holds at dp_delta, "
-                          "so compare at a delta >= dp_delta.")
-    kp = default_guesses(canaries) if k_pos is None else k_pos
-    kn = default_guesses(canaries) if k_neg is None else k_neg
+    audit_delta, kp, kn = _one_run_settings(recipe, delta, canaries, k_pos, k_neg)
     c = _draw_canaries(pool, n_classes, canaries, mislabel, seed)
     X_train = np.concatenate([pool.X[c.base], pool.X[c.idx][c.included]])
     y_train = np.concatenate([pool.y[c.base], c.labels[c.included]])
@@ -500,6 +494,20 @@ def audit_one_run(
     if exceeds:
         warnings.warn(f"!!! {result.flag.upper()} !!!", MiauditWarning, stacklevel=2)
     return result
+
+
+def _one_run_settings(recipe: Recipe, delta, canaries: int, k_pos, k_neg):
+    """The delta of a one-run bound (default the recipe's ``dp_delta``; a smaller one is
+    refused with DP-SGD, whose accountant states epsilon at ``dp_delta``) and the guesses
+    on each side (default a tenth of the canaries each)."""
+    audit_delta = recipe.dp_delta if delta is None else float(delta)
+    if recipe.dp and audit_delta < recipe.dp_delta:
+        raise ConfigError(f"delta={audit_delta:g} is below the recipe's dp_delta="
+                          f"{recipe.dp_delta:g}: the accountant's epsilon holds at dp_delta, "
+                          "so compare at a delta >= dp_delta.")
+    kp = default_guesses(canaries) if k_pos is None else k_pos
+    kn = default_guesses(canaries) if k_neg is None else k_neg
+    return audit_delta, kp, kn
 
 
 def _one_run_recipe(model: str | Recipe, model_params) -> Recipe:

@@ -50,7 +50,6 @@ from miaudit.data import Dataset, load_dataset
 from miaudit.errors import ConfigError, MiauditWarning
 from miaudit.metrics.one_run import (
     OneRunBound,
-    default_guesses,
     one_run_audit,
     one_run_epsilon,
 )
@@ -259,7 +258,7 @@ def audit_one_run_white_box(
     (20, False)
     """
     from miaudit.audits.classification import _check_device
-    from miaudit.audits.sweep import _one_run_recipe
+    from miaudit.audits.sweep import _one_run_recipe, _one_run_settings
     from miaudit.training.dp_canaries import (
         CANARY_KINDS,
         train_with_gradient_canaries,
@@ -278,13 +277,7 @@ def audit_one_run_white_box(
                           "dp_noise_multiplier); without noise use score 'sum'.")
     if canaries < 2:
         raise ConfigError(f"canaries must be at least 2, got {canaries}.")
-    audit_delta = recipe.dp_delta if delta is None else float(delta)
-    if recipe.dp and audit_delta < recipe.dp_delta:
-        raise ConfigError(f"delta={audit_delta:g} is below the recipe's dp_delta="
-                          f"{recipe.dp_delta:g}: the accountant's epsilon holds at dp_delta, "
-                          "so compare at a delta >= dp_delta.")
-    kp = default_guesses(canaries) if k_pos is None else k_pos
-    kn = default_guesses(canaries) if k_neg is None else k_neg
+    audit_delta, kp, kn = _one_run_settings(recipe, delta, canaries, k_pos, k_neg)
     if not isinstance(data, Dataset):
         data = load_dataset(data, label_column=label_column, id_column=id_column,
                             n_records=n_records, seed=seed)
