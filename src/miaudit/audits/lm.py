@@ -401,7 +401,7 @@ def _reference_recipe(lm, recipe, base, adapter: dict | None):
     as the target was (a LoRA adapter of the same rank and scale, or every weight) unless
     the recipe says otherwise, in blocks no longer than the base's context; from scratch
     without a base."""
-    given = dict(recipe) if isinstance(recipe, dict) else None
+    given = recipe if isinstance(recipe, dict) else {}  # what the user set explicitly
     recipe_obj = _recipe(lm, recipe)
     if base is None:
         if recipe_obj.finetune != "none":
@@ -413,7 +413,6 @@ def _reference_recipe(lm, recipe, base, adapter: dict | None):
                           "local folder (or a CausalLMTarget), not a scoring object.")
     if isinstance(recipe, lm.LMRecipe):
         return recipe_obj
-    given = given or {}
     context = _context_size(base.model)
     if "block_size" not in given and context is not None and context < recipe_obj.block_size:
         recipe_obj = dataclasses.replace(recipe_obj, block_size=context)
