@@ -32,7 +32,7 @@ from miaudit.attacks.lm import LM_ATTACKS, LMAttackInput, lira_text, resolve_lm_
 from miaudit.audits.verdict import audit_verdict
 from miaudit.data import TextDataset, load_texts, set_aside_texts, split_texts
 from miaudit.data.overlap import ngram_overlap
-from miaudit.defaults import DEFAULT_FPRS
+from miaudit.defaults import DEFAULT_FPRS, default_cache_dir
 from miaudit.errors import (
     ConfigError,
     DataError,
@@ -53,6 +53,7 @@ from miaudit.targets.lm import (
     corpus_token_frequency,
 )
 from miaudit.targets.sampling import sample_continuations
+from miaudit.training.cache import ModelCache
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
 CANARY_REPETITIONS = (1, 2, 4, 8, 16)
@@ -96,6 +97,8 @@ def audit_lm(
     max_length: int | None = None,
     stride: int | None = None,
     progress: bool = False,
+    cache: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> AuditResult:
     """Audit a causal language model for membership-inference leakage.
 
@@ -162,6 +165,11 @@ def audit_lm(
     blind : bool, default True
         Fit the model-free blind baseline (Duan et al. 2024; Das et al. 2024); the summary
         warns loudly when it comes close to the attacks.
+    cache : bool, default True
+        Keep every LM this audit trains (target, base, references) in the model cache
+        (``cache_dir``, default ``$MIAUDIT_CACHE`` or ``~/.cache/miaudit``), and reuse the
+        stored weights on a re-run with the same recipe, tokenizer, texts and seed
+        (:mod:`miaudit.training.lm_cache`): same numbers, no training.
 
     Returns
     -------
@@ -185,13 +193,15 @@ def audit_lm(
         raise ConfigError(f"dc_pdd_cap must be a number > 0, got {dc_pdd_cap!r}.")
     querying = {"device": device, "progress": progress, "batch_size": batch_size,
                 "max_length": max_length, "stride": stride}
+    trained = None if not cache else ModelCache(
+        default_cache_dir() if cache_dir is None else cache_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = data if isinstance(data, TextDataset) else load_texts(
             data, text_column=text_column, id_column=id_column, member_column=member_column,
             n_records=n_records, seed=seed)
         game = _lm_game(loaded, model, base_model, recipe, references, canaries, seed,
-                        querying)
+                        querying, trained)
         overlap = ngram_overlap(game.texts, game.is_member)
         if message := overlap.warning():
             warnings.warn(message, MiauditWarning, stacklevel=2)
@@ -214,7 +224,7 @@ def audit_lm(
                               "a model folder, or let the tool train the target.")
         options = {"min-k": {"k": k}, "min-k++": {"k": k}, "dc-pdd": {"a": dc_pdd_cap}}
         run = _lm_scores(game, ref_target, chosen, lira, options, references, seed, querying,
-                         n_neighbours=neighbours)
+                         n_neighbours=neighbours, cache=trained)
         measure = {"fprs": tuple(fprs), "alpha": alpha, "prior": prior, "delta": delta,
                    "seed": seed}
         metrics = {name: evaluate(s, game.is_member, **measure)
@@ -330,7 +340,7 @@ class _LMRun:
 
 
 def _lm_game(ds: TextDataset, model, base_model, recipe, references: int, canaries: int,
-             seed: int, querying: dict) -> _LMGame:
+             seed: int, querying: dict, cache: ModelCache | None = None) -> _LMGame:
     """Train the target on the members (``model`` None) or load the given one."""
     lm = _lm_module()
     if model is None:
@@ -343,7 +353,8 @@ def _lm_game(ds: TextDataset, model, base_model, recipe, references: int, canari
         is_member = _membership(ds, True, seed)
         texts = list(ds.texts)
         target, tokenizer, base, canary_set = _train_target(
-            lm, recipe_obj, tokenizer_ds.texts, texts, is_member, canaries, seed, **querying)
+            lm, recipe_obj, tokenizer_ds.texts, texts, is_member, canaries, seed, cache=cache,
+            **querying)
         info = {"model": "gpt2 recipe", "recipe": recipe_obj.to_dict(),
                 "description": recipe_obj.describe(), "seed": seed,
                 "tokenizer": _tokenizer_info(lm, tokenizer, tokenizer_ds, seed)}
@@ -439,7 +450,8 @@ def recall_prefix(aside: TextDataset, seed: int) -> str:
 
 
 def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options: dict,
-               references: int, seed: int, querying: dict, n_neighbours: int = 10) -> _LMRun:
+               references: int, seed: int, querying: dict, n_neighbours: int = 10,
+               cache: ModelCache | None = None) -> _LMRun:
     """The chosen attacks' scores, and text LiRA's against reference LMs trained here."""
     texts = game.texts
     scores_target = game.target.token_scores(texts)
@@ -451,15 +463,16 @@ def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options
                     "the reference model" if local_ref else "the target")
         neighbour_nll = _neighbour_nll(game.target, ref_target if local_ref else game.target,
                                        texts, n_neighbours)
+    nll_only = _nll_only(game.target)  # only Min-K%++ reads the distribution, the target's
     inputs = LMAttackInput(
         texts, scores_target,
-        lowercase=game.target.token_scores([t.lower() for t in texts])
+        lowercase=nll_only.token_scores([t.lower() for t in texts])
         if "lowercase" in need else None,
-        reference=ref_target.token_scores(texts) if ref_target is not None else None,
+        reference=_nll_only(ref_target).token_scores(texts) if ref_target is not None
+        else None,
         token_frequency=corpus_token_frequency(game.tokenizer, list(game.tokenizer_ds.texts))
         if "frequency" in need else None,
-        conditioned=game.target.token_scores(texts, prefix=recall_prefix(game.tokenizer_ds,
-                                                                         seed))
+        conditioned=nll_only.token_scores(texts, prefix=recall_prefix(game.tokenizer_ds, seed))
         if "prefix" in need else None,
         neighbours=neighbour_nll if proposer else None,
         samples=sample_continuations(game.target, texts, seed=seed)
@@ -471,7 +484,7 @@ def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options
         run.ref_nll, run.ref_membership = _reference_nlls(
             _lm_module(), game.recipe, game.tokenizer, texts, references, seed,
             base=None if game.base is None or game.recipe.finetune == "none"
-            else game.base.model, **querying)
+            else game.base.model, cache=cache, **querying)
         for name in lira:
             scores[name] = lira_text(run.target_nll, run.ref_nll, run.ref_membership,
                                      online=name == "lira-online")
@@ -597,6 +610,16 @@ def _is_local(target) -> bool:
     return isinstance(target, CausalLMTarget)
 
 
+def _nll_only(target):
+    """``target`` without the next-token distribution's statistics, for a pass that reads
+    only the texts' own log-probabilities (a dataclass target with a ``distribution``
+    switch, as :class:`~miaudit.targets.lm.CausalLMTarget`; any other as it is)."""
+    if dataclasses.is_dataclass(target) and any(
+            f.name == "distribution" for f in dataclasses.fields(target)):
+        return dataclasses.replace(target, distribution=False)
+    return target
+
+
 def _neighbour_nll(target, proposer, texts: list[str], n: int) -> np.ndarray:
     """The target's NLL on up to ``n`` neighbours of each text (NaN where fewer), the
     swaps proposed by ``proposer``."""
@@ -604,8 +627,7 @@ def _neighbour_nll(target, proposer, texts: list[str], n: int) -> np.ndarray:
 
     swaps = neighbour_texts(proposer, texts, n_neighbours=n)
     flat = [t for group in swaps for t in group]
-    nll = dataclasses.replace(target, distribution=False, progress=False).token_scores(
-        flat).nll()
+    nll = dataclasses.replace(_nll_only(target), progress=False).token_scores(flat).nll()
     out = np.full((len(texts), n), np.nan)
     at = 0
     for i, group in enumerate(swaps):
@@ -642,7 +664,7 @@ def _choose(names, *, reference: bool, references: int, aside: bool, local: bool
 
 
 def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed, device,
-                  progress, batch_size, max_length, stride):
+                  progress, batch_size, max_length, stride, cache=None):
     """The tokenizer, trained on ``tokenizer_texts`` (set aside from the audit: no member,
     no audited non-member, no canary), then the target, trained on the members: from
     scratch, or fine-tuned from a base pretrained on ``tokenizer_texts``."""
@@ -660,9 +682,11 @@ def _train_target(lm, recipe, tokenizer_texts, texts, is_member, canaries, seed,
     if recipe.finetune != "none":
         base = CausalLMTarget(lm.pretrain_base(recipe, tokenizer, list(tokenizer_texts),
                                                seed=seed + 50, device=device,
-                                               progress=progress), tokenizer, **settings)
+                                               progress=progress, cache=cache),
+                              tokenizer, **settings)
     model = lm.finetune_lm(recipe, tokenizer, members, seed=seed, device=device,
-                           progress=progress, model=None if base is None else base.model)
+                           progress=progress, model=None if base is None else base.model,
+                           cache=cache)
     target = CausalLMTarget(model, tokenizer, progress=progress, **settings)
     return target, tokenizer, base, canary_set
 
@@ -686,7 +710,8 @@ def _tokenizer_info(lm, tokenizer, trained_on: TextDataset | None, seed: int | N
 
 
 def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, batch_size,
-                    max_length, stride, base=None) -> tuple[np.ndarray, np.ndarray]:
+                    max_length, stride, base=None, cache=None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """K reference LMs, each trained on a seeded random half of all the texts (the
     attacker's own; fine-tuned from ``base`` when given), and their per-text NLL. The
     halves come in complementary pairs (:func:`~miaudit.game.membership_design`), so with
@@ -696,7 +721,7 @@ def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, bat
     for j in range(k):
         train = [t for t, m in zip(texts, membership[j], strict=True) if m]
         model = lm.finetune_lm(recipe, tokenizer, train, seed=seed + 100 + j, device=device,
-                               progress=progress, model=base)
+                               progress=progress, model=base, cache=cache)
         ref = CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
                              stride=stride, distribution=False, device=device)
         nll[j] = ref.token_scores(texts).nll()

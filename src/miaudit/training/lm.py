@@ -53,6 +53,13 @@ from miaudit.targets.lm import (
     _start_token,
     _transformers,
 )
+from miaudit.training.cache import ModelCache
+from miaudit.training.lm_cache import (
+    lm_training_key,
+    load_lm_state,
+    state_digest,
+    store_lm_state,
+)
 from miaudit.training.recipes import _torch
 
 __all__ = [
@@ -348,6 +355,7 @@ def finetune_lm(
     device: str = "cpu",
     progress: bool = False,
     model=None,
+    cache: ModelCache | None = None,
 ):
     """Train a causal LM on ``texts`` with the recipe's optimiser, epochs and batches.
 
@@ -372,6 +380,9 @@ def finetune_lm(
         model can be fine-tuned many times). With ``recipe.finetune == "lora"`` only a LoRA
         adapter on it is trained (:func:`lora_wrap`); otherwise every weight. Default:
         :func:`build_lm` with ``seed`` (training from scratch).
+    cache : ModelCache, optional
+        Reuse the weights stored for the same recipe, tokenizer, texts, seed, device and
+        starting weights (:mod:`miaudit.training.lm_cache`), else train and store them.
 
     Returns
     -------
@@ -382,12 +393,18 @@ def finetune_lm(
     torch = _torch()
     texts = _check_texts(texts)
     dev = torch.device(device)
+    key = None if cache is None else lm_training_key(
+        recipe=recipe.to_dict(), tokenizer=tokenizer_fingerprint(tokenizer), texts=texts,
+        seed=seed, device=str(dev), start=None if model is None else state_digest(model))
     if model is None:
         model = build_lm(recipe, tokenizer, seed=seed)
     else:
         model = copy.deepcopy(model)
         if recipe.finetune == "lora":
             model = lora_wrap(model, recipe, seed=seed)
+    if key is not None and (state := load_lm_state(cache, key)) is not None:
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+        return model.to(dev).eval()
     model.to(dev)
     context = _context_size(model)
     if context is not None and recipe.block_size > context:
@@ -432,17 +449,22 @@ def finetune_lm(
                 if bar is not None:
                     bar.advance(bar.task_ids[0])
     model.eval()
+    if key is not None:
+        store_lm_state(cache, key, model, {"recipe": recipe.describe(), "seed": int(seed),
+                                           "n_texts": len(texts)})
     return model
 
 
 def pretrain_base(recipe: LMRecipe, tokenizer, texts: list[str], *, seed: int,
-                  device: str = "cpu", progress: bool = False):
+                  device: str = "cpu", progress: bool = False,
+                  cache: ModelCache | None = None):
     """The base model of a fine-tuning recipe: trained from scratch on ``texts`` (the
     set-aside public corpus) for ``recipe.base_epochs`` epochs at ``recipe.base_lr``,
     every weight."""
     base = dataclasses.replace(recipe, epochs=recipe.base_epochs, lr=recipe.base_lr,
                                finetune="none")
-    return finetune_lm(base, tokenizer, texts, seed=seed, device=device, progress=progress)
+    return finetune_lm(base, tokenizer, texts, seed=seed, device=device, progress=progress,
+                       cache=cache)
 
 
 def is_adapter(model) -> bool:

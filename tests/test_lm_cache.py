@@ -1,0 +1,146 @@
+"""Trained language models kept in the model cache: a re-run trains nothing and gives the
+same numbers; anything that changes the weights changes the key; damaged entries retrain.
+Also: the passes that read only the texts' own log-probabilities skip the distribution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("transformers")
+
+import miaudit.targets.lm as targets_lm
+import miaudit.training.lm as training_lm
+from miaudit.audits.lm import audit_lm
+from miaudit.errors import MiauditWarning
+from miaudit.training.cache import ModelCache, cache_usage
+from miaudit.training.lm import LMRecipe, finetune_lm, train_tokenizer
+from miaudit.training.lm_cache import lm_training_key, state_digest
+
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "n_positions": 64, "block_size": 64,
+        "vocab_size": 300, "epochs": 3, "batch_size": 8, "lr": 3e-3}
+WORDS = ("river", "stone", "cloud", "lamp", "garden", "window", "engine", "copper", "violet",
+         "harbor", "pencil", "marble", "forest", "candle", "ticket", "orbit", "saddle")
+
+
+def _texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=rng.integers(5, 9))) + f" {i}" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(_texts(40, 1), vocab_size=300)
+
+
+def _no_training(monkeypatch):
+    """Make any training step fail: what follows must come from the cache."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was trained although it was cached")
+    monkeypatch.setattr(training_lm, "_optimizer", refuse)
+
+
+def _same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(bool((sa[k] == sb[k]).all()) for k in sa)
+
+
+@pytest.mark.parametrize("finetune", ["none", "full", "lora"])
+def test_a_cached_model_comes_back_bit_identical_without_training(tmp_path, tokenizer,
+                                                                  monkeypatch, finetune):
+    recipe = LMRecipe(**TINY, finetune=finetune)
+    cache = ModelCache(tmp_path)
+    base = None if finetune == "none" else finetune_lm(
+        LMRecipe(**TINY), tokenizer, _texts(20, 2), seed=5)
+    base_before = None if base is None else state_digest(base)
+    first = finetune_lm(recipe, tokenizer, _texts(30, 3), seed=0, model=base, cache=cache)
+    assert cache_usage(tmp_path).counts["entries"] == 1
+    _no_training(monkeypatch)
+    again = finetune_lm(recipe, tokenizer, _texts(30, 3), seed=0, model=base, cache=cache)
+    assert _same_weights(first, again)
+    assert not again.training  # returned in evaluation mode, as after training
+    if base is not None:
+        assert state_digest(base) == base_before  # the base is copied, never changed
+    if finetune == "lora":  # the adapter structure is rebuilt, not merged away
+        assert training_lm.is_adapter(again)
+
+
+def test_anything_that_changes_the_weights_changes_the_key(tokenizer):
+    texts = _texts(10, 4)
+    recipe = LMRecipe(**TINY).to_dict()
+    key = {"recipe": recipe, "tokenizer": "v", "texts": texts, "seed": 0, "device": "cpu",
+           "start": None}
+    ref = lm_training_key(**key)
+    assert lm_training_key(**key) == ref  # deterministic
+    changed = [{"recipe": {**recipe, "epochs": 4}}, {"tokenizer": "w"},
+               {"texts": texts[::-1]}, {"texts": texts[:-1]}, {"seed": 1},
+               {"device": "cuda:0"}, {"start": "0" * 64},
+               # the texts' boundaries count, not only their concatenation
+               {"texts": ["ab", "c", *texts[2:]]}]
+    keys = {lm_training_key(**{**key, "texts": ["a", "bc", *texts[2:]]})}
+    for change in changed:
+        keys.add(lm_training_key(**{**key, **change}))
+    assert ref not in keys and len(keys) == len(changed) + 1
+
+
+def test_a_damaged_entry_is_set_aside_and_the_model_trained_again(tmp_path, tokenizer):
+    recipe = LMRecipe(**TINY)
+    cache = ModelCache(tmp_path)
+    first = finetune_lm(recipe, tokenizer, _texts(20, 5), seed=0, cache=cache)
+    (entry,) = [p for p in tmp_path.glob("*/*") if (p / "meta.json").exists()]
+    weights = entry / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    with pytest.warns(MiauditWarning, match="damaged.*trained again"):
+        again = finetune_lm(recipe, tokenizer, _texts(20, 5), seed=0, cache=cache)
+    assert _same_weights(first, again)  # retrained, deterministically
+    usage = cache_usage(tmp_path)
+    assert usage.counts["damaged"] == 1 and usage.counts["entries"] == 1
+
+
+def test_an_audit_rerun_trains_nothing_and_gives_the_same_numbers(tmp_path, monkeypatch):
+    path = tmp_path / "texts.csv"
+    pd.DataFrame({"text": _texts(60, 6)}).to_csv(path, index=False)
+    settings = {"data": path, "recipe": {**TINY, "finetune": "full", "base_epochs": 2},
+                "references": 2, "canaries": 1, "seed": 0, "cache_dir": tmp_path / "cache"}
+    first = audit_lm(**settings)
+    # base, target and two references
+    assert cache_usage(tmp_path / "cache").counts["entries"] == 4
+    _no_training(monkeypatch)
+    again = audit_lm(**settings)
+    pd.testing.assert_frame_equal(first.scores, again.scores)
+    a, b = first.summary(), again.summary()
+    assert {n: m["auc"] for n, m in a["attacks"].items()} == {
+        n: m["auc"] for n, m in b["attacks"].items()}
+    assert a["canaries"] == b["canaries"]
+
+
+def test_without_the_cache_nothing_is_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIAUDIT_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "texts.csv"
+    pd.DataFrame({"text": _texts(30, 7)}).to_csv(path, index=False)
+    audit_lm(data=path, recipe=TINY, attacks=["lm-loss"], seed=0, cache=False)
+    assert not (tmp_path / "cache").exists()
+    audit_lm(data=path, recipe=TINY, attacks=["lm-loss"], seed=0)  # default: $MIAUDIT_CACHE
+    assert cache_usage(tmp_path / "cache").counts["entries"] == 1
+
+
+def test_only_the_targets_own_pass_computes_the_distribution(tmp_path, monkeypatch):
+    calls = []
+    real = targets_lm.token_scores
+
+    def spy(*args, distribution=True, **kwargs):
+        calls.append(distribution)
+        return real(*args, distribution=distribution, **kwargs)
+
+    monkeypatch.setattr(targets_lm, "token_scores", spy)
+    path = tmp_path / "texts.csv"
+    pd.DataFrame({"text": _texts(40, 8)}).to_csv(path, index=False)
+    result = audit_lm(data=path, recipe={**TINY, "finetune": "full", "base_epochs": 1},
+                      attacks=["min-k++", "lowercase", "recall", "reference"], seed=0,
+                      cache=False)
+    assert set(result.summary()["attacks"]) == {"min-k++", "lowercase", "recall",
+                                                "reference"}
+    # the target's pass (Min-K%++ reads its distribution), then lowercase, the reference
+    # (the base) and ReCaLL's conditioned pass, which read only the texts' log-probabilities
+    assert calls == [True, False, False, False]
