@@ -4,19 +4,25 @@ Also: the passes that read only the texts' own log-probabilities skip the distri
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 pytest.importorskip("transformers")
 
+import torch
+
 import miaudit.targets.lm as targets_lm
 import miaudit.training.lm as training_lm
 from miaudit.audits.lm import audit_lm
 from miaudit.errors import MiauditWarning
+from miaudit.targets.score_cache import TokenScoreCache, state_digest
 from miaudit.training.cache import ModelCache, cache_usage
 from miaudit.training.lm import LMRecipe, finetune_lm, train_tokenizer
-from miaudit.training.lm_cache import lm_training_key, state_digest
+from miaudit.training.lm_cache import lm_training_key
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 32, "n_positions": 64, "block_size": 64,
         "vocab_size": 300, "epochs": 3, "batch_size": 8, "lr": 3e-3}
@@ -107,7 +113,13 @@ def test_an_audit_rerun_trains_nothing_and_gives_the_same_numbers(tmp_path, monk
     # base, target and two references
     assert cache_usage(tmp_path / "cache").counts["entries"] == 4
     _no_training(monkeypatch)
+    stored = []
+    real_store = TokenScoreCache.store
+    monkeypatch.setattr(TokenScoreCache, "store",
+                        lambda self, key, scores: stored.append(key) or real_store(
+                            self, key, scores))
     again = audit_lm(**settings)
+    assert stored == []  # every token score came from the cache too
     pd.testing.assert_frame_equal(first.scores, again.scores)
     a, b = first.summary(), again.summary()
     assert {n: m["auc"] for n, m in a["attacks"].items()} == {
@@ -144,3 +156,92 @@ def test_only_the_targets_own_pass_computes_the_distribution(tmp_path, monkeypat
     # the target's pass (Min-K%++ reads its distribution), then lowercase, the reference
     # (the base) and ReCaLL's conditioned pass, which read only the texts' log-probabilities
     assert calls == [True, False, False, False]
+
+
+# ------------------------------------------------------------------ token scores on disk
+
+
+@pytest.fixture(scope="module")
+def small_model(tokenizer):
+    return finetune_lm(LMRecipe(**TINY), tokenizer, _texts(20, 9), seed=1)
+
+
+def _equal(a, b) -> bool:
+    """Every field of two TokenScores equal exactly (both None, or the same arrays)."""
+    for x, y in ((a.logprobs, b.logprobs), (a.mean, b.mean), (a.std, b.std),
+                 (a.token_ids, b.token_ids)):
+        if (x is None) != (y is None):
+            return False
+        if x is not None and (len(x) != len(y) or not all(
+                np.array_equal(p, q) and p.dtype == q.dtype
+                for p, q in zip(x, y, strict=True))):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("distribution", [True, False])
+@pytest.mark.parametrize("prefix", [None, "harbor lamp"])
+def test_cached_token_scores_equal_fresh_ones_and_skip_the_model(tmp_path, tokenizer,
+                                                                 small_model, distribution,
+                                                                 prefix):
+    texts = [*_texts(12, 10), "", "x"]  # an empty text and a one-byte one too
+    # a window of 16 tokens: the longer texts are scored with sliding windows
+    settings = {"distribution": distribution, "max_length": 16, "stride": 8}
+    fresh = targets_lm.CausalLMTarget(small_model, tokenizer, **settings).token_scores(
+        texts, prefix=prefix)
+    cached = targets_lm.CausalLMTarget(small_model, tokenizer, **settings,
+                                       cache=TokenScoreCache(tmp_path))
+    first = cached.token_scores(texts, prefix=prefix)
+    assert _equal(first, fresh)
+    assert len(list(tmp_path.rglob("*.npz"))) == 1
+
+    class Refuse(torch.nn.Module):  # the same weights, but calling it fails
+        def __init__(self, model):
+            super().__init__()
+            self.inner = model
+
+        def state_dict(self, *args, **kwargs):
+            return self.inner.state_dict(*args, **kwargs)
+
+        def forward(self, *args, **kwargs):
+            raise AssertionError("the model was run although its scores were stored")
+
+        @property
+        def config(self):
+            return self.inner.config
+
+    again = dataclasses.replace(cached, model=Refuse(small_model)).token_scores(
+        texts, prefix=prefix)
+    assert _equal(again, fresh)
+
+
+def test_anything_that_changes_the_scores_misses_the_cache(tmp_path, tokenizer, small_model):
+    cache = TokenScoreCache(tmp_path)
+    target = targets_lm.CausalLMTarget(small_model, tokenizer, cache=cache)
+    texts = _texts(6, 11)
+    target.token_scores(texts)
+    other = copy.deepcopy(small_model)
+    with torch.no_grad():
+        next(other.parameters())[0, 0] += 1e-3
+    calls = [lambda: target.token_scores(texts[:-1]),
+             lambda: target.token_scores(texts[::-1]),
+             lambda: target.token_scores(texts, prefix="lamp"),
+             lambda: dataclasses.replace(target, distribution=False).token_scores(texts),
+             lambda: dataclasses.replace(target, max_length=16).token_scores(texts),
+             lambda: dataclasses.replace(target, model=other).token_scores(texts)]
+    for n, call in enumerate(calls, start=2):
+        call()
+        assert len(list(tmp_path.rglob("*.npz"))) == n
+    target.token_scores(texts)  # a hit: nothing new
+    assert len(list(tmp_path.rglob("*.npz"))) == len(calls) + 1
+
+
+def test_a_damaged_score_file_is_scored_again_and_replaced(tmp_path, tokenizer, small_model):
+    target = targets_lm.CausalLMTarget(small_model, tokenizer, cache=TokenScoreCache(tmp_path))
+    texts = _texts(5, 12)
+    fresh = target.token_scores(texts)
+    (path,) = tmp_path.rglob("*.npz")
+    path.write_bytes(b"not an npz file")
+    assert _equal(target.token_scores(texts), fresh)
+    assert _equal(target.token_scores(texts), fresh)  # the file was rewritten
+    assert path.read_bytes()[:2] == b"PK"

@@ -53,6 +53,7 @@ from miaudit.targets.lm import (
     corpus_token_frequency,
 )
 from miaudit.targets.sampling import sample_continuations
+from miaudit.targets.score_cache import TokenScoreCache
 from miaudit.training.cache import ModelCache
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
@@ -169,7 +170,9 @@ def audit_lm(
         Keep every LM this audit trains (target, base, references) in the model cache
         (``cache_dir``, default ``$MIAUDIT_CACHE`` or ``~/.cache/miaudit``), and reuse the
         stored weights on a re-run with the same recipe, tokenizer, texts and seed
-        (:mod:`miaudit.training.lm_cache`): same numbers, no training.
+        (:mod:`miaudit.training.lm_cache`); keep the token scores of every local model
+        there too (:mod:`miaudit.targets.score_cache`), so a re-run scores nothing twice.
+        Same numbers either way.
 
     Returns
     -------
@@ -202,11 +205,13 @@ def audit_lm(
             n_records=n_records, seed=seed)
         game = _lm_game(loaded, model, base_model, recipe, references, canaries, seed,
                         querying, trained)
+        game.target, game.base = _scores_cached(game.target, trained), _scores_cached(
+            game.base, trained)
         overlap = ngram_overlap(game.texts, game.is_member)
         if message := overlap.warning():
             warnings.warn(message, MiauditWarning, stacklevel=2)
-        ref_target = game.base if reference_model is None else _as_lm_target(
-            reference_model, **querying)
+        ref_target = game.base if reference_model is None else _scores_cached(
+            _as_lm_target(reference_model, **querying), trained)
         if ref_target is not None:
             game.info["reference_model"] = (
                 "the base model" if reference_model is None else _name(reference_model))
@@ -610,6 +615,14 @@ def _is_local(target) -> bool:
     return isinstance(target, CausalLMTarget)
 
 
+def _scores_cached(target, cache: ModelCache | None):
+    """A local ``target`` that keeps its token scores in ``cache``'s folder (any other
+    target, or no cache: as it is)."""
+    if cache is None or not isinstance(target, CausalLMTarget):
+        return target
+    return dataclasses.replace(target, cache=TokenScoreCache(cache.root))
+
+
 def _nll_only(target):
     """``target`` without the next-token distribution's statistics, for a pass that reads
     only the texts' own log-probabilities (a dataclass target with a ``distribution``
@@ -723,13 +736,17 @@ def _reference_nlls(lm, recipe, tokenizer, texts, k, seed, device, progress, bat
         model = lm.finetune_lm(recipe, tokenizer, train, seed=seed + 100 + j, device=device,
                                progress=progress, model=base, cache=cache)
         ref = CausalLMTarget(model, tokenizer, batch_size=batch_size, max_length=max_length,
-                             stride=stride, distribution=False, device=device)
+                             stride=stride, distribution=False, device=device,
+                             cache=None if cache is None else TokenScoreCache(cache.root))
         nll[j] = ref.token_scores(texts).nll()
     return nll, membership
 
 
 def _canary_exposures(target, canary_set, seed):
     from miaudit.signals.canary import canary_exposure, exposure_table, plot_exposure
+
+    if isinstance(target, CausalLMTarget):  # many small random batches: not worth storing
+        target = dataclasses.replace(target, cache=None)
 
     def total_nll(batch: list[str]) -> np.ndarray:
         scores: TokenScores = target.token_scores(batch)

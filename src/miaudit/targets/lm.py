@@ -48,6 +48,7 @@ import numpy as np
 
 from miaudit.errors import ConfigError, DataError, DependencyError
 from miaudit.signals.tokens import TokenScores
+from miaudit.targets.score_cache import TokenScoreCache, state_digest
 from miaudit.training.recipes import _torch
 
 __all__ = [
@@ -268,6 +269,7 @@ def token_scores(
     device: str = "cpu",
     progress: bool = False,
     prefix: str | None = None,
+    cache: TokenScoreCache | None = None,
 ) -> TokenScores:
     """Per-token log-probabilities of a causal language model on ``texts``.
 
@@ -304,6 +306,9 @@ def token_scores(
     prefix : str, optional
         Text put before every text (after the start token): only the text's own tokens are
         returned, each predicted with the prefix as context (ReCaLL), the first one too.
+    cache : TokenScoreCache, optional
+        Return the scores stored for the same weights, token ids and settings, else compute
+        and store them (:mod:`miaudit.targets.score_cache`): equal either way.
 
     Returns
     -------
@@ -325,6 +330,13 @@ def token_scores(
         head = _encode(tokenizer, [prefix])[0]
         n_text = [len(ids) - skip for ids in sequences]
         sequences = [head + ids[skip:] for ids in sequences]
+    key = None
+    if cache is not None:
+        key = cache.key(model=state_digest(model), sequences=sequences, settings={
+            "window": window, "stride": stride, "distribution": bool(distribution),
+            "device": str(dev), "n_text": n_text})
+        if (stored := cache.load(key)) is not None:
+            return stored
     rows = [(doc, begin, end, first)
             for doc, ids in enumerate(sequences)
             for begin, end, first in sliding_windows(len(ids), window, stride)]
@@ -393,7 +405,10 @@ def token_scores(
                                                 zip(arrays, n_text, strict=True)]
         logprobs, means, stds, token_ids = (tail(logprobs), tail(means), tail(stds),
                                             tail(token_ids))
-    return TokenScores(logprobs=logprobs, mean=means, std=stds, token_ids=token_ids)
+    scores = TokenScores(logprobs=logprobs, mean=means, std=stds, token_ids=token_ids)
+    if key is not None:
+        cache.store(key, scores)  # type: ignore[union-attr]
+    return scores
 
 
 def corpus_token_frequency(tokenizer, texts: list[str]) -> np.ndarray:
@@ -424,12 +439,13 @@ class CausalLMTarget:
     distribution: bool = True
     device: str = "cpu"
     progress: bool = False
+    cache: TokenScoreCache | None = None
 
     def token_scores(self, texts: list[str], *, prefix: str | None = None) -> TokenScores:
         return token_scores(self.model, self.tokenizer, texts, batch_size=self.batch_size,
                             max_length=self.max_length, stride=self.stride,
                             distribution=self.distribution, device=self.device,
-                            progress=self.progress, prefix=prefix)
+                            progress=self.progress, prefix=prefix, cache=self.cache)
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu", base: str | Path | None = None,

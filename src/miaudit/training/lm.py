@@ -53,11 +53,11 @@ from miaudit.targets.lm import (
     _start_token,
     _transformers,
 )
+from miaudit.targets.score_cache import state_digest
 from miaudit.training.cache import ModelCache
 from miaudit.training.lm_cache import (
     lm_training_key,
     load_lm_state,
-    state_digest,
     store_lm_state,
 )
 from miaudit.training.recipes import _torch

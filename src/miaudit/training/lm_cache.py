@@ -20,23 +20,11 @@ import numpy as np
 
 from miaudit.training.cache import CACHE_FORMAT, ModelCache
 
-__all__ = ["LM_TRAINING_VERSION", "lm_training_key", "load_lm_state", "state_digest",
-           "store_lm_state"]
+__all__ = ["LM_TRAINING_VERSION", "lm_training_key", "load_lm_state", "store_lm_state"]
 
 #: Bump whenever :func:`miaudit.training.lm.finetune_lm` changes what a recipe, seed and
 #: texts produce, so that stale entries are not reused.
 LM_TRAINING_VERSION = 1
-
-
-def state_digest(model) -> str:
-    """SHA-256 of a model's tensors (names, dtypes, shapes and bytes, in name order): the
-    identity of a fine-tune's starting point."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        arr = tensor.detach().cpu().contiguous().numpy()
-        h.update(f"{name}|{arr.dtype}|{arr.shape}".encode())
-        h.update(memoryview(np.ascontiguousarray(arr)).cast("B"))
-    return h.hexdigest()
 
 
 def lm_training_key(*, recipe: dict, tokenizer: str, texts: list[str], seed: int,
@@ -45,7 +33,8 @@ def lm_training_key(*, recipe: dict, tokenizer: str, texts: list[str], seed: int
 
     ``tokenizer`` is the vocabulary's fingerprint
     (:func:`~miaudit.training.lm.tokenizer_fingerprint`), ``texts`` the training texts in
-    order, ``start`` the :func:`state_digest` of the model fine-tuned (None: from scratch).
+    order, ``start`` the :func:`~miaudit.targets.score_cache.state_digest` of the model
+    fine-tuned (None: from scratch).
     """
     h = hashlib.sha256()
     spec = {"format": CACHE_FORMAT, "kind": "causal-lm", "training": LM_TRAINING_VERSION,
