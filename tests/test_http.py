@@ -380,6 +380,26 @@ def test_4xx_error_is_clear_truncated_and_without_secrets(monkeypatch):
     assert t.requests == 1  # a 4xx is not retried
 
 
+@pytest.mark.parametrize("status", [501, 505])
+def test_not_implemented_is_a_refusal_not_retried(status):
+    """KServe answers 501 to a model version it does not serve: waiting will not mend it."""
+
+    class NotImplementedHandler(_EchoHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = json.dumps({"error": "Model versioning not supported yet."}).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    with _custom_server(NotImplementedHandler) as base, HTTPTarget(base + "/v1") as t, \
+            pytest.raises(ConfigError, match=rf"refused the request with HTTP {status} .*"
+                                             "Model versioning not supported"):
+        t.outputs(np.zeros((2, 3)))
+    assert t.requests == 1
+
+
 def test_wrong_feature_count_is_a_4xx(module):
     with serving(TorchTarget(module), "logits", n_features=64) as (url, _), \
             HTTPTarget(url) as t, \

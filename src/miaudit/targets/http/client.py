@@ -717,14 +717,15 @@ class HTTPTarget:
                 batch.count.queries -= batch.n_rows
 
     def _read_response(self, resp: Any, n_rows: int) -> list[list]:
-        """The answers of a 2xx response; :class:`ConfigError` for a 4xx that a retry
-        cannot mend; :class:`RetryableFailure` for the rest."""
+        """The answers of a 2xx response; :class:`ConfigError` for a 4xx, 501 or 505 that
+        a retry cannot mend (KServe answers 501 to a model version it does not serve);
+        :class:`RetryableFailure` for the rest."""
         status = resp.status_code
         if 200 <= status < 300:
             return self._parse(resp, n_rows)
         message = server_message(resp)
         problem = f"HTTP {status} {resp.reason_phrase}" + (f": {message}" if message else "")
-        if status not in (408, 429) and status < 500:
+        if status not in (408, 429) and (status < 500 or status in (501, 505)):
             guess = guess_from_url(self._url)
             other = (f" (the URL looks like a {guess} endpoint: add --protocol {guess})"
                      if guess not in (None, self.protocol, "tf-serving") else "")
