@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# CPU build of PyTorch first, so that nothing pulls the CUDA wheels.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[torch,ray,images,lm,postgres,http,openai,dp,files,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[torch,ray,images,lm,postgres,http,openai,dp,files,mlflow,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -28,6 +28,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	sh scripts/install-chromium.sh
 	sh scripts/postgres.sh $(BIN)/python
+	sh scripts/kserve-venv.sh $(PYTHON)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" -q
 

@@ -6,7 +6,9 @@ as the game holds; neither members nor non-members), then a small GPT-2 (built f
 config, nothing downloaded) on a seeded random half of the game's texts (title +
 description) with canaries inserted 1, 2, 4, 8 and 16 times; the other half are the
 non-members. Reports AUC and TPR at 1% FPR (95% intervals) of each attack, the blind
-baseline's AUC, each canary's exposure, and the wall time.
+baseline's AUC, each canary's exposure, and the wall time: of a first run (an empty model
+cache: everything trained and scored) and of a re-run of the same audit (the trained LMs
+and token scores read back from the cache), with the figures checked equal.
 
     python benchmarks/lm_audit.py [--records 4000] [--epochs 10] [--references 4]
 
@@ -17,6 +19,7 @@ more are loaded for the tokenizer.
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -41,14 +44,23 @@ def main() -> None:
     n_tok = args.records // 10 if args.tokenizer_texts is None else args.tokenizer_texts
     recipe = {"epochs": args.epochs, "n_embd": args.embd, "n_head": 4,
               "tokenizer_texts": n_tok}
-    t = time.perf_counter()
-    with warnings.catch_warnings():
+    settings = {"data": DATA, "text_column": "1,2", "n_records": args.records + n_tok,
+                "recipe": recipe, "references": args.references, "canaries": args.canaries,
+                "seed": 0}
+    times = []
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory() as cache:
         warnings.simplefilter("ignore")
-        result = audit_lm(data=DATA, text_column="1,2", n_records=args.records + n_tok,
-                          recipe=recipe, references=args.references, canaries=args.canaries,
-                          seed=0)
-    elapsed = time.perf_counter() - t
+        for _ in range(2):  # an empty cache, then a re-run that finds everything stored
+            t = time.perf_counter()
+            result = audit_lm(**settings, cache_dir=cache)
+            times.append(time.perf_counter() - t)
+            if len(times) == 1:
+                first = result
+    elapsed, rerun = times
     s = result.summary()
+    if {n: m["auc"] for n, m in s["attacks"].items()} != {
+            n: m["auc"] for n, m in first.summary()["attacks"].items()}:
+        raise SystemExit("the re-run from the cache gave other figures")
     rows = []
     for name, m in s["attacks"].items():
         lo, hi = m["auc_ci"]
@@ -76,7 +88,9 @@ def main() -> None:
         f"{tgt['non_member_mean_nll']:.3f} on non-members; {args.references} reference LMs "
         "(text LiRA), each trained on a random half, in complementary pairs; "
         f"{args.canaries} canaries "
-        f"(\"my PIN is d d d d d d\"). Whole audit: {elapsed:.0f} s.\n\n"
+        f"(\"my PIN is d d d d d d\"). Whole audit: {elapsed:.0f} s with an empty model "
+        f"cache; the same audit re-run, its trained LMs and token scores read from the "
+        f"cache: {rerun:.0f} s ({elapsed / rerun:.1f}x faster; the same figures).\n\n"
         + table(rows, list(rows[0]))
         + "\n\nCanary exposure (log2 of 10^6 candidates minus log2 of the estimated rank; "
         "rank estimated from 2,000 sampled secrets with a fitted skew-normal):\n\n"

@@ -245,3 +245,23 @@ def test_a_damaged_score_file_is_scored_again_and_replaced(tmp_path, tokenizer, 
     assert _equal(target.token_scores(texts), fresh)
     assert _equal(target.token_scores(texts), fresh)  # the file was rewritten
     assert path.read_bytes()[:2] == b"PK"
+
+
+def test_run_lm_uses_the_cache_folder_it_is_given_or_none(tmp_path):
+    from typer.testing import CliRunner
+
+    from miaudit.cli import app
+
+    path = tmp_path / "texts.csv"
+    pd.DataFrame({"text": _texts(30, 13)}).to_csv(path, index=False)
+    recipe = [x for k, v in TINY.items() for x in ("-p", f"{k}={v}")]
+    common = ["run-lm", "--data", str(path), *recipe, "--attacks", "lm-loss", "--overwrite"]
+    res = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "a"), "--cache-dir",
+                                   str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    usage = cache_usage(tmp_path / "cache")
+    assert usage.counts["entries"] == 1 and usage.counts["other"] == 1  # model, scores
+    res = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "b"), "--cache-dir",
+                                   str(tmp_path / "none"), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "none").exists()

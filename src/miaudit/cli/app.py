@@ -137,19 +137,27 @@ def _http_target(url, members, data, label_column, id_column, n_records, seed, e
 
 
 def _model_file_target(path, members, data, label_column, id_column, n_records, seed, exposure,
-                       *, explicit_exposure, trust, outputs, param, references):
-    """A model file (.onnx, .skops) as the target: the data loaded here, the members read
-    from their ID file, the exposure what the file returns unless one was given; references,
-    if any, train locally from the default recipe (-p)."""
+                       *, explicit_exposure, trust, outputs, param, references,
+                       tracking_uri=None):
+    """A model file (.onnx, .skops) or an MLflow model (models:/..., runs:/..., a folder
+    with an MLmodel file) as the target: the data loaded here, the members read from their
+    ID file, the exposure what the model returns unless one was given; references, if any,
+    train locally from the default recipe (-p)."""
     from miaudit.data import load_dataset
     from miaudit.errors import ConfigError
     from miaudit.governance.forget import load_id_list
     from miaudit.targets import LabelTarget
     from miaudit.targets.files import load_model_file
+    from miaudit.targets.mlflow import exposure_of, is_mlflow_model, load_mlflow_model
 
+    from_mlflow = is_mlflow_model(path)
+    shown = path if from_mlflow else Path(path).name
     if data is None or members is None:
-        raise ConfigError(f"--model {Path(path).name} needs --data (the records) and --members "
+        raise ConfigError(f"--model {shown} needs --data (the records) and --members "
                           "(the IDs of the records the model was trained on, one per line).")
+    if from_mlflow and trust:
+        raise ConfigError("--trust is for a .skops model file; an MLflow model is loaded by "
+                          "MLflow, which runs its code: use only models you trust.")
     if outputs is not None:
         raise ConfigError("Give a model file (--model) or --outputs, not both.")
     if param and not references:
@@ -157,8 +165,22 @@ def _model_file_target(path, members, data, label_column, id_column, n_records, 
                           "file; add --references K --reference-mode offline, or leave -p out.")
     ds = load_dataset(data, label_column=label_column, id_column=id_column,
                       n_records=n_records, seed=seed)
-    model = load_model_file(path, classes=ds.classes, trusted=trust)
-    if not explicit_exposure:
+    if from_mlflow:
+        import os
+
+        # MLflow's download progress bars, unless asked for: the CLI says what it loaded
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        if tracking_uri:  # MLflow resolves models:/ in its current store only
+            os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        model = load_mlflow_model(path, classes=ds.classes)
+        found, why = exposure_of(model, ds.X[:100])
+        if not explicit_exposure:
+            exposure = found
+            err_console.print(f"[bold]exposure[/] {exposure}: {escape(why)} ({escape(path)})",
+                              highlight=False, soft_wrap=True)
+    else:
+        model = load_model_file(path, classes=ds.classes, trusted=trust)
+    if not explicit_exposure and not from_mlflow:
         exposure = ("label" if isinstance(model, LabelTarget) else
                     "logits" if getattr(model, "kind", "probs") == "logits" else "probabilities")
         err_console.print(f"[bold]exposure[/] {exposure}: what {escape(Path(path).name)} "
@@ -184,9 +206,30 @@ def _check_target_options(target, protocol, protocol_input, protocol_output, tru
 
 
 def _is_model_file(model: str) -> bool:
+    """A model file (.onnx, .skops, refused pickles) or an MLflow model."""
     from miaudit.targets.files import MODEL_FILE_SUFFIXES
+    from miaudit.targets.mlflow import is_mlflow_model
 
-    return Path(model).suffix.lower() in MODEL_FILE_SUFFIXES
+    return Path(model).suffix.lower() in MODEL_FILE_SUFFIXES or is_mlflow_model(model)
+
+
+def _log_to_mlflow(saved: Path, model_uri: str | None, tracking_uri: str | None,
+                   experiment: str) -> None:
+    """``run --mlflow``: the saved run as one MLflow run (the run folder stays either way)."""
+    from miaudit.errors import ConfigError
+    from miaudit.registry.mlflow import log_audit
+
+    try:
+        logged = log_audit(saved, model_uri=model_uri, tracking_uri=tracking_uri,
+                           experiment=experiment)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} The audit is saved in {saved}; log it later with: miaudit "
+                          f"mlflow-log {saved}") from None
+    tagged = (f"; tagged models:/{logged.model_version[0]}/{logged.model_version[1]}"
+              if logged.model_version else "")
+    err_console.print(f"[bold]MLflow run[/] {logged.run_id} (experiment {escape(experiment)}, "
+                      f"{escape(logged.tracking_uri)}){escape(tagged)}", highlight=False,
+                      soft_wrap=True)
 
 
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
@@ -213,7 +256,13 @@ def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path
         "  miaudit run --data location30.npz --references 16 --targets 4\n\n"
         "  miaudit run --outputs my_logits.npz --exposure probabilities\n\n"
         "  miaudit run --data digits --model model.onnx --members members.txt\n\n"
-        "  miaudit run --data location30.npz --exposure logits,top-k:1,label,temperature:4"
+        "  miaudit run --data digits --model models:/digits-clf/3 --members members.txt "
+        "--mlflow\n\n"
+        "  miaudit run --data location30.npz --exposure logits,top-k:1,label,temperature:4\n\n"
+        "An MLflow model (--model models:/NAME/VERSION, models:/NAME@ALIAS, "
+        "runs:/RUN_ID/PATH or a folder holding an MLmodel file) is loaded by MLflow, which "
+        "unpickles it: loading runs the model's code, so use only models you trust (your own "
+        "registry)."
     )
 )
 @friendly
@@ -238,9 +287,11 @@ def run(
         "the offline references trained locally."
     )] = None,
     members: Annotated[Path | None, TARGET(
-        help="With --target or a model file (--model model.onnx or model.skops): the IDs of "
-        "the records the model was trained on, one per line. A model file's references "
-        "(--references K --reference-mode offline) train from the mlp recipe (-p)."
+        help="With --target, a model file (--model model.onnx or model.skops) or an MLflow "
+        "model (--model models:/NAME/VERSION, runs:/RUN_ID/PATH or a model folder; MLflow "
+        "unpickles it, which runs its code: only models you trust): the IDs of the records "
+        "the model was trained on, one per line. A model file's references (--references K "
+        "--reference-mode offline) train from the mlp recipe (-p)."
     )] = None,
     trust: Annotated[list[str] | None, TARGET(
         help="With a .skops model file: also trust this type (module.Class), repeatable; "
@@ -304,6 +355,19 @@ def run(
     quiet: opt.Quiet = False,
     registry: opt.Registry = None,
     no_registry: opt.NoRegistry = False,
+    mlflow: Annotated[bool, typer.Option(
+        "--mlflow", rich_help_panel=opt.OUTPUT, help="Also record the audit in MLflow: "
+        "metrics, params, the reports and summary.json as artifacts, and tags linking it to "
+        "the model (a registered version of --model models:/... is tagged with the verdict)."
+    )] = False,
+    mlflow_tracking_uri: Annotated[str | None, typer.Option(
+        rich_help_panel=opt.OUTPUT, help="MLflow tracking store or server, for --mlflow and "
+        "for loading --model models:/... or runs:/... (default: $MLFLOW_TRACKING_URI, else "
+        "MLflow's default)."
+    )] = None,
+    mlflow_experiment: Annotated[str, typer.Option(
+        rich_help_panel=opt.OUTPUT, help="With --mlflow: the experiment (created if absent)."
+    )] = "miaudit",
 ) -> None:
     """Train (or load) a target model and audit it with membership-inference attacks."""
     options = dict(locals())
@@ -313,7 +377,7 @@ def run(
     else:
         settings = _audit_settings(options)
         out_dir = out or default_out(data if outputs is None else str(outputs),
-                                     Path(model).name)
+                                     _model_label(model))
         _check_target_options(target, protocol, protocol_input, protocol_output, trust)
         if target is not None:
             from miaudit.results.result import check_out_dir
@@ -331,22 +395,50 @@ def run(
             settings.update(_model_file_target(
                 model, members, data, label_column, id_column, n_records, seed, exposure,
                 explicit_exposure=exposure != DEFAULT_EXPOSURE, trust=trust, outputs=outputs,
-                param=param, references=references))
+                param=param, references=references, tracking_uri=mlflow_tracking_uri))
         elif members is not None or trust:
             from miaudit.errors import ConfigError
 
-            raise ConfigError("--members is for --target or a model file (--model model.onnx)"
+            raise ConfigError("--members is for --target, a model file (--model model.onnx) "
+                              "or an MLflow model (--model models:/NAME/VERSION)"
                               if members is not None else "--trust is for a .skops model "
                               "file (--model model.skops).")
         result, saved = _audit_and_save(out_dir, overwrite, quiet, cache_dir, no_cache,
                                         **settings)
     _record(result, saved, registry, no_registry)
+    if mlflow:
+        _log_to_mlflow(saved, _audited_uri(model, target, spec), mlflow_tracking_uri,
+                       mlflow_experiment)
     _print_run(result, saved, format, started)
+
+
+def _model_label(model: str) -> str:
+    """The model's part of a default run folder name."""
+    from miaudit.targets.mlflow import is_mlflow_model, short_name
+
+    return short_name(model) if is_mlflow_model(model) else Path(model).name
+
+
+def _audited_uri(model: str, target: str | None, spec: Path | None) -> str | None:
+    """What ``run --mlflow`` tags as the audited model: the endpoint, an MLflow model (a
+    folder as its absolute path) or a model file; None for a trained recipe or a spec. An
+    endpoint's credentials (user, password, secret query parameters) are left out."""
+    from miaudit.targets.http.urls import public_url
+    from miaudit.targets.mlflow import URI_SCHEMES
+
+    if spec is not None:
+        return None
+    if target is not None:
+        return public_url(target)
+    if model.startswith(URI_SCHEMES):
+        return model
+    return str(Path(model).resolve()) if _is_model_file(model) else None
 
 
 #: Options of ``run`` about where the run goes and what it caches (``--spec`` takes them).
 _OUTPUT = ("spec", "out", "overwrite", "format", "quiet", "registry", "no_registry",
-           "cache_dir", "no_cache", "checkpoint_seconds")
+           "cache_dir", "no_cache", "checkpoint_seconds", "mlflow", "mlflow_tracking_uri",
+           "mlflow_experiment")
 #: Options of ``run`` that are not settings of the audit itself.
 _RUN_ONLY = (*_OUTPUT, "target", "members", "trust", "target_auth_env", "target_budget",
              "target_batch_size", "target_concurrency", "target_rate_limit", "protocol",
@@ -554,6 +646,12 @@ def run_lm(
     overwrite: opt.Overwrite = False,
     device: opt.Device = "cpu",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 8,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Model cache: the LMs trained here and every local model's token scores, so "
+        "a re-run trains and scores nothing twice (default: $MIAUDIT_CACHE or "
+        "~/.cache/miaudit).")] = None,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Train and score everything, store nothing.")] = False,
     format: opt.Format = OutputFormat.text,
     quiet: opt.Quiet = False,
     registry: opt.Registry = None,
@@ -587,8 +685,8 @@ def run_lm(
             dc_pdd_cap=dc_pdd_cap, neighbours=neighbours, canaries=canaries,
             extraction=extraction,
             extraction_prefix=extraction_prefix, extraction_suffix=extraction_suffix,
-            seed=seed, device=device, batch_size=batch_size,
-            progress=not quiet and sys.stderr.isatty())
+            seed=seed, device=device, batch_size=batch_size, cache=not no_cache,
+            cache_dir=cache_dir, progress=not quiet and sys.stderr.isatty())
     saved = result.save(out_dir, overwrite=overwrite)
     _record(result, saved, registry, no_registry)
     if format is OutputFormat.json:
@@ -685,13 +783,14 @@ def _register_commands() -> None:
     from miaudit.cli.dataset_inference import register as dataset_inference
     from miaudit.cli.governance import register as governance
     from miaudit.cli.http import register as http
+    from miaudit.cli.mlflow import register as mlflow_log
     from miaudit.cli.registry import register as registry
     from miaudit.cli.report import register as report
     from miaudit.cli.spec import register as spec
     from miaudit.cli.sweep import register as sweep
 
     for register in (spec, governance, report, registry, http, sweep, cache,
-                     dataset_inference):
+                     dataset_inference, mlflow_log):
         register(app)
 
 

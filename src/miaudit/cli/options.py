@@ -50,8 +50,10 @@ Seed = Annotated[int, _opt(DATA, help="Seed of the split, training and folds.")]
 
 # -- target
 Model = Annotated[str, _opt(
-    TARGET, help="Recipe to train as the target (mlp, logistic or cnn for images), or a "
-    "model file to audit (.onnx, .skops; needs --members).")]
+    TARGET, help="Recipe to train as the target (mlp, logistic or cnn for images), a "
+    "model file to audit (.onnx, .skops), or an MLflow model (models:/NAME/VERSION, "
+    "runs:/ID/PATH, a folder with an MLmodel file; loading runs its code); a file or an "
+    "MLflow model needs --members.")]
 Param = Annotated[list[str] | None, _opt(
     TARGET, "--param", "-p", help="Recipe parameter key=value, repeatable (e.g. -p epochs=20 "
     "-p hidden=128,64).")]

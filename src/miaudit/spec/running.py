@@ -207,7 +207,8 @@ def _audit(spec: AuditSpec, cache: bool, cache_dir: str | os.PathLike | None,
     if spec.task == "lm":
         from miaudit.audits.lm import audit_lm
 
-        return audit_lm(**spec.to_audit_kwargs(), progress=progress)
+        return audit_lm(**spec.to_audit_kwargs(), cache=cache, cache_dir=cache_dir,
+                        progress=progress)
     from miaudit.audits import audit
 
     compute = {} if checkpoint_seconds is None else {"checkpoint_seconds": checkpoint_seconds}

@@ -285,8 +285,8 @@ class AuditSpec(BaseModel):
     def to_audit_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`miaudit.audit` (``task == "classification"``) or
         :func:`~miaudit.audits.lm.audit_lm` (``task == "lm"``), every one given,
-        with paths resolved from the spec's folder. ``cache_dir`` and ``progress`` are left
-        to the caller (they change no figure)."""
+        with paths resolved from the spec's folder. ``cache``, ``cache_dir`` and ``progress``
+        are left to the caller (they change no figure)."""
         a, t, tr = self.audit, self.target, self.training
         if self.task == "lm":
             lm = self.lm or LMSection()
