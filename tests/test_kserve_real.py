@@ -191,6 +191,15 @@ def test_refusals_of_the_real_server_are_one_clear_line(ds, server):
         assert "\n" not in str(info.value)
 
 
+def test_records_of_another_width_are_refused_before_sending(ds, server):
+    # the metadata's shape [-1, 13] says how many features a record has
+    with HTTPTarget(f"{server}/v2/models/wine", protocol="kserve-v2", retries=0) as target, \
+            pytest.raises(ConfigError, match=r"says its input 'features' takes 13 features "
+                                             r"per record; the data has 5"):
+        target.outputs(ds.X[:3, :5])
+    assert target.queries == 0
+
+
 # ------------------------------------------------------------------ the audit
 
 

@@ -228,6 +228,7 @@ class HTTPTarget:
         self.output = output
         self.columns = None if columns is None else tuple(str(c) for c in columns)
         self._datatype = "FP32"
+        self._width: int | None = None  # features per record, from the model metadata
         self._input_resolved = protocol != "kserve-v2" or input_name is not None
         self._input_note: str | None = None
         self.protocol_note: str | None = None
@@ -535,7 +536,7 @@ class HTTPTarget:
             except Exception as exc:  # any failure: fall back to the default name
                 why = f"the metadata endpoint could not be read ({type(exc).__name__})"
             if found is not None:
-                self.input_name, self._datatype = found
+                self.input_name, self._datatype, self._width = found
                 self._input_note = (f"the input {self.input_name!r} ({self._datatype}, from "
                                     "the model metadata)")
             else:
@@ -547,6 +548,11 @@ class HTTPTarget:
         if self.protocol != "miaudit":
             if not self._input_resolved:
                 self._kserve_input()
+            if self._width is not None and rows.shape[1] != self._width:
+                raise ConfigError(
+                    f"The model metadata of {self.endpoint} says its input "
+                    f"{self.input_name!r} takes {self._width} features per record; the data "
+                    f"has {rows.shape[1]}: check --data and --label-column.")
             payload = request_body(self.protocol, rows, input_name=self.input_name,
                                    datatype=self._datatype, columns=self.columns)
         elif callable(self.request):

@@ -105,14 +105,24 @@ def guess_from_url(url: str) -> str | None:
     return None
 
 
-def kserve_input(metadata: Any) -> tuple[str, str] | None:
-    """``(name, datatype)`` of the first input in a model metadata answer, or None."""
+def kserve_input(metadata: Any) -> tuple[str, str, int | None] | None:
+    """``(name, datatype, width)`` of the first input in a model metadata answer, or None;
+    ``width`` is the last dimension of its ``shape`` when that is a fixed number (features
+    per record), else None.
+
+    >>> kserve_input({"inputs": [{"name": "x", "datatype": "FP64", "shape": [-1, 13]}]})
+    ('x', 'FP64', 13)
+    >>> kserve_input({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [-1, -1]}]})
+    ('x', 'FP32', None)
+    """
     inputs = metadata.get("inputs") if isinstance(metadata, dict) else None
     if not (isinstance(inputs, list) and inputs and isinstance(inputs[0], dict)
             and isinstance(inputs[0].get("name"), str)):
         return None
-    dtype = inputs[0].get("datatype")
-    return inputs[0]["name"], dtype if dtype in _DTYPES else "FP32"
+    dtype, shape = inputs[0].get("datatype"), inputs[0].get("shape")
+    last = shape[-1] if isinstance(shape, list) and len(shape) >= 2 else None
+    width = last if isinstance(last, int) and not isinstance(last, bool) and last > 0 else None
+    return inputs[0]["name"], dtype if dtype in _DTYPES else "FP32", width
 
 
 def request_body(protocol: str, rows: np.ndarray, *, input_name: str | None,
