@@ -339,12 +339,12 @@ def test_run_with_mlflow_records_metrics_params_artifacts_and_tags(store, ids_fi
 
 
 def test_an_endpoint_is_tagged_without_its_credentials():
-    from miaudit.cli.app import _audited_uri
+    from miaudit.cli.targets import audited_uri
 
-    assert _audited_uri("mlp", "https://u:pw-1@h.example/v1?api_key=k-2&m=a", None) == (
+    assert audited_uri("mlp", "https://u:pw-1@h.example/v1?api_key=k-2&m=a", None) == (
         "https://h.example/v1?m=a")
-    assert _audited_uri("models:/bc/1", None, None) == "models:/bc/1"
-    assert _audited_uri("mlp", None, None) is None  # a recipe trained here
+    assert audited_uri("models:/bc/1", None, None) == "models:/bc/1"
+    assert audited_uri("mlp", None, None) is None  # a recipe trained here
 
 
 def test_mlflow_log_command_logs_a_saved_run(ds, members, clf, store, tmp_path, monkeypatch):

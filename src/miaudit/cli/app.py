@@ -31,6 +31,16 @@ from miaudit.cli.common import (
     out_console,
     split_list,
 )
+from miaudit.cli.targets import (
+    audited_uri,
+    check_target_options,
+    http_target,
+    is_model_file,
+    log_to_mlflow,
+    model_file_target,
+    model_label,
+    openai_targets,
+)
 from miaudit.defaults import (
     CHECKPOINT_SECONDS,
     DEFAULT_ALPHA,
@@ -91,145 +101,16 @@ def _record(result, saved: Path, registry_url: str | None, no_registry: bool) ->
                       highlight=False)
 
 
-def _http_target(url, members, data, label_column, id_column, n_records, seed, exposure, *,
-                 explicit_exposure, model, references, auth_env, budget, batch_size,
-                 concurrency, rate_limit, cache_dir, protocol="miaudit", protocol_input=None,
-                 protocol_output=None):
-    """The endpoint as a target: the data loaded here (to probe it), the members read from
-    their ID file, and the exposure detected from its answers unless one was given."""
-    import numpy as np
-
-    from miaudit.data import load_dataset
-    from miaudit.errors import ConfigError
-    from miaudit.governance.forget import load_id_list
-    from miaudit.targets.http import HTTPTarget, detect_exposure
-
-    if data is None or members is None:
-        raise ConfigError("--target needs --data (the records) and --members (the IDs of "
-                          "the records the model was trained on, one per line).")
-    if model != "mlp" and not references:
-        raise ConfigError("--model names the reference recipe with --target; add "
-                          "--references K, or leave --model out.")
-    ds = load_dataset(data, label_column=label_column, id_column=id_column,
-                      n_records=n_records, seed=seed)
-    endpoint = HTTPTarget(url, auth_env=auth_env, budget=budget, batch_size=batch_size,
-                          concurrency=concurrency, rate_limit=rate_limit,
-                          cache_dir=None if cache_dir is None else Path(cache_dir) / "http",
-                          n_classes=ds.n_classes, classes=ds.classes, protocol=protocol,
-                          input_name=protocol_input, output=protocol_output,
-                          columns=ds.feature_names if protocol == "mlflow" else None)
-    if not explicit_exposure:
-        probe = np.random.default_rng(seed).permutation(ds.n_records)[:100]
-        found = detect_exposure(endpoint, ds.X[probe])
-        err_console.print(f"[bold]exposure detected[/] {found.setting}: "
-                          f"{escape(found.explanation)}",
-                          highlight=False)
-        exposure = found.setting
-    if endpoint.protocol_note:
-        err_console.print(f"[bold]protocol[/] {escape(endpoint.protocol_note)}",
-                          highlight=False)
-    member_ids = load_id_list(members)
-    if n_records is not None:  # the members file lists the whole training set
-        kept = set(map(str, ds.ids))
-        member_ids = [m for m in member_ids if m in kept]
-    return {"data": ds, "model": endpoint, "members": member_ids, "exposure": exposure,
-            "n_records": None}
 
 
-def _model_file_target(path, members, data, label_column, id_column, n_records, seed, exposure,
-                       *, explicit_exposure, trust, outputs, param, references,
-                       tracking_uri=None):
-    """A model file (.onnx, .skops) or an MLflow model (models:/..., runs:/..., a folder
-    with an MLmodel file) as the target: the data loaded here, the members read from their
-    ID file, the exposure what the model returns unless one was given; references, if any,
-    train locally from the default recipe (-p)."""
-    from miaudit.data import load_dataset
-    from miaudit.errors import ConfigError
-    from miaudit.governance.forget import load_id_list
-    from miaudit.targets import LabelTarget
-    from miaudit.targets.files import load_model_file
-    from miaudit.targets.mlflow import exposure_of, is_mlflow_model, load_mlflow_model
-
-    from_mlflow = is_mlflow_model(path)
-    shown = path if from_mlflow else Path(path).name
-    if data is None or members is None:
-        raise ConfigError(f"--model {shown} needs --data (the records) and --members "
-                          "(the IDs of the records the model was trained on, one per line).")
-    if from_mlflow and trust:
-        raise ConfigError("--trust is for a .skops model file; an MLflow model is loaded by "
-                          "MLflow, which runs its code: use only models you trust.")
-    if outputs is not None:
-        raise ConfigError("Give a model file (--model) or --outputs, not both.")
-    if param and not references:
-        raise ConfigError("-p sets the recipe of the references trained locally for a model "
-                          "file; add --references K --reference-mode offline, or leave -p out.")
-    ds = load_dataset(data, label_column=label_column, id_column=id_column,
-                      n_records=n_records, seed=seed)
-    if from_mlflow:
-        import os
-
-        # MLflow's download progress bars, unless asked for: the CLI says what it loaded
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        if tracking_uri:  # MLflow resolves models:/ in its current store only
-            os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-        model = load_mlflow_model(path, classes=ds.classes)
-        found, why = exposure_of(model, ds.X[:100])
-        if not explicit_exposure:
-            exposure = found
-            err_console.print(f"[bold]exposure[/] {exposure}: {escape(why)} ({escape(path)})",
-                              highlight=False, soft_wrap=True)
-    else:
-        model = load_model_file(path, classes=ds.classes, trusted=trust)
-    if not explicit_exposure and not from_mlflow:
-        exposure = ("label" if isinstance(model, LabelTarget) else
-                    "logits" if getattr(model, "kind", "probs") == "logits" else "probabilities")
-        err_console.print(f"[bold]exposure[/] {exposure}: what {escape(Path(path).name)} "
-                          "returns", highlight=False)
-    member_ids = load_id_list(members)
-    if n_records is not None:  # the members file lists the whole training set
-        kept = set(map(str, ds.ids))
-        member_ids = [m for m in member_ids if m in kept]
-    return {"data": ds, "model": model, "members": member_ids, "exposure": exposure,
-            "n_records": None, "reference_recipe": DEFAULT_RECIPE}
 
 
-def _check_target_options(target, protocol, protocol_input, protocol_output, trust) -> None:
-    """Options that only mean something with --target, or without it, refused otherwise."""
-    from miaudit.errors import ConfigError
-
-    if target is None and (protocol != "miaudit" or protocol_input or protocol_output):
-        raise ConfigError("--protocol, --protocol-input and --protocol-output are for an "
-                          "endpoint (--target URL).")
-    if target is not None and trust:
-        raise ConfigError("--trust is for a .skops model file (--model model.skops), not an "
-                          "endpoint (--target).")
 
 
-def _is_model_file(model: str) -> bool:
-    """A model file (.onnx, .skops, refused pickles) or an MLflow model."""
-    from miaudit.targets.files import MODEL_FILE_SUFFIXES
-    from miaudit.targets.mlflow import is_mlflow_model
-
-    return Path(model).suffix.lower() in MODEL_FILE_SUFFIXES or is_mlflow_model(model)
 
 
-def _log_to_mlflow(saved: Path, model_uri: str | None, tracking_uri: str | None,
-                   experiment: str) -> None:
-    """``run --mlflow``: the saved run as one MLflow run (the run folder stays either way)."""
-    from miaudit.errors import ConfigError
-    from miaudit.registry.mlflow import log_audit
 
-    try:
-        logged = log_audit(saved, model_uri=model_uri, tracking_uri=tracking_uri,
-                           experiment=experiment)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} The audit is saved in {saved}; log it later with: miaudit "
-                          f"mlflow-log {saved}") from None
-    tagged = (f"; tagged models:/{logged.model_version[0]}/{logged.model_version[1]}"
-              if logged.model_version else "")
-    err_console.print(f"[bold]MLflow run[/] {logged.run_id} (experiment {escape(experiment)}, "
-                      f"{escape(logged.tracking_uri)}){escape(tagged)}", highlight=False,
-                      soft_wrap=True)
+
 
 
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
@@ -377,13 +258,13 @@ def run(
     else:
         settings = _audit_settings(options)
         out_dir = out or default_out(data if outputs is None else str(outputs),
-                                     _model_label(model))
-        _check_target_options(target, protocol, protocol_input, protocol_output, trust)
+                                     model_label(model))
+        check_target_options(target, protocol, protocol_input, protocol_output, trust)
         if target is not None:
             from miaudit.results.result import check_out_dir
 
             check_out_dir(out_dir, overwrite=overwrite)  # before any query is sent
-            settings.update(_http_target(
+            settings.update(http_target(
                 target, members, data, label_column, id_column, n_records, seed, exposure,
                 explicit_exposure=exposure != DEFAULT_EXPOSURE, model=model,
                 references=references, auth_env=target_auth_env, budget=target_budget,
@@ -391,8 +272,8 @@ def run(
                 rate_limit=target_rate_limit, cache_dir=model_cache(cache_dir, no_cache),
                 protocol=protocol, protocol_input=protocol_input,
                 protocol_output=protocol_output))
-        elif _is_model_file(model):
-            settings.update(_model_file_target(
+        elif is_model_file(model):
+            settings.update(model_file_target(
                 model, members, data, label_column, id_column, n_records, seed, exposure,
                 explicit_exposure=exposure != DEFAULT_EXPOSURE, trust=trust, outputs=outputs,
                 param=param, references=references, tracking_uri=mlflow_tracking_uri))
@@ -407,32 +288,12 @@ def run(
                                         **settings)
     _record(result, saved, registry, no_registry)
     if mlflow:
-        _log_to_mlflow(saved, _audited_uri(model, target, spec), mlflow_tracking_uri,
+        log_to_mlflow(saved, audited_uri(model, target, spec), mlflow_tracking_uri,
                        mlflow_experiment)
     _print_run(result, saved, format, started)
 
 
-def _model_label(model: str) -> str:
-    """The model's part of a default run folder name."""
-    from miaudit.targets.mlflow import is_mlflow_model, short_name
 
-    return short_name(model) if is_mlflow_model(model) else Path(model).name
-
-
-def _audited_uri(model: str, target: str | None, spec: Path | None) -> str | None:
-    """What ``run --mlflow`` tags as the audited model: the endpoint, an MLflow model (a
-    folder as its absolute path) or a model file; None for a trained recipe or a spec. An
-    endpoint's credentials (user, password, secret query parameters) are left out."""
-    from miaudit.targets.http.urls import public_url
-    from miaudit.targets.mlflow import URI_SCHEMES
-
-    if spec is not None:
-        return None
-    if target is not None:
-        return public_url(target)
-    if model.startswith(URI_SCHEMES):
-        return model
-    return str(Path(model).resolve()) if _is_model_file(model) else None
 
 
 #: Options of ``run`` about where the run goes and what it caches (``--spec`` takes them).
@@ -671,7 +532,7 @@ def run_lm(
     text_spec = None if text_column is None else (
         text_column if "," not in text_column else split_list(text_column))
     if target is not None:
-        model, reference_model = _openai_targets(
+        model, reference_model = openai_targets(
             target, model, target_model, target_reference_model, reference_model,
             auth_env=target_auth_env, batch_size=batch_size, budget=target_budget,
             cache=target_cache)
@@ -694,25 +555,6 @@ def run_lm(
         return
     print_summary(result.summary(), out_console, run_dir=str(saved))
     err_console.print(f"[dim]done in {time.perf_counter() - started:.1f} s[/]")
-
-
-def _openai_targets(url, model, name, reference_name, reference_model, *, auth_env,
-                    batch_size, budget, cache):
-    """The audited model (and a reference model) behind an OpenAI-compatible API."""
-    from miaudit.errors import ConfigError
-    from miaudit.targets.openai import OpenAICompletionsTarget
-
-    if model is not None:
-        raise ConfigError("Give either --model (a local folder) or --target (an API), not "
-                          "both.")
-    if not name:
-        raise ConfigError("--target needs --target-model, the served model's name.")
-
-    def api(served: str) -> OpenAICompletionsTarget:
-        return OpenAICompletionsTarget(url, served, auth_env=auth_env, batch_size=batch_size,
-                                       max_texts=budget, cache_dir=cache)
-
-    return api(name), api(reference_name) if reference_name else reference_model
 
 
 def _lm_params(pairs: list[str] | None) -> dict | None:
