@@ -14,7 +14,8 @@ ProtocolServer` as KServe v2 (Open Inference Protocol), TF Serving and MLflow an
 256, 4 requests in flight, beside the ``miaudit`` format of ``miaudit http serve``, and
 through a real KServe model server (``kserve.ModelServer``, tests/servers/kserve_model.py
 run by ``.venv-kserve``'s python, made by ``sh scripts/kserve-venv.sh``; that row is left
-out when the environment is absent).
+out when the environment is absent) and a real ``mlflow models serve`` (``--env-manager
+local``, one worker) of the same weights as a pyfunc model (left out without mlflow).
 
     python benchmarks/http_target.py [--rows 16384] [--repeats 3]
 """
@@ -150,6 +151,11 @@ def main() -> None:
         protocol_rows.append({"protocol": "kserve-v2, kserve 0.21 (real `ModelServer`)",
                               **kserve})
         print(protocol_rows[-1], flush=True)
+    served = _mlflow_row(module, X, probs, local_s, args)
+    if served is not None:
+        protocol_rows.append({"protocol": f"mlflow, mlflow {served.pop('version')} (real "
+                                          "`mlflow models serve`)", **served})
+        print(protocol_rows[-1], flush=True)
     body = (
         f"The same {args.rows:,} rows and model as above, batch 256, 4 requests in flight, "
         f"no cache, best of {args.repeats}; each wire format served in another process on "
@@ -168,7 +174,11 @@ def main() -> None:
         "(tests/servers/kserve_model.py): its metadata declares an FP32 input `features`, "
         "and it answers three outputs (`label`, FP32 `probabilities` and `logits`) of which "
         "the preset reads `probabilities`; the difference is float32 softmax in the server "
-        "against float64 softmax of the float32 logits in-process.\n\n"
+        "against float64 softmax of the float32 logits in-process. The real MLflow row is "
+        "`mlflow models serve --env-manager local --workers 1` (FastAPI + uvicorn) of a "
+        "pyfunc model computing the same MLP in numpy (float32): it receives "
+        "`dataframe_split` bodies, builds a pandas DataFrame per request and answers "
+        "`{\"predictions\": ...}`.\n\n"
         + table(protocol_rows, ["protocol", "rows/s", "seconds", "x in-process time",
                                 "max abs diff"]))
     write_section("HTTP target: rows per second per wire format", body)
@@ -224,17 +234,8 @@ def _kserve_row(module: torch.nn.Module, X: np.ndarray, probs: np.ndarray, local
                                      "--port", str(port), "--name", "mlp"], stdout=log,
                                     stderr=subprocess.STDOUT, env=env)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/v2/models/mlp/ready", trust_env=False).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the KServe server did not start:\n"
-                                     + (Path(tmp) / "server.log").read_text()[-2000:])
-                time.sleep(0.2)
+            _wait_until_up(f"{base}/v2/models/mlp/ready", proc, Path(tmp) / "server.log",
+                           "KServe")
             with HTTPTarget(f"{base}/v2/models/mlp", protocol="kserve-v2", batch_size=256,
                             concurrency=4) as target:
                 target.outputs(X[:256])  # connect and read the metadata
@@ -247,6 +248,77 @@ def _kserve_row(module: torch.nn.Module, X: np.ndarray, probs: np.ndarray, local
     np.testing.assert_allclose(out.values, probs, rtol=0, atol=1e-6)
     return {"rows/s": f"{args.rows / seconds:,.0f}", "seconds": f"{seconds:.2f}",
             "x in-process time": f"{seconds / local_s:,.0f}", "max abs diff": f"{diff:.1g}"}
+
+
+class NumpyMLP:
+    """The benchmark's MLP as an MLflow pyfunc model (numpy, float32), made a subclass of
+    ``mlflow.pyfunc.PythonModel`` when saved (cloudpickled by value with this script)."""
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.layers = layers
+
+    def predict(self, context, model_input, params=None):
+        z = np.asarray(model_input, dtype=np.float32)
+        for i, (w, b) in enumerate(self.layers):
+            z = (np.tanh(z) if i else z) @ w.T + b
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
+def _mlflow_row(module: torch.nn.Module, X: np.ndarray, probs: np.ndarray, local_s: float,
+                args) -> dict | None:
+    """The same model served by a real ``mlflow models serve``, or None without mlflow."""
+    try:
+        import mlflow.pyfunc
+    except ImportError:
+        print("no mlflow (pip install 'miaudit[mlflow]'): the real MLflow row is left out",
+              flush=True)
+        return None
+    state = {k: v.detach().numpy() for k, v in module.state_dict().items()}
+    model = type("NumpyMLP", (NumpyMLP, mlflow.pyfunc.PythonModel), {})(
+        [(state["0.weight"], state["0.bias"]), (state["2.weight"], state["2.bias"])])
+    bin_dir = Path(sys.executable).parent  # mlflow, and the uvicorn it runs by name
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        mlflow.pyfunc.save_model(str(folder), python_model=model, pip_requirements=[])
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        base = f"http://127.0.0.1:{port}"
+        with open(Path(tmp) / "server.log", "wb") as log:
+            proc = subprocess.Popen(
+                [str(bin_dir / "mlflow"), "models", "serve", "-m", str(folder),
+                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp,
+                start_new_session=True)
+        try:
+            _wait_until_up(f"{base}/ping", proc, Path(tmp) / "server.log", "MLflow")
+            with HTTPTarget(base, protocol="mlflow", batch_size=256, concurrency=4) as target:
+                target.outputs(X[:256])  # connect
+                seconds, out = best_of(args.repeats, lambda t=target: t.outputs(X))
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and the uvicorn it started
+            proc.wait(timeout=30)
+    diff = float(np.abs(out.values - probs).max())
+    np.testing.assert_allclose(out.values, probs, rtol=0, atol=1e-6)
+    return {"version": mlflow.__version__, "rows/s": f"{args.rows / seconds:,.0f}",
+            "seconds": f"{seconds:.2f}", "x in-process time": f"{seconds / local_s:,.0f}",
+            "max abs diff": f"{diff:.1g}"}
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the {what} server did not start:\n" + log.read_text()[-2000:])
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":
