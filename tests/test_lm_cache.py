@@ -20,7 +20,7 @@ import miaudit.training.lm as training_lm
 from miaudit.audits.lm import audit_lm
 from miaudit.errors import MiauditWarning
 from miaudit.targets.score_cache import TokenScoreCache, state_digest
-from miaudit.training.cache import ModelCache, cache_usage
+from miaudit.training.cache import ModelCache, cache_usage, prune_cache
 from miaudit.training.lm import LMRecipe, finetune_lm, train_tokenizer
 from miaudit.training.lm_cache import lm_training_key
 
@@ -228,6 +228,7 @@ def test_anything_that_changes_the_scores_misses_the_cache(tmp_path, tokenizer, 
              lambda: target.token_scores(texts, prefix="lamp"),
              lambda: dataclasses.replace(target, distribution=False).token_scores(texts),
              lambda: dataclasses.replace(target, max_length=16).token_scores(texts),
+             lambda: dataclasses.replace(target, batch_size=3).token_scores(texts),
              lambda: dataclasses.replace(target, model=other).token_scores(texts)]
     for n, call in enumerate(calls, start=2):
         call()
@@ -260,8 +261,23 @@ def test_run_lm_uses_the_cache_folder_it_is_given_or_none(tmp_path):
                                    str(tmp_path / "cache")])
     assert res.exit_code == 0, res.output
     usage = cache_usage(tmp_path / "cache")
-    assert usage.counts["entries"] == 1 and usage.counts["other"] == 1  # model, scores
+    assert usage.counts["entries"] == 1 and usage.counts["scores"] == 1  # model, scores
     res = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "b"), "--cache-dir",
                                    str(tmp_path / "none"), "--no-cache"])
     assert res.exit_code == 0, res.output
     assert not (tmp_path / "none").exists()
+
+
+def test_token_scores_are_counted_and_pruned_with_the_cache(tmp_path, tokenizer, small_model):
+    target = targets_lm.CausalLMTarget(small_model, tokenizer, cache=TokenScoreCache(tmp_path))
+    target.token_scores(_texts(4, 14))
+    (path,) = tmp_path.rglob("*.npz")
+    (path.parent / f".{path.stem[:12]}.tmp-x.npz").write_bytes(b"killed mid-write")
+    usage = cache_usage(tmp_path)
+    assert usage.counts["scores"] == 1 and usage.counts["temporary"] == 1
+    assert usage.counts["other"] == 0
+    now = path.stat().st_mtime
+    assert prune_cache(tmp_path, older_than_days=1, now=now + 3600).counts["scores"] == 0
+    removed = prune_cache(tmp_path, older_than_days=1, now=now + 2 * 86400)
+    assert removed.counts["scores"] == 1 and removed.counts["temporary"] == 1
+    assert not list(tmp_path.rglob("*.npz"))

@@ -195,10 +195,43 @@ def test_cli_audit_by_uri_equals_the_estimator_in_memory(ds, members, store, ids
 def test_tracking_uri_option_names_the_store(ids_file, in_memory, store, tmp_path,
                                             monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/empty.db")
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
     res = _cli("--data", "breast_cancer", "--model", "models:/bc@champion", "--members",
                str(ids_file), "--mlflow-tracking-uri", store.uri, "--out", str(tmp_path / "r"))
     assert res.exit_code == 0, res.output
     _same_figures(json.loads(res.stdout), in_memory)
+    # the store was named for the load only: the process's environment is as it was
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path}/empty.db"
+    assert "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR" not in os.environ
+
+
+def test_metric_names_are_ones_mlflow_accepts():
+    from mlflow.utils.validation import _validate_metric_name
+
+    from miaudit.attacks import ATTACKS
+    from miaudit.attacks.lm import LM_ATTACKS
+    from miaudit.registry.mlflow import audit_metrics
+
+    entry = {"auc": 0.6, "auc_ci": [0.5, 0.7], "tpr_at_fpr": {"0.01": 0.02},
+             "tpr_at_fpr_ci": {"0.01": [0.0, 0.1]}}
+    names = sorted({*ATTACKS, *LM_ATTACKS})
+    metrics = audit_metrics({"verdict": {"level": "low", "strongest_attack": "min-k++"},
+                             "attacks": dict.fromkeys(names, entry)})
+    assert metrics["attacks/min-kplusplus/auc"] == metrics["auc"] == 0.6
+    assert len(metrics) == 6 * len(names) + 6 + 1  # every attack, the strongest, the level
+    for name in metrics:
+        _validate_metric_name(name)  # raises for a name MLflow refuses
+
+
+def test_credentials_are_never_printed_or_tagged():
+    from miaudit.registry.mlflow import audit_tags
+    from miaudit.targets.mlflow import shown_uri
+
+    assert shown_uri("postgresql://u:pw-1@db/mlflow") == "postgresql://u:***@db/mlflow"
+    assert shown_uri("databricks") == "databricks"
+    tags = audit_tags({"verdict": {"level": "none"}}, Path("run"),
+                      "https://user:pw-2@serve.example/invocations?api_key=k-3")
+    assert tags["miaudit.model_uri"] == "https://serve.example/invocations"
 
 
 def test_python_api_gives_the_estimators_probabilities(ds, clf):

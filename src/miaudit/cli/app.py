@@ -101,18 +101,6 @@ def _record(result, saved: Path, registry_url: str | None, no_registry: bool) ->
                       highlight=False)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def _audit_and_save(out_dir: Path, overwrite: bool, quiet: bool, cache_dir: Path | None,
                     no_cache: bool, **settings):
     """Check the run folder first, audit (warnings go to the summary, not stderr), save."""
@@ -253,6 +241,10 @@ def run(
     """Train (or load) a target model and audit it with membership-inference attacks."""
     options = dict(locals())
     started = time.perf_counter()
+    if mlflow:  # before the audit, not after it: say now that MLflow is missing
+        from miaudit.targets.mlflow import require_mlflow
+
+        require_mlflow()
     if spec is not None:
         result, saved = _run_spec_file(spec, options)
     else:
@@ -287,13 +279,10 @@ def run(
         result, saved = _audit_and_save(out_dir, overwrite, quiet, cache_dir, no_cache,
                                         **settings)
     _record(result, saved, registry, no_registry)
-    if mlflow:
-        log_to_mlflow(saved, audited_uri(model, target, spec), mlflow_tracking_uri,
-                       mlflow_experiment)
     _print_run(result, saved, format, started)
-
-
-
+    if mlflow:  # after the result is out: a failure to log loses nothing
+        log_to_mlflow(saved, audited_uri(model, target, spec), mlflow_tracking_uri,
+                      mlflow_experiment)
 
 
 #: Options of ``run`` about where the run goes and what it caches (``--spec`` takes them).

@@ -13,7 +13,8 @@ from miaudit.cli.common import OutputFormat, examples_epilog, friendly, out_cons
 
 __all__ = ["register"]
 
-_LABELS = {"entries": "stored models", "damaged": "damaged entries (set aside)",
+_LABELS = {"entries": "stored models", "scores": "stored token scores (language models)",
+           "damaged": "damaged entries (set aside)",
            "temporary": "leftovers of killed writes", "checkpoints": "training checkpoints",
            "other": "other (HTTP answers)"}
 

@@ -5,6 +5,8 @@ OpenAI-compatible LM endpoint; and ``run --mlflow``'s record of the audit."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from rich.markup import escape
@@ -88,14 +90,15 @@ def model_file_target(path, members, data, label_column, id_column, n_records, s
     ds = load_dataset(data, label_column=label_column, id_column=id_column,
                       n_records=n_records, seed=seed)
     if from_mlflow:
-        import os
-
-        # MLflow's download progress bars, unless asked for: the CLI says what it loaded
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        if tracking_uri:  # MLflow resolves models:/ in its current store only
-            os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
-        model = load_mlflow_model(path, classes=ds.classes)
-        found, why = exposure_of(model, ds.X[:100])
+        # MLflow resolves models:/ in its current store only; its download progress bars
+        # are left out unless asked for (the CLI says what it loaded)
+        settings = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR":
+                    os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")}
+        if tracking_uri:
+            settings["MLFLOW_TRACKING_URI"] = tracking_uri
+        with _environment(settings):
+            model = load_mlflow_model(path, classes=ds.classes)
+            found, why = exposure_of(model, ds.X[:100])
         if not explicit_exposure:
             exposure = found
             err_console.print(f"[bold]exposure[/] {exposure}: {escape(why)} ({escape(path)})",
@@ -113,6 +116,21 @@ def model_file_target(path, members, data, label_column, id_column, n_records, s
         member_ids = [m for m in member_ids if m in kept]
     return {"data": ds, "model": model, "members": member_ids, "exposure": exposure,
             "n_records": None, "reference_recipe": DEFAULT_RECIPE}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the block, and put back what was there after."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def check_target_options(target, protocol, protocol_input, protocol_output, trust) -> None:
@@ -138,13 +156,13 @@ def is_model_file(model: str) -> bool:
 def log_to_mlflow(saved: Path, model_uri: str | None, tracking_uri: str | None,
                   experiment: str) -> None:
     """``run --mlflow``: the saved run as one MLflow run (the run folder stays either way)."""
-    from miaudit.errors import ConfigError
+    from miaudit.errors import ConfigError, MiauditError
     from miaudit.registry.mlflow import log_audit
 
     try:
         logged = log_audit(saved, model_uri=model_uri, tracking_uri=tracking_uri,
                            experiment=experiment)
-    except ConfigError as exc:
+    except MiauditError as exc:
         raise ConfigError(f"{exc} The audit is saved in {saved}; log it later with: miaudit "
                           f"mlflow-log {saved}") from None
     tagged = (f"; tagged models:/{logged.model_version[0]}/{logged.model_version[1]}"

@@ -4,7 +4,8 @@ One MLflow run per audit, in the experiment ``miaudit`` unless told otherwise:
 
 * metrics: ``auc``, ``auc_low``, ``auc_high`` and ``tpr_at_fpr_<FPR>`` (with ``_low`` and
   ``_high``, its interval) of the verdict's strongest attack; the same figures of every
-  attack as ``attacks/<attack>/auc``, ``attacks/<attack>/tpr_at_fpr_<FPR>``, ...; and
+  attack as ``attacks/<attack>/auc``, ``attacks/<attack>/tpr_at_fpr_<FPR>``, ... (a ``+``
+  in an attack's name spelt ``plus``: ``attacks/min-kplusplus/auc``); and
   ``verdict_level``, the verdict as a number (0 none, 1 low, 2 moderate, 3 high). A
   figure that cannot be measured on the sample (null in summary.json) is not logged.
 * params: ``data``, ``data_fingerprint``, ``model``, ``n_members``, ``n_non_members``,
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from typing import Any
 from miaudit.audits.verdict import LEVEL_NAMES
 from miaudit.errors import ConfigError
 from miaudit.results.folder import RUN_FILES, SCORES_FILE, SIGNALS_FILE, load_run
-from miaudit.targets.mlflow import error_line, require_mlflow
+from miaudit.targets.mlflow import error_line, require_mlflow, shown_uri
 
 #: The experiment audits are logged to unless told otherwise.
 DEFAULT_EXPERIMENT = "miaudit"
@@ -78,11 +80,22 @@ def audit_metrics(summary: dict) -> dict[str, float]:
         metrics["verdict_level"] = float(LEVEL_NAMES.index(verdict["level"]))
     attacks = summary.get("attacks") or {}
     for name, entry in attacks.items():
-        metrics.update({f"attacks/{name}/{k}": v for k, v in _figures(entry).items()})
+        metrics.update({f"attacks/{metric_name(name)}/{k}": v
+                        for k, v in _figures(entry).items()})
     best = verdict.get("strongest_attack")
     if best in attacks:
         metrics.update(_figures(attacks[best]))
     return metrics
+
+
+def metric_name(attack: str) -> str:
+    """An attack's name as MLflow accepts it in a metric name (letters, digits, ``_-./ :``;
+    ``+`` spelt ``plus``).
+
+    >>> metric_name("min-k++"), metric_name("lira-online")
+    ('min-kplusplus', 'lira-online')
+    """
+    return re.sub(r"[^\w\-. :/]", "_", attack.replace("+", "plus"))
 
 
 def _figures(entry: dict) -> dict[str, float]:
@@ -124,7 +137,8 @@ def audit_tags(summary: dict, run_dir: Path, model_uri: str | None) -> dict[str,
     verdict = summary.get("verdict") or {}
     tags = {"miaudit.verdict": verdict.get("level"),
             "miaudit.strongest_attack": verdict.get("strongest_attack"),
-            "miaudit.model_uri": model_uri, "miaudit.run_dir": str(run_dir),
+            "miaudit.model_uri": None if model_uri is None else shown_uri(model_uri),
+            "miaudit.run_dir": str(run_dir),
             "mlflow.note.content": verdict.get("sentence")}
     return {k: str(v) for k, v in tags.items() if v is not None}
 
@@ -167,7 +181,7 @@ def log_audit(
     mlflow = require_mlflow()
     entities = importlib.import_module("mlflow.entities")
     run = load_run(run_dir, scores="skip")
-    where = tracking_uri or mlflow.get_tracking_uri()
+    where = shown_uri(tracking_uri or mlflow.get_tracking_uri())  # never a password
     try:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     except Exception as exc:  # an unknown scheme, a store MLflow refuses, ...

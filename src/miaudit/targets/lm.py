@@ -332,9 +332,11 @@ def token_scores(
         sequences = [head + ids[skip:] for ids in sequences]
     key = None
     if cache is not None:
-        key = cache.key(model=state_digest(model), sequences=sequences, settings={
-            "window": window, "stride": stride, "distribution": bool(distribution),
-            "device": str(dev), "n_text": n_text})
+        key = cache.key(model=cache.model or state_digest(model), sequences=sequences,
+                        settings={"window": window, "stride": stride,
+                                  "batch_size": int(batch_size),
+                                  "distribution": bool(distribution), "device": str(dev),
+                                  "n_text": n_text})
         if (stored := cache.load(key)) is not None:
             return stored
     rows = [(doc, begin, end, first)

@@ -152,7 +152,7 @@ def _download(mlflow, uri: str, into: str) -> Path:
         path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into)
     except Exception as exc:  # MlflowException, OSError, ... for a missing model or store
         raise ConfigError(f"Cannot fetch the MLflow model {uri} from "
-                          f"{mlflow.get_tracking_uri()}: "
+                          f"{shown_uri(mlflow.get_tracking_uri())}: "
                           f"{error_line(exc)}") from None
     return Path(path)
 
@@ -174,6 +174,29 @@ def _load(loader, uri: str, flavour: str):
     except Exception as exc:  # whatever the model's own code raises when it is rebuilt
         raise ConfigError(f"MLflow cannot load {uri} ({flavour} flavour): "
                           f"{error_line(exc)}") from None
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` as it may be printed or logged: an HTTP(S) URL without user, password or
+    secret query parameters; any other URI (a database) with its password hidden.
+
+    >>> shown_uri("postgresql://mlflow:s3cret@db:5432/mlflow")
+    'postgresql://mlflow:***@db:5432/mlflow'
+    >>> shown_uri("https://u:tok@mlflow.example/?token=t&x=1"), shown_uri("sqlite:///m.db")
+    ('https://mlflow.example/?x=1', 'sqlite:///m.db')
+    """
+    from urllib.parse import urlsplit
+
+    from miaudit.targets.http.urls import public_url
+
+    if uri.startswith(("http://", "https://")):
+        return public_url(uri)
+    netloc = urlsplit(uri).netloc
+    if "@" not in netloc:
+        return uri
+    user, _, host = netloc.rpartition("@")
+    hidden = f"{user.split(':', 1)[0]}:***@{host}" if ":" in user else f"***@{host}"
+    return uri.replace(netloc, hidden, 1)
 
 
 def error_line(exc: BaseException) -> str:
@@ -379,14 +402,15 @@ def read_prediction(raw: Any, n_records: int, classes: tuple[str, ...] | None,
 
 
 def _scores_kind(values: np.ndarray) -> PyfuncKind:
-    """``label`` for one-hot rows, ``probs`` for rows in [0, 1] summing to 1, else
+    """``probs`` for rows in [0, 1] summing to 1 (one-hot rows too: a confident model's
+    probabilities can be, and reading them as labels would refuse a later soft row), else
     ``logits``."""
     if not np.all(np.isfinite(values)):
         return "logits"  # check_outputs names the NaN or inf
     in_unit = values.min(initial=0.0) >= 0.0 and values.max(initial=0.0) <= 1.0
     if not in_unit or not np.allclose(values.sum(axis=1), 1.0, rtol=0, atol=_SUM_TOLERANCE):
         return "logits"
-    return "label" if np.isin(values, (0.0, 1.0)).all() else "probs"
+    return "probs"
 
 
 def _n_classes(classes: tuple[str, ...] | None, source: str) -> int:

@@ -33,6 +33,7 @@ import numpy as np
 from miaudit._version import __version__
 from miaudit.defaults import CACHE_ENV_VAR
 from miaudit.errors import ConfigError
+from miaudit.targets.score_cache import SCORES_FOLDER
 from miaudit.training import Recipe
 from miaudit.training.checkpoint import Checkpoint
 
@@ -229,7 +230,8 @@ STALE_TEMPORARY_SECONDS = 3600.0
 class CacheUsage:
     """What a model cache folder holds: counts and bytes by kind.
 
-    ``entries``: stored models; ``damaged``: entries set aside after failing their
+    ``entries``: stored models; ``scores``: stored token scores of language models
+    (:mod:`miaudit.targets.score_cache`); ``damaged``: entries set aside after failing their
     checksums; ``temporary``: leftovers of writes that were killed; ``checkpoints``:
     training checkpoints of unfinished chunks; ``other``: anything else (the HTTP answer
     cache). ``oldest_use`` / ``newest_use``: when a stored model was last stored or loaded
@@ -247,7 +249,7 @@ class CacheUsage:
                 "newest_use": self.newest_use}
 
 
-KINDS = ("entries", "damaged", "temporary", "checkpoints", "other")
+KINDS = ("entries", "scores", "damaged", "temporary", "checkpoints", "other")
 
 
 def _size(path: Path) -> int:
@@ -279,6 +281,10 @@ def _shard_items(shard: Path, listed):
     if shard.name == CHECKPOINTS and shard.is_dir():
         for f in listed(shard):
             yield ("temporary" if f.name.startswith(".tmp-") else "checkpoints"), f, f
+    elif shard.name == SCORES_FOLDER and shard.is_dir():  # token scores of language models
+        for sub in listed(shard):
+            for f in listed(sub):
+                yield ("temporary" if ".tmp-" in f.name else "scores"), f, f
     elif len(shard.name) == 2 and shard.is_dir():
         for entry in listed(shard):
             if entry.name.startswith(".damaged-"):
@@ -317,8 +323,9 @@ def cache_usage(root: str | os.PathLike) -> CacheUsage:
 def prune_cache(root: str | os.PathLike, *, older_than_days: float | None = None,
                 dry_run: bool = False, now: float | None = None) -> CacheUsage:
     """Remove from the cache under ``root``: damaged entries, leftovers of killed writes
-    older than an hour and, with ``older_than_days``, stored models and checkpoints not
-    used for that many days. Returns what was (or, with ``dry_run``, would be) removed."""
+    older than an hour and, with ``older_than_days``, stored models, token scores and
+    checkpoints not used for that many days. Returns what was (or, with ``dry_run``, would
+    be) removed."""
     import time
 
     if older_than_days is not None and not older_than_days >= 0:
@@ -330,7 +337,7 @@ def prune_cache(root: str | os.PathLike, *, older_than_days: float | None = None
         # a checkpoint saved within the hour may belong to an audit training now
         least = STALE_TEMPORARY_SECONDS if kind == "checkpoints" else 0.0
         if kind == "damaged" or (kind == "temporary" and age > STALE_TEMPORARY_SECONDS) or (
-                kind in ("entries", "checkpoints") and older_than_days is not None
+                kind in ("entries", "scores", "checkpoints") and older_than_days is not None
                 and age > max(older_than_days * 86400, least)):
             counts[kind] += 1
             sizes[kind] += _size(path)

@@ -107,12 +107,14 @@ def guess_from_url(url: str) -> str | None:
 
 def kserve_input(metadata: Any) -> tuple[str, str, int | None] | None:
     """``(name, datatype, width)`` of the first input in a model metadata answer, or None;
-    ``width`` is the last dimension of its ``shape`` when that is a fixed number (features
-    per record), else None.
+    ``width`` is the second dimension of a two-dimensional ``shape`` when that is a fixed
+    number (features per record), else None.
 
     >>> kserve_input({"inputs": [{"name": "x", "datatype": "FP64", "shape": [-1, 13]}]})
     ('x', 'FP64', 13)
     >>> kserve_input({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [-1, -1]}]})
+    ('x', 'FP32', None)
+    >>> kserve_input({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 28, 28]}]})
     ('x', 'FP32', None)
     """
     inputs = metadata.get("inputs") if isinstance(metadata, dict) else None
@@ -120,7 +122,8 @@ def kserve_input(metadata: Any) -> tuple[str, str, int | None] | None:
             and isinstance(inputs[0].get("name"), str)):
         return None
     dtype, shape = inputs[0].get("datatype"), inputs[0].get("shape")
-    last = shape[-1] if isinstance(shape, list) and len(shape) >= 2 else None
+    # a (batch, features) input only: an image's [-1, 28, 28] takes flattened rows too
+    last = shape[1] if isinstance(shape, list) and len(shape) == 2 else None
     width = last if isinstance(last, int) and not isinstance(last, bool) and last > 0 else None
     return inputs[0]["name"], dtype if dtype in _DTYPES else "FP32", width
 
