@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("openai")
 
 from miaudit.audits.lm import audit_lm
-from miaudit.errors import ConfigError, OutputError, QueryBudgetError
+from miaudit.errors import ConfigError, DataError, OutputError, QueryBudgetError
 from miaudit.targets.lm import CausalLMTarget, _encode
 from miaudit.targets.openai import OpenAICompletionsTarget, detect_lm_exposure, token_bound
 from miaudit.testing.openai_server import OpenAICompletionsServer
@@ -214,3 +214,186 @@ def test_cli_run_lm_through_the_api(models, server, tmp_path):
     res = CliRunner().invoke(app, ["run-lm", "--data", str(path), "--member-column", "member",
                                    "--target", server.base_url])
     assert res.exit_code != 0 and "--target-model" in res.output
+
+
+# --------------------------------------------------------------------------- SaMIA over the API
+
+
+@pytest.fixture(scope="module")
+def memo(memorised_lm):
+    """The shared tiny GPT-2 that memorised 12 of 60 texts (conftest.py), served as
+    "memo", on one torch thread (tiny models run fastest so)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield memorised_lm
+    torch.set_num_threads(threads)
+
+
+def _serve(memo, **options):
+    return OpenAICompletionsServer({"memo": (memo.target.model, memo.tokenizer)}, **options)
+
+
+def test_api_samples_are_seeded_order_free_and_split_by_words(memo):
+    texts = memo.texts[8:16]  # 4 members, 4 non-members
+    with _serve(memo) as srv:
+        api = OpenAICompletionsTarget(srv.base_url, "memo")
+        a = api.sample_continuations(texts, n_samples=4, seed=3)
+        assert srv.stats.requests == 8 == api.queries  # one request (n=4) per text
+        b = api.sample_continuations(texts[::-1], n_samples=4, seed=3)
+        c = api.sample_continuations(texts, n_samples=4, seed=4)
+    assert b.sample_text[::-1] == a.sample_text and c.sample_text != a.sample_text
+    assert a.prompt_ids is None and a.settings["split"] == "words"
+    assert a.n_tokens.tolist() == [12] * 8
+    for text, true, samples in zip(texts, a.true_text, a.sample_text, strict=True):
+        assert true.split() == text.split()[6:]  # the first 6 of 12 words are the prompt
+        assert len(samples) == 4 and all(len(s.split()) <= 6 for s in samples)
+    assert sum(len(set(s)) > 1 for s in a.sample_text) >= 3  # the K samples differ
+
+
+def test_greedy_api_samples_equal_the_local_greedy_samples(memo):
+    from miaudit.attacks.samia import samia_scores
+    from miaudit.targets.sampling import sample_continuations
+
+    texts = memo.texts[:24]
+    local = sample_continuations(memo.target, texts, n_samples=1, top_k=1)
+    with _serve(memo) as srv:
+        api = sample_continuations(OpenAICompletionsTarget(srv.base_url, "memo"), texts,
+                                   n_samples=1, temperature=0)
+    # whole-word tokens: the word split equals the token split, and greedy decoding
+    # through the API gives the local greedy tokens
+    assert api.true_text == local.true_text
+    assert [s[0].split() for s in api.sample_text] == [s[0].split() for s in
+                                                       local.sample_text]
+    np.testing.assert_array_equal(samia_scores(api), samia_scores(local))
+
+
+def test_api_first_sampled_tokens_follow_the_models_softmax(memo):
+    """Chi-square of 512 one-token samples through the API against the softmax computed
+    in-process (tokens decoding to the same text pooled, rare ones pooled together)."""
+    import torch
+    from scipy import stats
+
+    from miaudit.targets.lm import _encode
+
+    text = memo.texts[-1]  # a non-member: a spread-out next-token distribution
+    prompt = " ".join(text.split()[:6])
+    with torch.no_grad():
+        logits = memo.target.model(input_ids=torch.as_tensor([_encode(memo.tokenizer,
+                                                                        [prompt])[0]])).logits
+    probs = torch.softmax(logits[0, -1].double(), dim=-1).numpy()
+
+    def first_word(s: str) -> str:
+        return s.split()[0] if s.split() else ""
+
+    expected: dict[str, float] = {}
+    for token, p in enumerate(probs):
+        key = "" if token == memo.tokenizer.eos_token_id else first_word(
+            memo.tokenizer.decode([token]))
+        expected[key] = expected.get(key, 0.0) + float(p)
+    with _serve(memo) as srv:
+        api = OpenAICompletionsTarget(srv.base_url, "memo")
+        drawn = [s for seed in range(4) for s in api.sample_continuations(
+            [text], n_samples=128, max_new_tokens=1, seed=seed).sample_text[0]]
+    assert len(drawn) == 512
+    observed = {k: 0 for k in expected}
+    for s in drawn:
+        observed[first_word(s)] += 1
+    common = [k for k in expected if expected[k] * 512 >= 5]
+    assert len(common) >= 3  # the test has power: several likely words
+    f_obs = [observed[k] for k in common] + [512 - sum(observed[k] for k in common)]
+    f_exp = [512 * expected[k] for k in common] + [512 * (1 - sum(expected[k]
+                                                                   for k in common))]
+    assert stats.chisquare(f_obs, f_exp).pvalue > 1e-3
+
+
+def test_audit_samia_through_a_text_only_endpoint(memo, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    path = tmp_path / "texts.jsonl"
+    with open(path, "w") as f:
+        for t, m in zip(memo.texts, memo.member, strict=True):
+            f.write(json.dumps({"text": t, "member": bool(m)}) + "\n")
+    with _serve(memo, prompt_logprobs="none") as srv:
+        api = OpenAICompletionsTarget(srv.base_url, "memo")
+        result = audit_lm(data=path, member_column="member", attacks=["samia", "samia-zlib"],
+                          model=api, blind=False)
+        assert srv.stats.requests == 60 == api.queries  # sampling only: no echo request
+        with pytest.raises(OutputError, match=r"text only.*--attacks samia"):
+            audit_lm(data=path, member_column="member", model=api, blind=False)
+    with (_serve(memo, prompt_logprobs="refuse") as srv,
+          pytest.raises(ConfigError, match=r"\(400\).*--attacks samia")):
+        audit_lm(data=path, member_column="member", blind=False,
+                 model=OpenAICompletionsTarget(srv.base_url, "memo"))
+    summary = result.summary()
+    assert set(summary["attacks"]) == {"samia", "samia-zlib"}
+    assert "member_mean_nll" not in summary["target"]
+    assert summary["exposure"] == "text (sampled continuations)"  # no log-probability read
+    assert set(result.scores["exposure"]) == {"text (sampled continuations)"}
+    assert summary["target"]["api"]["completion_tokens"] > 0
+    scores = result.scores["samia"].to_numpy()
+    assert roc_auc_score(memo.member, scores) > 0.8
+    assert summary["attacks"]["samia"]["auc"] == pytest.approx(roc_auc_score(memo.member,
+                                                                             scores))
+    result.save(tmp_path / "run")  # no NaN in summary.json
+
+
+def test_api_sampling_budgets_cache_and_refusals(memo, tmp_path, monkeypatch):
+    texts = memo.texts[:5]
+    with _serve(memo) as srv:
+        api = OpenAICompletionsTarget(srv.base_url, "memo", max_texts=3)
+        with pytest.raises(QueryBudgetError, match="budget of 3 texts"):
+            api.sample_continuations(texts, n_samples=2)
+        assert srv.stats.requests == 3
+        api = OpenAICompletionsTarget(srv.base_url, "memo", max_generated_tokens=50)
+        with pytest.raises(QueryBudgetError, match="budget of 50 generated tokens"):
+            api.sample_continuations(texts, n_samples=10)  # 10 x (bytes + 2) > 50
+        assert srv.stats.requests == 3  # refused before sending
+        first = OpenAICompletionsTarget(srv.base_url, "memo", cache_dir=tmp_path)
+        a = first.sample_continuations(texts, n_samples=3, seed=1)
+        first.close()
+        assert srv.stats.requests == 8
+        again = OpenAICompletionsTarget(srv.base_url, "memo", cache_dir=tmp_path)
+        b = again.sample_continuations([*texts[::-1], texts[0]], n_samples=3, seed=1)
+        assert srv.stats.requests == 8 and again.queries == 0 and again.cache_hits == 6
+        assert b.sample_text[:5][::-1] == a.sample_text
+        again.sample_continuations(texts[:1], n_samples=4, seed=1)  # another request
+        assert srv.stats.requests == 9
+        again.close()
+        real = srv.complete
+        monkeypatch.setattr(srv, "complete", lambda body: {**real(body), "choices": [
+            {"index": i, "text": "", "finish_reason": "stop"} for i in range(body["n"])]})
+        with pytest.raises(OutputError, match="returned no text"):
+            OpenAICompletionsTarget(srv.base_url, "memo").sample_continuations(texts[:1])
+        monkeypatch.setattr(srv, "complete", lambda body: {**real(body), "choices": [
+            {"index": 0, "text": " river", "finish_reason": "length"}]})
+        with pytest.raises(OutputError, match="does not honour n"):
+            OpenAICompletionsTarget(srv.base_url, "memo").sample_continuations(texts[:1])
+        monkeypatch.setattr(srv, "complete", real)
+        with pytest.raises(DataError, match="1 word"):
+            OpenAICompletionsTarget(srv.base_url, "memo").sample_continuations(["river"])
+        with pytest.raises(ConfigError, match="refuses sampling"):
+            OpenAICompletionsTarget(srv.base_url, "memo").sample_continuations(
+                texts[:1], n_samples=200)  # the server takes n <= 128
+
+
+def test_cli_samia_through_a_text_only_endpoint(memo, tmp_path):
+    from typer.testing import CliRunner
+
+    from miaudit.cli import app
+
+    path = tmp_path / "texts.jsonl"
+    with open(path, "w") as f:
+        for t, m in zip(memo.texts, memo.member, strict=True):
+            f.write(json.dumps({"text": t, "member": bool(m)}) + "\n")
+    with _serve(memo, prompt_logprobs="none") as srv:
+        common = ["run-lm", "--data", str(path), "--member-column", "member", "--target",
+                  srv.base_url, "--target-model", "memo", "--no-registry"]
+        res = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "a")])
+        assert res.exit_code != 0 and "--attacks samia" in res.output
+        res = CliRunner().invoke(app, [*common, "--attacks", "samia", "--out",
+                                       str(tmp_path / "b")])
+        assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert set(summary["attacks"]) == {"samia"} and summary["attacks"]["samia"]["auc"] > 0.8

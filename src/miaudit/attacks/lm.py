@@ -69,8 +69,9 @@ NEEDS: dict[str, str] = {
               "(an audit that trains the target uses texts set aside for its tokenizer; "
               "CausalLMTarget.token_scores(texts, prefix=...) gives them)",
     "sampling": "continuations sampled from the target after each text's first half (a "
-                "local model: miaudit.targets.sampling.sample_continuations); costly, so "
-                "it runs only when asked for (--attacks samia)",
+                "local model, or an OpenAI-compatible API: "
+                "miaudit.targets.sampling.sample_continuations); costly, so it runs only "
+                "when asked for (--attacks samia)",
     "neighbours": "the target's NLL on neighbours of each text (one-token swaps proposed by "
                   "a language model: miaudit.targets.neighbours.neighbour_texts)",
     "frequency": "token frequencies over a reference corpus, with the target's tokenizer, "

@@ -53,7 +53,7 @@ from miaudit.targets.lm import (
     corpus_token_frequency,
 )
 from miaudit.targets.sampling import sample_continuations
-from miaudit.targets.score_cache import TokenScoreCache
+from miaudit.targets.score_cache import TokenScoreCache, state_digest
 from miaudit.training.cache import ModelCache
 
 #: Repetition counts given to the canaries in turn, and what a canary looks like.
@@ -222,6 +222,8 @@ def audit_lm(
                                references=references,
                                aside=game.tokenizer_ds is not None,
                                local=_is_local(game.target),
+                               samples=callable(getattr(game.target, "sample_continuations",
+                                                        None)),
                                distribution=getattr(game.target, "distribution", True)
                                is not False)
         if references and game.tokenizer is None:
@@ -258,7 +260,7 @@ def audit_lm(
                  else len(game.tokenizer_ds),
                  "ngram_overlap": overlap.to_dict()},
         "target": game.info,
-        "exposure": "token log-probabilities",
+        "exposure": _exposure(run),
         "verdict": _lm_verdict(entries, run.scores, game.is_member, fprs, alpha),
         "attacks": entries,
         "blind_baseline": blind_entry,
@@ -459,8 +461,17 @@ def _lm_scores(game: _LMGame, ref_target, chosen: list, lira: list[str], options
                cache: ModelCache | None = None) -> _LMRun:
     """The chosen attacks' scores, and text LiRA's against reference LMs trained here."""
     texts = game.texts
-    scores_target = game.target.token_scores(texts)
     need = {n for a in chosen for n in a.needs}
+    if need == {"sampling"} and not lira and not _is_local(game.target):
+        # SaMIA alone through an API reads sampled text only: no token log-probability is
+        # asked for (a text-only endpoint has none), so no NLL is reported
+        from miaudit.attacks.samia import samia_scores
+
+        samples = sample_continuations(game.target, texts, seed=seed)
+        none = TokenScores(logprobs=[np.empty(0) for _ in texts])
+        return _LMRun({a.name: samia_scores(samples, zlib=a.name == "samia-zlib")
+                       for a in chosen}, none, none.nll())
+    scores_target = game.target.token_scores(texts)
     proposer = None
     if "neighbours" in need:
         local_ref = _is_local(ref_target)
@@ -512,9 +523,10 @@ def _blind_entry(game: _LMGame, metrics: dict, seed: int) -> dict:
 def _describe_target(game: _LMGame, run: _LMRun, references: int) -> None:
     """Add the members' and non-members' counts and mean NLLs to the target's entry."""
     m, nll = game.is_member, run.target_nll
-    game.info.update({"n_members": int(m.sum()), "n_non_members": int((~m).sum()),
-                      "member_mean_nll": float(np.nanmean(nll[m])),
-                      "non_member_mean_nll": float(np.nanmean(nll[~m]))})
+    game.info.update({"n_members": int(m.sum()), "n_non_members": int((~m).sum())})
+    if not np.isnan(nll).all():  # SaMIA alone through an API reads no log-probability
+        game.info.update({"member_mean_nll": float(np.nanmean(nll[m])),
+                          "non_member_mean_nll": float(np.nanmean(nll[~m]))})
     if references:
         game.info["references"] = references
     if callable(getattr(game.target, "stats", None)):  # an API: what was sent, no secret
@@ -536,10 +548,17 @@ def _lm_entries(metrics: dict, options: dict) -> dict:
     return entries
 
 
+def _exposure(run: _LMRun) -> str:
+    """What the audit read from the model: its token log-probabilities, or (SaMIA alone
+    through an API) only the text it generated."""
+    return ("text (sampled continuations)" if run.token_scores.n_tokens.sum() == 0
+            and not np.isfinite(run.target_nll).any() else "token log-probabilities")
+
+
 def _lm_table(game: _LMGame, run: _LMRun) -> pd.DataFrame:
     """scores.parquet: one row per audited text."""
     return pd.DataFrame({
-        "exposure": "token log-probabilities",
+        "exposure": _exposure(run),
         "target": np.zeros(len(game.texts), dtype=np.int64),
         "record_id": game.ds.ids.astype(str), "fingerprint": game.ds.fingerprints,
         "is_member": game.is_member, "n_tokens": run.token_scores.n_tokens, **run.scores})
@@ -620,7 +639,8 @@ def _scores_cached(target, cache: ModelCache | None):
     target, or no cache: as it is)."""
     if cache is None or not isinstance(target, CausalLMTarget):
         return target
-    return dataclasses.replace(target, cache=TokenScoreCache(cache.root))
+    return dataclasses.replace(target, cache=TokenScoreCache(
+        cache.root, model=state_digest(target.model)))  # the audit never changes its models
 
 
 def _nll_only(target):
@@ -650,16 +670,17 @@ def _neighbour_nll(target, proposer, texts: list[str], n: int) -> np.ndarray:
 
 
 def _choose(names, *, reference: bool, references: int, aside: bool, local: bool,
-            distribution: bool = True):
+            distribution: bool = True, samples: bool = False):
     """The attacks to run: those asked for, or every one the inputs allow. ``aside``:
     texts set aside for the tokenizer exist (corpus frequencies; with ``local``, a local
     target that scores texts after a prefix, the non-member prefix of ReCaLL). A
     ``local`` target also scores neighbour texts, and samples continuations (SaMIA, 10
     generations per text: only when asked for by name). ``distribution``: the target gives
     the next-token distribution's statistics (an API that returns only the prompt's token
-    log-probabilities does not)."""
+    log-probabilities does not). ``samples``: the target samples continuations itself (an
+    API: SaMIA, only when asked for by name)."""
     asked = [str(n).strip().lower() for n in names or []]
-    sampling = local and any(n.startswith("samia") for n in asked)
+    sampling = (local or samples) and any(n.startswith("samia") for n in asked)
     have = ({"lowercase"} | ({"distribution"} if distribution else set())
             | ({"reference"} if reference else set())
             | ({"frequency"} if aside else set()) | ({"prefix"} if aside and local else set())

@@ -451,7 +451,8 @@ def run_lm(
     target: Annotated[str | None, typer.Option(
         help="Base URL of an OpenAI-compatible API serving the audited model "
         "(http://host:port/v1) whose completions return prompt log-probabilities (echo + "
-        "logprobs); needs --target-model and --member-column."
+        "logprobs), or text only with --attacks samia; needs --target-model and "
+        "--member-column."
     )] = None,
     target_model: Annotated[str | None, typer.Option(
         help="With --target: the served model's name.")] = None,

@@ -116,9 +116,11 @@ def print_summary(summary: dict, console: Console | None = None, run_dir: str | 
     if "train_accuracy" in t:
         quality = (f"train accuracy {t['train_accuracy']:.3f}, test accuracy "
                    f"{t['test_accuracy']:.3f}")
-    else:  # a language model
+    elif "member_mean_nll" in t:  # a language model
         quality = (f"mean NLL per token {t['member_mean_nll']:.3f} on members, "
                    f"{t['non_member_mean_nll']:.3f} on non-members")
+    else:  # a language model whose log-probabilities were not read (SaMIA alone)
+        quality = "no log-probabilities read"
     console.print(
         f"[bold]target[/] {escape(str(t.get('description', t['model'])))}: {quality}; "
         f"{t['n_members']} members vs {t['n_non_members']} non-members"

@@ -27,7 +27,25 @@ honest mean or standard deviation over the vocabulary, so none is estimated.
 counts prompt tokens and is checked *before* each request against an upper bound of the
 request's count (UTF-8 bytes + 2 per text: every byte-level or byte-fallback tokenizer
 gives at most one token per byte, plus BOS), so it is never exceeded; what was actually
-used comes from the answers' ``usage.prompt_tokens`` (:attr:`prompt_tokens`).
+used comes from the answers' ``usage.prompt_tokens`` (:attr:`prompt_tokens`). Sampling
+counts one text per text sampled (its prompt is sent once, with ``n=K``) and the prompt's
+bound; ``max_generated_tokens`` bounds the generated tokens (``K * max_tokens`` reserved
+per request).
+
+**Sampling (SaMIA).** :meth:`OpenAICompletionsTarget.sample_continuations` draws ``K``
+continuations of each text's beginning for SaMIA (Kaneko et al. 2024), which reads text
+only, so it also runs against an endpoint that gives no log-probability. The client has
+no tokenizer, so the split is by whitespace-separated *words*, as the paper describes it
+(the local sampler, :func:`miaudit.targets.sampling.sample_continuations`, splits by
+tokens; on a tokenizer whose tokens are whole words the two agree): the prompt is the
+text up to the end of its ``P``-th word, ``P = floor(prefix_fraction * W)`` kept within
+``[1, W - 1]``, the true continuation the rest. One request per text: ``n=K``,
+``temperature`` (1), ``max_tokens`` = :func:`token_bound` of the true continuation (at
+least as many tokens as it has, on any byte-level tokenizer) and ``seed`` = a hash of the
+text keyed by the audit's seed, so a text's samples do not depend on the other texts or
+their order (on servers that honour ``seed``; others sample afresh, and the cache keeps
+what they gave). Each sample is cut to as many words as the true continuation (the local
+sampler draws as many *tokens*), so that ROUGE-1 recall compares texts of one length.
 
 **Credentials.** ``auth_env`` names an environment variable holding the API key; it is
 read when a request is made and never kept in the object, its ``repr``, the cache or a
@@ -37,8 +55,11 @@ message.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import numbers
 import os
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,6 +75,7 @@ from miaudit.errors import (
 from miaudit.signals.tokens import TokenScores
 from miaudit.targets.http.cache import AnswerCache
 from miaudit.targets.http.urls import public_url, url_secrets
+from miaudit.targets.sampling import Samples
 
 __all__ = ["LMExposure", "OpenAICompletionsTarget", "detect_lm_exposure"]
 
@@ -110,10 +132,13 @@ class OpenAICompletionsTarget:
     logprobs : int, default 1
         The request's ``logprobs`` (some servers read 0 as "none"; only the chosen token's
         log-probability is read).
+    max_generated_tokens : int, optional
+        Hard budget on generated tokens (sampling): checked before each request against
+        ``n * max_tokens``.
     cache_dir : str or Path, optional
         Folder of the answer cache (the SQLite file of
         :class:`~miaudit.targets.http.cache.AnswerCache`), keyed by a digest of (base URL,
-        model, text): a text answered once is never sent again.
+        model, text), or of the whole request for sampling: an answer is never asked twice.
 
     Attributes
     ----------
@@ -123,6 +148,8 @@ class OpenAICompletionsTarget:
         Requests answered.
     prompt_tokens : int
         Prompt tokens the server counted (``usage.prompt_tokens``).
+    completion_tokens : int
+        Generated tokens the server counted (``usage.completion_tokens``).
     cache_hits : int
         Texts answered from the cache.
     distribution : bool
@@ -135,7 +162,8 @@ class OpenAICompletionsTarget:
     def __init__(self, base_url: str, model: str, *, auth_env: str | None = None,
                  batch_size: int = 16, max_texts: int | None = None,
                  max_tokens: int | None = None, max_retries: int = 2, timeout: float = 60.0,
-                 logprobs: int = 1, cache_dir: str | os.PathLike | None = None) -> None:
+                 logprobs: int = 1, max_generated_tokens: int | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> None:
         url = str(base_url).rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"The base URL {public_url(url)!r} is not an http(s) URL; write "
@@ -146,7 +174,8 @@ class OpenAICompletionsTarget:
                                  ("logprobs", logprobs, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}.")
-        for name, value in (("max_texts", max_texts), ("max_tokens", max_tokens)):
+        for name, value in (("max_texts", max_texts), ("max_tokens", max_tokens),
+                            ("max_generated_tokens", max_generated_tokens)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 0):
                 raise ConfigError(f"{name} must be an integer >= 0 or None, got {value!r}.")
@@ -164,12 +193,15 @@ class OpenAICompletionsTarget:
         self.max_retries = max_retries
         self.timeout = float(timeout)
         self.logprobs = logprobs
+        self.max_generated_tokens = max_generated_tokens
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.queries = 0
         self.requests = 0
         self.prompt_tokens = 0
+        self.completion_tokens = 0
         self.cache_hits = 0
         self._reserved_tokens = 0
+        self._reserved_generated = 0
         self._cache: AnswerCache | None = None
 
     def __repr__(self) -> str:
@@ -187,7 +219,8 @@ class OpenAICompletionsTarget:
         """Counters for a report (no credential)."""
         return {"endpoint": public_url(self.base_url), "model": self.model,
                 "queries": self.queries, "requests": self.requests,
-                "prompt_tokens": self.prompt_tokens, "cache_hits": self.cache_hits}
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "cache_hits": self.cache_hits}
 
     # ------------------------------------------------------------------ scoring
 
@@ -239,6 +272,99 @@ class OpenAICompletionsTarget:
                             self._identity())
         return TokenScores(logprobs=[np.asarray(answers[t], dtype=np.float64) for t in texts])
 
+    def sample_continuations(self, texts: list[str], *, prefix_fraction: float | None = None,
+                             n_samples: int = 10, max_new_tokens: int | None = None,
+                             temperature: float = 1.0, top_k: int | None = None,
+                             seed: int = 0) -> Samples:
+        """``K`` continuations of each text's first words sampled through the endpoint
+        (SaMIA's queries; see the module's notes for the split, the request and the cut).
+
+        Parameters
+        ----------
+        texts : list of str
+            Each with at least two words.
+        prefix_fraction : float, optional
+            Share of each text's words in the prompt, in (0, 1); default 0.5 (the paper's).
+        n_samples : int, default 10
+            ``K``, sent as ``n``.
+        max_new_tokens : int, optional
+            ``max_tokens`` of every request; default :func:`token_bound` of the text's true
+            continuation.
+        temperature : float, default 1.0
+            Sent as is; ``0`` is greedy decoding (the same ``K`` samples).
+        top_k : int, optional
+            Sent as ``top_k`` (an extension that vLLM and others read; not in OpenAI's API).
+        seed : int, default 0
+            Keys each text's ``seed``.
+
+        Returns
+        -------
+        Samples
+            ``true_text`` and ``sample_text`` (each sample cut to the true continuation's
+            word count); ``prompt_ids``, ``true_ids`` and ``sample_ids`` are ``None`` (no
+            tokenizer); ``n_tokens`` counts *words*; ``settings["split"]`` is ``"words"``.
+
+        Raises
+        ------
+        QueryBudgetError
+            The next request would exceed a budget (nothing more sent; answers so far are
+            cached).
+        OutputError
+            The endpoint returns no text, or not ``K`` choices.
+        ConfigError
+            Bad settings, or the endpoint refuses the request (for example ``n`` or
+            ``seed``), cannot be reached or refuses the key.
+        DataError
+            A text with fewer than two words (nothing to prompt with and continue).
+        """
+        from miaudit.targets.decoding import text_hashes
+        from miaudit.targets.lm import _check_texts
+        from miaudit.targets.sampling import _prefix_settings, _split, _whole
+
+        fraction, _ = _prefix_settings(prefix_fraction, None)
+        n_samples = _whole(n_samples, "n_samples")
+        max_new_tokens = _whole(max_new_tokens, "max_new_tokens", optional=True)
+        top_k = _whole(top_k, "top_k", optional=True)
+        if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
+                or not math.isfinite(temperature) or temperature < 0):
+            raise ConfigError(f"'temperature' must be a finite number >= 0 (1 = the model's "
+                              f"own distribution, 0 = greedy), got {temperature!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ConfigError(f"'seed' must be a whole number, got {seed!r}.")
+        seed = int(seed)
+        texts = _check_texts(texts)
+        if not texts:
+            raise DataError("No texts to sample continuations of: 'texts' is empty.")
+        spans = [[m.span() for m in _WORD.finditer(t)] for t in texts]
+        requests = []
+        for i, (t, sp) in enumerate(zip(texts, spans, strict=True)):
+            if len(sp) < 2:
+                raise DataError(f"Text {i} has {len(sp)} word(s): over an API the prompt is "
+                                "the text's first words and SaMIA needs a continuation; drop "
+                                "texts of fewer than two words.")
+            cut = sp[_split(len(sp), fraction, None) - 1][1]
+            requests.append((t[:cut], t[cut:]))
+        hashes = text_hashes(texts, seed)
+        common = {"n": n_samples, "temperature": float(temperature), "top_k": top_k}
+        bodies = [{**common, "prompt": prompt, "seed": int(h) & 0x7FFF_FFFF,
+                   "max_tokens": max_new_tokens or token_bound(true)}
+                  for (prompt, true), h in zip(requests, hashes, strict=True)]
+        raw = self._sampled(bodies)
+        if not any(x.strip() for got in raw for x in got):
+            raise OutputError(f"{self.endpoint} returned no text: all {n_samples} samples of "
+                              f"each of the {len(texts)} texts are empty, so SaMIA has "
+                              "nothing to compare; check that the endpoint generates.")
+        true_text = [true for _, true in requests]
+        sample_text = [[_first_words(x, len(words_of(true))) for x in got]
+                       for got, true in zip(raw, true_text, strict=True)]
+        settings = {"prefix_fraction": fraction, "prefix_tokens": None, "n_samples": n_samples,
+                    "max_new_tokens": max_new_tokens, "temperature": float(temperature),
+                    "top_k": top_k, "seed": seed, "split": "words"}
+        return Samples(prompt_ids=None, true_ids=None, sample_ids=None, true_text=true_text,
+                       sample_text=sample_text,
+                       n_tokens=np.array([len(sp) for sp in spans], dtype=np.int64),
+                       settings=settings)
+
     def close(self) -> None:
         """Close the cache file."""
         if self._cache is not None:
@@ -262,7 +388,49 @@ class OpenAICompletionsTarget:
         return _openai().OpenAI(base_url=self.base_url, api_key=key,
                                 max_retries=self.max_retries, timeout=self.timeout)
 
-    def _reserve(self, batch: list[str]) -> None:
+    def _sampled(self, bodies: list[dict]) -> list[list[str]]:
+        """The ``n`` texts answered to each sampling request: from the cache, else sent
+        (one request each, in order) and cached."""
+        keys = [self._key(json.dumps(b, sort_keys=True), kind="sample") for b in bodies]
+        answers: dict[str, list[str]] = {}
+        if self.cache_dir is not None:
+            answers = self._open_cache().get_many(set(keys))
+            self.cache_hits += sum(1 for k in keys if k in answers)
+        todo = [k for k in dict.fromkeys(keys) if k not in answers]
+        if todo:
+            openai = _openai()
+            with self._client() as client:
+                for k in todo:
+                    i = keys.index(k)
+                    answers[k] = got = self._send_sampling(client, openai, bodies[i], i)
+                    if self.cache_dir is not None:
+                        self._open_cache().put_many([(k, got)], self._identity())
+        return [list(answers[k]) for k in keys]
+
+    def _send_sampling(self, client, openai, body: dict, i: int) -> list[str]:
+        n, max_tokens = body["n"], body["max_tokens"]
+        self._reserve([body["prompt"]], generated=n * max_tokens)
+        extra = {"top_k": body["top_k"]} if body["top_k"] is not None else None
+        answer = self._request(client, openai, [body["prompt"]], max_tokens=max_tokens,
+                               echo=False, logprobs=None, temperature=body["temperature"],
+                               n=n, seed=body["seed"], extra_body=extra)
+        self.requests += 1
+        usage = getattr(answer, "usage", None)
+        self.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
+        self.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
+        choices = sorted(answer.choices or [], key=lambda c: c.index)
+        if len(choices) != n:
+            raise OutputError(f"{self.endpoint} answered {len(choices)} choice(s) to a request "
+                              f"for n={n} samples of text {i}: it does not honour n, which "
+                              "SaMIA's sampling needs.")
+        texts = [getattr(c, "text", None) for c in choices]
+        if any(not isinstance(t, str) for t in texts):
+            raise OutputError(f"{self.endpoint} returned no text for the samples of text {i} "
+                              "(a choice without 'text'): SaMIA compares generated text with "
+                              "the true continuation.")
+        return texts
+
+    def _reserve(self, batch: list[str], generated: int = 0) -> None:
         n = len(batch)
         if self.max_texts is not None and self.queries + n > self.max_texts:
             raise QueryBudgetError(
@@ -276,20 +444,32 @@ class OpenAICompletionsTarget:
                 f"could exceed the budget of {self.max_tokens} prompt tokens "
                 f"({self._reserved_tokens} reserved so far); nothing more was sent"
                 f"{self._resume_hint()}.")
+        if (self.max_generated_tokens is not None
+                and self._reserved_generated + generated > self.max_generated_tokens):
+            raise QueryBudgetError(
+                f"Sampling up to {generated} more tokens from {self.endpoint} could exceed "
+                f"the budget of {self.max_generated_tokens} generated tokens "
+                f"({self._reserved_generated} reserved so far); nothing more was sent"
+                f"{self._resume_hint()}.")
         self.queries += n
         self._reserved_tokens += bound
+        self._reserved_generated += generated
 
     def _resume_hint(self) -> str:
         return ("; the texts answered so far are cached, so a run with a larger budget "
                 "resumes from them" if self.cache_dir is not None else "")
 
     def _request(self, client, openai, prompts: list[str], *, max_tokens: int = 0,
-                 echo: bool = True, logprobs: int | None = -1):
-        """One completions request; the API's errors as one-line miaudit errors."""
+                 echo: bool = True, logprobs: int | None = -1, temperature: float = 0.0,
+                 **more):
+        """One completions request (``more``: ``n``, ``seed``, ``extra_body``); the API's
+        errors as one-line miaudit errors."""
+        more = {k: v for k, v in more.items() if v is not None}
         try:
             return client.completions.create(
                 model=self.model, prompt=prompts, max_tokens=max_tokens, echo=echo,
-                logprobs=self.logprobs if logprobs == -1 else logprobs, temperature=0.0)
+                logprobs=self.logprobs if logprobs == -1 else logprobs,
+                temperature=temperature, **more)
         except openai.AuthenticationError as exc:
             raise ConfigError(f"{self.endpoint} refused the API key (401)"
                               f"{' in ' + self.auth_env if self.auth_env else ''}: "
@@ -298,8 +478,13 @@ class OpenAICompletionsTarget:
             raise ConfigError(f"{self.endpoint} answered 404: {self._message(exc)} Check the "
                               "base URL (it ends in /v1) and the model name.") from None
         except openai.APIStatusError as exc:
+            hint = ""
+            if exc.status_code in (400, 422):
+                hint = (TEXT_ONLY_HINT if echo and logprobs is not None else
+                        " It refuses sampling (n, seed or temperature), which SaMIA needs."
+                        if "n" in more else "")
             raise ConfigError(f"{self.endpoint} refused the request ({exc.status_code}): "
-                              f"{self._message(exc)}") from None
+                              f"{self._message(exc)}{hint}") from None
         except openai.APIConnectionError as exc:
             raise ConfigError(f"Cannot reach {self.endpoint} after {self.max_retries} "
                               f"retries: {self._redact(str(exc))}") from None
@@ -321,9 +506,8 @@ class OpenAICompletionsTarget:
         lp = getattr(choice.logprobs, "token_logprobs", None) if choice.logprobs else None
         if not lp:  # None, or [] (the generated tokens' only, and none was generated)
             raise OutputError(f"{self.endpoint} gave no log-probabilities of the prompt's "
-                              "tokens (echo=true with logprobs): it releases text only. "
-                              "detect_lm_exposure says what it gives; only sampling-based "
-                              "attacks (SaMIA) apply to text.")
+                              f"tokens (echo=true with logprobs): it releases text only."
+                              f"{TEXT_ONLY_HINT}")
         first = next((j for j, v in enumerate(lp) if v is not None), len(lp))
         rest = lp[first:]
         if any(v is None for v in rest):
@@ -352,8 +536,8 @@ class OpenAICompletionsTarget:
             h.update(part.encode() + b"\n")
         return h.hexdigest()
 
-    def _key(self, text: str) -> str:
-        h = hashlib.sha256(f"miaudit-openai-cache {_CACHE_FORMAT}\n".encode())
+    def _key(self, text: str, kind: str = "") -> str:
+        h = hashlib.sha256(f"miaudit-openai-cache {_CACHE_FORMAT}{kind}\n".encode())
         h.update(self._identity().encode() + b"\n")
         h.update(text.encode("utf-8", "surrogatepass"))
         return h.hexdigest()
@@ -362,6 +546,25 @@ class OpenAICompletionsTarget:
         if self._cache is None:
             self._cache = AnswerCache(self.cache_dir)  # type: ignore[arg-type]
         return self._cache
+
+
+#: What a text-only endpoint allows, said by every error that finds one.
+TEXT_ONLY_HINT = (" Only SaMIA applies to an endpoint that gives text only: run it alone "
+                  "(--attacks samia, or attacks=['samia']; 10 generations per text).")
+_WORD = re.compile(r"\S+")
+
+
+def words_of(text: str) -> list[str]:
+    """The whitespace-separated words of ``text``, as SaMIA splits them."""
+    return _WORD.findall(text)
+
+
+def _first_words(text: str, m: int) -> str:
+    """``text`` up to the end of its ``m``-th word (all of it when it has fewer)."""
+    ends = [w.end() for w in _WORD.finditer(text)]
+    if len(ends) <= m:
+        return text
+    return text[: ends[m - 1]] if m > 0 else ""
 
 
 class LMExposure(NamedTuple):
@@ -401,8 +604,8 @@ def detect_lm_exposure(target: OpenAICompletionsTarget, probe: str = PROBE_TEXT
     -------
     LMExposure
         ``token log-probabilities``: LOSS, zlib, lowercase, Min-K% and the reference attack
-        apply (not Min-K%++ or DC-PDD: no distribution, no token ids). ``text``: only
-        sampling-based attacks (SaMIA) apply.
+        apply (not Min-K%++ or DC-PDD: no distribution, no token ids), and SaMIA when named.
+        ``text`` ("text only"): only SaMIA (``samia``, ``samia-zlib``) applies.
 
     Raises
     ------
@@ -446,6 +649,6 @@ def detect_lm_exposure(target: OpenAICompletionsTarget, probe: str = PROBE_TEXT
     got = (text.choices[0].text if text.choices else "") or ""
     return LMExposure(
         "text", f"{target.endpoint} {why} but generates text ({len(got)} characters for the "
-        "probe): LOSS, zlib, Min-K% and the reference attack cannot run; only sampling-based "
-        "attacks such as SaMIA (which compare sampled continuations with the true text) "
-        "apply.")
+        "probe): text only, so LOSS, zlib, Min-K% and the reference attack cannot run; only "
+        "SaMIA (samia, samia-zlib: sampled continuations compared with the true text) "
+        "applies: --attacks samia.")

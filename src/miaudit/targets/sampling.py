@@ -30,6 +30,13 @@ seed and the settings, not on the other texts, their order or the batch size (up
 floating-point differences between batch shapes, which may flip a draw that falls
 within rounding of a boundary; on CPU none was seen).
 
+**Through an API.** A target with its own ``sample_continuations`` method and no local
+model (:class:`~miaudit.targets.openai.OpenAICompletionsTarget`) samples itself: the
+client has no tokenizer, so it splits each text by whitespace-separated *words* (the
+paper's unit) instead of tokens, and cuts every sample to the true continuation's word
+count instead of its token count (see :mod:`miaudit.targets.openai`). On a tokenizer whose
+tokens are whole words the two splits agree.
+
 **Batches.** Texts are grouped by prompt length, so that batches need no padding, and
 ordered by hash within a group: the batches, hence the draws, are the same for any order
 of the texts. Decoding uses the key-value cache (the loop of
@@ -61,28 +68,29 @@ class Samples:
 
     Attributes
     ----------
-    prompt_ids : list of int64 ndarray
+    prompt_ids : list of int64 ndarray, or None
         The text's first ``P_i`` tokens given as the prompt (after the start token, which
-        is not included).
-    true_ids : list of int64 ndarray
-        The text's true continuation, ``n_i - P_i`` tokens.
-    sample_ids : list of list of int64 ndarray
+        is not included); ``None`` when sampled through an API (no tokenizer).
+    true_ids : list of int64 ndarray, or None
+        The text's true continuation, ``n_i - P_i`` tokens (``None`` through an API).
+    sample_ids : list of list of int64 ndarray, or None
         ``K`` sampled continuations per text, each cut at the first EOS (so possibly
-        shorter than asked, or empty).
+        shorter than asked, or empty); ``None`` through an API.
     true_text : list of str
         ``true_ids`` decoded (special tokens skipped).
     sample_text : list of list of str
         ``sample_ids`` decoded.
     n_tokens : int64 ndarray (N,)
-        Tokens of each text before any cut to the model's context.
+        Tokens of each text before any cut to the model's context (words, through an API).
     settings : dict
         ``prefix_fraction``, ``prefix_tokens``, ``n_samples``, ``max_new_tokens``,
-        ``temperature``, ``top_k`` and ``seed``.
+        ``temperature``, ``top_k``, ``seed`` and ``split`` (``"tokens"``, or ``"words"``
+        through an API).
     """
 
-    prompt_ids: list[np.ndarray]
-    true_ids: list[np.ndarray]
-    sample_ids: list[list[np.ndarray]]
+    prompt_ids: list[np.ndarray] | None
+    true_ids: list[np.ndarray] | None
+    sample_ids: list[list[np.ndarray]] | None
     true_text: list[str]
     sample_text: list[list[str]]
     n_tokens: np.ndarray
@@ -185,10 +193,12 @@ def sample_continuations(
 
     Parameters
     ----------
-    target : CausalLMTarget
+    target : CausalLMTarget or OpenAICompletionsTarget
         Anything with ``.model`` (a causal LM called as ``model(input_ids=,
         attention_mask=, use_cache=)``), ``.tokenizer`` and optionally ``.device``,
-        ``.batch_size`` and ``.progress``.
+        ``.batch_size`` and ``.progress``; or, without ``.model``, a target with its own
+        ``sample_continuations`` (an API: split by words, ``prefix_tokens`` and
+        ``batch_size`` not taken, ``temperature=0`` allowed; see the module notes).
     texts : list of str
     prefix_fraction : float, optional
         Share of each text's tokens in the prompt, in (0, 1); default 0.5 (the paper's
@@ -235,6 +245,15 @@ def sample_continuations(
     from miaudit.targets.lm import _check_texts
 
     fraction, fixed = _prefix_settings(prefix_fraction, prefix_tokens)
+    own = getattr(target, "sample_continuations", None)
+    if callable(own) and not callable(getattr(target, "model", None)):  # an API (its
+        # .model is the served model's name) samples itself
+        if fixed is not None:
+            raise ConfigError("Over an API the prompt is split by words, not tokens: give "
+                              "'prefix_fraction' instead of 'prefix_tokens'.")
+        return own(texts, prefix_fraction=fraction, n_samples=n_samples,
+                   max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                   seed=seed)
     n_samples = _whole(n_samples, "n_samples")
     max_new_tokens = _whole(max_new_tokens, "max_new_tokens", optional=True)
     temperature = _temperature(temperature)
@@ -265,7 +284,7 @@ def sample_continuations(
     skip = _skip(tokenizer)
     settings = {"prefix_fraction": fraction, "prefix_tokens": fixed, "n_samples": n_samples,
                 "max_new_tokens": max_new_tokens, "temperature": temperature,
-                "top_k": top_k, "seed": int(seed)}
+                "top_k": top_k, "seed": int(seed), "split": "tokens"}
     return Samples(
         prompt_ids=[np.asarray(p[skip:], dtype=np.int64) for p in prompts],
         true_ids=[np.asarray(t, dtype=np.int64) for t in trues],

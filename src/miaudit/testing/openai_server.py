@@ -13,7 +13,11 @@ GPT-2's ``<|endoftext|>``, then the text's tokens without special tokens). With
 (``tokens``, the BOS first), ``token_logprobs`` (``null`` for the BOS, which nothing
 predicts, then ``log p(x_t | x_<t)`` of each text token), ``top_logprobs`` and
 ``text_offset``. ``max_tokens > 0`` appends a greedy (``temperature=0``) or sampled
-continuation.
+continuation, stopped at the tokenizer's EOS (``finish_reason`` ``"stop"``): ``n``
+continuations per prompt (``choices[i * n + k]``), drawn from one generator seeded with the
+request's ``seed`` (0 when absent) for each prompt, so a prompt's samples do not depend on
+the other prompts of the request; ``top_k`` (vLLM's extension) keeps the ``top_k`` highest
+logits. ``usage.prompt_tokens`` counts each prompt once.
 
 ``prompt_logprobs`` chooses what the server releases about the prompt: ``"echo"`` (the
 above), ``"none"`` (``echo`` returns the prompt's text but ``logprobs`` covers generated
@@ -139,18 +143,30 @@ class OpenAICompletionsServer(BackgroundServer):
             raise _BadRequest(400, "'logprobs' must be an integer from 0 to 5.")
         if echo and logprobs is not None and self.prompt_logprobs == "refuse":
             raise _BadRequest(400, "echo is not supported with logprobs for this model.")
-        temperature = float(body.get("temperature", 1.0) or 0.0)
+        temperature = body.get("temperature", 1.0)
+        temperature = 1.0 if temperature is None else temperature
+        n, seed, top_k = body.get("n", 1), body.get("seed"), body.get("top_k")
+        n = 1 if n is None else n
+        checks = (("temperature", temperature, isinstance(temperature, int | float)
+                   and not isinstance(temperature, bool) and 0 <= temperature <= 2),
+                  ("n", n, isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 128),
+                  ("seed", seed, seed is None or isinstance(seed, int)),
+                  ("top_k", top_k, top_k is None or (isinstance(top_k, int) and
+                                                     (top_k >= 1 or top_k == -1))))
+        for key, value, ok in checks:
+            if not ok:
+                raise _BadRequest(400, f"Invalid '{key}': {value!r}.")
         model, tokenizer = self.models[name]
         from miaudit.targets.lm import token_scores
 
         with self._model_lock:
             scores = token_scores(model, tokenizer, prompts, distribution=False,
                                   batch_size=min(len(prompts), 32))
-            rows = [self._choice(model, tokenizer, p, lp, max_tokens=max_tokens, echo=echo,
-                                 logprobs=logprobs, temperature=temperature,
-                                 seed=body.get("seed"))
+            rows = [self._choices(model, tokenizer, p, lp, max_tokens=max_tokens, echo=echo,
+                                  logprobs=logprobs, temperature=float(temperature), seed=seed,
+                                  n=n, top_k=None if top_k in (None, -1) else top_k)
                     for p, lp in zip(prompts, scores.logprobs, strict=True)]
-        choices = [{"index": i, **row[0]} for i, row in enumerate(rows)]
+        choices = [{"index": i, **c} for i, c in enumerate(c for r in rows for c in r[0])]
         prompt_tokens = sum(r[1] for r in rows)
         completion_tokens = sum(r[2] for r in rows)
         return {"id": f"cmpl-{time.monotonic_ns()}", "object": "text_completion",
@@ -159,65 +175,96 @@ class OpenAICompletionsServer(BackgroundServer):
                           "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens}}
 
-    def _choice(self, model, tokenizer, prompt: str, lp, *, max_tokens: int, echo: bool,
-                logprobs: int | None, temperature: float, seed) -> tuple[dict, int, int]:
-        """One choice (``lp``: the prompt's token log-probabilities), and its prompt and
-        completion token counts."""
+    def _choices(self, model, tokenizer, prompt: str, lp, *, max_tokens: int, echo: bool,
+                 logprobs: int | None, temperature: float, seed, n: int, top_k: int | None
+                 ) -> tuple[list[dict], int, int]:
+        """The ``n`` choices of one prompt (``lp``: its token log-probabilities), its token
+        count and the tokens generated."""
         from miaudit.targets.lm import _encode, _start_token
 
         ids = _encode(tokenizer, [prompt])[0]
         if len(lp) < len(ids) - 1:  # a tokenizer without BOS: the first token is context
             lp = [None] * (len(ids) - 1 - len(lp)) + list(lp)
         prompt_lp = [None] + [None if v is None else float(v) for v in lp]
-        new_ids, new_lp = _generate(model, ids, max_tokens, temperature, seed)
-        text = tokenizer.decode(new_ids) if new_ids else ""
-        choice: dict = {"text": (prompt if echo else "") + text, "logprobs": None,
-                        "finish_reason": "length"}
-        if logprobs is not None:
-            shown_ids, shown_lp = list(new_ids), list(new_lp)
-            if echo and self.prompt_logprobs == "echo":
-                shown_ids, shown_lp = ids + shown_ids, prompt_lp + shown_lp
-            tokens = [tokenizer.decode([t]) for t in shown_ids]
-            # the BOS stands at offset 0 and takes no room in the text
-            skip = int(len(shown_ids) > len(new_ids) and _start_token(tokenizer) is not None)
-            offsets, at = [], 0
-            for i, tok in enumerate(tokens):
-                offsets.append(at)
-                at += 0 if i < skip else len(tok)
-            choice["logprobs"] = {
-                "tokens": tokens, "token_logprobs": shown_lp,
-                "top_logprobs": [None if v is None else {t: v}
-                                 for t, v in zip(tokens, shown_lp, strict=True)],
-                "text_offset": offsets}
-        return choice, len(ids), len(new_ids)
+        out, generated = [], 0
+        for new_ids, new_lp, stopped in _generate(
+                model, ids, max_tokens, temperature, seed, n=n, top_k=top_k,
+                eos=getattr(tokenizer, "eos_token_id", None)):
+            generated += len(new_ids) + int(stopped)
+            text = tokenizer.decode(new_ids) if new_ids else ""
+            choice: dict = {"text": (prompt if echo else "") + text, "logprobs": None,
+                            "finish_reason": "stop" if stopped else "length"}
+            if logprobs is not None:
+                shown_ids, shown_lp = list(new_ids), list(new_lp)
+                if echo and self.prompt_logprobs == "echo":
+                    shown_ids, shown_lp = ids + shown_ids, prompt_lp + shown_lp
+                tokens = [tokenizer.decode([t]) for t in shown_ids]
+                # the BOS stands at offset 0 and takes no room in the text
+                skip = int(len(shown_ids) > len(new_ids) and _start_token(tokenizer) is not None)
+                offsets, at = [], 0
+                for i, tok in enumerate(tokens):
+                    offsets.append(at)
+                    at += 0 if i < skip else len(tok)
+                choice["logprobs"] = {
+                    "tokens": tokens, "token_logprobs": shown_lp,
+                    "top_logprobs": [None if v is None else {t: v}
+                                     for t, v in zip(tokens, shown_lp, strict=True)],
+                    "text_offset": offsets}
+            out.append(choice)
+        return out, len(ids), generated
 
 
-def _generate(model, ids: list[int], max_tokens: int, temperature: float, seed
-              ) -> tuple[list[int], list[float]]:
-    """Up to ``max_tokens`` new tokens after ``ids`` (greedy at temperature 0, else
-    sampled) and their log-probabilities."""
+def _generate(model, ids: list[int], max_tokens: int, temperature: float, seed, *,
+              n: int = 1, top_k: int | None = None, eos: int | None = None
+              ) -> list[tuple[list[int], list[float], bool]]:
+    """``n`` continuations of up to ``max_tokens`` new tokens after ``ids`` (greedy at
+    temperature 0, else sampled from one generator seeded with ``seed``), each stopped at
+    ``eos`` (not included): per continuation its ids, their log-probabilities and whether
+    it stopped."""
     if max_tokens == 0:
-        return [], []
+        return [([], [], False) for _ in range(n)]
     import torch
 
     gen = torch.Generator().manual_seed(int(seed) if isinstance(seed, int) else 0)
     context = getattr(getattr(model, "config", None), "n_positions", None) or 1024
-    seq = list(ids)
-    out_ids, out_lp = [], []
+    seq = torch.as_tensor([list(ids)] * n)
+    out = [([], [], False) for _ in range(n)]
+    from miaudit.targets.decoding import _cache_of
+
+    key, past = "past_key_values", None  # the key-value cache while the sequence fits
     with torch.no_grad():
         for _ in range(max_tokens):
-            window = torch.as_tensor([seq[-context:]])
-            logits = model(input_ids=window).logits[0, -1].float()
+            if seq.shape[1] <= context:
+                fed = seq if past is None else seq[:, -1:]
+                answer = model(input_ids=fed, use_cache=True,
+                               **({} if past is None else {key: past}))
+                key, past = _cache_of(answer)
+            else:  # a sliding window: recomputed in full
+                answer = model(input_ids=seq[:, -context:])
+            logits = answer.logits[:, -1].float()
             logp = torch.log_softmax(logits, dim=-1)
             if temperature <= 0:
-                nxt = int(torch.argmax(logp))
+                nxt = torch.argmax(logp, dim=-1)
             else:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                nxt = int(torch.multinomial(probs, 1, generator=gen))
-            seq.append(nxt)
-            out_ids.append(nxt)
-            out_lp.append(float(logp[nxt]))
-    return out_ids, out_lp
+                scaled = logits / temperature
+                if top_k is not None and top_k < scaled.shape[-1]:
+                    kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
+                    scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+                nxt = torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=gen)[:, 0]
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            for r in range(n):
+                new_ids, new_lp, stopped = out[r]
+                t = int(nxt[r])
+                if stopped:
+                    continue
+                if eos is not None and t == eos:
+                    out[r] = (new_ids, new_lp, True)
+                    continue
+                new_ids.append(t)
+                new_lp.append(float(logp[r, t]))
+            if all(o[2] for o in out):
+                break
+    return out
 
 
 class _Server(ThreadingHTTPServer):
