@@ -543,7 +543,7 @@ def test_cli_serve_model_and_detect_exposure(ds, module, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", script, "serve-model", str(folder), "--port", "0",
          "--exposure", "rounded:2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env)
+        text=True, env=env, preexec_fn=_ctrl_c_reaches)
     try:
         url = proc.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
@@ -564,8 +564,21 @@ def test_cli_serve_model_and_detect_exposure(ds, module, tmp_path):
         assert res.exit_code == 1 and "HTTP 404" in res.output
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail("serve-model did not stop within 20 s of SIGINT (SIGINT here: "
+                        f"{signal.getsignal(signal.SIGINT)!r}); its stderr: {err[-800:]}")
     assert proc.returncode == 0 and "stopped: " in err
+
+
+def _ctrl_c_reaches() -> None:
+    """In the child before it starts: SIGINT handled by default and not blocked, whatever
+    this test process (or a library it loaded) did with it, so Ctrl-C stops the server."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def test_server_refuses_bad_faults_and_exposures(module):
