@@ -16,6 +16,17 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = "# Benchmark results\n\nEach section is rewritten by the script named in it.\n"
 
 
+def best_of(repeats: int, fn) -> tuple[float, object]:
+    """The shortest wall time (s) of ``repeats`` calls of ``fn``, and its last result: the
+    least disturbed run on a shared machine."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
 def matmul_peak(device: str = "cpu", n: int = 2048, repeats: int = 10) -> float:
     """Measured float32 matrix-product throughput (GFLOP/s) of ``device``: the yardstick
     printed beside every absolute time, since machines differ."""

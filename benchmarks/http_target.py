@@ -36,7 +36,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
-from _results import table, write_section
+from _results import best_of, table, write_section
 from safetensors.numpy import save_file
 
 from miaudit.targets import TorchTarget
@@ -70,15 +70,6 @@ def save_model(folder: Path) -> torch.nn.Module:
     (folder / "meta.json").write_text(json.dumps({"recipe": recipe.to_dict(),
                                                   "n_classes": N_CLASSES}))
     return module
-
-
-def best_of(repeats: int, fn) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:

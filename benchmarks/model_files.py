@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import skops.io as sio
-from _results import table, write_section
+from _results import best_of, table, write_section
 from skl2onnx import to_onnx
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
@@ -28,15 +27,6 @@ from sklearn.neural_network import MLPClassifier
 from miaudit.data import load_dataset
 from miaudit.targets import SklearnTarget
 from miaudit.targets.files import load_model_file
-
-
-def best_of(repeats: int, fn) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> None:
