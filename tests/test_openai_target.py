@@ -330,6 +330,7 @@ def test_audit_samia_through_a_text_only_endpoint(memo, tmp_path):
     assert set(summary["attacks"]) == {"samia", "samia-zlib"}
     assert "member_mean_nll" not in summary["target"]
     assert summary["exposure"] == "text (sampled continuations)"  # no log-probability read
+    assert "Under exposure 'text (sampled continuations)'" in summary["verdict"]["sentence"]
     assert set(result.scores["exposure"]) == {"text (sampled continuations)"}
     assert summary["target"]["api"]["completion_tokens"] > 0
     scores = result.scores["samia"].to_numpy()

@@ -183,17 +183,9 @@ def audit_lm(
         ``scores.parquet`` with one row per audited text.
     """
     started = time.perf_counter()
-    if references < 0 or canaries < 0:
-        raise ConfigError("references and canaries must be >= 0.")
-    if not 0 < k <= 1:
-        raise ConfigError(f"k must lie in (0, 1], got {k}.")
-    for name, value in (("extraction_prefix", extraction_prefix),
-                        ("extraction_suffix", extraction_suffix), ("neighbours", neighbours)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
-    if (isinstance(dc_pdd_cap, bool) or not isinstance(dc_pdd_cap, int | float)
-            or not math.isfinite(dc_pdd_cap) or dc_pdd_cap <= 0):
-        raise ConfigError(f"dc_pdd_cap must be a number > 0, got {dc_pdd_cap!r}.")
+    _check_settings(references=references, canaries=canaries, k=k, dc_pdd_cap=dc_pdd_cap,
+                    extraction_prefix=extraction_prefix, extraction_suffix=extraction_suffix,
+                    neighbours=neighbours)
     querying = {"device": device, "progress": progress, "batch_size": batch_size,
                 "max_length": max_length, "stride": stride}
     trained = None if not cache else ModelCache(
@@ -261,7 +253,8 @@ def audit_lm(
                  "ngram_overlap": overlap.to_dict()},
         "target": game.info,
         "exposure": _exposure(run),
-        "verdict": _lm_verdict(entries, run.scores, game.is_member, fprs, alpha),
+        "verdict": _lm_verdict(entries, run.scores, game.is_member, fprs, alpha,
+                               _exposure(run)),
         "attacks": entries,
         "blind_baseline": blind_entry,
         "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
@@ -285,6 +278,21 @@ def audit_lm(
                        signals=_lm_signals(game, run), artifacts=artifacts)
 
 
+def _check_settings(*, references, canaries, k, dc_pdd_cap, **whole: object) -> None:
+    """:func:`audit_lm`'s numeric settings checked before anything runs; ``whole``: those
+    that must be whole numbers >= 1."""
+    if references < 0 or canaries < 0:
+        raise ConfigError("references and canaries must be >= 0.")
+    if not 0 < k <= 1:
+        raise ConfigError(f"k must lie in (0, 1], got {k}.")
+    for name, value in whole.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
+    if (isinstance(dc_pdd_cap, bool) or not isinstance(dc_pdd_cap, int | float)
+            or not math.isfinite(dc_pdd_cap) or dc_pdd_cap <= 0):
+        raise ConfigError(f"dc_pdd_cap must be a number > 0, got {dc_pdd_cap!r}.")
+
+
 #: What a verdict of no leakage does and does not say about a language model.
 NEAR_CHANCE_NOTE = (
     "No attack told members from non-members here. For a fine-tuned or small model this is "
@@ -294,10 +302,10 @@ NEAR_CHANCE_NOTE = (
     "memorisation: see the canaries, the extraction test, or dataset inference.")
 
 
-def _lm_verdict(entries: dict, scores: dict, is_member: np.ndarray, fprs, alpha: float
-                ) -> dict:
+def _lm_verdict(entries: dict, scores: dict, is_member: np.ndarray, fprs, alpha: float,
+                exposure: str) -> dict:
     """The audit's verdict, with :data:`NEAR_CHANCE_NOTE` when it finds no leakage."""
-    verdict = audit_verdict(entries, scores, is_member, exposure="token log-probabilities",
+    verdict = audit_verdict(entries, scores, is_member, exposure=exposure,
                             fprs=[str(float(f)) for f in fprs], alpha=alpha)
     if verdict.get("level") == "none":
         verdict["note"] = NEAR_CHANCE_NOTE
