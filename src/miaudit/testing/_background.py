@@ -11,6 +11,18 @@ from typing import Self
 from miaudit.errors import ConfigError
 
 
+def write_json(handler, status: int, data: bytes, headers: dict | None = None) -> None:
+    """Send ``data`` (a JSON body, already encoded) as the answer of a
+    ``BaseHTTPRequestHandler``, with its length and any extra ``headers``."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class BackgroundServer:
     """Mixin for the test servers: ``self._httpd`` (a ``socketserver`` server) is served
     by a daemon thread between :meth:`start` and :meth:`stop` (or a ``with`` block)."""

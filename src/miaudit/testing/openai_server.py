@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from miaudit.errors import ConfigError
-from miaudit.testing._background import BackgroundServer
+from miaudit.testing._background import BackgroundServer, write_json
 
 __all__ = ["OpenAICompletionsServer", "OpenAIServerStats"]
 
@@ -286,14 +286,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
-        data = json.dumps(body, separators=(",", ":")).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        write_json(self, status, json.dumps(body, separators=(",", ":")).encode(), headers)
 
     def _error(self, status: int, message: str, code: str | None = None) -> None:
         self._send(status, {"error": {"message": message, "type": "invalid_request_error",

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from miaudit.testing._background import BackgroundServer
+from miaudit.testing._background import BackgroundServer, write_json
 
 __all__ = ["ProtocolServer"]
 
@@ -159,12 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST":
             app.last_body = body
         status, answer = app.answer(method, self.path.split("?", 1)[0], body)
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        write_json(self, status, json.dumps(answer).encode())
 
     def do_GET(self) -> None:
         self._handle("GET")

@@ -45,7 +45,7 @@ from miaudit.errors import ConfigError, MiauditError
 from miaudit.signals.exposure import Exposure, apply_defence, parse_exposure
 from miaudit.targets.adapters import TorchTarget, as_target
 from miaudit.targets.outputs import ModelOutputs
-from miaudit.testing._background import BackgroundServer
+from miaudit.testing._background import BackgroundServer, write_json
 
 __all__ = ["Faults", "ModelServer", "ServerControl", "ServerStats", "load_model", "release",
            "serve_in_thread"]
@@ -309,13 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
                           separators=(",", ":")).encode()
         if fault == "not-json":
             data = data[: len(data) // 2]  # cut in the middle, as by a failing proxy
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
+        write_json(self, status, data, headers)
 
     def do_GET(self) -> None:
         app = self.server.app
