@@ -82,3 +82,15 @@ def memorised_lm():
         texts=texts, member=member, tokenizer=tokenizer, recipe=recipe,
         target=CausalLMTarget(model, tokenizer, batch_size=5),
         untrained=CausalLMTarget(build_lm(recipe, tokenizer, seed=1), tokenizer))
+
+
+@pytest.fixture(scope="module")
+def memorised_lm_one_thread(memorised_lm):
+    """:func:`memorised_lm`, queried on one torch thread in the module that asks for it
+    (tiny models run fastest so, and far faster on a loaded machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield memorised_lm
+    torch.set_num_threads(threads)

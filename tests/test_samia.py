@@ -120,15 +120,8 @@ def test_sampler_draws_from_the_tempered_top_k_softmax():
 
 
 @pytest.fixture(scope="module")
-def lm(memorised_lm):
-    """The shared tiny GPT-2 with 12 memorised members (conftest.py), queried on one torch
-    thread here (tiny models run fastest so, and far faster on a loaded machine)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield memorised_lm
-    torch.set_num_threads(threads)
+def lm(memorised_lm_one_thread):
+    return memorised_lm_one_thread
 
 
 def _sample(target, texts, **kwargs):

@@ -236,6 +236,7 @@ def audit_lm(
     reissue_once(caught)
     _describe_target(game, run, references)
     entries = _lm_entries(metrics, options)
+    exposure = _exposure(run)
     if "neighbour" in entries:
         entries["neighbour"]["options"] = {"n_neighbours": neighbours,
                                            "proposer": run.proposer}
@@ -252,9 +253,8 @@ def audit_lm(
                  else len(game.tokenizer_ds),
                  "ngram_overlap": overlap.to_dict()},
         "target": game.info,
-        "exposure": _exposure(run),
-        "verdict": _lm_verdict(entries, run.scores, game.is_member, fprs, alpha,
-                               _exposure(run)),
+        "exposure": exposure,
+        "verdict": _lm_verdict(entries, run.scores, game.is_member, fprs, alpha, exposure),
         "attacks": entries,
         "blind_baseline": blind_entry,
         "settings": {"seed": seed, "alpha": alpha, "prior": prior, "delta": delta,
